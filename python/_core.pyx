@@ -1,0 +1,103 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
+"""Bindings of the rnncore C library: typed memoryviews in, one C call, status
+mapped to an exception, the GIL released around every kernel.
+
+Validation, allocation and backend choice live in rnncore/_api.py; these
+functions trust their callers except where C re-checks.
+"""
+from libc.stdint cimport int64_t
+
+from _crnncore cimport *
+
+CELL_RNN_TANH = RNC_CELL_RNN_TANH
+CELL_RNN_RELU = RNC_CELL_RNN_RELU
+CELL_LSTM = RNC_CELL_LSTM
+CELL_GRU = RNC_CELL_GRU
+VERSION = RNC_VERSION.decode()
+
+
+cdef int _check(rnc_status status) except -1:
+    if status == RNC_OK:
+        return 0
+    msg = rnc_status_str(status).decode()
+    if status == RNC_ERR_INVALID_ARG:
+        raise ValueError(f"rnncore C library rejected its arguments ({msg}); "
+                         "the Python validation should have caught this")
+    if status == RNC_ERR_NO_MEMORY:
+        raise MemoryError(msg)
+    if status == RNC_ERR_UNSUPPORTED:
+        raise NotImplementedError(msg)
+    raise RuntimeError(f"rnncore C library returned status {<int>status}")
+
+
+cdef int _need(bint ok, str name) except -1:
+    if not ok:
+        raise ValueError(f"rnncore._core: {name} has the wrong shape for these sizes")
+    return 0
+
+
+def has_openmp():
+    return bool(rnc_has_openmp())
+
+
+def default_threads():
+    return rnc_default_threads()
+
+
+def fwd_workspace_floats(int cell, int64_t T, int64_t N, int64_t I, int64_t H):
+    """Floats of workspace `forward` needs, or 0 when the sizes overflow."""
+    cdef rnc_dims d = rnc_dims(T, N, I, H, <rnc_cell>cell)
+    return rnc_fwd_workspace_floats(&d)
+
+
+def pack_weight(const float[:, ::1] w, float[:, ::1] w_t):
+    """w_t = w.T for a [rows, cols] weight (the packed layout of the kernels)."""
+    _need(w_t.shape[0] == w.shape[1] and w_t.shape[1] == w.shape[0], "w_t")
+    with nogil:
+        status = rnc_pack_weight(w.shape[0], w.shape[1], &w[0, 0], &w_t[0, 0])
+    _check(status)
+
+
+def forward(int cell, int64_t T, int64_t N, int64_t I, int64_t H,
+            bint batch_first, bint reverse,
+            const float[:, ::1] x,
+            const float[:, ::1] h0, const float[:, ::1] c0,
+            const float[:, ::1] w_ih_t, const float[:, ::1] w_hh_t,
+            const float[::1] b_ih, const float[::1] b_hh,
+            float[:, ::1] y, int64_t y_col,
+            float[:, ::1] h_n, float[:, ::1] c_n,
+            float[::1] ws, int n_threads):
+    """One layer-direction: rnc_forward. x: [T*N, I] rows; y: [T*N, ldy] rows,
+    this direction's H columns starting at y_col; h0/c0/h_n/c_n: [N, H] or None."""
+    cdef rnc_dims d = rnc_dims(T, N, I, H, <rnc_cell>cell)
+    cdef int G = rnc_cell_gates(<rnc_cell>cell)
+    # Cheap shape re-checks, so that even a direct call cannot read or write
+    # out of bounds (rnncore/_api.py has validated already).
+    _need(G > 0 and T > 0 and N > 0 and I > 0 and H > 0, "sizes")
+    _need(x.shape[0] == T * N and x.shape[1] == I, "x")
+    _need(w_ih_t.shape[0] == I and w_ih_t.shape[1] == G * H, "w_ih_t")
+    _need(w_hh_t.shape[0] == H and w_hh_t.shape[1] == G * H, "w_hh_t")
+    _need(y.shape[0] == T * N and 0 <= y_col and y_col + H <= y.shape[1], "y")
+    _need(ws.shape[0] >= <Py_ssize_t>rnc_fwd_workspace_floats(&d), "ws")
+    for name, v in (("h0", h0), ("c0", c0), ("h_n", h_n), ("c_n", c_n)):
+        _need(v is None or (v.shape[0] == N and v.shape[1] == H), name)
+    for name, v in (("b_ih", b_ih), ("b_hh", b_hh)):
+        _need(v is None or v.shape[0] == G * H, name)
+    cdef rnc_fwd_args a
+    a.x = &x[0, 0]
+    a.h0 = &h0[0, 0] if h0 is not None else NULL
+    a.c0 = &c0[0, 0] if c0 is not None else NULL
+    a.w_ih_t = &w_ih_t[0, 0]
+    a.w_hh_t = &w_hh_t[0, 0]
+    a.b_ih = &b_ih[0] if b_ih is not None else NULL
+    a.b_hh = &b_hh[0] if b_hh is not None else NULL
+    a.y = &y[0, y_col]
+    a.ldy = y.shape[1]
+    a.h_n = &h_n[0, 0] if h_n is not None else NULL
+    a.c_n = &c_n[0, 0] if c_n is not None else NULL
+    a.ws = &ws[0]
+    a.batch_first = batch_first
+    a.reverse = reverse
+    with nogil:
+        status = rnc_forward(&d, &a, n_threads)
+    _check(status)

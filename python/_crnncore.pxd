@@ -1,0 +1,45 @@
+# Extern declarations of csrc/include/rnncore.h (the only header the bindings use).
+from libc.stdint cimport int64_t
+
+
+cdef extern from "rnncore.h" nogil:
+    ctypedef enum rnc_status:
+        RNC_OK
+        RNC_ERR_INVALID_ARG
+        RNC_ERR_NO_MEMORY
+        RNC_ERR_UNSUPPORTED
+
+    ctypedef enum rnc_cell:
+        RNC_CELL_RNN_TANH
+        RNC_CELL_RNN_RELU
+        RNC_CELL_LSTM
+        RNC_CELL_GRU
+
+    ctypedef struct rnc_dims:
+        int64_t T, N, I, H
+        rnc_cell cell
+
+    ctypedef struct rnc_fwd_args:
+        const float *x
+        const float *h0
+        const float *c0
+        const float *w_ih_t
+        const float *w_hh_t
+        const float *b_ih
+        const float *b_hh
+        float *y
+        int64_t ldy
+        float *h_n
+        float *c_n
+        float *ws
+        int batch_first
+        int reverse
+
+    const char *RNC_VERSION
+    const char *rnc_status_str(rnc_status s) noexcept
+    int rnc_cell_gates(rnc_cell cell) noexcept
+    size_t rnc_fwd_workspace_floats(const rnc_dims *d) noexcept
+    rnc_status rnc_forward(const rnc_dims *d, const rnc_fwd_args *a, int n_threads) noexcept
+    rnc_status rnc_pack_weight(int64_t rows, int64_t cols, const float *src, float *dst) noexcept
+    int rnc_has_openmp() noexcept
+    int rnc_default_threads() noexcept

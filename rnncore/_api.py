@@ -1,0 +1,240 @@
+"""Validation, allocation and backend choice between the public layers and the
+kernels (the C extension ``rnncore._core`` or the NumPy reference).
+
+Everything a user can pass is checked here, before C sees it, and every error
+names the argument.
+"""
+import operator
+import os
+import threading
+import warnings
+
+import numpy as np
+
+from . import reference
+
+try:
+    from . import _core
+    _CORE_ERROR = None
+except ImportError as exc:  # the extension was not built: the reference still works
+    _core = None
+    _CORE_ERROR = f"{type(exc).__name__}: {exc}"
+
+MODES = ("RNN_TANH", "RNN_RELU", "LSTM", "GRU")
+GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
+
+
+def _select_backend():
+    requested = os.environ.get("RNNCORE_BACKEND", "").strip().lower()
+    if requested not in ("", "c", "reference"):
+        raise ValueError(f"RNNCORE_BACKEND must be 'c' or 'reference', got {requested!r}")
+    if requested == "reference":
+        return "reference"
+    if _core is None:
+        if requested == "c":
+            raise ImportError(f"RNNCORE_BACKEND=c but the C extension failed to import: {_CORE_ERROR}")
+        warnings.warn(f"rnncore: C extension unavailable ({_CORE_ERROR}); "
+                      "using the slow NumPy reference backend", RuntimeWarning, stacklevel=3)
+        return "reference"
+    return "c"
+
+
+_backend = _select_backend()
+
+
+def backend():
+    """Name of the active backend: ``'c'`` (compiled kernels) or ``'reference'``
+    (pure NumPy, forced by ``RNNCORE_BACKEND=reference`` or used when the
+    extension is missing)."""
+    return _backend
+
+
+# ---------------------------------------------------------------- threads
+
+def _initial_threads():
+    env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+_threads_lock = threading.Lock()
+_num_threads = _initial_threads()
+
+
+def set_num_threads(n):
+    """Set the number of threads the kernels may use (>= 1). The default is the
+    number of cores available to the process, or ``OMP_NUM_THREADS`` when set.
+    Small problems still run on one thread."""
+    n = check_int("n", n, minimum=1)
+    global _num_threads
+    with _threads_lock:
+        _num_threads = n
+
+
+def get_num_threads():
+    """Number of threads the kernels may use."""
+    return _num_threads
+
+
+# ---------------------------------------------------------------- checks
+
+def check_int(name, value, minimum=None):
+    """An integer argument (bool excluded): TypeError for other types,
+    ValueError below `minimum`."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an integer, got bool")
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}") from None
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def as_float32(name, value):
+    """`value` as a float32 ndarray.
+
+    Real floating input of another precision (float16, float64, longdouble) is
+    converted to float32; every other dtype (integers, bool, complex, object,
+    strings) raises TypeError. The result may share memory with `value`.
+    """
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError) as exc:
+        raise TypeError(f"{name} must be a float32 array, could not convert "
+                        f"{type(value).__name__}: {exc}") from None
+    if arr.dtype.kind != "f":
+        raise TypeError(f"{name} must be float32 (other real float types are converted), "
+                        f"got {arr.dtype}")
+    return arr.astype(np.float32, copy=False)
+
+
+def shape_str(shape):
+    return "(" + ", ".join(str(s) for s in shape) + ")"
+
+
+def check_shape(name, arr, expected, what):
+    """ValueError naming `name` unless arr.shape == expected."""
+    if arr.shape != tuple(expected):
+        raise ValueError(f"{name} must have shape {what} = {shape_str(expected)}, "
+                         f"got {shape_str(arr.shape)}")
+
+
+def as_state(name, value, expected, what):
+    """An initial-state argument: float32, C-contiguous, of shape `expected`."""
+    if isinstance(value, (tuple, list)):
+        raise ValueError(f"{name} must be an array of shape {what} = {shape_str(expected)}, "
+                         f"got a {type(value).__name__}")
+    arr = as_float32(name, value)
+    check_shape(name, arr, expected, what)
+    return np.ascontiguousarray(arr)
+
+
+# ---------------------------------------------------------------- compute
+
+def _workspace(mode, T, N, H):
+    """Float32 workspace for one layer-direction (shared by all of a call's)."""
+    cell = cell_code(mode)
+    floats = _core.fwd_workspace_floats(cell, T, N, 1, H)
+    if floats == 0:
+        raise MemoryError(f"rnncore: workspace for T={T}, N={N}, H={H} overflows the address space")
+    return np.empty(floats, dtype=np.float32)
+
+
+def cell_code(mode):
+    return {"RNN_TANH": _core.CELL_RNN_TANH, "RNN_RELU": _core.CELL_RNN_RELU,
+            "LSTM": _core.CELL_LSTM, "GRU": _core.CELL_GRU}[mode]
+
+
+def pack_weight(w):
+    """The kernels' layout of a [G*H, K] weight: its transpose [K, G*H],
+    C-contiguous (see rnc_pack_weight in rnncore.h)."""
+    if _core is None:
+        return None
+    packed = np.empty((w.shape[1], w.shape[0]), dtype=np.float32)
+    _core.pack_weight(w, packed)
+    packed.flags.writeable = False
+    return packed
+
+
+def run_layers(mode, x, h0, c0, layers, *, hidden_size, bidirectional, batch_first):
+    """Stacked, optionally bidirectional recurrent layers over a whole batch.
+
+    x: float32 C-contiguous ``[T, N, I]`` (``[N, T, I]`` if batch_first);
+    h0, c0: ``[L*D, N, H]`` or None (zeros; c0 only for LSTM);
+    layers: per layer, per direction, a dict with 'w_ih', 'w_hh', 'b_ih', 'b_hh'
+    (PyTorch layout, biases may be None) and 'w_ih_t', 'w_hh_t' (packed).
+    Returns ``(y, h_n, c_n)``: y ``[T, N, D*H]`` (``[N, T, D*H]`` if batch_first),
+    h_n and c_n ``[L*D, N, H]`` (c_n None unless LSTM).
+    """
+    if _backend == "reference":
+        return _run_reference(mode, x, h0, c0, layers, hidden_size=hidden_size,
+                              bidirectional=bidirectional, batch_first=batch_first)
+    D = 2 if bidirectional else 1
+    L = len(layers)
+    H = hidden_size
+    if batch_first:
+        N, T = x.shape[:2]
+    else:
+        T, N = x.shape[:2]
+    h_n = np.empty((L * D, N, H), dtype=np.float32)
+    c_n = np.empty((L * D, N, H), dtype=np.float32) if mode == "LSTM" else None
+    ws = _workspace(mode, T, N, H)
+    cell = cell_code(mode)
+    n_threads = _num_threads
+    inp = x.reshape(T * N, x.shape[2])
+    for layer, directions in enumerate(layers):
+        y = np.empty((T * N, D * H), dtype=np.float32)
+        for d, p in enumerate(directions):
+            k = layer * D + d
+            _core.forward(
+                cell, T, N, inp.shape[1], H, batch_first, d == 1, inp,
+                h0[k] if h0 is not None else None,
+                c0[k] if c0 is not None else None,
+                p["w_ih_t"], p["w_hh_t"], p["b_ih"], p["b_hh"],
+                y, d * H, h_n[k], c_n[k] if c_n is not None else None,
+                ws, n_threads)
+        inp = y
+    shape = (N, T, D * H) if batch_first else (T, N, D * H)
+    return inp.reshape(shape), h_n, c_n
+
+
+def _run_reference(mode, x, h0, c0, layers, *, hidden_size, bidirectional, batch_first):
+    """run_layers on the float64 NumPy reference, results cast to float32."""
+    D = 2 if bidirectional else 1
+    H = hidden_size
+    inp = x.astype(np.float64)
+    if batch_first:
+        inp = inp.transpose(1, 0, 2)
+    T, N = inp.shape[:2]
+    L = len(layers)
+    h_n = np.empty((L * D, N, H), dtype=np.float32)
+    c_n = np.empty((L * D, N, H), dtype=np.float32) if mode == "LSTM" else None
+    zeros = np.zeros((N, H))
+
+    def f64(a):
+        return None if a is None else a.astype(np.float64)
+
+    for layer, directions in enumerate(layers):
+        outs = []
+        for d, p in enumerate(directions):
+            k = layer * D + d
+            y, hk, ck = reference.layer_forward(
+                mode, inp, f64(h0[k]) if h0 is not None else zeros,
+                f64(c0[k]) if c0 is not None else zeros,
+                f64(p["w_ih"]), f64(p["w_hh"]), f64(p["b_ih"]), f64(p["b_hh"]),
+                reverse=d == 1)
+            outs.append(y)
+            h_n[k] = hk
+            if c_n is not None:
+                c_n[k] = ck
+        inp = np.concatenate(outs, axis=2)
+    y = inp.astype(np.float32)
+    if batch_first:
+        y = np.ascontiguousarray(y.transpose(1, 0, 2))
+    return y, h_n, c_n

@@ -1,0 +1,150 @@
+"""Pure-NumPy reference of the rnncore kernels: the test oracle, the fallback
+backend (``RNNCORE_BACKEND=reference``) and the executable specification of
+gate order and layout.
+
+Everything computes in the dtype it is given (float64 in the tests) with an
+explicit loop over time. Conventions are PyTorch's:
+
+* Weights ``w_ih`` ``[G*H, I]``, ``w_hh`` ``[G*H, H]``, biases ``[G*H]``, gates
+  stored as contiguous blocks of ``H`` rows.
+* RNN (G = 1): ``h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)``,
+  ``act`` = tanh or relu.
+* LSTM (G = 4), gate order **i, f, g, o**::
+
+      i = sigmoid(W_ii x + b_ii + W_hi h + b_hi)
+      f = sigmoid(W_if x + b_if + W_hf h + b_hf)
+      g = tanh   (W_ig x + b_ig + W_hg h + b_hg)
+      o = sigmoid(W_io x + b_io + W_ho h + b_ho)
+      c_t = f * c_{t-1} + i * g
+      h_t = o * tanh(c_t)
+
+* GRU (G = 3), gate order **r, z, n**, reset applied after the recurrent
+  product ("linear before reset")::
+
+      r = sigmoid(W_ir x + b_ir + W_hr h + b_hr)
+      z = sigmoid(W_iz x + b_iz + W_hz h + b_hz)
+      n = tanh(W_in x + b_in + r * (W_hn h + b_hn))
+      h_t = (1 - z) * n + z * h_{t-1}
+
+Sequences are time-major here: ``x`` is ``[T, N, I]``; the layer wrappers in
+:mod:`rnncore.layers` handle ``batch_first``, unbatched input, stacking and
+directions.
+"""
+import numpy as np
+
+__all__ = ["sigmoid", "rnn_forward", "lstm_forward", "gru_forward", "layer_forward"]
+
+
+def sigmoid(x):
+    """Logistic function, written through tanh so it never overflows."""
+    return 0.5 * (np.tanh(0.5 * x) + 1.0)
+
+
+def _gate_input(x, w_ih, b_ih, b_hh, recurrent_bias_blocks):
+    """gx[t] = x[t] @ w_ih.T + b_ih (+ b_hh on the first `recurrent_bias_blocks`
+    rows of gates): the input projection of all steps at once."""
+    gx = x @ w_ih.T
+    if b_ih is not None:
+        gx = gx + b_ih
+    if b_hh is not None and recurrent_bias_blocks:
+        k = recurrent_bias_blocks
+        gx[..., :k] = gx[..., :k] + b_hh[:k]
+    return gx
+
+
+def _steps(T, reverse):
+    return range(T - 1, -1, -1) if reverse else range(T)
+
+
+def rnn_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, nonlinearity="tanh", reverse=False):
+    """Elman RNN over a sequence.
+
+    ``h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)``, act = tanh or relu.
+
+    Parameters: x ``[T, N, I]``, h0 ``[N, H]``, w_ih ``[H, I]``, w_hh ``[H, H]``,
+    b_ih, b_hh ``[H]`` or None. ``reverse`` runs from t = T-1 down to 0.
+    Returns ``y [T, N, H]`` and ``h_n [N, H]``.
+    """
+    act = {"tanh": np.tanh, "relu": lambda v: np.maximum(v, 0)}[nonlinearity]
+    T = x.shape[0]
+    H = w_hh.shape[1]
+    gx = _gate_input(x, w_ih, b_ih, b_hh, H)
+    y = np.empty(x.shape[:2] + (H,), dtype=gx.dtype)
+    h = h0
+    for t in _steps(T, reverse):
+        # 1. h_t = act(gx_t + W_hh h_{t-1})
+        h = act(gx[t] + h @ w_hh.T)
+        y[t] = h
+    return y, h
+
+
+def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, *, reverse=False):
+    """LSTM over a sequence, gate order i, f, g, o (equations in the module
+    docstring).
+
+    Parameters: x ``[T, N, I]``, h0, c0 ``[N, H]``, w_ih ``[4H, I]``,
+    w_hh ``[4H, H]``, b_ih, b_hh ``[4H]`` or None.
+    Returns ``y [T, N, H]``, ``h_n [N, H]``, ``c_n [N, H]``.
+    """
+    T = x.shape[0]
+    H = w_hh.shape[1]
+    gx = _gate_input(x, w_ih, b_ih, b_hh, 4 * H)
+    y = np.empty(x.shape[:2] + (H,), dtype=gx.dtype)
+    h, c = h0, c0
+    for t in _steps(T, reverse):
+        # 1. gates = gx_t + W_hh h_{t-1}
+        a = gx[t] + h @ w_hh.T
+        i = sigmoid(a[:, 0 * H:1 * H])
+        f = sigmoid(a[:, 1 * H:2 * H])
+        g = np.tanh(a[:, 2 * H:3 * H])
+        o = sigmoid(a[:, 3 * H:4 * H])
+        # 2. c_t = f * c_{t-1} + i * g
+        c = f * c + i * g
+        # 3. h_t = o * tanh(c_t)
+        h = o * np.tanh(c)
+        y[t] = h
+    return y, h, c
+
+
+def gru_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, reverse=False):
+    """GRU over a sequence, gate order r, z, n, reset after the recurrent
+    product (equations in the module docstring).
+
+    Parameters: x ``[T, N, I]``, h0 ``[N, H]``, w_ih ``[3H, I]``,
+    w_hh ``[3H, H]``, b_ih, b_hh ``[3H]`` or None.
+    Returns ``y [T, N, H]`` and ``h_n [N, H]``.
+    """
+    T = x.shape[0]
+    H = w_hh.shape[1]
+    gx = _gate_input(x, w_ih, b_ih, b_hh, 2 * H)  # b_hn stays inside the reset product
+    b_hn = b_hh[2 * H:] if b_hh is not None else 0.0
+    y = np.empty(x.shape[:2] + (H,), dtype=gx.dtype)
+    h = h0
+    for t in _steps(T, reverse):
+        # 1. a = W_hh h_{t-1}
+        a = h @ w_hh.T
+        r = sigmoid(gx[t][:, 0 * H:1 * H] + a[:, 0 * H:1 * H])
+        z = sigmoid(gx[t][:, 1 * H:2 * H] + a[:, 1 * H:2 * H])
+        # 2. n = tanh(W_in x + b_in + r * (W_hn h + b_hn))
+        n = np.tanh(gx[t][:, 2 * H:3 * H] + r * (a[:, 2 * H:3 * H] + b_hn))
+        # 3. h_t = (1 - z) * n + z * h_{t-1}
+        h = (1.0 - z) * n + z * h
+        y[t] = h
+    return y, h
+
+
+def layer_forward(mode, x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, *, reverse=False):
+    """One layer-direction of any cell: ``mode`` is 'RNN_TANH', 'RNN_RELU',
+    'LSTM' or 'GRU'. Returns ``(y, h_n, c_n)`` with ``c_n`` None unless LSTM.
+
+    IEEE semantics: NaN and Inf propagate as they would in exact arithmetic, so
+    floating-point warnings are silenced here rather than raised.
+    """
+    with np.errstate(all="ignore"):
+        if mode == "LSTM":
+            return lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse=reverse)
+        if mode == "GRU":
+            return gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse=reverse) + (None,)
+        nonlinearity = {"RNN_TANH": "tanh", "RNN_RELU": "relu"}[mode]
+        return rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh,
+                           nonlinearity=nonlinearity, reverse=reverse) + (None,)

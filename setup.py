@@ -1,0 +1,127 @@
+"""Build of rnncore: the C library in csrc/ plus the Cython bridge in python/,
+linked into one extension module, rnncore._core.
+
+Environment switches:
+  RNNCORE_NO_OPENMP=1  build serially even where OpenMP works.
+  RNNCORE_NATIVE=1     add -march=native (local benchmarking only; never wheels).
+"""
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+ROOT = Path(__file__).parent.resolve()
+CSRC = Path("csrc")
+C_SOURCES = sorted(str(p) for p in (CSRC / "src").glob("*.c"))
+C_HEADERS = sorted(str(p) for p in CSRC.rglob("*.h"))
+
+BASE_FLAGS = ["-O3", "-std=c99", "-Wall", "-Wextra"]
+OPTIONAL_FLAGS = ["-fopenmp-simd", "-fno-math-errno"]
+
+OPENMP_PROBE = r"""
+#include <omp.h>
+#include <stdio.h>
+int main(void) {
+    int n = 0;
+    #pragma omp parallel reduction(+:n)
+    n += 1;
+    printf("%d\n", n);
+    return n >= 1 ? 0 : 1;
+}
+"""
+
+
+def _env_on(name):
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+class BuildExt(build_ext):
+    """Compiles csrc/ with probed flags, links it into rnncore._core and writes
+    rnncore/_build_info.py."""
+
+    def _compiles(self, flags, source="int main(void) { return 0; }\n", link=False, run=False):
+        with tempfile.TemporaryDirectory() as tmp:
+            src = os.path.join(tmp, "probe.c")
+            with open(src, "w") as f:
+                f.write(source)
+            try:
+                objs = self.compiler.compile([src], output_dir=tmp, extra_postargs=flags)
+                if link or run:
+                    exe = os.path.join(tmp, "probe")
+                    self.compiler.link_executable(objs, exe, extra_postargs=flags)
+                    if run:
+                        subprocess.run([exe], check=True, capture_output=True, timeout=60)
+            except Exception:
+                return False
+        return True
+
+    def _openmp_flags(self):
+        if _env_on("RNNCORE_NO_OPENMP"):
+            return [], "disabled by RNNCORE_NO_OPENMP"
+        candidates = [["-fopenmp"], ["-Xpreprocessor", "-fopenmp", "-lomp"]]
+        for flags in candidates:
+            if self._compiles(flags, OPENMP_PROBE, link=True, run=True):
+                return flags, "enabled"
+        print("WARNING: rnncore: the compiler cannot build and run an OpenMP program; "
+              "building serially (results are the same, only slower).", file=sys.stderr)
+        return [], "not supported by the compiler"
+
+    def build_extensions(self):
+        flags = list(BASE_FLAGS) + [f for f in OPTIONAL_FLAGS if self._compiles([f])]
+        if _env_on("RNNCORE_NATIVE"):
+            flags.append("-march=native")
+        omp_flags, omp_status = self._openmp_flags()
+        omp_compile = [f for f in omp_flags if not f.startswith("-l")]
+
+        build_tmp = Path(self.build_temp) / "csrc"
+        objects = self.compiler.compile(
+            C_SOURCES,
+            output_dir=str(build_tmp),
+            include_dirs=[str(CSRC / "include")],
+            extra_postargs=flags + omp_compile,
+            depends=C_HEADERS,
+        )
+        for ext in self.extensions:
+            ext.extra_objects = objects + ext.extra_objects
+            ext.extra_compile_args = ext.extra_compile_args + omp_compile
+            ext.extra_link_args = ext.extra_link_args + omp_flags
+
+        self._write_build_info(
+            openmp=bool(omp_flags),
+            openmp_status=omp_status,
+            c_flags=flags + omp_compile,
+            compiler=" ".join(self.compiler.compiler_so[:1]),
+        )
+        super().build_extensions()
+
+    def _write_build_info(self, **info):
+        text = '"""Written by setup.py at build time."""\n' + "".join(
+            f"{k} = {v!r}\n" for k, v in info.items())
+        targets = [Path(self.build_lib) / "rnncore" / "_build_info.py"]
+        if self.inplace:
+            targets = [ROOT / "rnncore" / "_build_info.py"]
+        for target in targets:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
+
+
+extension = Extension(
+    "rnncore._core",
+    sources=["python/_core.pyx"],
+    include_dirs=[str(CSRC / "include")],
+    depends=C_HEADERS + ["python/_crnncore.pxd"],
+)
+
+setup(
+    ext_modules=cythonize(
+        [extension],
+        include_path=["python"],
+        compiler_directives={"language_level": "3"},
+    ),
+    cmdclass={"build_ext": BuildExt},
+)
