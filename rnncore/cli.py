@@ -66,9 +66,10 @@ def build_parser():
 
 def main(argv=None):
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
+        argv = ["info"] + argv  # the default command
     args = parser.parse_args(argv)
-    if args.command is None:
-        args = parser.parse_args(["info"] + list(argv if argv is not None else sys.argv[1:]))
     for name in ("steps", "batch", "hidden", "layers", "repeat"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be >= 1")

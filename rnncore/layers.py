@@ -217,8 +217,8 @@ class RNNBase:
             c_n = c_n[:, 0, :] if c_n is not None else None
         return y, h_n, c_n
 
-    def __call__(self, x, hx=None):
-        return self.forward(x, hx)
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
 
     def extra_repr(self):
         s = f"{self.input_size}, {self.hidden_size}"

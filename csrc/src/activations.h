@@ -4,10 +4,10 @@
  * calls without -ffast-math).
  *
  *   exp(x)      Cephes expf: x = n ln2 + r, |r| <= ln2/2, degree-6 polynomial
- *               for e^r, scaled by 2^n built in the exponent bits. Inputs are
- *               clamped to [-87.34, 88.38], so the result is always a finite
- *               normal float (inf -> 2.4e38, -inf -> 1.2e-38).
- *   sigmoid(x)  1 / (1 + exp(-x)): saturates to exactly 1 and to ~1e-38.
+ *               for e^r, scaled by 2^n built in the exponent bits. Above
+ *               88.38 it returns +inf, below -87.34 it returns 0 (the true
+ *               value there is < 1.2e-38).
+ *   sigmoid(x)  1 / (1 + exp(-x)): saturates to exactly 0 and 1.
  *   tanh(x)     |x| < 0.625: Cephes odd polynomial; else
  *               sign(x) * (1 - e) / (1 + e), e = exp(-2|x|).
  * NaN propagates through all three. Measured maximum absolute error against
@@ -17,6 +17,7 @@
 #ifndef RNC_ACTIVATIONS_H
 #define RNC_ACTIVATIONS_H
 
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -47,6 +48,11 @@ RNC_INLINE float rnc_exp(float x) {
     float scale;
     memcpy(&scale, &bits, sizeof scale);
     float y = p * scale;
+    /* outside the clamp: exp overflows to +inf and underflows to 0, so that
+     * sigmoid saturates to exactly 0 and 1 (a 1e-38 floor times a huge state
+     * would not vanish) */
+    y = x > 88.3762626647949f ? (float)INFINITY : y;
+    y = x < -87.3365447504019f ? 0.0f : y;
     return is_nan ? x : y;
 }
 

@@ -1,0 +1,61 @@
+"""Package surface: backend selection by environment, show_config, the
+command line, and the example in the package docstring."""
+import doctest
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+import rnncore
+
+
+def run_python(code, **env):
+    full_env = dict(os.environ, **env)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=full_env, timeout=300, cwd=os.path.dirname(os.path.dirname(rnncore.__file__)))
+
+
+def test_reference_backend_forced_by_environment():
+    code = ("import numpy as np, rnncore; print(rnncore.backend()); "
+            "g = rnncore.GRU(3, 4, seed=0); print(float(g(np.ones((2, 1, 3), np.float32))[0].sum()))")
+    ref = run_python(code, RNNCORE_BACKEND="reference")
+    assert ref.returncode == 0, ref.stderr
+    name, value = ref.stdout.split()
+    assert name == "reference"
+    gru = rnncore.GRU(3, 4, seed=0)
+    assert abs(float(value) - float(gru(np.ones((2, 1, 3), np.float32))[0].sum())) < 1e-5
+
+
+def test_unknown_backend_is_an_error():
+    bad = run_python("import rnncore", RNNCORE_BACKEND="gpu")
+    assert bad.returncode != 0 and "RNNCORE_BACKEND must be 'c' or 'reference'" in bad.stderr
+
+
+def test_show_config(capsys):
+    rnncore.show_config()
+    out = capsys.readouterr().out
+    for key in ("version", "backend", "cpu_paths", "openmp", "num_threads"):
+        assert key in out
+    cfg = rnncore.config()
+    assert cfg["version"] == rnncore.__version__
+    assert cfg["num_threads"] == rnncore.get_num_threads()
+
+
+def test_command_line_info(tmp_path):
+    # run outside the checkout, so that the installed package is the one imported
+    out = subprocess.run([sys.executable, "-m", "rnncore", "--steps", "3", "--batch", "2",
+                          "--hidden", "16", "--repeat", "2"],
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "backend" in out.stdout
+    lines = [ln.split() for ln in out.stdout.splitlines() if ln.split()[:1] in (["lstm"], ["gru"], ["rnn"])]
+    assert len(lines) == 3 and all(float(ln[-1]) < 1e-4 for ln in lines)
+    bad = subprocess.run([sys.executable, "-m", "rnncore", "--steps", "0"],
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert bad.returncode == 2 and "--steps must be >= 1" in bad.stderr
+
+
+def test_docstring_example():
+    failures, _ = doctest.testmod(rnncore, verbose=False)
+    assert failures == 0

@@ -1,0 +1,73 @@
+"""Threads: results identical for every thread count, concurrent calls from
+Python threads on one model are correct (the GIL is released), and the thread
+setting is validated."""
+import threading
+
+import numpy as np
+import pytest
+
+import rnncore
+from conftest import ATOL, RTOL, call, make_layer, oracle
+
+MODES = ["RNN_TANH", "RNN_RELU", "LSTM", "GRU"]
+
+
+@pytest.fixture
+def restore_threads():
+    saved = rnncore.get_num_threads()
+    yield
+    rnncore.set_num_threads(saved)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_every_thread_count_gives_identical_results(mode, batch_first, rng, restore_threads):
+    # large enough that the kernels really split the work (H = 200 -> 13 unit tiles)
+    layer = make_layer(mode, 33, 200, num_layers=2, bidirectional=True,
+                       batch_first=batch_first, seed=7)
+    x = rng.standard_normal((7, 9, 33) if batch_first else (9, 7, 33)).astype(np.float32)
+    h0 = rng.standard_normal((4, 7, 200)).astype(np.float32)
+    results = []
+    for n in (1, 2, 3, 4, 8):
+        rnncore.set_num_threads(n)
+        results.append(call(layer, x, h0, h0))
+    for got in results[1:]:
+        for a, b in zip(got, results[0]):
+            if b is not None:
+                np.testing.assert_array_equal(a, b)
+    y_ref = oracle(layer, x, h0, h0)[0]
+    np.testing.assert_allclose(results[0][0], y_ref, rtol=RTOL, atol=ATOL)
+
+
+def test_concurrent_calls_on_one_model(rng):
+    lstm = rnncore.LSTM(32, 96, num_layers=2, seed=0)
+    inputs = [rng.standard_normal((20, 4, 32)).astype(np.float32) for _ in range(8)]
+    expected = [lstm(x)[0] for x in inputs]
+    results = [None] * len(inputs)
+    errors = []
+
+    def worker(i):
+        try:
+            for _ in range(5):
+                results[i] = lstm(inputs[i])[0]
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(inputs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for got, want in zip(results, expected):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_set_num_threads_validation(restore_threads):
+    rnncore.set_num_threads(3)
+    assert rnncore.get_num_threads() == 3
+    with pytest.raises(ValueError, match="n must be >= 1"):
+        rnncore.set_num_threads(0)
+    with pytest.raises(TypeError, match="n must be an integer"):
+        rnncore.set_num_threads(2.5)
+    assert rnncore.get_num_threads() == 3
