@@ -4,8 +4,13 @@ linked into one extension module, rnncore._core.
 Environment switches:
   RNNCORE_NO_OPENMP=1  build serially even where OpenMP works.
   RNNCORE_NATIVE=1     add -march=native (local benchmarking only; never wheels).
+
+CPU paths: csrc/src/isa/kernels_<isa>.c are the only files compiled with ISA
+flags; each is built when the compiler accepts its flags, and rnc_init()
+picks one at run time (CPUID + XGETBV), so the default build stays portable.
 """
 import os
+import platform
 import subprocess
 import sys
 import tempfile
@@ -18,7 +23,12 @@ from setuptools.command.build_ext import build_ext
 ROOT = Path(__file__).parent.resolve()
 CSRC = Path("csrc")
 C_SOURCES = sorted(str(p) for p in (CSRC / "src").glob("*.c"))
-C_HEADERS = sorted(str(p) for p in CSRC.rglob("*.h"))
+# ISA name -> (source, flags); x86-64 only (arm64 runs the generic path)
+ISA_SOURCES = {
+    "avx2": ("csrc/src/isa/kernels_avx2.c", ["-mavx2", "-mfma"]),
+    "avx512": ("csrc/src/isa/kernels_avx512.c", ["-mavx512f", "-mavx2", "-mfma"]),
+}
+C_HEADERS = sorted(str(p) for p in CSRC.rglob("*.h")) + sorted(str(p) for p in CSRC.rglob("*.inc"))
 
 BASE_FLAGS = ["-O3", "-std=c99", "-Wall", "-Wextra"]
 OPTIONAL_FLAGS = ["-fopenmp-simd", "-fno-math-errno"]
@@ -79,13 +89,25 @@ class BuildExt(build_ext):
         omp_compile = [f for f in omp_flags if not f.startswith("-l")]
 
         build_tmp = Path(self.build_temp) / "csrc"
+        include = [str(CSRC / "include")]
+        isa_objects, macros, isas = [], [], []
+        for isa, (src, isa_flags) in ISA_SOURCES.items():
+            if platform.machine().lower() not in ("x86_64", "amd64") or \
+                    not self._compiles(isa_flags + ["-Werror"]):
+                continue
+            isa_objects += self.compiler.compile(
+                [src], output_dir=str(build_tmp / isa), include_dirs=include,
+                extra_postargs=flags + isa_flags + omp_compile, depends=C_HEADERS)
+            macros.append((f"RNC_HAVE_{isa.upper()}", "1"))
+            isas.append(isa)
         objects = self.compiler.compile(
             C_SOURCES,
             output_dir=str(build_tmp),
-            include_dirs=[str(CSRC / "include")],
+            include_dirs=include,
+            macros=macros,
             extra_postargs=flags + omp_compile,
             depends=C_HEADERS,
-        )
+        ) + isa_objects
         for ext in self.extensions:
             ext.extra_objects = objects + ext.extra_objects
             ext.extra_compile_args = ext.extra_compile_args + omp_compile
@@ -95,6 +117,7 @@ class BuildExt(build_ext):
             openmp=bool(omp_flags),
             openmp_status=omp_status,
             c_flags=flags + omp_compile,
+            isas=isas + ["generic"],
             compiler=" ".join(self.compiler.compiler_so[:1]),
         )
         super().build_extensions()

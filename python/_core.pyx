@@ -50,19 +50,49 @@ def fwd_workspace_floats(int cell, int64_t T, int64_t N, int64_t I, int64_t H):
     return rnc_fwd_workspace_floats(&d)
 
 
-def pack_weight(const float[:, ::1] w, float[:, ::1] w_t):
-    """w_t = w.T for a [rows, cols] weight (the packed layout of the kernels)."""
-    _need(w_t.shape[0] == w.shape[1] and w_t.shape[1] == w.shape[0], "w_t")
+def packed_floats(int cell, int64_t H, int64_t K):
+    """Floats of the packed form of a [G*H, K] weight, or 0 when it overflows."""
+    return rnc_packed_floats(<rnc_cell>cell, H, K)
+
+
+def pack_weights(int cell, int64_t H, const float[:, ::1] w, float[::1] packed):
+    """packed <- w ([G*H, K], PyTorch's layout) in the kernels' panel layout."""
+    cdef int64_t K = w.shape[1]
+    _need(w.shape[0] == rnc_cell_gates(<rnc_cell>cell) * H, "w")
+    _need(packed.shape[0] == <Py_ssize_t>rnc_packed_floats(<rnc_cell>cell, H, K) > 0, "packed")
     with nogil:
-        status = rnc_pack_weight(w.shape[0], w.shape[1], &w[0, 0], &w_t[0, 0])
+        status = rnc_pack_weights(<rnc_cell>cell, H, K, &w[0, 0], &packed[0])
     _check(status)
+
+
+def init():
+    """Detect the CPU and choose the kernels (idempotent)."""
+    rnc_init()
+
+
+def isa():
+    """The active CPU path: 'avx512', 'avx2' or 'generic'."""
+    return rnc_isa_name().decode()
+
+
+def compiled_isas():
+    return rnc_compiled_isas().decode().split(",")
+
+
+def isa_available(str name):
+    return bool(rnc_isa_available(name.encode()))
+
+
+def set_isa(str name):
+    """Switch the active CPU path (tests and benchmarks; not during other calls)."""
+    _check(rnc_set_isa(name.encode()))
 
 
 def forward(int cell, int64_t T, int64_t N, int64_t I, int64_t H,
             bint batch_first, bint reverse,
             const float[:, ::1] x,
             const float[:, ::1] h0, const float[:, ::1] c0,
-            const float[:, ::1] w_ih_t, const float[:, ::1] w_hh_t,
+            const float[::1] w_ih_p, const float[::1] w_hh_p,
             const float[::1] b_ih, const float[::1] b_hh,
             float[:, ::1] y, int64_t y_col,
             float[:, ::1] h_n, float[:, ::1] c_n,
@@ -75,8 +105,8 @@ def forward(int cell, int64_t T, int64_t N, int64_t I, int64_t H,
     # out of bounds (rnncore/_api.py has validated already).
     _need(G > 0 and T > 0 and N > 0 and I > 0 and H > 0, "sizes")
     _need(x.shape[0] == T * N and x.shape[1] == I, "x")
-    _need(w_ih_t.shape[0] == I and w_ih_t.shape[1] == G * H, "w_ih_t")
-    _need(w_hh_t.shape[0] == H and w_hh_t.shape[1] == G * H, "w_hh_t")
+    _need(w_ih_p.shape[0] == <Py_ssize_t>rnc_packed_floats(<rnc_cell>cell, H, I), "w_ih_p")
+    _need(w_hh_p.shape[0] == <Py_ssize_t>rnc_packed_floats(<rnc_cell>cell, H, H), "w_hh_p")
     _need(y.shape[0] == T * N and 0 <= y_col and y_col + H <= y.shape[1], "y")
     _need(ws.shape[0] >= <Py_ssize_t>rnc_fwd_workspace_floats(&d), "ws")
     for name, v in (("h0", h0), ("c0", c0), ("h_n", h_n), ("c_n", c_n)):
@@ -87,8 +117,8 @@ def forward(int cell, int64_t T, int64_t N, int64_t I, int64_t H,
     a.x = &x[0, 0]
     a.h0 = &h0[0, 0] if h0 is not None else NULL
     a.c0 = &c0[0, 0] if c0 is not None else NULL
-    a.w_ih_t = &w_ih_t[0, 0]
-    a.w_hh_t = &w_hh_t[0, 0]
+    a.w_ih_p = &w_ih_p[0]
+    a.w_hh_p = &w_hh_p[0]
     a.b_ih = &b_ih[0] if b_ih is not None else NULL
     a.b_hh = &b_hh[0] if b_hh is not None else NULL
     a.y = &y[0, y_col]

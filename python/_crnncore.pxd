@@ -23,8 +23,8 @@ cdef extern from "rnncore.h" nogil:
         const float *x
         const float *h0
         const float *c0
-        const float *w_ih_t
-        const float *w_hh_t
+        const float *w_ih_p
+        const float *w_hh_p
         const float *b_ih
         const float *b_hh
         float *y
@@ -40,6 +40,12 @@ cdef extern from "rnncore.h" nogil:
     int rnc_cell_gates(rnc_cell cell) noexcept
     size_t rnc_fwd_workspace_floats(const rnc_dims *d) noexcept
     rnc_status rnc_forward(const rnc_dims *d, const rnc_fwd_args *a, int n_threads) noexcept
-    rnc_status rnc_pack_weight(int64_t rows, int64_t cols, const float *src, float *dst) noexcept
+    size_t rnc_packed_floats(rnc_cell cell, int64_t H, int64_t K) noexcept
+    rnc_status rnc_pack_weights(rnc_cell cell, int64_t H, int64_t K, const float *src, float *dst) noexcept
+    void rnc_init() noexcept
+    const char *rnc_isa_name() noexcept
+    const char *rnc_compiled_isas() noexcept
+    int rnc_isa_available(const char *name) noexcept
+    rnc_status rnc_set_isa(const char *name) noexcept
     int rnc_has_openmp() noexcept
     int rnc_default_threads() noexcept

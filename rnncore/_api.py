@@ -15,6 +15,7 @@ from . import reference
 
 try:
     from . import _core
+    _core.init()  # CPU detection and kernel choice, once (RNNCORE_DISABLE_ISA)
     _CORE_ERROR = None
 except ImportError as exc:  # the extension was not built: the reference still works
     _core = None
@@ -151,13 +152,17 @@ def cell_code(mode):
             "LSTM": _core.CELL_LSTM, "GRU": _core.CELL_GRU}[mode]
 
 
-def pack_weight(w):
-    """The kernels' layout of a [G*H, K] weight: its transpose [K, G*H],
-    C-contiguous (see rnc_pack_weight in rnncore.h)."""
+def pack_weights(mode, hidden_size, w):
+    """The kernels' packed form of a [G*H, K] weight (see rnc_pack_weights in
+    rnncore.h), read-only; None when the C extension is missing."""
     if _core is None:
         return None
-    packed = np.empty((w.shape[1], w.shape[0]), dtype=np.float32)
-    _core.pack_weight(w, packed)
+    cell = cell_code(mode)
+    floats = _core.packed_floats(cell, hidden_size, w.shape[1])
+    if floats == 0:
+        raise MemoryError(f"rnncore: packed weights of shape {shape_str(w.shape)} overflow")
+    packed = np.empty(floats, dtype=np.float32)
+    _core.pack_weights(cell, hidden_size, w, packed)
     packed.flags.writeable = False
     return packed
 
@@ -168,7 +173,7 @@ def run_layers(mode, x, h0, c0, layers, *, hidden_size, bidirectional, batch_fir
     x: float32 C-contiguous ``[T, N, I]`` (``[N, T, I]`` if batch_first);
     h0, c0: ``[L*D, N, H]`` or None (zeros; c0 only for LSTM);
     layers: per layer, per direction, a dict with 'w_ih', 'w_hh', 'b_ih', 'b_hh'
-    (PyTorch layout, biases may be None) and 'w_ih_t', 'w_hh_t' (packed).
+    (PyTorch layout, biases may be None) and 'w_ih_p', 'w_hh_p' (packed).
     Returns ``(y, h_n, c_n)``: y ``[T, N, D*H]`` (``[N, T, D*H]`` if batch_first),
     h_n and c_n ``[L*D, N, H]`` (c_n None unless LSTM).
     """
@@ -196,7 +201,7 @@ def run_layers(mode, x, h0, c0, layers, *, hidden_size, bidirectional, batch_fir
                 cell, T, N, inp.shape[1], H, batch_first, d == 1, inp,
                 h0[k] if h0 is not None else None,
                 c0[k] if c0 is not None else None,
-                p["w_ih_t"], p["w_hh_t"], p["b_ih"], p["b_hh"],
+                p["w_ih_p"], p["w_hh_p"], p["b_ih"], p["b_hh"],
                 y, d * H, h_n[k], c_n[k] if c_n is not None else None,
                 ws, n_threads)
         inp = y

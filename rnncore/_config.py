@@ -19,8 +19,8 @@ def config():
         "version": __version__,
         "backend": _api.backend(),
         "extension": "loaded" if core is not None else f"missing ({_api._CORE_ERROR})",
-        "cpu_paths": ["generic"] if core is not None else [],
-        "cpu_path": "generic" if core is not None and _api.backend() == "c" else "numpy",
+        "cpu_paths": [i for i in core.compiled_isas() if core.isa_available(i)] if core else [],
+        "cpu_path": core.isa() if core is not None and _api.backend() == "c" else "numpy",
         "openmp": bool(core is not None and core.has_openmp()),
         "num_threads": _api.get_num_threads(),
         "machine": platform.machine(),
@@ -29,7 +29,8 @@ def config():
 
 
 def show_config():
-    """Print version, backend, compiled CPU paths, OpenMP on/off and threads."""
+    """Print version, backend, the CPU paths this build and machine offer and
+    the one in use, OpenMP on/off and threads."""
     for key, value in config().items():
         if isinstance(value, list):
             value = ", ".join(value) or "none"

@@ -107,7 +107,7 @@ class RNNBase:
         arr.flags.writeable = False
         self._params[name] = arr
         if name.startswith("weight"):
-            self._packed[name] = _api.pack_weight(arr)
+            self._packed[name] = _api.pack_weights(self.mode, self.hidden_size, arr)
 
     def __getattr__(self, name):
         params = self.__dict__.get("_params")
@@ -165,8 +165,8 @@ class RNNBase:
                 dirs.append({
                     "w_ih": p["weight_ih" + sfx], "w_hh": p["weight_hh" + sfx],
                     "b_ih": p.get("bias_ih" + sfx), "b_hh": p.get("bias_hh" + sfx),
-                    "w_ih_t": self._packed["weight_ih" + sfx],
-                    "w_hh_t": self._packed["weight_hh" + sfx],
+                    "w_ih_p": self._packed["weight_ih" + sfx],
+                    "w_hh_p": self._packed["weight_hh" + sfx],
                 })
             out.append(dirs)
         return out

@@ -30,6 +30,21 @@ def make_layer(mode, I, H, **kw):
     return cls(I, H, **kw)
 
 
+ISAS = ([i for i in _api._core.compiled_isas() if _api._core.isa_available(i)]
+        if _api._core is not None else [])
+
+
+@pytest.fixture(params=ISAS or [None])
+def isa(request):
+    """Run the test once per CPU path this machine offers (avx512, avx2, generic)."""
+    if request.param is None:
+        pytest.skip("C extension not built")
+    saved = _api._core.isa()
+    _api._core.set_isa(request.param)
+    yield request.param
+    _api._core.set_isa(saved)
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)

@@ -6,6 +6,8 @@ import pytest
 import rnncore
 from conftest import backend
 
+pytestmark = pytest.mark.usefixtures("isa")  # every CPU path
+
 SWEEP = np.concatenate([np.linspace(-20, 20, 400001), [-100.0, -88.5, -87.0, 0.0, 87.0, 89.0,
                                                        1e-30, -1e-30, 1e30, -1e30]])
 

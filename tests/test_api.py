@@ -8,6 +8,8 @@ import rnncore
 from rnncore import _api
 from conftest import ATOL, RTOL, call, make_layer, oracle
 
+pytestmark = pytest.mark.usefixtures("isa")  # every CPU path
+
 MODES = ["RNN_TANH", "RNN_RELU", "LSTM", "GRU"]
 
 
@@ -277,18 +279,22 @@ def test_relu_rnn_huge_inputs_stay_exact(rng):
 def test_core_rechecks_shapes():
     """Even a direct call of the private bindings cannot index out of bounds."""
     core = _api._core
+    cell, T, N, I, H = core.CELL_LSTM, 3, 2, 3, 2
     f = np.zeros
-    args = dict(x=f((6, 3), np.float32), w_ih_t=f((3, 8), np.float32), w_hh_t=f((2, 8), np.float32),
-                y=f((6, 2), np.float32), ws=f(1000, np.float32))
-    core.forward(core.CELL_LSTM, 3, 2, 3, 2, False, False, args["x"], None, None,
-                 args["w_ih_t"], args["w_hh_t"], None, None, args["y"], 0, None, None, args["ws"], 1)
-    for key, bad in [("x", f((5, 3), np.float32)), ("w_hh_t", f((2, 4), np.float32)),
+    args = dict(x=f((6, 3), np.float32), w_ih_p=f(core.packed_floats(cell, H, I), np.float32),
+                w_hh_p=f(core.packed_floats(cell, H, H), np.float32),
+                y=f((6, 2), np.float32), ws=f(core.fwd_workspace_floats(cell, T, N, I, H), np.float32))
+
+    def run(a, y_col=0):
+        core.forward(cell, T, N, I, H, False, False, a["x"], None, None, a["w_ih_p"], a["w_hh_p"],
+                     None, None, a["y"], y_col, None, None, a["ws"], 1)
+
+    run(args)
+    for key, bad in [("x", f((5, 3), np.float32)), ("w_hh_p", f(7, np.float32)),
                      ("y", f((6, 1), np.float32)), ("ws", f(3, np.float32))]:
-        a = dict(args, **{key: bad})
         with pytest.raises(ValueError, match=key):
-            core.forward(core.CELL_LSTM, 3, 2, 3, 2, False, False, a["x"], None, None,
-                         a["w_ih_t"], a["w_hh_t"], None, None, a["y"], 0, None, None, a["ws"], 1)
+            run(dict(args, **{key: bad}))
     with pytest.raises(ValueError, match="y"):
-        core.forward(core.CELL_LSTM, 3, 2, 3, 2, False, False, args["x"], None, None,
-                     args["w_ih_t"], args["w_hh_t"], None, None, args["y"], 1, None, None,
-                     args["ws"], 1)
+        run(args, y_col=1)
+    with pytest.raises(ValueError, match="packed"):
+        core.pack_weights(cell, H, f((8, 3), np.float32), f(5, np.float32))

@@ -59,3 +59,14 @@ def test_command_line_info(tmp_path):
 def test_docstring_example():
     failures, _ = doctest.testmod(rnncore, verbose=False)
     assert failures == 0
+
+
+def test_isa_can_be_disabled_by_environment():
+    code = "import rnncore; print(rnncore.config()['cpu_path'])"
+    cfg = rnncore.config()
+    for disabled, expected in [("avx512", "avx2"), ("avx512,avx2", "generic")]:
+        if rnncore.backend() != "c" or expected not in cfg["cpu_paths"]:
+            continue
+        out = run_python(code, RNNCORE_DISABLE_ISA=disabled)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == expected

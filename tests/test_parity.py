@@ -10,6 +10,8 @@ import pytest
 import rnncore
 from conftest import ATOL, RTOL, backend, call, make_layer, oracle
 
+pytestmark = pytest.mark.usefixtures("isa")  # every CPU path
+
 MODES = ["RNN_TANH", "RNN_RELU", "LSTM", "GRU"]
 GRID = list(itertools.product([1, 5], [1, 9], [1, 7, 17, 64], [1, 3, 33]))  # N, T, H, I
 

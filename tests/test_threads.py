@@ -9,6 +9,8 @@ import pytest
 import rnncore
 from conftest import ATOL, RTOL, call, make_layer, oracle
 
+pytestmark = pytest.mark.usefixtures("isa")  # every CPU path
+
 MODES = ["RNN_TANH", "RNN_RELU", "LSTM", "GRU"]
 
 

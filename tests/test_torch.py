@@ -9,6 +9,8 @@ from conftest import ATOL, RTOL, call, make_layer
 
 torch = pytest.importorskip("torch")
 
+pytestmark = pytest.mark.usefixtures("isa")  # every CPU path
+
 TORCH = {"RNN_TANH": (torch.nn.RNN, {"nonlinearity": "tanh"}),
          "RNN_RELU": (torch.nn.RNN, {"nonlinearity": "relu"}),
          "LSTM": (torch.nn.LSTM, {}), "GRU": (torch.nn.GRU, {})}

@@ -59,17 +59,16 @@ typedef struct {
  *   row(t, n) = n * T + t   (batch-major, batch_first != 0)
  * x and y are both addressed this way.
  *
- * Weights are passed transposed with respect to PyTorch's storage ("packed"):
- *   w_ih_t[k * G*H + j] = weight_ih[j][k]    ([I, G*H], row-major)
- *   w_hh_t[k * G*H + j] = weight_hh[j][k]    ([H, G*H], row-major)
- * rnc_pack_weight() produces this layout from PyTorch's.
+ * Weights are passed packed: rnc_pack_weights() turns PyTorch's [G*H, K]
+ * layout into the panel layout of the micro-kernels, once, when the weights are
+ * set (never per call).
  */
 typedef struct {
     const float *x;              /* T*N rows of I floats, contiguous                 */
     const float *h0;             /* [N, H], or NULL for zeros                        */
     const float *c0;             /* [N, H], or NULL for zeros; LSTM only             */
-    const float *w_ih_t;         /* [I, G*H]                                         */
-    const float *w_hh_t;         /* [H, G*H]                                         */
+    const float *w_ih_p;         /* weight_ih packed: rnc_packed_floats(cell, H, I)  */
+    const float *w_hh_p;         /* weight_hh packed: rnc_packed_floats(cell, H, H)  */
     const float *b_ih, *b_hh;    /* [G*H] each, or NULL for zeros                    */
     float *y;                    /* row r occupies y[r*ldy .. r*ldy + H): H floats   */
     int64_t ldy;                 /* row stride of y in floats, >= H                  */
@@ -99,8 +98,29 @@ size_t rnc_fwd_workspace_floats(const rnc_dims *d);
  */
 rnc_status rnc_forward(const rnc_dims *d, const rnc_fwd_args *a, int n_threads);
 
-/* dst[k * rows + j] = src[j * cols + k]: [rows, cols] -> [cols, rows]. */
-rnc_status rnc_pack_weight(int64_t rows, int64_t cols, const float *src, float *dst);
+/*
+ * Packed weights. rnc_packed_floats: floats of the packed form of a [G*H, K]
+ * weight of this cell (0 for invalid sizes). rnc_pack_weights: src [G*H, K]
+ * row-major (PyTorch's layout) -> dst (caller-allocated, that many floats).
+ */
+size_t rnc_packed_floats(rnc_cell cell, int64_t H, int64_t K);
+rnc_status rnc_pack_weights(rnc_cell cell, int64_t H, int64_t K, const float *src, float *dst);
+
+/*
+ * CPU paths. rnc_init() detects the CPU once (CPUID plus the OS XGETBV check),
+ * honours RNNCORE_DISABLE_ISA (comma-separated: "avx512", "avx2") and selects
+ * the best compiled path; it is idempotent and rnc_forward calls it when
+ * needed. rnc_isa_name: the active path ("avx512", "avx2" or "generic").
+ * rnc_compiled_isas: the paths in this build, comma-separated.
+ * rnc_isa_available: 1 if `name` is compiled, supported by this CPU and not
+ * disabled. rnc_set_isa: switch the active path (for tests and benchmarks; not
+ * while other calls run); RNC_ERR_UNSUPPORTED if it is not available.
+ */
+void rnc_init(void);
+const char *rnc_isa_name(void);
+const char *rnc_compiled_isas(void);
+int rnc_isa_available(const char *name);
+rnc_status rnc_set_isa(const char *name);
 
 /* 1 when built with OpenMP, else 0. */
 int rnc_has_openmp(void);

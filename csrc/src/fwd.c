@@ -1,21 +1,32 @@
 /*
  * fwd.c: forward pass of one layer-direction over a whole sequence.
  *
- *   0. bias_x = b_ih + b_hh (GRU: the n block takes b_in only; b_hn stays
- *      inside the reset product)
+ *   RNN   h = act(gx + a)                       act = tanh | relu
+ *   LSTM  i = s(gx_i + a_i)  f = s(gx_f + a_f)  g = tanh(gx_g + a_g)
+ *         o = s(gx_o + a_o)  c = f*c_prev + i*g  h = o * tanh(c)
+ *   GRU   r = s(gx_r + a_r)  z = s(gx_z + a_z)
+ *         n = tanh(gx_n + r*(a_n + b_hn))        h = (1 - z)*n + z*h_prev
+ * with s = sigmoid, a = W_hh h_prev, and gx = W_ih x + bias_x, where bias_x
+ * folds b_ih + b_hh (GRU n gate: b_in only; b_hn stays inside the reset
+ * product). Steps, numbered as in rnncore/reference.py:
+ *
+ *   0. bias_x, padded state buffers
  *   1. gx = X W_ih^T + bias_x   one GEMM over all T*N rows, in x's row order
  *   2. for each step t (reversed when a->reverse):
- *        h_t, c_t = cell(gx_t, h_{t-1}, c_{t-1})   see step.c
+ *        a = W_hh h_{t-1}            packed GEMM panels      (kernels: gemm_panel)
+ *        h_t, c_t = cell(gx_t, a)    fused element-wise pass (kernels: postgemm)
  *      h_t is written straight into y; h_{t-1} is read back from y.
  *   3. h_n = h at the last step, c_n = c at the last step.
  *
- * Threads: one OpenMP team for the whole call. Step 1 splits rows; step 2 gives
- * each thread a fixed slice of hidden units for the whole sequence (its slice
- * of W_hh stays in its cache), with one barrier per step. Every output element
- * is computed by one thread in a fixed order, so results do not depend on the
- * thread count.
+ * Threads: one OpenMP team for the whole call. Step 1 splits fixed blocks of
+ * rows; step 2 gives each thread a fixed slice of hidden-unit panels for the
+ * whole sequence (its slice of W_hh stays in its cache), with one barrier per
+ * step. Each output element is computed by one thread with a tiling that does
+ * not depend on the team size, so results are identical for every thread
+ * count. Denormals are flushed to zero inside the kernels (FTZ/DAZ on x86).
  *
- * Workspace (floats): gx [T*N*G*H] | bias_x [G*H] | c [N*H] | zeros [N*H]
+ * Workspace (floats; Hp = H rounded up to RNC_PANEL, gate rows padded):
+ *   gx [T*N*G*Hp] | a [N*G*Hp] | bias_x [G*Hp] | b_hn [Hp] | c [N*Hp] | zeros [N*H]
  */
 #include <string.h>
 
@@ -24,12 +35,18 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+#if defined(__x86_64__) || defined(_M_X64) || defined(__SSE__)
+#include <xmmintrin.h>
+#define RNC_HAVE_MXCSR 1
+#define MXCSR_FTZ_DAZ 0x8040u
+#endif
 
-/* Rows of x per work item of the input GEMM. */
-#define GEMM_ROW_BLOCK 16
-/* Below this many multiply-adds per recurrent step a barrier costs more than
- * the work it shares, so the call runs on one thread. */
-#define MIN_STEP_MACS_PER_THREAD 16384
+/* Rows per work item of the input GEMM: a multiple of every ISA's GEMM_MR
+ * (12, 6, 4), so the row tiling is the same for any number of threads. */
+#define GEMM_ROW_BLOCK 48
+/* Below this many multiply-adds per recurrent step and thread, a barrier per
+ * step costs more than the work it shares. */
+#define MIN_STEP_MACS_PER_THREAD 65536
 
 int rnc_cell_gates(rnc_cell cell) {
     switch (cell) {
@@ -60,16 +77,19 @@ size_t rnc_fwd_workspace_floats(const rnc_dims *d) {
     const int G = rnc_cell_gates(d->cell);
     if (G == 0) return 0;
     const int64_t lim = float_limit();
-    const int64_t gh = mul_checked(G, d->H, lim);
+    if (d->H > lim / 2) return 0;
+    const int64_t Hp = rnc_padded(d->H);
+    const int64_t ghp = mul_checked(G, Hp, lim);
     const int64_t rows = mul_checked(d->T, d->N, lim);
-    const int64_t gx = mul_checked(rows, gh, lim);
-    const int64_t nh = mul_checked(d->N, d->H, lim);
-    /* the input and recurrent weights must be addressable too */
-    if (gh < 0 || gx < 0 || nh < 0 || mul_checked(gh, d->I, lim) < 0 ||
-        mul_checked(gh, d->H, lim) < 0 || mul_checked(rows, d->I, lim) < 0)
+    const int64_t gx = mul_checked(rows, ghp, lim);
+    const int64_t acc = mul_checked(d->N, ghp, lim);
+    const int64_t nhp = mul_checked(d->N, Hp, lim);
+    /* the weights and x must be addressable too */
+    if (ghp < 0 || gx < 0 || acc < 0 || nhp < 0 || mul_checked(ghp, d->I, lim) < 0 ||
+        mul_checked(ghp, d->H, lim) < 0 || mul_checked(rows, d->I, lim) < 0)
         return 0;
-    if (gx > lim - gh - 2 * nh) return 0;
-    return (size_t)(gx + gh + 2 * nh);
+    if (gx > lim - acc - ghp - Hp - 2 * nhp) return 0;
+    return (size_t)(gx + acc + ghp + Hp + 2 * nhp);
 }
 
 static int choose_threads(const rnc_dims *d, int G, int n_threads) {
@@ -77,7 +97,7 @@ static int choose_threads(const rnc_dims *d, int G, int n_threads) {
     int nt = n_threads > 0 ? n_threads : omp_get_max_threads();
     const int64_t macs = d->N * G * d->H * d->H;
     const int64_t by_work = macs / MIN_STEP_MACS_PER_THREAD;
-    const int64_t by_units = (d->H + RNC_UB - 1) / RNC_UB;
+    const int64_t by_units = rnc_padded(d->H) / RNC_PANEL;
     if (nt > by_work) nt = (int)(by_work > 1 ? by_work : 1);
     if (nt > by_units) nt = (int)by_units;
     return nt;
@@ -101,33 +121,41 @@ rnc_status rnc_forward(const rnc_dims *d, const rnc_fwd_args *a, int n_threads) 
     const int G = rnc_cell_gates(d->cell);
     if (G == 0) return RNC_ERR_UNSUPPORTED;
     if (rnc_fwd_workspace_floats(d) == 0) return RNC_ERR_INVALID_ARG;
-    if (!a->x || !a->w_ih_t || !a->w_hh_t || !a->y || !a->ws || a->ldy < d->H)
+    if (!a->x || !a->w_ih_p || !a->w_hh_p || !a->y || !a->ws || a->ldy < d->H)
         return RNC_ERR_INVALID_ARG;
     if (d->cell != RNC_CELL_LSTM && (a->c0 || a->c_n)) return RNC_ERR_INVALID_ARG;
+    const rnc_kernels *K = rnc_active_kernels();
 
-    const int64_t T = d->T, N = d->N, I = d->I, H = d->H, GH = G * H;
+    const int64_t T = d->T, N = d->N, I = d->I, H = d->H;
+    const int64_t Hp = rnc_padded(H), P = Hp / RNC_PANEL, GHp = G * Hp;
     /* row(t, n) = t * row_t + n * row_n */
     const int64_t row_t = a->batch_first ? 1 : N, row_n = a->batch_first ? T : 1;
 
     float *gx = a->ws;
-    float *bias_x = gx + T * N * GH;
-    float *c = bias_x + GH;
-    float *zeros = c + N * H;
+    float *acc = gx + T * N * GHp;
+    float *bias_x = acc + N * GHp;
+    float *b_hn = bias_x + GHp;
+    float *c = b_hn + Hp;
+    float *zeros = c + N * Hp;
 
-    /* 0. folded biases */
-    for (int64_t j = 0; j < GH; j++) {
-        const int recurrent_in_gx = d->cell != RNC_CELL_GRU || j < 2 * H;
-        bias_x[j] = (a->b_ih ? a->b_ih[j] : 0.0f) +
-                    (a->b_hh && recurrent_in_gx ? a->b_hh[j] : 0.0f);
-    }
+    /* 0. folded biases and padded states (padding stays exactly 0) */
+    for (int64_t g = 0; g < G; g++)
+        for (int64_t u = 0; u < Hp; u++) {
+            const int64_t j = g * H + u;
+            const int recurrent_in_gx = d->cell != RNC_CELL_GRU || g < 2;
+            bias_x[g * Hp + u] = u >= H ? 0.0f
+                : (a->b_ih ? a->b_ih[j] : 0.0f) + (a->b_hh && recurrent_in_gx ? a->b_hh[j] : 0.0f);
+        }
+    for (int64_t u = 0; u < Hp; u++)
+        b_hn[u] = d->cell == RNC_CELL_GRU && a->b_hh && u < H ? a->b_hh[2 * H + u] : 0.0f;
+    memset(c, 0, (size_t)(N * Hp) * sizeof(float));
+    if (d->cell == RNC_CELL_LSTM && a->c0)
+        for (int64_t n = 0; n < N; n++) memcpy(c + n * Hp, a->c0 + n * H, (size_t)H * sizeof(float));
     memset(zeros, 0, (size_t)(N * H) * sizeof(float));
-    if (d->cell == RNC_CELL_LSTM) {
-        if (a->c0) memcpy(c, a->c0, (size_t)(N * H) * sizeof(float));
-        else memset(c, 0, (size_t)(N * H) * sizeof(float));
-    }
 
     const int64_t M = T * N;
     const int64_t row_blocks = (M + GEMM_ROW_BLOCK - 1) / GEMM_ROW_BLOCK;
+    const int64_t gemm_items = row_blocks * G * P;
     const int nt = choose_threads(d, G, n_threads);
 
 #ifdef _OPENMP
@@ -140,41 +168,56 @@ rnc_status rnc_forward(const rnc_dims *d, const rnc_fwd_args *a, int n_threads) 
         const int tid = 0, team = 1;
         (void)nt;
 #endif
-        /* 1. input projection */
+#ifdef RNC_HAVE_MXCSR
+        const unsigned int saved_csr = _mm_getcsr();
+        _mm_setcsr(saved_csr | MXCSR_FTZ_DAZ);
+#endif
+        /* 1. input projection: items ordered row block-major, so a thread's
+         * rows of x stay in its cache across all panels */
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
-        for (int64_t b = 0; b < row_blocks; b++) {
-            const int64_t m0 = b * GEMM_ROW_BLOCK;
-            const int64_t m1 = m0 + GEMM_ROW_BLOCK < M ? m0 + GEMM_ROW_BLOCK : M;
-            rnc_gemm_rows(m0, m1, I, GH, a->x, I, a->w_ih_t, GH, bias_x, gx, GH);
+        for (int64_t item = 0; item < gemm_items; item++) {
+            const int64_t rb = item / (G * P), panel = item % (G * P);
+            const int64_t m0 = rb * GEMM_ROW_BLOCK;
+            const int64_t rows = M - m0 < GEMM_ROW_BLOCK ? M - m0 : GEMM_ROW_BLOCK;
+            K->gemm_panel(rows, I, a->x + m0 * I, I, a->w_ih_p + panel * I * RNC_PANEL,
+                          bias_x + panel * RNC_PANEL, gx + m0 * GHp + panel * RNC_PANEL, GHp);
         }
         /* (implicit barrier: gx complete) */
 
-        /* 2. recurrence: this thread's hidden units for the whole sequence */
-        int64_t u0, u1;
-        split_range(H, team, tid, RNC_UB, &u0, &u1);
-        rnc_step s = {d->cell, N, H, G, NULL, 0, NULL, 0, NULL, 0, c, a->w_hh_t,
-                      d->cell == RNC_CELL_GRU && a->b_hh ? a->b_hh + 2 * H : NULL};
+        /* 2. recurrence over this thread's panels of hidden units */
+        int64_t p0, p1;
+        split_range(P, team, tid, 1, &p0, &p1);
+        const int64_t u0 = p0 * RNC_PANEL, u1 = p1 * RNC_PANEL < H ? p1 * RNC_PANEL : H;
+        rnc_post post = {d->cell, H, Hp, NULL, GHp, acc, GHp, NULL, 0, NULL, 0, c, b_hn};
         for (int64_t step = 0; step < T; step++) {
             const int64_t t = a->reverse ? T - 1 - step : step;
             const int64_t t_prev = a->reverse ? t + 1 : t - 1;
             if (step == 0) {
-                s.h_prev = a->h0 ? a->h0 : zeros;
-                s.ld_hprev = H;
+                post.h_prev = a->h0 ? a->h0 : zeros;
+                post.ld_hprev = H;
             } else {
-                s.h_prev = a->y + t_prev * row_t * a->ldy;
-                s.ld_hprev = row_n * a->ldy;
+                post.h_prev = a->y + t_prev * row_t * a->ldy;
+                post.ld_hprev = row_n * a->ldy;
             }
-            s.gx = gx + t * row_t * GH;
-            s.ld_gx = row_n * GH;
-            s.y = a->y + t * row_t * a->ldy;
-            s.ld_y = row_n * a->ldy;
-            if (u0 < u1) rnc_step_units(&s, u0, u1);
+            post.gx = gx + t * row_t * GHp;
+            post.ld_gx = row_n * GHp;
+            post.y = a->y + t * row_t * a->ldy;
+            post.ld_y = row_n * a->ldy;
+            for (int64_t g = 0; g < G; g++)
+                for (int64_t p = p0; p < p1; p++)
+                    K->gemm_panel(N, H, post.h_prev, post.ld_hprev,
+                                  a->w_hh_p + (g * P + p) * H * RNC_PANEL, NULL,
+                                  acc + g * Hp + p * RNC_PANEL, GHp);
+            if (u0 < u1) K->postgemm(&post, 0, N, u0, u1);
 #ifdef _OPENMP
 #pragma omp barrier
 #endif
         }
+#ifdef RNC_HAVE_MXCSR
+        _mm_setcsr(saved_csr);
+#endif
     }
 
     /* 3. final states */
@@ -183,14 +226,7 @@ rnc_status rnc_forward(const rnc_dims *d, const rnc_fwd_args *a, int n_threads) 
         for (int64_t n = 0; n < N; n++)
             memcpy(a->h_n + n * H, a->y + (t_last * row_t + n * row_n) * a->ldy,
                    (size_t)H * sizeof(float));
-    if (a->c_n) memcpy(a->c_n, c, (size_t)(N * H) * sizeof(float));
-    return RNC_OK;
-}
-
-rnc_status rnc_pack_weight(int64_t rows, int64_t cols, const float *src, float *dst) {
-    if (!src || !dst || rows < 1 || cols < 1 || mul_checked(rows, cols, float_limit()) < 0)
-        return RNC_ERR_INVALID_ARG;
-    for (int64_t j = 0; j < rows; j++)
-        for (int64_t k = 0; k < cols; k++) dst[k * rows + j] = src[j * cols + k];
+    if (a->c_n)
+        for (int64_t n = 0; n < N; n++) memcpy(a->c_n + n * H, c + n * Hp, (size_t)H * sizeof(float));
     return RNC_OK;
 }

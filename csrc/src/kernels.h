@@ -1,41 +1,64 @@
 /*
  * kernels.h: internal interfaces between the forward driver (fwd.c), the
- * GEMM (gemm.c) and the recurrent step (step.c). Not part of the public API.
+ * run-time dispatch (dispatch.c) and the per-ISA kernels (kernels_generic.c,
+ * isa/kernels_avx2.c, isa/kernels_avx512.c). Not part of the public API.
+ *
+ * Packed weights (rnc_pack_weights): a [G*H, K] PyTorch weight becomes panels
+ * of RNC_PANEL hidden units of one gate, each panel K rows of RNC_PANEL
+ * contiguous floats, zero-padded past H:
+ *   packed[((g * P + p) * K + k) * RNC_PANEL + j] = W[g*H + p*RNC_PANEL + j][k]
+ * with P = Hp / RNC_PANEL panels per gate and Hp = H rounded up to RNC_PANEL.
+ * Gate pre-activations ("gates" rows) use the matching padded layout: gate g,
+ * unit u of a row at [g*Hp + u].
  */
 #ifndef RNC_KERNELS_H
 #define RNC_KERNELS_H
 
 #include "rnncore.h"
 
-/* Register tile of both GEMMs: RNC_MR rows x up to RNC_NB columns. */
-#define RNC_MR 4
-#define RNC_NB 64
-/* Hidden units per tile of the recurrent step (per gate). */
-#define RNC_UB 16
+#define RNC_PANEL 32
 
-/*
- * C[m, j] = bias[j] + sum_k A[m, k] * B[k, j]  for rows m in [m0, m1), j < ncol.
- * A rows at A + m*lda (K floats), B rows at B + k*ldb (ncol floats), C rows at
- * C + m*ldc. bias may be NULL (zeros).
- */
-void rnc_gemm_rows(int64_t m0, int64_t m1, int64_t K, int64_t ncol,
-                   const float *A, int64_t lda, const float *B, int64_t ldb,
-                   const float *bias, float *C, int64_t ldc);
+static inline int64_t rnc_padded(int64_t H) {
+    return (H + RNC_PANEL - 1) / RNC_PANEL * RNC_PANEL;
+}
 
-/* Everything one recurrent step reads and writes, for all N batch rows. */
+/* Post-GEMM element-wise update of one time step (see the equations in
+ * fwd.c). Rows n of this step: gx + n*ld_gx, acc + n*ld_acc (both padded gate
+ * rows), h_prev + n*ld_hprev, y + n*ld_y, c + n*Hp. */
 typedef struct {
     rnc_cell cell;
-    int64_t N, H, G;
-    const float *h_prev; int64_t ld_hprev; /* row n at h_prev + n*ld_hprev  */
-    const float *gx;     int64_t ld_gx;    /* input projection incl. folded biases */
-    float *y;            int64_t ld_y;     /* output h_t                     */
-    float *c;                              /* LSTM: [N, H] c_prev in, c_t out */
-    const float *w_hh_t;                   /* [H, G*H]                        */
-    const float *b_hn;                     /* GRU: [H] recurrent n-gate bias, or NULL */
-} rnc_step;
+    int64_t H, Hp;
+    const float *gx;     int64_t ld_gx;    /* input projection, folded biases */
+    const float *acc;    int64_t ld_acc;   /* recurrent products W_hh h_prev  */
+    const float *h_prev; int64_t ld_hprev; /* read by GRU only                */
+    float *y;            int64_t ld_y;     /* h_t                             */
+    float *c;                              /* LSTM: [N, Hp] c_prev in, c_t out */
+    const float *b_hn;                     /* GRU: [Hp] recurrent n-gate bias */
+} rnc_post;
 
-/* One time step for hidden units [u0, u1) of every gate and every batch row:
- * recurrent GEMM tile, then the fused element-wise update. */
-void rnc_step_units(const rnc_step *s, int64_t u0, int64_t u1);
+typedef struct {
+    const char *name;
+    /* C[m, 0:RNC_PANEL) = bias[0:RNC_PANEL) (or 0) + sum_k A[m*lda + k] * P[k*RNC_PANEL + j]
+     * for m in [0, M): one panel of packed weights against M rows. */
+    void (*gemm_panel)(int64_t M, int64_t K, const float *A, int64_t lda,
+                       const float *P, const float *bias, float *C, int64_t ldc);
+    /* Post-GEMM for rows [n0, n1) and units [u0, u1); u0 is a multiple of RNC_PANEL. */
+    void (*postgemm)(const rnc_post *p, int64_t n0, int64_t n1, int64_t u0, int64_t u1);
+} rnc_kernels;
+
+extern const rnc_kernels rnc_kernels_generic;
+#ifdef RNC_HAVE_AVX2
+extern const rnc_kernels rnc_kernels_avx2;
+#endif
+#ifdef RNC_HAVE_AVX512
+extern const rnc_kernels rnc_kernels_avx512;
+#endif
+
+/* The table chosen by rnc_init() (dispatch.c). */
+const rnc_kernels *rnc_active_kernels(void);
+
+/* CPU support, with the OS (XGETBV) check: cpu_features.c. */
+int rnc_cpu_has_avx2_fma(void);
+int rnc_cpu_has_avx512f(void);
 
 #endif /* RNC_KERNELS_H */

@@ -1,0 +1,32 @@
+/* simd_avx2.h: the vector vocabulary of kernels_simd.inc for AVX2 + FMA
+ * (8 floats). Compiled only into isa/kernels_avx2.c. */
+#include <immintrin.h>
+
+#define ISA_NAME "avx2"
+#define ISA_SUFFIX(f) f##_avx2
+#define VW 8
+#define GEMM_MR 6    /* 6 x 2 accumulators + 2 panel vectors + 1 broadcast of 16 ymm */
+
+typedef __m256 vf;
+typedef __m256 vm;
+
+#define vload(p) _mm256_loadu_ps(p)
+#define vstore(p, v) _mm256_storeu_ps(p, v)
+#define vset1(x) _mm256_set1_ps(x)
+#define vzero() _mm256_setzero_ps()
+#define vfma(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define vfnma(a, b, c) _mm256_fnmadd_ps(a, b, c)
+#define vadd(a, b) _mm256_add_ps(a, b)
+#define vsub(a, b) _mm256_sub_ps(a, b)
+#define vmul(a, b) _mm256_mul_ps(a, b)
+#define vdiv(a, b) _mm256_div_ps(a, b)
+#define vmin(a, b) _mm256_min_ps(a, b)
+#define vmax(a, b) _mm256_max_ps(a, b)
+#define vabs(a) _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a)
+#define vlt(a, b) _mm256_cmp_ps(a, b, _CMP_LT_OQ)
+#define vgt(a, b) _mm256_cmp_ps(a, b, _CMP_GT_OQ)
+#define visnan(a) _mm256_cmp_ps(a, a, _CMP_UNORD_Q)
+#define vsel(m, t, f) _mm256_blendv_ps(f, t, m)
+#define vround_trunc(a) _mm256_cvtepi32_ps(_mm256_cvttps_epi32(a))
+#define vpow2i(n) _mm256_castsi256_ps(_mm256_slli_epi32( \
+    _mm256_add_epi32(_mm256_cvttps_epi32(n), _mm256_set1_epi32(127)), 23))

@@ -1,0 +1,33 @@
+/* simd_avx512.h: the vector vocabulary of kernels_simd.inc for AVX-512F
+ * (16 floats). Compiled only into isa/kernels_avx512.c. */
+#include <immintrin.h>
+
+#define ISA_NAME "avx512"
+#define ISA_SUFFIX(f) f##_avx512
+#define VW 16        /* floats per vector */
+#define GEMM_MR 12   /* rows per GEMM tile: 12 x 2 accumulators + 2 panel vectors */
+
+typedef __m512 vf;
+typedef __mmask16 vm;
+
+#define vload(p) _mm512_loadu_ps(p)
+#define vstore(p, v) _mm512_storeu_ps(p, v)
+#define vset1(x) _mm512_set1_ps(x)
+#define vzero() _mm512_setzero_ps()
+#define vfma(a, b, c) _mm512_fmadd_ps(a, b, c)   /* a*b + c */
+#define vfnma(a, b, c) _mm512_fnmadd_ps(a, b, c) /* c - a*b */
+#define vadd(a, b) _mm512_add_ps(a, b)
+#define vsub(a, b) _mm512_sub_ps(a, b)
+#define vmul(a, b) _mm512_mul_ps(a, b)
+#define vdiv(a, b) _mm512_div_ps(a, b)
+#define vmin(a, b) _mm512_min_ps(a, b)
+#define vmax(a, b) _mm512_max_ps(a, b)
+#define vabs(a) _mm512_abs_ps(a)
+#define vlt(a, b) _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ)
+#define vgt(a, b) _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ)
+#define visnan(a) _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q)
+#define vsel(m, t, f) _mm512_mask_blend_ps(m, f, t) /* m ? t : f */
+#define vround_trunc(a) _mm512_cvtepi32_ps(_mm512_cvttps_epi32(a))
+/* 2^n for integral n in [-126, 127], from the float n */
+#define vpow2i(n) _mm512_castsi512_ps(_mm512_slli_epi32( \
+    _mm512_add_epi32(_mm512_cvttps_epi32(n), _mm512_set1_epi32(127)), 23))

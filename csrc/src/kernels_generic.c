@@ -1,0 +1,74 @@
+/*
+ * kernels_generic.c: the portable path, plain C that the compiler vectorises
+ * for the baseline ISA (SSE2 on x86-64). The equations are in fwd.c.
+ */
+#include "activations.h"
+#include "kernels.h"
+
+#define MR 4
+
+static void gemm_panel(int64_t M, int64_t K, const float *A, int64_t lda,
+                       const float *P, const float *bias, float *C, int64_t ldc) {
+    for (int64_t m = 0; m < M; m += MR) {
+        const int mr = M - m < MR ? (int)(M - m) : MR;
+        float acc[MR][RNC_PANEL];
+        for (int r = 0; r < mr; r++)
+            for (int j = 0; j < RNC_PANEL; j++) acc[r][j] = bias ? bias[j] : 0.0f;
+        for (int64_t k = 0; k < K; k++) {
+            const float *b = P + k * RNC_PANEL;
+            for (int r = 0; r < mr; r++) {
+                const float a = A[(m + r) * lda + k];
+#pragma omp simd
+                for (int j = 0; j < RNC_PANEL; j++) acc[r][j] += a * b[j];
+            }
+        }
+        for (int r = 0; r < mr; r++)
+            for (int j = 0; j < RNC_PANEL; j++) C[(m + r) * ldc + j] = acc[r][j];
+    }
+}
+
+static void postgemm(const rnc_post *p, int64_t n0, int64_t n1, int64_t u0, int64_t u1) {
+    const int64_t Hp = p->Hp;
+    for (int64_t n = n0; n < n1; n++) {
+        const float *gx = p->gx + n * p->ld_gx;
+        const float *a = p->acc + n * p->ld_acc;
+        float *y = p->y + n * p->ld_y;
+        switch (p->cell) {
+        case RNC_CELL_RNN_TANH:
+#pragma omp simd
+            for (int64_t u = u0; u < u1; u++) y[u] = rnc_tanh(gx[u] + a[u]);
+            break;
+        case RNC_CELL_RNN_RELU:
+#pragma omp simd
+            for (int64_t u = u0; u < u1; u++) y[u] = rnc_relu(gx[u] + a[u]);
+            break;
+        case RNC_CELL_LSTM: {
+            float *c = p->c + n * Hp;
+#pragma omp simd
+            for (int64_t u = u0; u < u1; u++) {
+                const float i = rnc_sigmoid(gx[u] + a[u]);
+                const float f = rnc_sigmoid(gx[Hp + u] + a[Hp + u]);
+                const float g = rnc_tanh(gx[2 * Hp + u] + a[2 * Hp + u]);
+                const float o = rnc_sigmoid(gx[3 * Hp + u] + a[3 * Hp + u]);
+                const float ct = f * c[u] + i * g;
+                c[u] = ct;
+                y[u] = o * rnc_tanh(ct);
+            }
+            break;
+        }
+        case RNC_CELL_GRU: {
+            const float *hp = p->h_prev + n * p->ld_hprev;
+#pragma omp simd
+            for (int64_t u = u0; u < u1; u++) {
+                const float r = rnc_sigmoid(gx[u] + a[u]);
+                const float z = rnc_sigmoid(gx[Hp + u] + a[Hp + u]);
+                const float nn = rnc_tanh(gx[2 * Hp + u] + r * (a[2 * Hp + u] + p->b_hn[u]));
+                y[u] = (1.0f - z) * nn + z * hp[u];
+            }
+            break;
+        }
+        }
+    }
+}
+
+const rnc_kernels rnc_kernels_generic = {"generic", gemm_panel, postgemm};
