@@ -65,6 +65,23 @@ def pack_weights(int cell, int64_t H, const float[:, ::1] w, float[::1] packed):
     _check(status)
 
 
+def probe_peak_gflops(int n_threads, double seconds):
+    """Sustained FP32 FMA GFLOP/s of the active CPU path on n_threads threads."""
+    with nogil:
+        r = rnc_probe_peak_gflops(n_threads, seconds)
+    _need(r > 0, "seconds")
+    return r
+
+
+def probe_read_gbps(const float[::1] buf, int n_threads, double seconds):
+    """Read bandwidth (GB/s) of buf, each thread reading its share."""
+    _need(buf.shape[0] > 0, "buf")
+    with nogil:
+        r = rnc_probe_read_gbps(&buf[0], buf.shape[0], n_threads, seconds)
+    _need(r > 0, "seconds")
+    return r
+
+
 def init():
     """Detect the CPU and choose the kernels (idempotent)."""
     rnc_init()

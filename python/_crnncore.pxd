@@ -47,5 +47,7 @@ cdef extern from "rnncore.h" nogil:
     const char *rnc_compiled_isas() noexcept
     int rnc_isa_available(const char *name) noexcept
     rnc_status rnc_set_isa(const char *name) noexcept
+    double rnc_probe_peak_gflops(int n_threads, double seconds) noexcept
+    double rnc_probe_read_gbps(const float *buf, int64_t n, int n_threads, double seconds) noexcept
     int rnc_has_openmp() noexcept
     int rnc_default_threads() noexcept

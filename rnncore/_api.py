@@ -52,25 +52,17 @@ def backend():
 
 # ---------------------------------------------------------------- threads
 
-def _initial_threads():
-    env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
-    if env.isdigit() and int(env) > 0:
-        return int(env)
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
-
-
 _threads_lock = threading.Lock()
-_num_threads = _initial_threads()
+_num_threads = None  # None: follow OpenMP (OMP_NUM_THREADS, threadpoolctl limits, cores)
 
 
 def set_num_threads(n):
-    """Set the number of threads the kernels may use (>= 1). The default is the
-    number of cores available to the process, or ``OMP_NUM_THREADS`` when set.
-    Small problems still run on one thread."""
-    n = check_int("n", n, minimum=1)
+    """Set the number of threads the kernels may use (>= 1), or None to follow
+    the OpenMP runtime again: ``OMP_NUM_THREADS`` when set, limits applied with
+    ``threadpoolctl``, otherwise the cores available to the process. Small
+    problems run on fewer threads whatever the setting."""
+    if n is not None:
+        n = check_int("n", n, minimum=1)
     global _num_threads
     with _threads_lock:
         _num_threads = n
@@ -78,7 +70,19 @@ def set_num_threads(n):
 
 def get_num_threads():
     """Number of threads the kernels may use."""
-    return _num_threads
+    if _num_threads is not None:
+        return _num_threads
+    if _core is not None:
+        return _core.default_threads()
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def _call_threads():
+    """n_threads for a kernel call: 0 lets C ask OpenMP at call time."""
+    return _num_threads or 0
 
 
 # ---------------------------------------------------------------- checks
@@ -191,7 +195,7 @@ def run_layers(mode, x, h0, c0, layers, *, hidden_size, bidirectional, batch_fir
     c_n = np.empty((L * D, N, H), dtype=np.float32) if mode == "LSTM" else None
     ws = _workspace(mode, T, N, H)
     cell = cell_code(mode)
-    n_threads = _num_threads
+    n_threads = _call_threads()
     inp = x.reshape(T * N, x.shape[2])
     for layer, directions in enumerate(layers):
         y = np.empty((T * N, D * H), dtype=np.float32)

@@ -3,6 +3,10 @@
 ``rnncore info`` (the default) prints the configuration, then runs a small
 forward pass of each cell on the active backend and on the float64 NumPy
 reference, and prints both times and the largest difference.
+
+``rnncore bench`` compares rnncore with PyTorch, ONNX Runtime and the
+reference (see rnncore/bench.py); ``rnncore bench --quick`` is a one-minute
+subset.
 """
 import argparse
 import sys
@@ -61,6 +65,10 @@ def build_parser():
     info.add_argument("--repeat", type=int, default=10, help="timed repeats (default 10)")
     info.add_argument("--threads", type=int, default=None, help="kernel threads (default: all cores)")
     info.set_defaults(func=cmd_info)
+    bench = sub.add_parser("bench", help="speed against PyTorch, ONNX Runtime and the reference")
+    from . import bench as bench_module
+    bench_module.add_arguments(bench)
+    bench.set_defaults(func=bench_module.main_from_args)
     return parser
 
 
@@ -70,11 +78,12 @@ def main(argv=None):
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
         argv = ["info"] + argv  # the default command
     args = parser.parse_args(argv)
-    for name in ("steps", "batch", "hidden", "layers", "repeat"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name} must be >= 1")
-    if args.threads is not None:
-        if args.threads < 1:
-            parser.error("--threads must be >= 1")
-        _api.set_num_threads(args.threads)
+    if args.command == "info":
+        for name in ("steps", "batch", "hidden", "layers", "repeat"):
+            if getattr(args, name) < 1:
+                parser.error(f"--{name} must be >= 1")
+        if args.threads is not None:
+            if args.threads < 1:
+                parser.error("--threads must be >= 1")
+            _api.set_num_threads(args.threads)
     return args.func(args)

@@ -1,12 +1,16 @@
 """Threads: results identical for every thread count, concurrent calls from
 Python threads on one model are correct (the GIL is released), and the thread
 setting is validated."""
+import os
+import subprocess
+import sys
 import threading
 
 import numpy as np
 import pytest
 
 import rnncore
+from rnncore import _api
 from conftest import ATOL, RTOL, call, make_layer, oracle
 
 pytestmark = pytest.mark.usefixtures("isa")  # every CPU path
@@ -16,9 +20,9 @@ MODES = ["RNN_TANH", "RNN_RELU", "LSTM", "GRU"]
 
 @pytest.fixture
 def restore_threads():
-    saved = rnncore.get_num_threads()
+    saved = _api._num_threads
     yield
-    rnncore.set_num_threads(saved)
+    _api._num_threads = saved
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -73,3 +77,25 @@ def test_set_num_threads_validation(restore_threads):
     with pytest.raises(TypeError, match="n must be an integer"):
         rnncore.set_num_threads(2.5)
     assert rnncore.get_num_threads() == 3
+
+
+def test_default_threads_follow_openmp_and_threadpoolctl(restore_threads):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    rnncore.set_num_threads(None)
+    info = threadpoolctl.threadpool_info()
+    assert any(p["user_api"] == "openmp" for p in info)
+    with threadpoolctl.threadpool_limits(limits=1, user_api="openmp"):
+        assert rnncore.get_num_threads() == 1
+        lstm = rnncore.LSTM(8, 300, seed=0)
+        x = np.ones((3, 20, 8), np.float32)
+        y_limited = lstm(x)[0]
+    rnncore.set_num_threads(2)
+    np.testing.assert_array_equal(lstm(x)[0], y_limited)
+
+
+def test_omp_num_threads_is_respected():
+    out = subprocess.run([sys.executable, "-c", "import rnncore; print(rnncore.get_num_threads())"],
+                         capture_output=True, text=True, timeout=120,
+                         env=dict(os.environ, OMP_NUM_THREADS="3"), cwd="/")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "3"

@@ -122,6 +122,17 @@ const char *rnc_compiled_isas(void);
 int rnc_isa_available(const char *name);
 rnc_status rnc_set_isa(const char *name);
 
+/*
+ * Machine probes for the benchmarks, on the active CPU path, with n_threads
+ * threads (<= 0: the OpenMP default) each running for about `seconds`.
+ * rnc_probe_peak_gflops: sustained FP32 FMA throughput, GFLOP/s summed over
+ * the threads. rnc_probe_read_gbps: read bandwidth of buf[0, n) (caller-owned;
+ * each thread reads its own contiguous share, so a buffer that fits a cache
+ * level measures that level), GB/s summed. Both return -1 on bad arguments.
+ */
+double rnc_probe_peak_gflops(int n_threads, double seconds);
+double rnc_probe_read_gbps(const float *buf, int64_t n, int n_threads, double seconds);
+
 /* 1 when built with OpenMP, else 0. */
 int rnc_has_openmp(void);
 

@@ -44,6 +44,13 @@ typedef struct {
                        const float *P, const float *bias, float *C, int64_t ldc);
     /* Post-GEMM for rows [n0, n1) and units [u0, u1); u0 is a multiple of RNC_PANEL. */
     void (*postgemm)(const rnc_post *p, int64_t n0, int64_t n1, int64_t u0, int64_t u1);
+    /* Machine probes (probe.c): `iters` rounds of 12 independent vector FMA
+     * chains held in registers (probe_flops_per_iter flops a round); and a
+     * read of buf[0, n) with the widest loads. Both return a value that keeps
+     * the work alive. */
+    float (*probe_fma)(int64_t iters);
+    int probe_flops_per_iter;
+    float (*probe_read)(const float *buf, int64_t n);
 } rnc_kernels;
 
 extern const rnc_kernels rnc_kernels_generic;

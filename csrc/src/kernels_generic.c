@@ -71,4 +71,29 @@ static void postgemm(const rnc_post *p, int64_t n0, int64_t n1, int64_t u0, int6
     }
 }
 
-const rnc_kernels rnc_kernels_generic = {"generic", gemm_panel, postgemm};
+static float probe_fma(int64_t iters) {
+    float acc[12][4]; /* 12 SSE registers on the x86-64 baseline */
+    for (int i = 0; i < 12; i++)
+        for (int j = 0; j < 4; j++) acc[i][j] = (float)i;
+    for (int64_t k = 0; k < iters; k++)
+        for (int i = 0; i < 12; i++)
+#pragma omp simd
+            for (int j = 0; j < 4; j++) acc[i][j] = acc[i][j] * 0.999f + 1e-3f;
+    float total = 0.0f;
+    for (int i = 0; i < 12; i++) total += acc[i][0];
+    return total;
+}
+
+static float probe_read(const float *buf, int64_t n) {
+    float s[16] = {0};
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+#pragma omp simd
+        for (int j = 0; j < 16; j++) s[j] += buf[i + j];
+    float total = 0.0f;
+    for (int j = 0; j < 16; j++) total += s[j];
+    for (; i < n; i++) total += buf[i];
+    return total;
+}
+
+const rnc_kernels rnc_kernels_generic = {"generic", gemm_panel, postgemm, probe_fma, 12 * 4 * 2, probe_read};

@@ -1,0 +1,352 @@
+"""``rnncore bench``: forward-pass speed of rnncore against PyTorch, ONNX
+Runtime and the NumPy reference on the same weights, with the machine's
+measured limits.
+
+Each (backend, thread count) runs in its own subprocess (two thread pools in
+one process distort 2-thread timings), times every case after a warm-up and
+reports the median and minimum. The parent process measures the FP32 FMA peak
+and the L2 / L3 / DRAM read bandwidths with rnncore's probes, and derives for
+each case:
+
+* GFLOP/s and % of the measured peak at that thread count;
+* the roofline floor: the input-projection GEMM at peak, plus per step the
+  larger of (recurrent FLOPs / peak) and (recurrent weight bytes / bandwidth
+  of the cache level that holds them), and rnncore's % of that floor.
+
+Backends that are not installed (torch, onnxruntime) are reported as missing.
+"""
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+CELLS = ("RNN", "LSTM", "GRU")
+GATES = {"RNN": 1, "LSTM": 4, "GRU": 3}
+BACKENDS = ("rnncore", "torch", "onnxruntime", "reference")
+FULL = dict(cells=CELLS, hidden=(256, 512, 1024), batch=(1, 16, 64), steps=100, threads=(1, 2))
+QUICK = dict(cells=CELLS, hidden=(256,), batch=(1, 16), steps=100, threads=(1,))
+
+
+def case_name(cell, T, N, H):
+    return f"{cell.lower()}_t{T}_n{N}_i{H}_h{H}"
+
+
+def flops(cell, T, N, H):
+    """(input-projection FLOPs, recurrent FLOPs) of a forward pass, I = H."""
+    per = 2.0 * T * N * H * GATES[cell] * H
+    return per, per
+
+
+# ------------------------------------------------------------------ weights
+
+def state_dict(cell, H, seed=0):
+    """PyTorch-named weights of a one-layer cell, U(-1/sqrt(H), 1/sqrt(H))."""
+    rng = np.random.default_rng(seed)
+    G, k = GATES[cell], 1.0 / np.sqrt(H)
+    shapes = {"weight_ih_l0": (G * H, H), "weight_hh_l0": (G * H, H),
+              "bias_ih_l0": (G * H,), "bias_hh_l0": (G * H,)}
+    return {name: rng.uniform(-k, k, shape).astype(np.float32) for name, shape in shapes.items()}
+
+
+def onnx_model(cell, H, sd):
+    """An ONNX graph of one unidirectional layer (opset 14) with these weights:
+    X [T, N, H] -> Y [T, 1, N, H]. Gate blocks are reordered from PyTorch's
+    (LSTM i,f,g,o -> ONNX i,o,f,c; GRU r,z,n -> z,r,h)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    order = {"RNN": [0], "LSTM": [0, 3, 1, 2], "GRU": [1, 0, 2]}[cell]
+
+    def reorder(a):
+        return np.concatenate([a[g * H:(g + 1) * H] for g in order])[None]
+
+    W, R = reorder(sd["weight_ih_l0"]), reorder(sd["weight_hh_l0"])
+    B = np.concatenate([reorder(sd["bias_ih_l0"]), reorder(sd["bias_hh_l0"])], axis=1)
+    attrs = {"hidden_size": H}
+    if cell == "GRU":
+        attrs["linear_before_reset"] = 1
+    node = helper.make_node(cell, ["X", "W", "R", "B"], ["Y"], **attrs)
+    graph = helper.make_graph(
+        [node], f"rnncore_bench_{cell.lower()}",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["T", "N", H])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["T", 1, "N", H])],
+        initializer=[numpy_helper.from_array(W, "W"), numpy_helper.from_array(R, "R"),
+                     numpy_helper.from_array(B, "B")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)], ir_version=8)
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+# ------------------------------------------------------------------ worker
+
+def _runner(backend, cell, H, threads):
+    """A zero-argument callable running one forward pass of `backend` on x."""
+    sd = state_dict(cell, H)
+    if backend in ("rnncore", "reference"):
+        import rnncore
+        rnncore.set_num_threads(threads)
+        layer = getattr(rnncore, cell)(H, H)
+        layer.load_state_dict(sd)
+        return lambda x: layer(x)
+    if backend == "torch":
+        import torch
+        torch.set_num_threads(threads)
+        module = getattr(torch.nn, cell)(H, H)
+        module.load_state_dict({k: torch.from_numpy(v) for k, v in sd.items()})
+
+        def run(x):
+            with torch.no_grad():
+                return module(torch.from_numpy(x))
+        return run
+    if backend == "onnxruntime":
+        import onnxruntime as ort
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        session = ort.InferenceSession(onnx_model(cell, H, sd), opts,
+                                       providers=["CPUExecutionProvider"])
+        return lambda x: session.run(None, {"X": x})
+    raise ValueError(f"unknown backend {backend!r}")
+
+
+def _time(fn, x, repeat, budget_s):
+    fn(x)  # warm-up
+    times = []
+    start = time.perf_counter()
+    while len(times) < repeat and (len(times) < 3 or time.perf_counter() - start < budget_s):
+        t0 = time.perf_counter()
+        fn(x)
+        times.append((time.perf_counter() - t0) * 1e3)
+    return float(np.median(times)), float(np.min(times)), len(times)
+
+
+def worker(backend, threads, cases, repeat, budget_s):
+    """Time `cases` on one backend in this process; one JSON line per case."""
+    for cell, T, N, H in cases:
+        x = np.random.default_rng(1).standard_normal((T, N, H)).astype(np.float32)
+        fn = _runner(backend, cell, H, threads)
+        median, best, n = _time(fn, x, repeat, budget_s)
+        print(json.dumps({"case": case_name(cell, T, N, H), "backend": backend, "threads": threads,
+                          "ms": median, "ms_min": best, "repeats": n}), flush=True)
+
+
+def _available(backend):
+    module = {"torch": "torch", "onnxruntime": "onnxruntime", "rnncore": "rnncore",
+              "reference": "rnncore"}[backend]
+    code = f"import {module}" + ("\nimport onnx" if backend == "onnxruntime" else "")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+
+
+def _spawn(backend, threads, cases, repeat, budget_s):
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
+               MKL_NUM_THREADS=str(threads))
+    env.pop("RNNCORE_BACKEND", None)
+    if backend == "reference":
+        env["RNNCORE_BACKEND"] = "reference"
+    cmd = [sys.executable, "-m", "rnncore.bench", "--worker", backend, "--threads", str(threads),
+           "--repeat", str(repeat), "--budget", str(budget_s), "--cases", json.dumps(cases)]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        raise RuntimeError(f"{backend} worker failed:\n{out.stderr}")
+    return [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+
+
+# ------------------------------------------------------------------ machine
+
+def _cache_bytes(level):
+    base = "/sys/devices/system/cpu/cpu0/cache"
+    try:
+        for idx in sorted(os.listdir(base)):
+            with open(f"{base}/{idx}/level") as f:
+                if int(f.read()) != level:
+                    continue
+            with open(f"{base}/{idx}/type") as f:
+                if f.read().strip() == "Instruction":
+                    continue
+            with open(f"{base}/{idx}/size") as f:
+                text = f.read().strip()
+            scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1], 1)
+            return int(text.rstrip("KMG")) * scale
+    except (OSError, ValueError):
+        pass
+    return {2: 1 << 20, 3: 32 << 20}[level]
+
+
+def machine_line():
+    model = platform.processor() or platform.machine()
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            if line.startswith("Model name:"):
+                model = line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    flags = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    have = set(line.split(":", 1)[1].split())
+                    flags = ",".join(f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni")
+                                     if f in have)
+                    break
+    except OSError:
+        pass
+    return {"cpu": model, "isa_flags": flags, "cores": os.cpu_count(),
+            "l2_bytes": _cache_bytes(2), "l3_bytes": _cache_bytes(3)}
+
+
+def probes(thread_counts, seconds=0.3):
+    """Measured FMA peak and read bandwidths per thread count."""
+    from . import _api
+    core = _api._core
+    if core is None:
+        raise RuntimeError("the probes need the C extension")
+    l2, l3 = _cache_bytes(2), _cache_bytes(3)
+    out = {}
+    for t in thread_counts:
+        # half a cache per thread for L2; a quarter of the shared L3 (the
+        # 4-16 MB of recurrent weights of the H = 512-1024 cases)
+        sizes = {"l2": l2 // 2 * t, "l3": l3 // 4, "dram": max(8 * l3, 256 << 20)}
+        bw = {}
+        for level, nbytes in sizes.items():
+            buf = np.ones(nbytes // 4, np.float32)
+            bw[level] = core.probe_read_gbps(buf, t, seconds)
+        out[t] = {"peak_gflops": core.probe_peak_gflops(t, seconds),
+                  **{f"{k}_gbps": v for k, v in bw.items()}}
+    return out
+
+
+def floor_ms(cell, T, N, H, threads, probe, machine):
+    """The roofline floor of a case (see the module docstring)."""
+    f_in, f_rec = flops(cell, T, N, H)
+    peak = probe["peak_gflops"] * 1e9
+    w_bytes = 4.0 * GATES[cell] * H * H
+    per_thread = w_bytes / threads
+    if per_thread <= machine["l2_bytes"]:
+        bw = probe["l2_gbps"]
+    elif w_bytes <= machine["l3_bytes"]:
+        bw = probe["l3_gbps"]
+    else:
+        bw = probe["dram_gbps"]
+    step = max(f_rec / T / peak, w_bytes / (bw * 1e9))
+    return (f_in / peak + T * step) * 1e3
+
+
+# ------------------------------------------------------------------ report
+
+def run(cells, hidden, batch, steps, threads, backends, repeat, budget_s, progress=print):
+    from . import config
+    machine = machine_line()
+    progress(f"machine: {machine['cpu']} | {machine['isa_flags']} | {machine['cores']} cores")
+    cfg = config()
+    progress(f"rnncore {cfg['version']}: backend {cfg['backend']}, cpu path {cfg['cpu_path']}, "
+             f"openmp {'on' if cfg['openmp'] else 'off'}; numpy {np.__version__}")
+    probe = probes(threads)
+    for t, p in probe.items():
+        progress(f"probes, {t} thread(s): peak {p['peak_gflops']:.0f} GFLOP/s, read L2 "
+                 f"{p['l2_gbps']:.0f} / L3 {p['l3_gbps']:.0f} / DRAM {p['dram_gbps']:.0f} GB/s")
+    cases = [(c, steps, n, h) for c in cells for h in hidden for n in batch]
+    have = {b: _available(b) for b in backends}
+    results = {}
+    for t in threads:
+        for b in backends:
+            if not have[b]:
+                continue
+            progress(f"running {b} at {t} thread(s) ...")
+            for r in _spawn(b, t, cases, repeat, budget_s):
+                results[(r["case"], t, b)] = r
+    rows = []
+    for t in threads:
+        for cell, T, N, H in cases:
+            name = case_name(cell, T, N, H)
+            ms = {b: results[(name, t, b)]["ms"] for b in backends if (name, t, b) in results}
+            row = {"case": name, "cell": cell, "T": T, "N": N, "H": H, "threads": t, "ms": ms}
+            if "rnncore" in ms:
+                total = sum(flops(cell, T, N, H))
+                ours = ms["rnncore"]
+                row["gflops"] = total / ours / 1e6
+                row["pct_peak"] = 100 * row["gflops"] / probe[t]["peak_gflops"]
+                row["floor_ms"] = floor_ms(cell, T, N, H, t, probe[t], machine)
+                row["pct_floor"] = 100 * row["floor_ms"] / ours
+                row["speedup"] = {b: ms[b] / ours for b in ms if b != "rnncore"}
+            rows.append(row)
+    return {"date": time.strftime("%Y-%m-%d"), "machine": machine, "config": cfg,
+            "numpy": np.__version__, "probes": probe, "backends": have, "rows": rows,
+            "command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:])}
+
+
+def format_table(report):
+    backends = [b for b in BACKENDS if report["backends"].get(b)]
+    short = {"rnncore": "rnncore", "torch": "torch", "onnxruntime": "ort", "reference": "ref"}
+    head = (["case", "thr"] + [f"{short[b]} ms" for b in backends]
+            + [f"x{short[b]}" for b in backends if b != "rnncore"]
+            + ["GFLOP/s", "%peak", "floor ms", "%floor"])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in report["rows"]:
+        cells = [r["case"], str(r["threads"])]
+        cells += [f"{r['ms'][b]:.2f}" if b in r["ms"] else "-" for b in backends]
+        sp = r.get("speedup", {})
+        cells += [f"{sp[b]:.2f}" if b in sp else "-" for b in backends if b != "rnncore"]
+        if "gflops" in r:
+            cells += [f"{r['gflops']:.1f}", f"{r['pct_peak']:.0f}", f"{r['floor_ms']:.2f}",
+                      f"{r['pct_floor']:.0f}"]
+        else:
+            cells += ["-"] * 4
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def add_arguments(parser):
+    parser.add_argument("--quick", action="store_true",
+                        help="small subset: H=256, N in {1, 16}, 1 thread (under a minute)")
+    parser.add_argument("--cells", nargs="+", choices=CELLS, help="cells (default all)")
+    parser.add_argument("--hidden", nargs="+", type=int, help="I = H values (default 256 512 1024)")
+    parser.add_argument("--batch", nargs="+", type=int, help="batch sizes N (default 1 16 64)")
+    parser.add_argument("--steps", type=int, help="sequence length T (default 100)")
+    parser.add_argument("--threads", nargs="+", type=int, help="thread counts (default 1 2)")
+    parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS))
+    parser.add_argument("--repeat", type=int, default=7, help="timed repeats per case (default 7)")
+    parser.add_argument("--budget", type=float, default=5.0,
+                        help="seconds per case after which fewer (>= 3) repeats suffice")
+    parser.add_argument("--json", metavar="PATH", help="also write the report as JSON")
+
+
+def main_from_args(args):
+    grid = dict(QUICK if args.quick else FULL)
+    for key in ("cells", "hidden", "batch", "steps", "threads"):
+        if getattr(args, key) is not None:
+            grid[key] = getattr(args, key)
+    for key in ("hidden", "batch", "threads"):
+        if any(v < 1 for v in grid[key]):
+            raise SystemExit(f"rnncore bench: --{key} values must be >= 1")
+    if grid["steps"] < 1 or args.repeat < 1:
+        raise SystemExit("rnncore bench: --steps and --repeat must be >= 1")
+    report = run(grid["cells"], grid["hidden"], grid["batch"], grid["steps"], grid["threads"],
+                 args.backends, args.repeat, args.budget,
+                 progress=lambda s: print(s, file=sys.stderr, flush=True))
+    print(format_table(report))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1)
+    return 0
+
+
+def _worker_main(argv):
+    p = argparse.ArgumentParser(prog="python -m rnncore.bench")
+    p.add_argument("--worker", choices=BACKENDS, required=True)
+    p.add_argument("--threads", type=int, required=True)
+    p.add_argument("--repeat", type=int, required=True)
+    p.add_argument("--budget", type=float, required=True)
+    p.add_argument("--cases", required=True)
+    a = p.parse_args(argv)
+    worker(a.worker, a.threads, [tuple(c) for c in json.loads(a.cases)], a.repeat, a.budget)
+
+
+if __name__ == "__main__":
+    _worker_main(sys.argv[1:])

@@ -1,0 +1,65 @@
+"""The benchmark machinery: its ONNX export computes what rnncore computes
+(so ONNX Runtime is timed on the same model), its workers report sane
+numbers, and the roofline floor follows its definition."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import rnncore
+from rnncore import bench
+from conftest import ATOL, RTOL
+
+
+@pytest.mark.parametrize("cell", bench.CELLS)
+def test_onnx_model_matches_rnncore(cell):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    H = 24
+    sd = bench.state_dict(cell, H, seed=3)
+    layer = getattr(rnncore, cell)(H, H)
+    layer.load_state_dict(sd)
+    x = np.random.default_rng(0).standard_normal((7, 3, H)).astype(np.float32)
+    session = ort.InferenceSession(bench.onnx_model(cell, H, sd), providers=["CPUExecutionProvider"])
+    (y_onnx,) = session.run(None, {"X": x})
+    np.testing.assert_allclose(y_onnx[:, 0], layer(x)[0], rtol=RTOL, atol=ATOL)
+
+
+def test_worker_reports_json(tmp_path):
+    cases = [["GRU", 5, 2, 32]]
+    out = subprocess.run([sys.executable, "-m", "rnncore.bench", "--worker", "rnncore", "--threads", "1",
+                          "--repeat", "3", "--budget", "1", "--cases", json.dumps(cases)],
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    row = json.loads(out.stdout.strip())
+    assert row["case"] == "gru_t5_n2_i32_h32" and row["repeats"] == 3
+    assert 0 < row["ms_min"] <= row["ms"]
+
+
+def test_floor_definition():
+    probe = {"peak_gflops": 100.0, "l2_gbps": 100.0, "l3_gbps": 50.0, "dram_gbps": 20.0}
+    machine = {"l2_bytes": 1 << 20, "l3_bytes": 32 << 20}
+    # LSTM H=512: 4 MB of recurrent weights -> L3 at 1 thread, 50 GB/s
+    T, N, H = 100, 1, 512
+    f_in, f_rec = bench.flops("LSTM", T, N, H)
+    expected = f_in / 100e9 + T * max(f_rec / T / 100e9, 4 * 4 * H * H / 50e9)
+    assert bench.floor_ms("LSTM", T, N, H, 1, probe, machine) == pytest.approx(expected * 1e3)
+    # N = 64: compute-bound, the floor is the FLOPs at peak
+    f_in, f_rec = bench.flops("LSTM", T, 64, H)
+    assert bench.floor_ms("LSTM", T, 64, H, 1, probe, machine) == pytest.approx((f_in + f_rec) / 100e9 * 1e3)
+
+
+def test_quick_bench_command(tmp_path):
+    report_path = tmp_path / "r.json"
+    out = subprocess.run([sys.executable, "-m", "rnncore", "bench", "--cells", "LSTM", "--hidden", "32",
+                          "--batch", "2", "--steps", "4", "--threads", "1", "--repeat", "3",
+                          "--backends", "rnncore", "reference", "--json", str(report_path)],
+                         capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "lstm_t4_n2_i32_h32" in out.stdout and "peak" in out.stderr
+    report = json.loads(report_path.read_text())
+    row = report["rows"][0]
+    assert set(row["ms"]) == {"rnncore", "reference"} and row["gflops"] > 0
+    assert report["probes"]["1"]["peak_gflops"] > 0
