@@ -44,10 +44,10 @@ def default_threads():
     return rnc_default_threads()
 
 
-def fwd_workspace_floats(int cell, int64_t T, int64_t N, int64_t I, int64_t H):
-    """Floats of workspace `forward` needs, or 0 when the sizes overflow."""
+def fwd_workspace_floats(int cell, int64_t T, int64_t N, int64_t I, int64_t H, int n_threads):
+    """Floats of workspace `forward` needs with n_threads, or 0 when the sizes overflow."""
     cdef rnc_dims d = rnc_dims(T, N, I, H, <rnc_cell>cell)
-    return rnc_fwd_workspace_floats(&d)
+    return rnc_fwd_workspace_floats(&d, n_threads)
 
 
 def packed_floats(int cell, int64_t H, int64_t K):
@@ -125,7 +125,8 @@ def forward(int cell, int64_t T, int64_t N, int64_t I, int64_t H,
     _need(w_ih_p.shape[0] == <Py_ssize_t>rnc_packed_floats(<rnc_cell>cell, H, I), "w_ih_p")
     _need(w_hh_p.shape[0] == <Py_ssize_t>rnc_packed_floats(<rnc_cell>cell, H, H), "w_hh_p")
     _need(y.shape[0] == T * N and 0 <= y_col and y_col + H <= y.shape[1], "y")
-    _need(ws.shape[0] >= <Py_ssize_t>rnc_fwd_workspace_floats(&d), "ws")
+    _need(n_threads > 0, "n_threads")
+    _need(ws.shape[0] >= <Py_ssize_t>rnc_fwd_workspace_floats(&d, n_threads), "ws")
     for name, v in (("h0", h0), ("c0", c0), ("h_n", h_n), ("c_n", c_n)):
         _need(v is None or (v.shape[0] == N and v.shape[1] == H), name)
     for name, v in (("b_ih", b_ih), ("b_hh", b_hh)):

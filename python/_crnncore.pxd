@@ -38,7 +38,7 @@ cdef extern from "rnncore.h" nogil:
     const char *RNC_VERSION
     const char *rnc_status_str(rnc_status s) noexcept
     int rnc_cell_gates(rnc_cell cell) noexcept
-    size_t rnc_fwd_workspace_floats(const rnc_dims *d) noexcept
+    size_t rnc_fwd_workspace_floats(const rnc_dims *d, int n_threads) noexcept
     rnc_status rnc_forward(const rnc_dims *d, const rnc_fwd_args *a, int n_threads) noexcept
     size_t rnc_packed_floats(rnc_cell cell, int64_t H, int64_t K) noexcept
     rnc_status rnc_pack_weights(rnc_cell cell, int64_t H, int64_t K, const float *src, float *dst) noexcept

@@ -80,11 +80,6 @@ def get_num_threads():
         return max(1, os.cpu_count() or 1)
 
 
-def _call_threads():
-    """n_threads for a kernel call: 0 lets C ask OpenMP at call time."""
-    return _num_threads or 0
-
-
 # ---------------------------------------------------------------- checks
 
 def check_int(name, value, minimum=None):
@@ -142,10 +137,11 @@ def as_state(name, value, expected, what):
 
 # ---------------------------------------------------------------- compute
 
-def _workspace(mode, T, N, H):
-    """Float32 workspace for one layer-direction (shared by all of a call's)."""
+def _workspace(mode, T, N, I, H, n_threads):
+    """Float32 workspace for a layer-direction with up to I input features
+    (shared by all of a call's)."""
     cell = cell_code(mode)
-    floats = _core.fwd_workspace_floats(cell, T, N, 1, H)
+    floats = _core.fwd_workspace_floats(cell, T, N, I, H, n_threads)
     if floats == 0:
         raise MemoryError(f"rnncore: workspace for T={T}, N={N}, H={H} overflows the address space")
     return np.empty(floats, dtype=np.float32)
@@ -193,9 +189,9 @@ def run_layers(mode, x, h0, c0, layers, *, hidden_size, bidirectional, batch_fir
         T, N = x.shape[:2]
     h_n = np.empty((L * D, N, H), dtype=np.float32)
     c_n = np.empty((L * D, N, H), dtype=np.float32) if mode == "LSTM" else None
-    ws = _workspace(mode, T, N, H)
+    n_threads = get_num_threads()  # resolved once: the workspace depends on it
+    ws = _workspace(mode, T, N, max(x.shape[2], D * H), H, n_threads)
     cell = cell_code(mode)
-    n_threads = _call_threads()
     inp = x.reshape(T * N, x.shape[2])
     for layer, directions in enumerate(layers):
         y = np.empty((T * N, D * H), dtype=np.float32)

@@ -283,7 +283,7 @@ def test_core_rechecks_shapes():
     f = np.zeros
     args = dict(x=f((6, 3), np.float32), w_ih_p=f(core.packed_floats(cell, H, I), np.float32),
                 w_hh_p=f(core.packed_floats(cell, H, H), np.float32),
-                y=f((6, 2), np.float32), ws=f(core.fwd_workspace_floats(cell, T, N, I, H), np.float32))
+                y=f((6, 2), np.float32), ws=f(core.fwd_workspace_floats(cell, T, N, I, H, 1), np.float32))
 
     def run(a, y_col=0):
         core.forward(cell, T, N, I, H, False, False, a["x"], None, None, a["w_ih_p"], a["w_hh_p"],

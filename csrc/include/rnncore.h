@@ -80,10 +80,11 @@ typedef struct {
 } rnc_fwd_args;
 
 /*
- * Floats of workspace rnc_forward() needs for these dims, or 0 when the dims
- * are invalid or the size overflows.
+ * Floats of workspace rnc_forward() needs for these dims and n_threads (pass
+ * the same n_threads to both; <= 0 means the OpenMP default), or 0 when the
+ * dims are invalid or the size overflows.
  */
-size_t rnc_fwd_workspace_floats(const rnc_dims *d);
+size_t rnc_fwd_workspace_floats(const rnc_dims *d, int n_threads);
 
 /*
  * rnc_forward: y, h_n, c_n = layer(x, h0, c0).

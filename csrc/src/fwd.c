@@ -27,6 +27,7 @@
  *
  * Workspace (floats; Hp = H rounded up to RNC_PANEL, gate rows padded):
  *   gx [T*N*G*Hp] | a [N*G*Hp] | bias_x [G*Hp] | b_hn [Hp] | c [N*Hp] | zeros [N*H]
+ *   | per thread: packed A, max(GEMM_ROW_BLOCK rows of I, N rows of H)
  */
 #include <string.h>
 
@@ -72,29 +73,51 @@ static int64_t float_limit(void) {
     return (int64_t)(by_size < by_i64 ? by_size : by_i64);
 }
 
-size_t rnc_fwd_workspace_floats(const rnc_dims *d) {
+/* Threads a call may use: n_threads, or the OpenMP default when <= 0. */
+static int resolve_threads(int n_threads) {
+#ifdef _OPENMP
+    return n_threads > 0 ? n_threads : omp_get_max_threads();
+#else
+    (void)n_threads;
+    return 1;
+#endif
+}
+
+/* Per-thread packed-A scratch: the larger of an input-GEMM row block of x
+ * and the N rows of h_prev. */
+static int64_t apack_floats(const rnc_dims *d) {
+    const int64_t in = rnc_packed_a_floats(GEMM_ROW_BLOCK, d->I);
+    const int64_t rec = rnc_packed_a_floats(d->N, d->H);
+    return in > rec ? in : rec;
+}
+
+size_t rnc_fwd_workspace_floats(const rnc_dims *d, int n_threads) {
     if (!d || d->T < 1 || d->N < 1 || d->I < 1 || d->H < 1) return 0;
     const int G = rnc_cell_gates(d->cell);
     if (G == 0) return 0;
     const int64_t lim = float_limit();
-    if (d->H > lim / 2) return 0;
+    if (d->H > lim / 2 || d->N > lim / 2 || d->I > lim / 2) return 0;
     const int64_t Hp = rnc_padded(d->H);
     const int64_t ghp = mul_checked(G, Hp, lim);
     const int64_t rows = mul_checked(d->T, d->N, lim);
     const int64_t gx = mul_checked(rows, ghp, lim);
     const int64_t acc = mul_checked(d->N, ghp, lim);
     const int64_t nhp = mul_checked(d->N, Hp, lim);
+    const int64_t pack_in = mul_checked((GEMM_ROW_BLOCK + RNC_MR_MAX), d->I, lim);
+    const int64_t pack_rec = mul_checked(d->N + RNC_MR_MAX, d->H, lim);
     /* the weights and x must be addressable too */
-    if (ghp < 0 || gx < 0 || acc < 0 || nhp < 0 || mul_checked(ghp, d->I, lim) < 0 ||
-        mul_checked(ghp, d->H, lim) < 0 || mul_checked(rows, d->I, lim) < 0)
+    if (ghp < 0 || gx < 0 || acc < 0 || nhp < 0 || pack_in < 0 || pack_rec < 0 ||
+        mul_checked(ghp, d->I, lim) < 0 || mul_checked(ghp, d->H, lim) < 0 ||
+        mul_checked(rows, d->I, lim) < 0)
         return 0;
-    if (gx > lim - acc - ghp - Hp - 2 * nhp) return 0;
-    return (size_t)(gx + acc + ghp + Hp + 2 * nhp);
+    const int64_t packs = mul_checked(apack_floats(d), resolve_threads(n_threads), lim);
+    if (packs < 0 || gx > lim - acc - ghp - Hp - 2 * nhp - packs) return 0;
+    return (size_t)(gx + acc + ghp + Hp + 2 * nhp + packs);
 }
 
 static int choose_threads(const rnc_dims *d, int G, int n_threads) {
 #ifdef _OPENMP
-    int nt = n_threads > 0 ? n_threads : omp_get_max_threads();
+    int nt = resolve_threads(n_threads);
     const int64_t macs = d->N * G * d->H * d->H;
     const int64_t by_work = macs / MIN_STEP_MACS_PER_THREAD;
     const int64_t by_units = rnc_padded(d->H) / RNC_PANEL;
@@ -120,7 +143,7 @@ rnc_status rnc_forward(const rnc_dims *d, const rnc_fwd_args *a, int n_threads) 
     if (!d || !a) return RNC_ERR_INVALID_ARG;
     const int G = rnc_cell_gates(d->cell);
     if (G == 0) return RNC_ERR_UNSUPPORTED;
-    if (rnc_fwd_workspace_floats(d) == 0) return RNC_ERR_INVALID_ARG;
+    if (rnc_fwd_workspace_floats(d, n_threads) == 0) return RNC_ERR_INVALID_ARG;
     if (!a->x || !a->w_ih_p || !a->w_hh_p || !a->y || !a->ws || a->ldy < d->H)
         return RNC_ERR_INVALID_ARG;
     if (d->cell != RNC_CELL_LSTM && (a->c0 || a->c_n)) return RNC_ERR_INVALID_ARG;
@@ -137,6 +160,7 @@ rnc_status rnc_forward(const rnc_dims *d, const rnc_fwd_args *a, int n_threads) 
     float *b_hn = bias_x + GHp;
     float *c = b_hn + Hp;
     float *zeros = c + N * Hp;
+    float *apack = zeros + N * H; /* + tid * apack_floats(d) */
 
     /* 0. folded biases and padded states (padding stays exactly 0) */
     for (int64_t g = 0; g < G; g++)
@@ -172,8 +196,10 @@ rnc_status rnc_forward(const rnc_dims *d, const rnc_fwd_args *a, int n_threads) 
         const unsigned int saved_csr = _mm_getcsr();
         _mm_setcsr(saved_csr | MXCSR_FTZ_DAZ);
 #endif
-        /* 1. input projection: items ordered row block-major, so a thread's
-         * rows of x stay in its cache across all panels */
+        float *my_pack = apack + tid * apack_floats(d);
+        /* 1. input projection: items ordered row block-major, so a thread
+         * packs a block of x once and reuses it for all panels */
+        int64_t packed_rb = -1;
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
@@ -181,7 +207,11 @@ rnc_status rnc_forward(const rnc_dims *d, const rnc_fwd_args *a, int n_threads) 
             const int64_t rb = item / (G * P), panel = item % (G * P);
             const int64_t m0 = rb * GEMM_ROW_BLOCK;
             const int64_t rows = M - m0 < GEMM_ROW_BLOCK ? M - m0 : GEMM_ROW_BLOCK;
-            K->gemm_panel(rows, I, a->x + m0 * I, I, a->w_ih_p + panel * I * RNC_PANEL,
+            if (rb != packed_rb) {
+                K->pack_a(rows, I, a->x + m0 * I, I, my_pack);
+                packed_rb = rb;
+            }
+            K->gemm_panel(rows, I, my_pack, a->w_ih_p + panel * I * RNC_PANEL,
                           bias_x + panel * RNC_PANEL, gx + m0 * GHp + panel * RNC_PANEL, GHp);
         }
         /* (implicit barrier: gx complete) */
@@ -205,10 +235,10 @@ rnc_status rnc_forward(const rnc_dims *d, const rnc_fwd_args *a, int n_threads) 
             post.ld_gx = row_n * GHp;
             post.y = a->y + t * row_t * a->ldy;
             post.ld_y = row_n * a->ldy;
+            if (p0 < p1) K->pack_a(N, H, post.h_prev, post.ld_hprev, my_pack);
             for (int64_t g = 0; g < G; g++)
                 for (int64_t p = p0; p < p1; p++)
-                    K->gemm_panel(N, H, post.h_prev, post.ld_hprev,
-                                  a->w_hh_p + (g * P + p) * H * RNC_PANEL, NULL,
+                    K->gemm_panel(N, H, my_pack, a->w_hh_p + (g * P + p) * H * RNC_PANEL, NULL,
                                   acc + g * Hp + p * RNC_PANEL, GHp);
             if (u0 < u1) K->postgemm(&post, 0, N, u0, u1);
 #ifdef _OPENMP

@@ -17,6 +17,7 @@
 #include "rnncore.h"
 
 #define RNC_PANEL 32
+#define RNC_MR_MAX 12 /* the largest GEMM tile height of any ISA */
 
 static inline int64_t rnc_padded(int64_t H) {
     return (H + RNC_PANEL - 1) / RNC_PANEL * RNC_PANEL;
@@ -38,9 +39,16 @@ typedef struct {
 
 typedef struct {
     const char *name;
-    /* C[m, 0:RNC_PANEL) = bias[0:RNC_PANEL) (or 0) + sum_k A[m*lda + k] * P[k*RNC_PANEL + j]
-     * for m in [0, M): one panel of packed weights against M rows. */
-    void (*gemm_panel)(int64_t M, int64_t K, const float *A, int64_t lda,
+    int mr; /* rows per GEMM tile (<= RNC_MR_MAX) */
+    /* Ap <- rows [0, M) of A (row m at A + m*lda, K floats) in tiles of mr
+     * rows, k-major inside a tile: Ap[(t*K + k)*mr + r] = A[(t*mr + r)*lda + k],
+     * zero for rows past M. rnc_packed_a_floats(M, K) floats. Packing makes the
+     * micro-kernel's reads of A sequential whatever lda is (rows 4 KB apart
+     * all fall into one L1 set). */
+    void (*pack_a)(int64_t M, int64_t K, const float *A, int64_t lda, float *Ap);
+    /* C[m, 0:RNC_PANEL) = bias[0:RNC_PANEL) (or 0) + sum_k A[m, k] * P[k*RNC_PANEL + j]
+     * for m in [0, M), A packed by pack_a: one panel of packed weights. */
+    void (*gemm_panel)(int64_t M, int64_t K, const float *Ap,
                        const float *P, const float *bias, float *C, int64_t ldc);
     /* Post-GEMM for rows [n0, n1) and units [u0, u1); u0 is a multiple of RNC_PANEL. */
     void (*postgemm)(const rnc_post *p, int64_t n0, int64_t n1, int64_t u0, int64_t u1);
@@ -60,6 +68,11 @@ extern const rnc_kernels rnc_kernels_avx2;
 #ifdef RNC_HAVE_AVX512
 extern const rnc_kernels rnc_kernels_avx512;
 #endif
+
+/* Floats of packed A for M rows of K with tiles of up to RNC_MR_MAX rows. */
+static inline int64_t rnc_packed_a_floats(int64_t M, int64_t K) {
+    return (M + RNC_MR_MAX - 1) / RNC_MR_MAX * RNC_MR_MAX * K;
+}
 
 /* The table chosen by rnc_init() (dispatch.c). */
 const rnc_kernels *rnc_active_kernels(void);

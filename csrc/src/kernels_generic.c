@@ -7,17 +7,27 @@
 
 #define MR 4
 
-static void gemm_panel(int64_t M, int64_t K, const float *A, int64_t lda,
+static void pack_a(int64_t M, int64_t K, const float *A, int64_t lda, float *Ap) {
+    for (int64_t m = 0; m < M; m += MR) {
+        float *tile = Ap + m * K;
+        for (int64_t r = 0; r < MR; r++)
+            for (int64_t k = 0; k < K; k++)
+                tile[k * MR + r] = m + r < M ? A[(m + r) * lda + k] : 0.0f;
+    }
+}
+
+static void gemm_panel(int64_t M, int64_t K, const float *Ap,
                        const float *P, const float *bias, float *C, int64_t ldc) {
     for (int64_t m = 0; m < M; m += MR) {
         const int mr = M - m < MR ? (int)(M - m) : MR;
+        const float *tile = Ap + m * K;
         float acc[MR][RNC_PANEL];
-        for (int r = 0; r < mr; r++)
+        for (int r = 0; r < MR; r++)
             for (int j = 0; j < RNC_PANEL; j++) acc[r][j] = bias ? bias[j] : 0.0f;
         for (int64_t k = 0; k < K; k++) {
             const float *b = P + k * RNC_PANEL;
-            for (int r = 0; r < mr; r++) {
-                const float a = A[(m + r) * lda + k];
+            for (int r = 0; r < MR; r++) {
+                const float a = tile[k * MR + r];
 #pragma omp simd
                 for (int j = 0; j < RNC_PANEL; j++) acc[r][j] += a * b[j];
             }
@@ -96,4 +106,5 @@ static float probe_read(const float *buf, int64_t n) {
     return total;
 }
 
-const rnc_kernels rnc_kernels_generic = {"generic", gemm_panel, postgemm, probe_fma, 12 * 4 * 2, probe_read};
+const rnc_kernels rnc_kernels_generic = {"generic", MR, pack_a, gemm_panel, postgemm,
+                                        probe_fma, 12 * 4 * 2, probe_read};
