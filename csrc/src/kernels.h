@@ -42,7 +42,8 @@ typedef struct {
     int mr; /* rows per GEMM tile (<= RNC_MR_MAX) */
     /* Ap <- rows [0, M) of A (row m at A + m*lda, K floats) in tiles of mr
      * rows, k-major inside a tile: Ap[(t*K + k)*mr + r] = A[(t*mr + r)*lda + k],
-     * zero for rows past M. rnc_packed_a_floats(M, K) floats. Packing makes the
+     * (rows past M are left unset; kernels never read them).
+     * rnc_packed_a_floats(M, K) floats. Packing makes the
      * micro-kernel's reads of A sequential whatever lda is (rows 4 KB apart
      * all fall into one L1 set). */
     void (*pack_a)(int64_t M, int64_t K, const float *A, int64_t lda, float *Ap);

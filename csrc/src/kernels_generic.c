@@ -10,9 +10,8 @@
 static void pack_a(int64_t M, int64_t K, const float *A, int64_t lda, float *Ap) {
     for (int64_t m = 0; m < M; m += MR) {
         float *tile = Ap + m * K;
-        for (int64_t r = 0; r < MR; r++)
-            for (int64_t k = 0; k < K; k++)
-                tile[k * MR + r] = m + r < M ? A[(m + r) * lda + k] : 0.0f;
+        for (int64_t r = 0; r < MR && m + r < M; r++)
+            for (int64_t k = 0; k < K; k++) tile[k * MR + r] = A[(m + r) * lda + k];
     }
 }
 
@@ -22,11 +21,11 @@ static void gemm_panel(int64_t M, int64_t K, const float *Ap,
         const int mr = M - m < MR ? (int)(M - m) : MR;
         const float *tile = Ap + m * K;
         float acc[MR][RNC_PANEL];
-        for (int r = 0; r < MR; r++)
+        for (int r = 0; r < mr; r++)
             for (int j = 0; j < RNC_PANEL; j++) acc[r][j] = bias ? bias[j] : 0.0f;
         for (int64_t k = 0; k < K; k++) {
             const float *b = P + k * RNC_PANEL;
-            for (int r = 0; r < MR; r++) {
+            for (int r = 0; r < mr; r++) {
                 const float a = tile[k * MR + r];
 #pragma omp simd
                 for (int j = 0; j < RNC_PANEL; j++) acc[r][j] += a * b[j];
