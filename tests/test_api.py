@@ -298,3 +298,15 @@ def test_core_rechecks_shapes():
         run(args, y_col=1)
     with pytest.raises(ValueError, match="packed"):
         core.pack_weights(cell, H, f((8, 3), np.float32), f(5, np.float32))
+
+
+def test_denormal_values_give_the_reference_answer(layer, rng):
+    """Denormals are flushed inside the kernels (FTZ/DAZ): the results stay
+    within the tolerance of the float64 reference, which keeps them."""
+    x = (rng.standard_normal((5, 3, 4)) * 1e-39).astype(np.float32)
+    h0 = np.full((2, 3, 6), 1e-40, np.float32)
+    assert (np.abs(x[x != 0]) < np.finfo(np.float32).tiny).all()
+    y, h, c = call(layer, x, h0, h0)
+    y_ref, h_ref, _ = oracle(layer, x, h0, h0)
+    np.testing.assert_allclose(y, y_ref, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(h, h_ref, rtol=RTOL, atol=ATOL)

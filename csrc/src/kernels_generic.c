@@ -10,8 +10,9 @@
 static void pack_a(int64_t M, int64_t K, const float *A, int64_t lda, float *Ap) {
     for (int64_t m = 0; m < M; m += MR) {
         float *tile = Ap + m * K;
-        for (int64_t r = 0; r < MR && m + r < M; r++)
-            for (int64_t k = 0; k < K; k++) tile[k * MR + r] = A[(m + r) * lda + k];
+        const int64_t mr = M - m < MR ? M - m : MR;
+        for (int64_t r = 0; r < mr; r++)
+            for (int64_t k = 0; k < K; k++) tile[k * mr + r] = A[(m + r) * lda + k];
     }
 }
 
@@ -26,7 +27,7 @@ static void gemm_panel(int64_t M, int64_t K, const float *Ap,
         for (int64_t k = 0; k < K; k++) {
             const float *b = P + k * RNC_PANEL;
             for (int r = 0; r < mr; r++) {
-                const float a = tile[k * MR + r];
+                const float a = tile[k * mr + r];
 #pragma omp simd
                 for (int j = 0; j < RNC_PANEL; j++) acc[r][j] += a * b[j];
             }

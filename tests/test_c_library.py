@@ -1,0 +1,35 @@
+"""The C library builds and runs from a plain C program, without Python
+(csrc/tests/test_forward.c), with and without OpenMP."""
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CC = shutil.which("cc") or shutil.which("gcc")
+
+
+@pytest.mark.skipif(CC is None or not (ROOT / "csrc").is_dir(), reason="needs a C compiler and csrc/")
+@pytest.mark.parametrize("openmp", [True, False], ids=["openmp", "serial"])
+def test_plain_c_program(tmp_path, openmp):
+    src = ROOT / "csrc"
+    objs = []
+    flags = ["-O2", "-std=c99", "-Wall", "-Wextra", "-Werror", f"-I{src / 'include'}"]
+    flags.append("-fopenmp" if openmp else "-fopenmp-simd")  # as setup.py builds
+    defines = []
+    for isa, isa_flags in (("avx2", ["-mavx2", "-mfma"]), ("avx512", ["-mavx512f", "-mavx2", "-mfma"])):
+        obj = tmp_path / f"{isa}.o"
+        build = subprocess.run([CC, *flags, *isa_flags, "-c", str(src / "src" / "isa" / f"kernels_{isa}.c"),
+                                "-o", str(obj)], capture_output=True, text=True)
+        if build.returncode == 0:  # e.g. not on x86-64
+            objs.append(str(obj))
+            defines.append(f"-DRNC_HAVE_{isa.upper()}")
+    sources = sorted(str(p) for p in (src / "src").glob("*.c"))
+    exe = tmp_path / "test_forward"
+    build = subprocess.run([CC, *flags, *defines, str(src / "tests" / "test_forward.c"), *sources, *objs,
+                            "-o", str(exe), "-lm"], capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr
+    run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "0 failure(s)" in run.stdout
