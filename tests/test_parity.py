@@ -99,3 +99,19 @@ def test_reference_backend_matches_c(mode, rng):
 
 def test_backend_name():
     assert rnncore.backend() in ("c", "reference")
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("batch_first", [False, True], ids=["tmajor", "bfirst"])
+@pytest.mark.parametrize("N, T", [(40, 13), (3, 200), (100, 5)])
+def test_input_projection_chunks(mode, batch_first, N, T, rng):
+    """The input projection runs in chunks of about 192 rows: several chunks,
+    a partial last one, and in batch-first layout both job shapes (per step
+    when N >= steps per chunk, per sequence otherwise), in both directions."""
+    layer = make_layer(mode, 6, 9, bidirectional=True, batch_first=batch_first, seed=4)
+    x = rng.standard_normal((N, T, 6) if batch_first else (T, N, 6)).astype(np.float32)
+    h0 = rng.standard_normal((2, N, 9)).astype(np.float32)
+    y, h, c = call(layer, x, h0, h0)
+    y_ref, h_ref, c_ref = oracle(layer, x, h0, h0)
+    np.testing.assert_allclose(y, y_ref, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(h, h_ref, rtol=RTOL, atol=ATOL)

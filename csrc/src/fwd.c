@@ -11,22 +11,24 @@
  * product). Steps, numbered as in rnncore/reference.py:
  *
  *   0. bias_x, padded state buffers
- *   1. gx = X W_ih^T + bias_x   one GEMM over all T*N rows, in x's row order
- *   2. for each step t (reversed when a->reverse):
- *        a = W_hh h_{t-1}            packed GEMM panels      (kernels: gemm_panel)
+ *   for each step t (reversed when a->reverse):
+ *   1.   every CHUNK_ROWS / N steps: gx = X W_ih^T + bias_x for the next chunk
+ *        of steps, one GEMM over all their rows (for N = 1 and T <= 192: the
+ *        whole sequence at once)
+ *   2.   a = W_hh h_{t-1}            packed GEMM panels      (kernels: gemm_panel)
  *        h_t, c_t = cell(gx_t, a)    fused element-wise pass (kernels: postgemm)
  *      h_t is written straight into y; h_{t-1} is read back from y.
  *   3. h_n = h at the last step, c_n = c at the last step.
  *
  * Threads: one OpenMP team for the whole call. Step 1 splits fixed blocks of
- * rows; step 2 gives each thread a fixed slice of hidden-unit panels for the
+ * rows and weight panels; step 2 gives each thread a fixed slice of hidden-unit panels for the
  * whole sequence (its slice of W_hh stays in its cache), with one barrier per
  * step. Each output element is computed by one thread with a tiling that does
  * not depend on the team size, so results are identical for every thread
  * count. Denormals are flushed to zero inside the kernels (FTZ/DAZ on x86).
  *
  * Workspace (floats; Hp = H rounded up to RNC_PANEL, gate rows padded):
- *   gx [T*N*G*Hp] | a [N*G*Hp] | bias_x [G*Hp] | b_hn [Hp] | c [N*Hp] | zeros [N*H]
+ *   gx [chunk*N*G*Hp] | a [N*G*Hp] | bias_x [G*Hp] | b_hn [Hp] | c [N*Hp] | zeros [N*H]
  *   | per thread: packed A, max(GEMM_ROW_BLOCK rows of I, N rows of H)
  */
 #include <string.h>
@@ -45,6 +47,8 @@
 /* Rows per work item of the input GEMM: a multiple of every ISA's GEMM_MR
  * (12, 6, 4), so the row tiling is the same for any number of threads. */
 #define GEMM_ROW_BLOCK 48
+/* Rows of x per chunk of the input projection (see chunk_steps). */
+#define CHUNK_ROWS 192
 /* Below this many multiply-adds per recurrent step and thread, a barrier per
  * step costs more than the work it shares. */
 #define MIN_STEP_MACS_PER_THREAD 65536
@@ -83,6 +87,14 @@ static int resolve_threads(int n_threads) {
 #endif
 }
 
+/* Steps per chunk of the input projection: about CHUNK_ROWS rows, so that gx
+ * stays in cache between its GEMM and its use (computing gx for the whole
+ * sequence up front sent 26 MB through DRAM twice at lstm t100 n64 h256). */
+static int64_t chunk_steps(const rnc_dims *d) {
+    const int64_t cs = (CHUNK_ROWS + d->N - 1) / d->N;
+    return cs < d->T ? cs : d->T;
+}
+
 /* Per-thread packed-A scratch: the larger of an input-GEMM row block of x
  * and the N rows of h_prev. */
 static int64_t apack_floats(const rnc_dims *d) {
@@ -100,7 +112,7 @@ size_t rnc_fwd_workspace_floats(const rnc_dims *d, int n_threads) {
     const int64_t Hp = rnc_padded(d->H);
     const int64_t ghp = mul_checked(G, Hp, lim);
     const int64_t rows = mul_checked(d->T, d->N, lim);
-    const int64_t gx = mul_checked(rows, ghp, lim);
+    const int64_t gx = rows < 0 ? -1 : mul_checked(chunk_steps(d) * d->N, ghp, lim);
     const int64_t acc = mul_checked(d->N, ghp, lim);
     const int64_t nhp = mul_checked(d->N, Hp, lim);
     const int64_t pack_in = mul_checked((GEMM_ROW_BLOCK + RNC_MR_MAX), d->I, lim);
@@ -139,6 +151,33 @@ static void split_range(int64_t total, int parts, int part, int64_t align,
     *hi = b1 * align < total ? b1 * align : total;
 }
 
+/* One chunk of the input projection: GEMM "jobs" of M uniformly strided
+ * rows each (see input_chunk), split into row blocks and weight panels. */
+typedef struct {
+    int64_t jobs, M;        /* jobs of M rows                                 */
+    const float *A;         /* job j, row m: A + j*a_job + m*lda              */
+    int64_t a_job, lda;
+    float *C;               /* job j, row m: C + j*c_job + m*ldc               */
+    int64_t c_job, ldc;
+} chunk_gemm;
+
+/*
+ * The rows of steps t in [t_lo, t_hi) as GEMM jobs with uniform strides,
+ * written to gx_chunk row (t - t_lo)*N + n:
+ *   time-major:              one job, rows t_lo*N .. t_hi*N contiguous;
+ *   batch-first, N >= steps: one job per step t, its N rows T*I apart;
+ *   batch-first, N <  steps: one job per sequence n, its steps contiguous.
+ */
+static chunk_gemm input_chunk(const rnc_fwd_args *a, int64_t T, int64_t N, int64_t I,
+                              int64_t GHp, int64_t t_lo, int64_t t_hi, float *gx) {
+    const int64_t steps = t_hi - t_lo;
+    if (!a->batch_first)
+        return (chunk_gemm){1, steps * N, a->x + t_lo * N * I, 0, I, gx, 0, GHp};
+    if (N >= steps)
+        return (chunk_gemm){steps, N, a->x + t_lo * I, I, T * I, gx, N * GHp, GHp};
+    return (chunk_gemm){N, steps, a->x + t_lo * I, T * I, I, gx, GHp, N * GHp};
+}
+
 rnc_status rnc_forward(const rnc_dims *d, const rnc_fwd_args *a, int n_threads) {
     if (!d || !a) return RNC_ERR_INVALID_ARG;
     const int G = rnc_cell_gates(d->cell);
@@ -151,11 +190,12 @@ rnc_status rnc_forward(const rnc_dims *d, const rnc_fwd_args *a, int n_threads) 
 
     const int64_t T = d->T, N = d->N, I = d->I, H = d->H;
     const int64_t Hp = rnc_padded(H), P = Hp / RNC_PANEL, GHp = G * Hp;
+    const int64_t cs = chunk_steps(d);
     /* row(t, n) = t * row_t + n * row_n */
     const int64_t row_t = a->batch_first ? 1 : N, row_n = a->batch_first ? T : 1;
 
     float *gx = a->ws;
-    float *acc = gx + T * N * GHp;
+    float *acc = gx + cs * N * GHp;
     float *bias_x = acc + N * GHp;
     float *b_hn = bias_x + GHp;
     float *c = b_hn + Hp;
@@ -177,9 +217,6 @@ rnc_status rnc_forward(const rnc_dims *d, const rnc_fwd_args *a, int n_threads) 
         for (int64_t n = 0; n < N; n++) memcpy(c + n * Hp, a->c0 + n * H, (size_t)H * sizeof(float));
     memset(zeros, 0, (size_t)(N * H) * sizeof(float));
 
-    const int64_t M = T * N;
-    const int64_t row_blocks = (M + GEMM_ROW_BLOCK - 1) / GEMM_ROW_BLOCK;
-    const int64_t gemm_items = row_blocks * G * P;
     const int nt = choose_threads(d, G, n_threads);
 
 #ifdef _OPENMP
@@ -197,42 +234,53 @@ rnc_status rnc_forward(const rnc_dims *d, const rnc_fwd_args *a, int n_threads) 
         _mm_setcsr(saved_csr | MXCSR_FTZ_DAZ);
 #endif
         float *my_pack = apack + tid * apack_floats(d);
-        /* 1. input projection: items ordered row block-major, so a thread
-         * packs a block of x once and reuses it for all panels */
-        int64_t packed_rb = -1;
-#ifdef _OPENMP
-#pragma omp for schedule(static)
-#endif
-        for (int64_t item = 0; item < gemm_items; item++) {
-            const int64_t rb = item / (G * P), panel = item % (G * P);
-            const int64_t m0 = rb * GEMM_ROW_BLOCK;
-            const int64_t rows = M - m0 < GEMM_ROW_BLOCK ? M - m0 : GEMM_ROW_BLOCK;
-            if (rb != packed_rb) {
-                K->pack_a(rows, I, a->x + m0 * I, I, my_pack);
-                packed_rb = rb;
-            }
-            K->gemm_panel(rows, I, my_pack, a->w_ih_p + panel * I * RNC_PANEL,
-                          bias_x + panel * RNC_PANEL, gx + m0 * GHp + panel * RNC_PANEL, GHp);
-        }
-        /* (implicit barrier: gx complete) */
-
-        /* 2. recurrence over this thread's panels of hidden units */
-        int64_t p0, p1;
+        int64_t p0, p1; /* this thread's panels of hidden units, for the whole sequence */
         split_range(P, team, tid, 1, &p0, &p1);
         const int64_t u0 = p0 * RNC_PANEL, u1 = p1 * RNC_PANEL < H ? p1 * RNC_PANEL : H;
         rnc_post post = {d->cell, H, Hp, NULL, GHp, acc, GHp, NULL, 0, NULL, 0, c, b_hn};
+        int64_t t_lo = 0; /* first time step held in gx */
+
         for (int64_t step = 0; step < T; step++) {
             const int64_t t = a->reverse ? T - 1 - step : step;
-            const int64_t t_prev = a->reverse ? t + 1 : t - 1;
+            if (step % cs == 0) {
+                /* 1. input projection of the next cs steps, all threads: items
+                 * ordered (job, row block)-major, so a thread packs a block of
+                 * x once and reuses it for all panels */
+                const int64_t s1 = step + cs < T ? step + cs : T;
+                t_lo = a->reverse ? T - s1 : step;
+                const chunk_gemm cg = input_chunk(a, T, N, I, GHp, t_lo, t_lo + (s1 - step), gx);
+                const int64_t blocks = (cg.M + GEMM_ROW_BLOCK - 1) / GEMM_ROW_BLOCK;
+                const int64_t items = cg.jobs * blocks * G * P;
+                int64_t packed = -1;
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+                for (int64_t item = 0; item < items; item++) {
+                    const int64_t jb = item / (G * P), panel = item % (G * P);
+                    const int64_t j = jb / blocks, m0 = jb % blocks * GEMM_ROW_BLOCK;
+                    const int64_t rows = cg.M - m0 < GEMM_ROW_BLOCK ? cg.M - m0 : GEMM_ROW_BLOCK;
+                    if (jb != packed) {
+                        K->pack_a(rows, I, cg.A + j * cg.a_job + m0 * cg.lda, cg.lda, my_pack);
+                        packed = jb;
+                    }
+                    K->gemm_panel(rows, I, my_pack, a->w_ih_p + panel * I * RNC_PANEL,
+                                  bias_x + panel * RNC_PANEL,
+                                  cg.C + j * cg.c_job + m0 * cg.ldc + panel * RNC_PANEL, cg.ldc);
+                }
+                /* (implicit barrier: this chunk of gx is complete) */
+            }
+
+            /* 2. recurrent step for this thread's units */
             if (step == 0) {
                 post.h_prev = a->h0 ? a->h0 : zeros;
                 post.ld_hprev = H;
             } else {
+                const int64_t t_prev = a->reverse ? t + 1 : t - 1;
                 post.h_prev = a->y + t_prev * row_t * a->ldy;
                 post.ld_hprev = row_n * a->ldy;
             }
-            post.gx = gx + t * row_t * GHp;
-            post.ld_gx = row_n * GHp;
+            post.gx = gx + (t - t_lo) * N * GHp;
+            post.ld_gx = GHp;
             post.y = a->y + t * row_t * a->ldy;
             post.ld_y = row_n * a->ldy;
             if (p0 < p1) K->pack_a(N, H, post.h_prev, post.ld_hprev, my_pack);

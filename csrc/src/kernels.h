@@ -30,7 +30,7 @@ typedef struct {
     rnc_cell cell;
     int64_t H, Hp;
     const float *gx;     int64_t ld_gx;    /* input projection, folded biases */
-    const float *acc;    int64_t ld_acc;   /* recurrent products W_hh h_prev  */
+    float *acc;          int64_t ld_acc;   /* W_hh h_prev; scratch: overwritten */
     const float *h_prev; int64_t ld_hprev; /* read by GRU only                */
     float *y;            int64_t ld_y;     /* h_t                             */
     float *c;                              /* LSTM: [N, Hp] c_prev in, c_t out */

@@ -28,6 +28,11 @@ typedef __mmask16 vm;
 #define visnan(a) _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q)
 #define vsel(m, t, f) _mm512_mask_blend_ps(m, f, t) /* m ? t : f */
 #define vround_trunc(a) _mm512_cvtepi32_ps(_mm512_cvttps_epi32(a))
+/* exp building blocks only AVX-512 has: round to nearest integer, and
+ * a * 2^n with IEEE overflow to inf and underflow to 0 */
+#define VHAVE_SCALEF 1
+#define vround_nearest(a) _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+#define vscalef(a, n) _mm512_scalef_ps(a, n)
 /* 2^n for integral n in [-126, 127], from the float n */
 #define vpow2i(n) _mm512_castsi512_ps(_mm512_slli_epi32( \
     _mm512_add_epi32(_mm512_cvttps_epi32(n), _mm512_set1_epi32(127)), 23))
