@@ -3,8 +3,10 @@ Runtime and the NumPy reference on the same weights, with the machine's
 measured limits.
 
 Each (backend, thread count) runs in its own subprocess (two thread pools in
-one process distort 2-thread timings), times every case after a warm-up and
-reports the median and minimum. The parent process measures the FP32 FMA peak
+one process distort 2-thread timings). For each case every backend builds
+its model and runs a warm-up, then the timed calls are interleaved across the
+backends, so that drift on a shared machine hits all of them alike; the
+median (and the minimum) per backend is reported. The parent process measures the FP32 FMA peak
 and the L2 / L3 / DRAM read bandwidths with rnncore's probes, and derives for
 each case:
 
@@ -114,25 +116,32 @@ def _runner(backend, cell, H, threads):
     raise ValueError(f"unknown backend {backend!r}")
 
 
-def _time(fn, x, repeat, budget_s):
-    fn(x)  # warm-up
-    times = []
-    start = time.perf_counter()
-    while len(times) < repeat and (len(times) < 3 or time.perf_counter() - start < budget_s):
-        t0 = time.perf_counter()
-        fn(x)
-        times.append((time.perf_counter() - t0) * 1e3)
-    return float(np.median(times)), float(np.min(times)), len(times)
-
-
-def worker(backend, threads, cases, repeat, budget_s):
-    """Time `cases` on one backend in this process; one JSON line per case."""
-    for cell, T, N, H in cases:
-        x = np.random.default_rng(1).standard_normal((T, N, H)).astype(np.float32)
-        fn = _runner(backend, cell, H, threads)
-        median, best, n = _time(fn, x, repeat, budget_s)
-        print(json.dumps({"case": case_name(cell, T, N, H), "backend": backend, "threads": threads,
-                          "ms": median, "ms_min": best, "repeats": n}), flush=True)
+def worker(backend, threads):
+    """Serve timing requests for one backend in this process, one JSON line
+    each way: {"case": [cell, T, N, H]} builds the model and runs the warm-up;
+    {"time": true} times one call (ms), after an untimed call when calls are
+    short (< 100 ms), so that this backend's weights are back in cache after
+    the other backends' turns; {"quit": true} ends."""
+    fn = x = None
+    last_ms = 0.0
+    for line in sys.stdin:
+        req = json.loads(line)
+        if req.get("quit"):
+            break
+        if "case" in req:
+            cell, T, N, H = req["case"]
+            x = np.random.default_rng(1).standard_normal((T, N, H)).astype(np.float32)
+            fn = _runner(backend, cell, H, threads)
+            fn(x)  # warm-up
+            reply = {"ready": True}
+        else:
+            if last_ms < 100:
+                fn(x)
+            t0 = time.perf_counter()
+            fn(x)
+            last_ms = (time.perf_counter() - t0) * 1e3
+            reply = {"ms": last_ms}
+        print(json.dumps(reply), flush=True)
 
 
 def _available(backend):
@@ -142,18 +151,68 @@ def _available(backend):
     return subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
 
 
-def _spawn(backend, threads, cases, repeat, budget_s):
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
-               MKL_NUM_THREADS=str(threads))
-    env.pop("RNNCORE_BACKEND", None)
-    if backend == "reference":
-        env["RNNCORE_BACKEND"] = "reference"
-    cmd = [sys.executable, "-m", "rnncore.bench", "--worker", backend, "--threads", str(threads),
-           "--repeat", str(repeat), "--budget", str(budget_s), "--cases", json.dumps(cases)]
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if out.returncode != 0:
-        raise RuntimeError(f"{backend} worker failed:\n{out.stderr}")
-    return [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+class _Worker:
+    """A backend in its own process (two thread pools in one process distort
+    multi-threaded timings), pinned to `threads` threads."""
+
+    def __init__(self, backend, threads):
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
+                   MKL_NUM_THREADS=str(threads))
+        env.pop("RNNCORE_BACKEND", None)
+        if backend == "reference":
+            env["RNNCORE_BACKEND"] = "reference"
+        self.backend = backend
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "rnncore.bench", "--worker", backend, "--threads", str(threads)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+    def ask(self, request):
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"{self.backend} worker failed:\n{self.proc.stderr.read()}")
+        return json.loads(line)
+
+    def close(self):
+        try:
+            self.ask({"quit": True})
+        except (RuntimeError, OSError, ValueError):
+            pass
+        for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            pipe.close()
+        self.proc.wait(timeout=60)
+
+
+def time_cases(backends, threads, cases, repeat, budget_s, progress):
+    """Median and minimum ms per (case, backend). Repeats are interleaved
+    across backends (one call of each in turn, with a pause that lets idle
+    OpenMP threads fall asleep), so that drift on a shared machine hits every
+    backend alike; a backend stops early (after >= 3 calls) once its calls
+    have used `budget_s`."""
+    workers = [_Worker(b, threads) for b in backends]
+    out = {}
+    try:
+        for case in cases:
+            name = case_name(*case)
+            progress(f"  {name}, {threads} thread(s)")
+            for w in workers:
+                w.ask({"case": list(case)})
+            times = {w.backend: [] for w in workers}
+            for r in range(repeat):
+                for w in workers:
+                    spent = sum(times[w.backend]) / 1e3
+                    if r >= 3 and spent > budget_s:
+                        continue
+                    time.sleep(0.02)
+                    times[w.backend].append(w.ask({"time": True})["ms"])
+            for b, ts in times.items():
+                out[(name, b)] = {"ms": float(np.median(ts)), "ms_min": float(np.min(ts)),
+                                  "repeats": len(ts)}
+    finally:
+        for w in workers:
+            w.close()
+    return out
 
 
 # ------------------------------------------------------------------ machine
@@ -216,8 +275,9 @@ def probes(thread_counts, seconds=0.3):
         bw = {}
         for level, nbytes in sizes.items():
             buf = np.ones(nbytes // 4, np.float32)
-            bw[level] = core.probe_read_gbps(buf, t, seconds)
-        out[t] = {"peak_gflops": core.probe_peak_gflops(t, seconds),
+            bw[level] = max(core.probe_read_gbps(buf, t, seconds) for _ in range(3))
+        # best of three: a shared machine can lose a core for a moment
+        out[t] = {"peak_gflops": max(core.probe_peak_gflops(t, seconds) for _ in range(3)),
                   **{f"{k}_gbps": v for k, v in bw.items()}}
     return out
 
@@ -255,18 +315,17 @@ def run(cells, hidden, batch, steps, threads, backends, repeat, budget_s, progre
     have = {b: _available(b) for b in backends}
     results = {}
     for t in threads:
-        for b in backends:
-            if not have[b]:
-                continue
-            progress(f"running {b} at {t} thread(s) ...")
-            for r in _spawn(b, t, cases, repeat, budget_s):
-                results[(r["case"], t, b)] = r
+        timed = time_cases([b for b in backends if have[b]], t, cases, repeat, budget_s, progress)
+        for (name, b), r in timed.items():
+            results[(name, t, b)] = r
     rows = []
     for t in threads:
         for cell, T, N, H in cases:
             name = case_name(cell, T, N, H)
             ms = {b: results[(name, t, b)]["ms"] for b in backends if (name, t, b) in results}
-            row = {"case": name, "cell": cell, "T": T, "N": N, "H": H, "threads": t, "ms": ms}
+            row = {"case": name, "cell": cell, "T": T, "N": N, "H": H, "threads": t, "ms": ms,
+                   "ms_min": {b: results[(name, t, b)]["ms_min"] for b in ms},
+                   "repeats": {b: results[(name, t, b)]["repeats"] for b in ms}}
             if "rnncore" in ms:
                 total = sum(flops(cell, T, N, H))
                 ours = ms["rnncore"]
@@ -341,11 +400,8 @@ def _worker_main(argv):
     p = argparse.ArgumentParser(prog="python -m rnncore.bench")
     p.add_argument("--worker", choices=BACKENDS, required=True)
     p.add_argument("--threads", type=int, required=True)
-    p.add_argument("--repeat", type=int, required=True)
-    p.add_argument("--budget", type=float, required=True)
-    p.add_argument("--cases", required=True)
     a = p.parse_args(argv)
-    worker(a.worker, a.threads, [tuple(c) for c in json.loads(a.cases)], a.repeat, a.budget)
+    worker(a.worker, a.threads)
 
 
 if __name__ == "__main__":

@@ -27,15 +27,14 @@ def test_onnx_model_matches_rnncore(cell):
     np.testing.assert_allclose(y_onnx[:, 0], layer(x)[0], rtol=RTOL, atol=ATOL)
 
 
-def test_worker_reports_json(tmp_path):
-    cases = [["GRU", 5, 2, 32]]
-    out = subprocess.run([sys.executable, "-m", "rnncore.bench", "--worker", "rnncore", "--threads", "1",
-                          "--repeat", "3", "--budget", "1", "--cases", json.dumps(cases)],
-                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
-    assert out.returncode == 0, out.stderr
-    row = json.loads(out.stdout.strip())
-    assert row["case"] == "gru_t5_n2_i32_h32" and row["repeats"] == 3
-    assert 0 < row["ms_min"] <= row["ms"]
+def test_worker_protocol(tmp_path):
+    w = bench._Worker("rnncore", 1)
+    try:
+        assert w.ask({"case": ["GRU", 5, 2, 32]}) == {"ready": True}
+        assert w.ask({"time": True})["ms"] > 0
+    finally:
+        w.close()
+    assert w.proc.returncode == 0
 
 
 def test_floor_definition():
