@@ -30,6 +30,7 @@ import numpy as np
 CELLS = ("RNN", "LSTM", "GRU")
 GATES = {"RNN": 1, "LSTM": 4, "GRU": 3}
 BACKENDS = ("rnncore", "torch", "onnxruntime", "reference")
+PAUSE_S = 0.05  # between two backends' turns: idle thread pools go to sleep
 FULL = dict(cells=CELLS, hidden=(256, 512, 1024), batch=(1, 16, 64), steps=100, threads=(1, 2))
 QUICK = dict(cells=CELLS, hidden=(256,), batch=(1, 16), steps=100, threads=(1,))
 
@@ -156,8 +157,10 @@ class _Worker:
     multi-threaded timings), pinned to `threads` threads."""
 
     def __init__(self, backend, threads):
+        # Idle OpenBLAS threads busy-wait for ~2^28 cycles by default: a
+        # spinning reference worker halved the next backend's 2-thread speed.
         env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
-                   MKL_NUM_THREADS=str(threads))
+                   MKL_NUM_THREADS=str(threads), OPENBLAS_THREAD_TIMEOUT="4")
         env.pop("RNNCORE_BACKEND", None)
         if backend == "reference":
             env["RNNCORE_BACKEND"] = "reference"
@@ -204,7 +207,7 @@ def time_cases(backends, threads, cases, repeat, budget_s, progress):
                     spent = sum(times[w.backend]) / 1e3
                     if r >= 3 and spent > budget_s:
                         continue
-                    time.sleep(0.02)
+                    time.sleep(PAUSE_S)
                     times[w.backend].append(w.ask({"time": True})["ms"])
             for b, ts in times.items():
                 out[(name, b)] = {"ms": float(np.median(ts)), "ms_min": float(np.min(ts)),
@@ -361,6 +364,26 @@ def format_table(report):
     return "\n".join(lines)
 
 
+def format_scaling(report):
+    """Speed-up of each backend from the lowest to the highest thread count."""
+    counts = sorted({r["threads"] for r in report["rows"]})
+    if len(counts) < 2:
+        return ""
+    lo, hi = counts[0], counts[-1]
+    by = {(r["case"], r["threads"]): r for r in report["rows"]}
+    backends = [b for b in BACKENDS if report["backends"].get(b)]
+    lines = [f"| case | " + " | ".join(f"{b} x{lo}->{hi}" for b in backends) + " |",
+             "|" + "---|" * (len(backends) + 1)]
+    for r in report["rows"]:
+        if r["threads"] != lo or (r["case"], hi) not in by:
+            continue
+        other = by[(r["case"], hi)]
+        cells = [f"{r['ms'][b] / other['ms'][b]:.2f}" if b in r["ms"] and b in other["ms"] else "-"
+                 for b in backends]
+        lines.append(f"| {r['case']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def add_arguments(parser):
     parser.add_argument("--quick", action="store_true",
                         help="small subset: H=256, N in {1, 16}, 1 thread (under a minute)")
@@ -390,6 +413,10 @@ def main_from_args(args):
                  args.backends, args.repeat, args.budget,
                  progress=lambda s: print(s, file=sys.stderr, flush=True))
     print(format_table(report))
+    scaling = format_scaling(report)
+    if scaling:
+        print("\nThread scaling (time at the lowest / time at the highest thread count):\n")
+        print(scaling)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1)
