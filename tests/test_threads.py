@@ -79,6 +79,10 @@ def test_set_num_threads_validation(restore_threads):
     assert rnncore.get_num_threads() == 3
 
 
+needs_openmp = pytest.mark.skipif(not rnncore.config()["openmp"], reason="serial build: always 1 thread")
+
+
+@needs_openmp
 def test_default_threads_follow_openmp_and_threadpoolctl(restore_threads):
     threadpoolctl = pytest.importorskip("threadpoolctl")
     rnncore.set_num_threads(None)
@@ -93,6 +97,7 @@ def test_default_threads_follow_openmp_and_threadpoolctl(restore_threads):
     np.testing.assert_array_equal(lstm(x)[0], y_limited)
 
 
+@needs_openmp
 def test_omp_num_threads_is_respected():
     out = subprocess.run([sys.executable, "-c", "import rnncore; print(rnncore.get_num_threads())"],
                          capture_output=True, text=True, timeout=120,

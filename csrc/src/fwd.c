@@ -78,16 +78,6 @@ static int64_t float_limit(void) {
     return (int64_t)(by_size < by_i64 ? by_size : by_i64);
 }
 
-/* Threads a call may use: n_threads, or the OpenMP default when <= 0. */
-static int resolve_threads(int n_threads) {
-#ifdef _OPENMP
-    return n_threads > 0 ? n_threads : omp_get_max_threads();
-#else
-    (void)n_threads;
-    return 1;
-#endif
-}
-
 /* Steps per chunk of the input projection: about CHUNK_ROWS rows, so that gx
  * stays in cache between its GEMM and its use (computing gx for the whole
  * sequence up front sent 26 MB through DRAM twice at lstm t100 n64 h256). */
@@ -123,14 +113,14 @@ size_t rnc_fwd_workspace_floats(const rnc_dims *d, int n_threads) {
         mul_checked(ghp, d->I, lim) < 0 || mul_checked(ghp, d->H, lim) < 0 ||
         mul_checked(rows, d->I, lim) < 0)
         return 0;
-    const int64_t packs = mul_checked(apack_floats(d), resolve_threads(n_threads), lim);
+    const int64_t packs = mul_checked(apack_floats(d), rnc_resolve_threads(n_threads), lim);
     if (packs < 0 || gx > lim - acc - ghp - Hp - 2 * nhp - packs) return 0;
     return (size_t)(gx + acc + ghp + Hp + 2 * nhp + packs);
 }
 
 static int choose_threads(const rnc_dims *d, int G, int n_threads) {
 #ifdef _OPENMP
-    int nt = resolve_threads(n_threads);
+    int nt = rnc_resolve_threads(n_threads);
     const int64_t macs = d->N * G * d->H * d->H;
     const int64_t by_work = macs / MIN_STEP_MACS_PER_THREAD;
     const int64_t by_units = rnc_padded(d->H) / RNC_PANEL;

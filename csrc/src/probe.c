@@ -18,22 +18,13 @@ static double now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static int team_size(int n_threads) {
-#ifdef _OPENMP
-    return n_threads > 0 ? n_threads : omp_get_max_threads();
-#else
-    (void)n_threads;
-    return 1;
-#endif
-}
-
 /* Sink for probe results, so the compiler cannot drop the work. */
 static volatile float sink;
 
 double rnc_probe_peak_gflops(int n_threads, double seconds) {
     if (seconds <= 0) return -1;
     const rnc_kernels *K = rnc_active_kernels();
-    const int nt = team_size(n_threads);
+    const int nt = rnc_resolve_threads(n_threads);
     double flops = 0, elapsed = 0;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nt) reduction(+ : flops) reduction(max : elapsed)
@@ -58,7 +49,7 @@ double rnc_probe_peak_gflops(int n_threads, double seconds) {
 double rnc_probe_read_gbps(const float *buf, int64_t n, int n_threads, double seconds) {
     if (!buf || n < 1 || seconds <= 0) return -1;
     const rnc_kernels *K = rnc_active_kernels();
-    const int nt = team_size(n_threads);
+    const int nt = rnc_resolve_threads(n_threads);
     double bytes = 0, elapsed = 0;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nt) reduction(+ : bytes) reduction(max : elapsed)

@@ -1,5 +1,5 @@
-/* status.c: status strings and build facts. */
-#include "rnncore.h"
+/* status.c: status strings, build facts and the thread-count convention. */
+#include "kernels.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -27,6 +27,15 @@ int rnc_default_threads(void) {
 #ifdef _OPENMP
     return omp_get_max_threads();
 #else
+    return 1;
+#endif
+}
+
+int rnc_resolve_threads(int n_threads) {
+#ifdef _OPENMP
+    return n_threads > 0 ? n_threads : omp_get_max_threads();
+#else
+    (void)n_threads;
     return 1;
 #endif
 }
