@@ -105,9 +105,9 @@ class RNNBase:
         """Keep a read-only float32 C-contiguous copy and its packed form."""
         arr = np.array(arr, dtype=np.float32, order="C", copy=True)
         arr.flags.writeable = False
-        self._params[name] = arr
-        if name.startswith("weight"):
+        if name.startswith("weight"):  # pack first: a failure leaves both unchanged
             self._packed[name] = _api.pack_weights(self.mode, self.hidden_size, arr)
+        self._params[name] = arr
 
     def __getattr__(self, name):
         params = self.__dict__.get("_params")

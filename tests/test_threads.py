@@ -69,6 +69,15 @@ def test_concurrent_calls_on_one_model(rng):
         np.testing.assert_array_equal(got, want)
 
 
+def test_absurd_thread_count_is_capped(restore_threads, rng):
+    rnncore.set_num_threads(10 ** 6)
+    lstm = rnncore.LSTM(16, 300, seed=0)
+    x = rng.standard_normal((3, 8, 16)).astype(np.float32)
+    y = lstm(x)[0]
+    rnncore.set_num_threads(1)
+    np.testing.assert_array_equal(y, lstm(x)[0])
+
+
 def test_set_num_threads_validation(restore_threads):
     rnncore.set_num_threads(3)
     assert rnncore.get_num_threads() == 3

@@ -92,7 +92,8 @@ size_t rnc_fwd_workspace_floats(const rnc_dims *d, int n_threads);
  * Ownership: every buffer belongs to the caller; the call writes only y (the H
  * floats of each row), h_n, c_n and ws. Aliasing: outputs must not overlap
  * inputs or each other. Threads: up to n_threads (<= 0 means the OpenMP
- * default; ignored in a serial build); small problems run on one thread. The
+ * default; at most 4 per processor; ignored in a serial build); small
+ * problems run on fewer threads. The
  * result does not depend on n_threads. Status: RNC_ERR_INVALID_ARG for NULL
  * required pointers, sizes < 1 or overflowing, ldy < H; RNC_ERR_UNSUPPORTED for
  * an unknown cell. Never prints, aborts or exits.

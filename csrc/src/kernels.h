@@ -78,8 +78,8 @@ static inline int64_t rnc_packed_a_floats(int64_t M, int64_t K) {
 /* The table chosen by rnc_init() (dispatch.c). */
 const rnc_kernels *rnc_active_kernels(void);
 
-/* Threads a call may use: n_threads, or the OpenMP default when <= 0; 1 in
- * a serial build (status.c). */
+/* Threads a call may use: n_threads, or the OpenMP default when <= 0, at most
+ * 4 per processor; 1 in a serial build (status.c). */
 int rnc_resolve_threads(int n_threads);
 
 /* CPU support, with the OS (XGETBV) check: cpu_features.c. */

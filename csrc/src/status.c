@@ -33,7 +33,11 @@ int rnc_default_threads(void) {
 
 int rnc_resolve_threads(int n_threads) {
 #ifdef _OPENMP
-    return n_threads > 0 ? n_threads : omp_get_max_threads();
+    /* more threads than 4 per processor only cost; a huge request (a typo,
+     * set_num_threads(10**6)) must not make the runtime abort creating them */
+    const int limit = 4 * omp_get_num_procs();
+    const int n = n_threads > 0 ? n_threads : omp_get_max_threads();
+    return n < limit ? n : limit;
 #else
     (void)n_threads;
     return 1;
