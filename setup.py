@@ -83,8 +83,7 @@ class BuildExt(build_ext):
 
     def build_extensions(self):
         flags = list(BASE_FLAGS) + [f for f in OPTIONAL_FLAGS if self._compiles([f])]
-        if _env_on("RNNCORE_NATIVE"):
-            flags.append("-march=native")
+        flags += ["-march=native"] if _env_on("RNNCORE_NATIVE") else []  # local benchmarking only
         omp_flags, omp_status = self._openmp_flags()
         omp_compile = [f for f in omp_flags if not f.startswith("-l")]
 
