@@ -4,6 +4,7 @@ kernels (the C extension ``rnncore._core`` or the NumPy reference).
 Everything a user can pass is checked here, before C sees it, and every error
 names the argument.
 """
+import contextlib
 import operator
 import os
 import threading
@@ -48,6 +49,20 @@ def backend():
     (pure NumPy, forced by ``RNNCORE_BACKEND=reference`` or used when the
     extension is missing)."""
     return _backend
+
+
+@contextlib.contextmanager
+def using_backend(name):
+    """Run the layers on `name` ('c' or 'reference') inside the block: for the
+    tests and ``rnncore info``; it switches the whole process."""
+    global _backend
+    if name not in ("c", "reference") or (name == "c" and _core is None):
+        raise ValueError(f"backend {name!r} is not available")
+    saved, _backend = _backend, name
+    try:
+        yield
+    finally:
+        _backend = saved
 
 
 # ---------------------------------------------------------------- threads

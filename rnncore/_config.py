@@ -19,6 +19,7 @@ def config():
         "version": __version__,
         "backend": _api.backend(),
         "extension": "loaded" if core is not None else f"missing ({_api._CORE_ERROR})",
+        "compiled_cpu_paths": core.compiled_isas() if core else [],
         "cpu_paths": [i for i in core.compiled_isas() if core.isa_available(i)] if core else [],
         "cpu_path": core.isa() if core is not None and _api.backend() == "c" else "numpy",
         "openmp": bool(core is not None and core.has_openmp()),

@@ -42,13 +42,9 @@ def cmd_info(args):
         layer = cls(H, H, num_layers=args.layers, seed=0)
         fast_ms = _median_ms(lambda: layer(x), args.repeat)
         y_fast = layer(x)[0]
-        saved = _api._backend
-        _api._backend = "reference"
-        try:
+        with _api.using_backend("reference"):
             ref_ms = _median_ms(lambda: layer(x), max(1, args.repeat // 3))
             y_ref = layer(x)[0]
-        finally:
-            _api._backend = saved
         diff = float(np.max(np.abs(y_fast - y_ref)))
         print(f"{name:>6} {fast_ms:>10.3f} {ref_ms:>13.3f} {ref_ms / fast_ms:>8.1f}x {diff:>11.2e}")
     return 0

@@ -1,6 +1,5 @@
 """Shared fixtures: seeded data, the independent float64 oracle for stacked
 layers, tolerances and backend switching."""
-import contextlib
 import os
 
 import numpy as np
@@ -50,17 +49,11 @@ def rng():
     return np.random.default_rng(1234)
 
 
-@contextlib.contextmanager
 def backend(name):
     """Run the layers on `name` ('c' or 'reference') inside the block."""
-    saved = _api._backend
     if name == "c" and _api._core is None:
         pytest.skip("C extension not built")
-    _api._backend = name
-    try:
-        yield
-    finally:
-        _api._backend = saved
+    return _api.using_backend(name)
 
 
 def oracle(layer, x, h0=None, c0=None):
