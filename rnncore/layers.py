@@ -95,9 +95,13 @@ class RNNBase:
     def _validated(self, name, value):
         arr = as_float32(name, value)
         expected = self._shapes[name]
-        what = "(G*H,)" if len(expected) == 1 else (
-            "(G*H, H)" if name.startswith("weight_hh") else "(G*H, input features)")
-        what = what.replace("G*H", f"{self.gates}*H")
+        rows = f"{self.gates}*H"
+        if len(expected) == 1:
+            what = f"({rows},)"
+        elif name.startswith("weight_hh"):
+            what = f"({rows}, H)"
+        else:
+            what = f"({rows}, input features)"
         check_shape(name, arr, expected, what)
         return arr
 

@@ -64,20 +64,6 @@ int rnc_cell_gates(rnc_cell cell) {
     return 0;
 }
 
-/* a * b for non-negative a, b, or -1 when it exceeds limit. */
-static int64_t mul_checked(int64_t a, int64_t b, int64_t limit) {
-    if (a < 0 || b < 0) return -1;
-    if (a != 0 && b > limit / a) return -1;
-    return a * b;
-}
-
-/* Largest float count we hand out: bytes must fit in both size_t and int64. */
-static int64_t float_limit(void) {
-    const uint64_t by_size = (uint64_t)SIZE_MAX / sizeof(float);
-    const uint64_t by_i64 = (uint64_t)INT64_MAX / sizeof(float);
-    return (int64_t)(by_size < by_i64 ? by_size : by_i64);
-}
-
 /* Steps per chunk of the input projection: about CHUNK_ROWS rows, so that gx
  * stays in cache between its GEMM and its use (computing gx for the whole
  * sequence up front sent 26 MB through DRAM twice at lstm t100 n64 h256). */
@@ -98,22 +84,22 @@ size_t rnc_fwd_workspace_floats(const rnc_dims *d, int n_threads) {
     if (!d || d->T < 1 || d->N < 1 || d->I < 1 || d->H < 1) return 0;
     const int G = rnc_cell_gates(d->cell);
     if (G == 0) return 0;
-    const int64_t lim = float_limit();
+    const int64_t lim = rnc_float_limit();
     if (d->H > lim / 2 || d->N > lim / 2 || d->I > lim / 2) return 0;
     const int64_t Hp = rnc_padded(d->H);
-    const int64_t ghp = mul_checked(G, Hp, lim);
-    const int64_t rows = mul_checked(d->T, d->N, lim);
-    const int64_t gx = rows < 0 ? -1 : mul_checked(chunk_steps(d) * d->N, ghp, lim);
-    const int64_t acc = mul_checked(d->N, ghp, lim);
-    const int64_t nhp = mul_checked(d->N, Hp, lim);
-    const int64_t pack_in = mul_checked((GEMM_ROW_BLOCK + RNC_MR_MAX), d->I, lim);
-    const int64_t pack_rec = mul_checked(d->N + RNC_MR_MAX, d->H, lim);
+    const int64_t ghp = rnc_mul_checked(G, Hp, lim);
+    const int64_t rows = rnc_mul_checked(d->T, d->N, lim);
+    const int64_t gx = rows < 0 ? -1 : rnc_mul_checked(chunk_steps(d) * d->N, ghp, lim);
+    const int64_t acc = rnc_mul_checked(d->N, ghp, lim);
+    const int64_t nhp = rnc_mul_checked(d->N, Hp, lim);
+    const int64_t pack_in = rnc_mul_checked((GEMM_ROW_BLOCK + RNC_MR_MAX), d->I, lim);
+    const int64_t pack_rec = rnc_mul_checked(d->N + RNC_MR_MAX, d->H, lim);
     /* the weights and x must be addressable too */
     if (ghp < 0 || gx < 0 || acc < 0 || nhp < 0 || pack_in < 0 || pack_rec < 0 ||
-        mul_checked(ghp, d->I, lim) < 0 || mul_checked(ghp, d->H, lim) < 0 ||
-        mul_checked(rows, d->I, lim) < 0)
+        rnc_mul_checked(ghp, d->I, lim) < 0 || rnc_mul_checked(ghp, d->H, lim) < 0 ||
+        rnc_mul_checked(rows, d->I, lim) < 0)
         return 0;
-    const int64_t packs = mul_checked(apack_floats(d), rnc_resolve_threads(n_threads), lim);
+    const int64_t packs = rnc_mul_checked(apack_floats(d), rnc_resolve_threads(n_threads), lim);
     if (packs < 0 || gx > lim - acc - ghp - Hp - 2 * nhp - packs) return 0;
     return (size_t)(gx + acc + ghp + Hp + 2 * nhp + packs);
 }

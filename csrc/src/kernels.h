@@ -70,6 +70,21 @@ extern const rnc_kernels rnc_kernels_avx2;
 extern const rnc_kernels rnc_kernels_avx512;
 #endif
 
+/* Largest float count the library hands out: its bytes fit both size_t and
+ * int64_t. */
+static inline int64_t rnc_float_limit(void) {
+    const uint64_t by_size = (uint64_t)SIZE_MAX / sizeof(float);
+    const uint64_t by_i64 = (uint64_t)INT64_MAX / sizeof(float);
+    return (int64_t)(by_size < by_i64 ? by_size : by_i64);
+}
+
+/* a * b for non-negative a, b, or -1 when it exceeds limit. */
+static inline int64_t rnc_mul_checked(int64_t a, int64_t b, int64_t limit) {
+    if (a < 0 || b < 0) return -1;
+    if (a != 0 && b > limit / a) return -1;
+    return a * b;
+}
+
 /* Floats of packed A for M rows of K with tiles of up to RNC_MR_MAX rows. */
 static inline int64_t rnc_packed_a_floats(int64_t M, int64_t K) {
     return (M + RNC_MR_MAX - 1) / RNC_MR_MAX * RNC_MR_MAX * K;

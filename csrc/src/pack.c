@@ -8,12 +8,10 @@
 
 size_t rnc_packed_floats(rnc_cell cell, int64_t H, int64_t K) {
     const int G = rnc_cell_gates(cell);
-    if (G == 0 || H < 1 || K < 1) return 0;
-    const int64_t Hp = rnc_padded(H);
-    const int64_t limit = (int64_t)((SIZE_MAX < (uint64_t)INT64_MAX ? SIZE_MAX : INT64_MAX) /
-                                    sizeof(float));
-    if (Hp > limit / G || K > limit / (G * Hp)) return 0;
-    return (size_t)(G * Hp * K);
+    const int64_t lim = rnc_float_limit();
+    if (G == 0 || H < 1 || K < 1 || H > lim / 2) return 0; /* H/2 bound: rnc_padded(H) fits */
+    const int64_t total = rnc_mul_checked(rnc_mul_checked(G, rnc_padded(H), lim), K, lim);
+    return total < 0 ? 0 : (size_t)total;
 }
 
 rnc_status rnc_pack_weights(rnc_cell cell, int64_t H, int64_t K, const float *src, float *dst) {
