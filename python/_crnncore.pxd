@@ -34,12 +34,42 @@ cdef extern from "rnncore.h" nogil:
         float *ws
         int batch_first
         int reverse
+        float *tape
+
+    ctypedef struct rnc_bwd_args:
+        const float *x
+        const float *h0
+        const float *c0
+        const float *w_ih
+        const float *w_hh
+        const float *y
+        int64_t ldy
+        const float *tape
+        const float *dy
+        int64_t lddy
+        const float *dh_n
+        const float *dc_n
+        float *dx
+        int64_t lddx
+        int dx_accumulate
+        float *dh0
+        float *dc0
+        float *dw_ih
+        float *dw_hh
+        float *db_ih
+        float *db_hh
+        float *ws
+        int batch_first
+        int reverse
 
     const char *RNC_VERSION
     const char *rnc_status_str(rnc_status s) noexcept
     int rnc_cell_gates(rnc_cell cell) noexcept
     size_t rnc_fwd_workspace_floats(const rnc_dims *d, int n_threads) noexcept
     rnc_status rnc_forward(const rnc_dims *d, const rnc_fwd_args *a, int n_threads) noexcept
+    size_t rnc_tape_floats(const rnc_dims *d) noexcept
+    size_t rnc_bwd_workspace_floats(const rnc_dims *d, int n_threads) noexcept
+    rnc_status rnc_backward(const rnc_dims *d, const rnc_bwd_args *a, int n_threads) noexcept
     size_t rnc_packed_floats(rnc_cell cell, int64_t H, int64_t K) noexcept
     rnc_status rnc_pack_weights(rnc_cell cell, int64_t H, int64_t K, const float *src, float *dst) noexcept
     void rnc_init() noexcept

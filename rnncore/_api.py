@@ -155,20 +155,25 @@ def as_state(name, value, expected, what):
 _ws_cache = threading.local()  # per Python thread, so concurrent calls never share
 
 
-def _workspace(mode, T, N, I, H, n_threads):
-    """Float32 workspace for a layer-direction with up to I input features
-    (shared by all of a call's). Reused across calls of the same Python thread:
-    a fresh multi-megabyte buffer per call cost 3.5% of lstm_t100_n64_h256 in
-    page faults and zeroing."""
-    cell = cell_code(mode)
-    floats = _core.fwd_workspace_floats(cell, T, N, I, H, n_threads)
+def workspace(floats, what):
+    """A float32 scratch buffer of `floats` floats (0 means the C library found
+    the sizes overflowing), reused across calls of the same Python thread: a
+    fresh multi-megabyte buffer per call cost 3.5% of lstm_t100_n64_h256 in
+    page faults and zeroing. Forward and backward share it (never at once)."""
     if floats == 0:
-        raise MemoryError(f"rnncore: workspace for T={T}, N={N}, H={H} overflows the address space")
+        raise MemoryError(f"rnncore: {what} overflows the address space")
     ws = getattr(_ws_cache, "ws", None)
     if ws is None or ws.size < floats:
         _ws_cache.ws = None  # release the old buffer before allocating the new one
         ws = _ws_cache.ws = np.empty(floats, dtype=np.float32)
     return ws[:floats]
+
+
+def _workspace(mode, T, N, I, H, n_threads):
+    """Forward workspace for a layer-direction with up to I input features
+    (shared by all of a call's)."""
+    floats = _core.fwd_workspace_floats(cell_code(mode), T, N, I, H, n_threads)
+    return workspace(floats, f"workspace for T={T}, N={N}, H={H}")
 
 
 def cell_code(mode):

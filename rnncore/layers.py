@@ -6,15 +6,21 @@ Parameters are float32 NumPy arrays, read-only: assign a new array
 (``layer.weight_hh_l0 = w``) or call ``load_state_dict`` to change them. Each
 assignment is validated and re-packed once into the kernels' layout, so calls
 never re-pack.
+
+Training: ``out, h_n, tape = layer.forward_train(x, hx)`` then
+``dx, dhx = layer.backward(tape, d_out, d_hn)`` accumulates the parameter
+gradients into ``layer.grads`` (PyTorch's names and shapes);
+``layer.zero_grad()`` clears them. See rnncore.optim for the optimizers.
 """
+import weakref
 from collections import namedtuple
 
 import numpy as np
 
-from . import _api
+from . import _api, _bptt
 from ._api import as_float32, as_state, check_int, check_shape, shape_str
 
-__all__ = ["RNN", "LSTM", "GRU", "IncompatibleKeys"]
+__all__ = ["RNN", "LSTM", "GRU", "IncompatibleKeys", "Tape"]
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
@@ -52,11 +58,16 @@ class RNNBase:
             raise TypeError(f"dropout must be a number in [0, 1], got {type(dropout).__name__}")
         if not 0.0 <= float(dropout) <= 1.0:
             raise ValueError(f"dropout must be in [0, 1], got {dropout}")
-        d["dropout"] = float(dropout)  # accepted for compatibility; no effect at inference
+        d["dropout"] = float(dropout)  # between stacked layers, in forward_train only
         d["_params"] = {}
         d["_packed"] = {}
+        d["_version"] = 0  # bumped by every parameter change: tapes of older versions are stale
         d["_shapes"] = self._parameter_shapes()
-        self.reset_parameters(seed=seed)
+        rng = _make_rng(seed)
+        self.reset_parameters(seed=rng)
+        # the dropout masks' own stream, seeded after the parameters
+        d["generator"] = np.random.default_rng(rng.integers(2**63))
+        d["grads"] = {k: np.zeros(v, dtype=np.float32) for k, v in self._shapes.items()}
 
     # ------------------------------------------------------------ parameters
 
@@ -112,6 +123,7 @@ class RNNBase:
         if name.startswith("weight"):  # pack first: a failure leaves both unchanged
             self._packed[name] = _api.pack_weights(self.mode, self.hidden_size, arr)
         self._params[name] = arr
+        self.__dict__["_version"] += 1
 
     def __getattr__(self, name):
         params = self.__dict__.get("_params")
@@ -122,6 +134,10 @@ class RNNBase:
     def __setattr__(self, name, value):
         if name in self.__dict__.get("_shapes", ()):
             self._store(name, self._validated(name, value))
+        elif name == "generator":
+            if not isinstance(value, np.random.Generator):
+                raise TypeError(f"generator must be a numpy.random.Generator, got {type(value).__name__}")
+            self.__dict__["generator"] = value
         elif name in self.__dict__ or name in ("mode", "input_size", "hidden_size", "num_layers",
                                                "bias", "batch_first", "bidirectional", "dropout"):
             raise AttributeError(f"{name} is fixed at construction; build a new layer instead")
@@ -224,6 +240,99 @@ class RNNBase:
     def __call__(self, *args, **kwargs):
         return self.forward(*args, **kwargs)
 
+    # ------------------------------------------------------------ training
+
+    def zero_grad(self):
+        """Set every array of ``layer.grads`` to zero (in place)."""
+        for g in self.grads.values():
+            g.fill(0.0)
+
+    def _layer_grads(self):
+        """Per layer, per direction: the gradient arrays the kernels add to."""
+        out = []
+        for layer in range(self.num_layers):
+            dirs = []
+            for direction in range(self.num_directions):
+                sfx = f"_l{layer}" + ("_reverse" if direction else "")
+                dirs.append({"w_ih": self.grads["weight_ih" + sfx],
+                             "w_hh": self.grads["weight_hh" + sfx],
+                             "b_ih": self.grads.get("bias_ih" + sfx),
+                             "b_hh": self.grads.get("bias_hh" + sfx)})
+            out.append(dirs)
+        return out
+
+    def _dropout_masks(self, x, rng):
+        """Per layer, the inverted-dropout mask of its input (None for layer 0):
+        keep with probability 1 - p, kept values scaled by 1 / (1 - p)."""
+        p = self.dropout
+        masks = [None] * self.num_layers
+        if p == 0.0 or self.num_layers == 1:
+            return masks
+        shape = x.shape[:2] + (self.num_directions * self.hidden_size,)
+        for layer in range(1, self.num_layers):
+            keep = rng.random(shape) >= p
+            masks[layer] = keep.astype(np.float32) * np.float32(0.0 if p == 1.0 else 1.0 / (1.0 - p))
+        return masks
+
+    def _train_forward(self, x, h0, c0, rng):
+        x, batched, N = self._check_input(x)
+        if h0 is not None:
+            h0 = self._check_state("h0", h0, batched, N)
+        if c0 is not None:
+            c0 = self._check_state("c0", c0, batched, N)
+        if rng is None:
+            rng = self.generator
+        elif not isinstance(rng, np.random.Generator):
+            raise TypeError(f"rng must be a numpy.random.Generator or None, got {type(rng).__name__}")
+        masks = self._dropout_masks(x, rng)
+        y, h_n, c_n, record = _bptt.forward(
+            self.mode, x, h0, c0, self._layer_params(), masks, hidden_size=self.hidden_size,
+            bidirectional=self.bidirectional, batch_first=self.batch_first)
+        tape = Tape(self, record, masks, h0, c0, batched, y.shape, h_n.shape)
+        if not batched:
+            y = y[:, 0, :] if not self.batch_first else y[0]
+            h_n = h_n[:, 0, :]
+            c_n = c_n[:, 0, :] if c_n is not None else None
+        return y, h_n, c_n, tape
+
+    def _check_grad(self, name, value, shape, batched):
+        """A gradient argument shaped like the output it belongs to, as float32
+        C-contiguous in the batched layout."""
+        arr = as_float32(name, value)
+        given = shape if batched else tuple(s for i, s in enumerate(shape)
+                                            if i != (0 if self.batch_first and name == "d_out" else 1))
+        check_shape(name, arr, given, "the shape of the output it is the gradient of")
+        if not batched:
+            arr = arr[None] if self.batch_first and name == "d_out" else arr[:, None]
+        return np.ascontiguousarray(arr)
+
+    def _train_backward(self, tape, d_out, dh_n, dc_n):
+        if not isinstance(tape, Tape):
+            raise TypeError(f"tape must be the Tape returned by forward_train, got {type(tape).__name__}")
+        if tape._layer() is not self:
+            raise ValueError("tape was recorded by another layer")
+        if tape._used:
+            raise ValueError("tape was already used by a backward call; run forward_train again")
+        if tape._version != self._version:
+            raise ValueError("the parameters changed since forward_train recorded this tape; "
+                             "run forward_train again")
+        d_out = self._check_grad("d_out", d_out, tape._y_shape, tape._batched)
+        if dh_n is not None:
+            dh_n = self._check_grad("dh_n", dh_n, tape._h_shape, tape._batched)
+        if dc_n is not None:
+            dc_n = self._check_grad("dc_n", dc_n, tape._h_shape, tape._batched)
+        tape._used = True
+        tape_record, tape._record = tape._record, None  # release the buffers with the tape
+        dx, dh0, dc0 = _bptt.backward(
+            self.mode, tape_record, self._layer_params(), self._layer_grads(), tape._masks,
+            d_out, dh_n, dc_n, tape._h0, tape._c0, hidden_size=self.hidden_size,
+            bidirectional=self.bidirectional, batch_first=self.batch_first)
+        if not tape._batched:
+            dx = dx[:, 0, :] if not self.batch_first else dx[0]
+            dh0 = dh0[:, 0, :]
+            dc0 = dc0[:, 0, :] if dc0 is not None else None
+        return dx, dh0, dc0
+
     def extra_repr(self):
         s = f"{self.input_size}, {self.hidden_size}"
         if self.num_layers != 1:
@@ -239,6 +348,27 @@ class RNNBase:
 
     def __repr__(self):
         return f"{type(self).__name__}({self.extra_repr()})"
+
+
+class Tape:
+    """What ``backward`` needs from one ``forward_train`` call: the layer
+    inputs, outputs and activated gates of every layer, the dropout masks and
+    the initial states. Opaque; usable once, with the layer that made it, and
+    only while that layer's parameters are unchanged."""
+
+    def __init__(self, layer, record, masks, h0, c0, batched, y_shape, h_shape):
+        self._layer = weakref.ref(layer)
+        self._version = layer._version
+        self._record = record
+        self._masks = masks
+        self._h0, self._c0 = h0, c0
+        self._batched = batched
+        self._y_shape, self._h_shape = tuple(y_shape), tuple(h_shape)
+        self._used = False
+
+    def __repr__(self):
+        state = "used" if self._used else "unused"
+        return f"<rnncore.Tape {state}, output {shape_str(self._y_shape)}>"
 
 
 class _SingleStateRNN(RNNBase):
@@ -267,6 +397,26 @@ class _SingleStateRNN(RNNBase):
             hx = h0
         y, h_n, _ = self._run(x, hx, None)
         return y, h_n
+
+    def forward_train(self, x, hx=None, *, rng=None):
+        """``output, h_n, tape = layer.forward_train(x, hx)``: output and h_n as
+        ``layer(x, hx)`` returns them (with inter-layer dropout when
+        ``dropout > 0``, masks drawn from ``rng`` or ``layer.generator``), and
+        the tape for :meth:`backward`."""
+        y, h_n, _, tape = self._train_forward(x, hx, None, rng)
+        return y, h_n, tape
+
+    def backward(self, tape, d_out, d_hn=None):
+        """``dx, dh0 = layer.backward(tape, d_out, d_hn=None)``.
+
+        d_out: gradient of the loss with respect to ``output`` (its shape);
+        d_hn: with respect to ``h_n``, or None for zero. Returns the gradients
+        with respect to x and the initial state (zeros were used when hx was
+        None; the gradient is returned all the same), and adds the gradient of
+        every parameter to ``layer.grads``. The tape is consumed.
+        """
+        dx, dh0, _ = self._train_backward(tape, d_out, d_hn, None)
+        return dx, dh0
 
 
 class RNN(_SingleStateRNN):
@@ -332,3 +482,29 @@ class LSTM(RNNBase):
                 raise ValueError("hx must be a pair (h0, c0) of arrays, got None in it")
         y, h_n, c_n = self._run(x, h0, c0)
         return y, (h_n, c_n)
+
+    @staticmethod
+    def _pair(name, value):
+        if value is None:
+            return None, None
+        if not isinstance(value, (tuple, list)) or len(value) != 2:
+            raise ValueError(f"{name} must be a pair (h, c) for LSTM, got "
+                             + (f"a sequence of length {len(value)}"
+                                if isinstance(value, (tuple, list)) else type(value).__name__))
+        return value
+
+    def forward_train(self, x, hx=None, *, rng=None):
+        """``output, (h_n, c_n), tape = lstm.forward_train(x, (h0, c0))``; see
+        :meth:`RNN.forward_train`."""
+        h0, c0 = self._pair("hx", hx)
+        if hx is not None and (h0 is None or c0 is None):
+            raise ValueError("hx must be a pair (h0, c0) of arrays, got None in it")
+        y, h_n, c_n, tape = self._train_forward(x, h0, c0, rng)
+        return y, (h_n, c_n), tape
+
+    def backward(self, tape, d_out, d_hn=None):
+        """``dx, (dh0, dc0) = lstm.backward(tape, d_out, (dh_n, dc_n))``; either
+        gradient of the pair may be None (zero). See :meth:`RNN.backward`."""
+        dh_n, dc_n = self._pair("d_hn", d_hn)
+        dx, dh0, dc0 = self._train_backward(tape, d_out, dh_n, dc_n)
+        return dx, (dh0, dc0)

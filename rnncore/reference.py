@@ -26,13 +26,17 @@ explicit loop over time. Conventions are PyTorch's:
       n = tanh(W_in x + b_in + r * (W_hn h + b_hn))
       h_t = (1 - z) * n + z * h_{t-1}
 
+Backward (:func:`layer_backward`) is plain BPTT over the same equations, with
+the derivatives written out step by step (see its docstring).
+
 Sequences are time-major here: ``x`` is ``[T, N, I]``; the layer wrappers in
 :mod:`rnncore.layers` handle ``batch_first``, unbatched input, stacking and
 directions.
 """
 import numpy as np
 
-__all__ = ["sigmoid", "rnn_forward", "lstm_forward", "gru_forward", "layer_forward"]
+__all__ = ["sigmoid", "rnn_forward", "lstm_forward", "gru_forward", "layer_forward",
+           "layer_backward"]
 
 
 def sigmoid(x):
@@ -148,3 +152,106 @@ def layer_forward(mode, x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, *, reverse=
         nonlinearity = {"RNN_TANH": "tanh", "RNN_RELU": "relu"}[mode]
         return rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh,
                            nonlinearity=nonlinearity, reverse=reverse) + (None,)
+
+
+def _forward_steps(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse):
+    """The forward pass keeping, per step in processing order, what BPTT
+    needs: (t, h_prev, c_prev, gates) with gates the activated values (LSTM
+    i, f, g, o and c_t; GRU r, z, n and hn = W_hn h_prev + b_hn; RNN h_t)."""
+    H = w_hh.shape[1]
+    bi = b_ih if b_ih is not None else np.zeros(w_ih.shape[0])
+    bh = b_hh if b_hh is not None else np.zeros(w_hh.shape[0])
+    h, c, steps = h0, c0, []
+    for t in _steps(x.shape[0], reverse):
+        gi = x[t] @ w_ih.T + bi
+        gh = h @ w_hh.T + bh
+        if mode == "LSTM":
+            a = gi + gh
+            i, f = sigmoid(a[:, :H]), sigmoid(a[:, H:2 * H])
+            g, o = np.tanh(a[:, 2 * H:3 * H]), sigmoid(a[:, 3 * H:])
+            c_new = f * c + i * g
+            steps.append((t, h, c, (i, f, g, o, c_new)))
+            c, h = c_new, o * np.tanh(c_new)
+        elif mode == "GRU":
+            r = sigmoid(gi[:, :H] + gh[:, :H])
+            z = sigmoid(gi[:, H:2 * H] + gh[:, H:2 * H])
+            hn = gh[:, 2 * H:]
+            n = np.tanh(gi[:, 2 * H:] + r * hn)
+            steps.append((t, h, None, (r, z, n, hn)))
+            h = (1.0 - z) * n + z * h
+        else:
+            pre = gi + gh
+            h_new = np.tanh(pre) if mode == "RNN_TANH" else np.maximum(pre, 0)
+            steps.append((t, h, None, (h_new,)))
+            h = h_new
+    return steps
+
+
+def layer_backward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, dy, dh_n=None, dc_n=None, *,
+                   reverse=False):
+    """Gradients of one layer-direction by backpropagation through time.
+
+    Same arguments as :func:`layer_forward` (c0 is ignored unless LSTM), plus
+    dy ``[T, N, H]`` (gradient of the loss with respect to y), dh_n and dc_n
+    ``[N, H]`` or None. The forward pass is recomputed here. Per step, from the
+    last processed to the first, with dh = dy_t + the gradient from step t+1
+    and dA the gradient of a gate's pre-activation (input plus recurrent
+    part, biases included)::
+
+        RNN   dA = dh * (1 - h_t^2)  (tanh)  or  dh * [h_t > 0]  (relu)
+        LSTM  dc = dc + dh * o * (1 - tanh(c_t)^2)
+              dA_i = dc * g * i(1-i)       dA_f = dc * c_{t-1} * f(1-f)
+              dA_g = dc * i * (1-g^2)      dA_o = dh * tanh(c_t) * o(1-o)
+              dc_{t-1} = dc * f
+        GRU   dn = dh * (1-z) * (1-n^2)    dA_z = dh * (h_{t-1} - n) * z(1-z)
+              dA_r = dn * hn * r(1-r)      (hn = W_hn h_{t-1} + b_hn)
+              input side (W_ih, b_ih, x): (dA_r, dA_z, dn)
+              state side (W_hh, b_hh, h): (dA_r, dA_z, dn * r), plus dh * z to h_{t-1}
+
+        dh_{t-1} = dA_h W_hh     dx_t = dA_x W_ih
+        dW_ih += dA_x^T x_t      dW_hh += dA_h^T h_{t-1}
+        db_ih += sum_n dA_x      db_hh += sum_n dA_h
+
+    Returns a dict with 'dx' ``[T, N, I]``, 'dh0', 'dc0' (None unless LSTM),
+    'dw_ih', 'dw_hh', 'db_ih', 'db_hh'.
+    """
+    with np.errstate(all="ignore"):
+        H = w_hh.shape[1]
+        steps = _forward_steps(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse)
+        dx = np.zeros_like(x)
+        dw_ih, dw_hh = np.zeros_like(w_ih), np.zeros_like(w_hh)
+        db_ih, db_hh = np.zeros(w_ih.shape[0]), np.zeros(w_hh.shape[0])
+        dh = np.zeros_like(h0) if dh_n is None else np.array(dh_n, dtype=h0.dtype)
+        dc = np.zeros_like(h0) if dc_n is None else np.array(dc_n, dtype=h0.dtype)
+        for t, h_prev, c_prev, gates in reversed(steps):
+            dh = dh + dy[t]
+            if mode == "LSTM":
+                i, f, g, o, c = gates
+                tc = np.tanh(c)
+                dc = dc + dh * o * (1.0 - tc * tc)
+                da = np.concatenate([dc * g * i * (1 - i), dc * c_prev * f * (1 - f),
+                                     dc * i * (1 - g * g), dh * tc * o * (1 - o)], axis=1)
+                da_x = da_h = da
+                dc = dc * f
+                direct = 0.0
+            elif mode == "GRU":
+                r, z, n, hn = gates
+                dn = dh * (1 - z) * (1 - n * n)
+                dr = dn * hn * r * (1 - r)
+                dz = dh * (h_prev - n) * z * (1 - z)
+                da_x = np.concatenate([dr, dz, dn], axis=1)
+                da_h = np.concatenate([dr, dz, dn * r], axis=1)
+                direct = dh * z
+            else:
+                (h_t,) = gates
+                da = dh * (1 - h_t * h_t) if mode == "RNN_TANH" else dh * (h_t > 0)
+                da_x = da_h = da
+                direct = 0.0
+            dx[t] = da_x @ w_ih
+            dw_ih += da_x.T @ x[t]
+            dw_hh += da_h.T @ h_prev
+            db_ih += da_x.sum(axis=0)
+            db_hh += da_h.sum(axis=0)
+            dh = da_h @ w_hh + direct
+        return {"dx": dx, "dh0": dh, "dc0": dc if mode == "LSTM" else None,
+                "dw_ih": dw_ih, "dw_hh": dw_hh, "db_ih": db_ih, "db_hh": db_hh}

@@ -77,7 +77,14 @@ typedef struct {
     float *ws;                   /* rnc_fwd_workspace_floats(d) floats               */
     int batch_first;             /* row order of x and y, see above                  */
     int reverse;                 /* 1: run from t = T-1 down to 0                    */
+    float *tape;                 /* NULL (inference), or rnc_tape_floats(d) floats   */
+                                 /* that rnc_backward reads (training); must be NULL */
+                                 /* when rnc_tape_floats(d) is 0 (RNN cells)         */
 } rnc_fwd_args;
+
+/* Floats of the tape a forward pass for training fills, T*N*S*Hp with S = 6
+ * (LSTM), 4 (GRU), 0 (RNN: backward needs only y); 0 for invalid dims. */
+size_t rnc_tape_floats(const rnc_dims *d);
 
 /*
  * Floats of workspace rnc_forward() needs for these dims and n_threads (pass
@@ -99,6 +106,42 @@ size_t rnc_fwd_workspace_floats(const rnc_dims *d, int n_threads);
  * an unknown cell. Never prints, aborts or exits.
  */
 rnc_status rnc_forward(const rnc_dims *d, const rnc_fwd_args *a, int n_threads);
+
+/*
+ * Backward pass (BPTT) of one layer-direction, after rnc_forward with a tape.
+ *
+ * x, h0, c0, y/ldy, batch_first and reverse exactly as in the forward call;
+ * the weights in PyTorch's layout (not packed): w_ih [G*H, I], w_hh [G*H, H].
+ * dy: gradient of the loss with respect to y (rows as y, stride lddy), or
+ * NULL for zero; dh_n, dc_n: [N, H] gradients with respect to h_n and c_n, or
+ * NULL for zero.
+ *
+ * Writes (or, with dx_accumulate, adds to) dx rows (stride lddx; NULL to skip)
+ * and writes dh0, dc0 ([N, H]; NULL to skip). ADDS the parameter gradients to
+ * dw_ih [G*H, I], dw_hh [G*H, H] and, when not NULL, db_ih, db_hh [G*H], so
+ * gradients of several calls accumulate as in PyTorch.
+ *
+ * Results are deterministic for a given n_threads (and in fact identical for
+ * every n_threads: each element has one fixed summation order).
+ */
+typedef struct {
+    const float *x, *h0, *c0;      /* as in rnc_fwd_args                            */
+    const float *w_ih, *w_hh;      /* [G*H, I], [G*H, H], PyTorch's layout           */
+    const float *y;  int64_t ldy;  /* the forward output of this call                */
+    const float *tape;             /* filled by the forward; NULL for RNN cells      */
+    const float *dy; int64_t lddy; /* or NULL                                         */
+    const float *dh_n, *dc_n;      /* or NULL                                         */
+    float *dx;       int64_t lddx; /* or NULL                                         */
+    int dx_accumulate;             /* 1: dx += (a second direction of the same input) */
+    float *dh0, *dc0;              /* or NULL                                         */
+    float *dw_ih, *dw_hh;          /* accumulated                                     */
+    float *db_ih, *db_hh;          /* accumulated, or NULL                            */
+    float *ws;                     /* rnc_bwd_workspace_floats(d, n_threads) floats   */
+    int batch_first, reverse;
+} rnc_bwd_args;
+
+size_t rnc_bwd_workspace_floats(const rnc_dims *d, int n_threads);
+rnc_status rnc_backward(const rnc_dims *d, const rnc_bwd_args *a, int n_threads);
 
 /*
  * Packed weights. rnc_packed_floats: floats of the packed form of a [G*H, K]

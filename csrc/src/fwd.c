@@ -17,7 +17,8 @@
  *        whole sequence at once)
  *   2.   a = W_hh h_{t-1}            packed GEMM panels      (kernels: gemm_panel)
  *        h_t, c_t = cell(gx_t, a)    fused element-wise pass (kernels: postgemm)
- *      h_t is written straight into y; h_{t-1} is read back from y.
+ *      h_t is written straight into y; h_{t-1} is read back from y; with a
+ *      tape (training), the activated gates of the step are kept there.
  *   3. h_n = h at the last step, c_n = c at the last step.
  *
  * Threads: one OpenMP team for the whole call. Each thread owns a fixed slice
@@ -39,20 +40,12 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
-#if defined(__x86_64__) || defined(_M_X64) || defined(__SSE__)
-#include <xmmintrin.h>
-#define RNC_HAVE_MXCSR 1
-#define MXCSR_FTZ_DAZ 0x8040u
-#endif
 
 /* Rows per work item of the input GEMM: a multiple of every ISA's GEMM_MR
  * (12, 6, 4), so the row tiling is the same for any number of threads. */
 #define GEMM_ROW_BLOCK 48
 /* Rows of x per chunk of the input projection (see chunk_steps). */
 #define CHUNK_ROWS 192
-/* Below this many multiply-adds per recurrent step and thread, a barrier per
- * step costs more than the work it shares. */
-#define MIN_STEP_MACS_PER_THREAD 65536
 
 int rnc_cell_gates(rnc_cell cell) {
     switch (cell) {
@@ -104,30 +97,6 @@ size_t rnc_fwd_workspace_floats(const rnc_dims *d, int n_threads) {
     return (size_t)(gx + acc + ghp + Hp + 2 * nhp + packs);
 }
 
-static int choose_threads(const rnc_dims *d, int G, int n_threads) {
-#ifdef _OPENMP
-    int nt = rnc_resolve_threads(n_threads);
-    const int64_t macs = d->N * G * d->H * d->H;
-    const int64_t by_work = macs / MIN_STEP_MACS_PER_THREAD;
-    const int64_t by_units = rnc_padded(d->H) / RNC_PANEL;
-    if (nt > by_work) nt = (int)(by_work > 1 ? by_work : 1);
-    if (nt > by_units) nt = (int)by_units;
-    return nt;
-#else
-    (void)d; (void)G; (void)n_threads;
-    return 1;
-#endif
-}
-
-/* [lo, hi) of `total` split into `parts`, boundaries on multiples of `align`. */
-static void split_range(int64_t total, int parts, int part, int64_t align,
-                        int64_t *lo, int64_t *hi) {
-    const int64_t blocks = (total + align - 1) / align;
-    int64_t b0 = blocks * part / parts, b1 = blocks * (part + 1) / parts;
-    *lo = b0 * align < total ? b0 * align : total;
-    *hi = b1 * align < total ? b1 * align : total;
-}
-
 /* One chunk of the input projection: GEMM "jobs" of M uniformly strided
  * rows each (see input_chunk), split into row blocks and weight panels. */
 typedef struct {
@@ -163,6 +132,7 @@ rnc_status rnc_forward(const rnc_dims *d, const rnc_fwd_args *a, int n_threads) 
     if (!a->x || !a->w_ih_p || !a->w_hh_p || !a->y || !a->ws || a->ldy < d->H)
         return RNC_ERR_INVALID_ARG;
     if (d->cell != RNC_CELL_LSTM && (a->c0 || a->c_n)) return RNC_ERR_INVALID_ARG;
+    if (a->tape && rnc_tape_slots(d->cell) == 0) return RNC_ERR_INVALID_ARG;
     const rnc_kernels *K = rnc_active_kernels();
 
     const int64_t T = d->T, N = d->N, I = d->I, H = d->H;
@@ -194,7 +164,7 @@ rnc_status rnc_forward(const rnc_dims *d, const rnc_fwd_args *a, int n_threads) 
         for (int64_t n = 0; n < N; n++) memcpy(c + n * Hp, a->c0 + n * H, (size_t)H * sizeof(float));
     memset(zeros, 0, (size_t)(N * H) * sizeof(float));
 
-    const int nt = choose_threads(d, G, n_threads);
+    const int nt = rnc_step_threads(d, G, n_threads);
 
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nt)
@@ -206,15 +176,13 @@ rnc_status rnc_forward(const rnc_dims *d, const rnc_fwd_args *a, int n_threads) 
         const int tid = 0, team = 1;
         (void)nt;
 #endif
-#ifdef RNC_HAVE_MXCSR
-        const unsigned int saved_csr = _mm_getcsr();
-        _mm_setcsr(saved_csr | MXCSR_FTZ_DAZ);
-#endif
+        const unsigned int saved_csr = rnc_ftz_begin();
         float *my_pack = apack + tid * apack_floats(d);
         int64_t p0, p1; /* this thread's panels of hidden units, for the whole sequence */
-        split_range(P, team, tid, 1, &p0, &p1);
+        rnc_split_range(P, team, tid, 1, &p0, &p1);
         const int64_t u0 = p0 * RNC_PANEL, u1 = p1 * RNC_PANEL < H ? p1 * RNC_PANEL : H;
-        rnc_post post = {d->cell, H, Hp, NULL, GHp, acc, GHp, NULL, 0, NULL, 0, c, b_hn};
+        rnc_post post = {d->cell, H, Hp, NULL, GHp, acc, GHp, NULL, 0, NULL, 0, c, b_hn, NULL, 0};
+        const int64_t tape_row = rnc_tape_slots(d->cell) * Hp;
         int64_t t_lo = 0; /* first time step held in gx */
 
         for (int64_t step = 0; step < T; step++) {
@@ -256,6 +224,10 @@ rnc_status rnc_forward(const rnc_dims *d, const rnc_fwd_args *a, int n_threads) 
             post.ld_gx = GHp;
             post.y = a->y + t * row_t * a->ldy;
             post.ld_y = row_n * a->ldy;
+            if (a->tape) {
+                post.tape = a->tape + t * row_t * tape_row;
+                post.ld_tape = row_n * tape_row;
+            }
             if (p0 < p1) K->pack_a(N, H, post.h_prev, post.ld_hprev, my_pack);
             for (int64_t g = 0; g < G; g++)
                 for (int64_t p = p0; p < p1; p++)
@@ -266,9 +238,7 @@ rnc_status rnc_forward(const rnc_dims *d, const rnc_fwd_args *a, int n_threads) 
 #pragma omp barrier
 #endif
         }
-#ifdef RNC_HAVE_MXCSR
-        _mm_setcsr(saved_csr);
-#endif
+        rnc_ftz_end(saved_csr);
     }
 
     /* 3. final states */
@@ -280,4 +250,12 @@ rnc_status rnc_forward(const rnc_dims *d, const rnc_fwd_args *a, int n_threads) 
     if (a->c_n)
         for (int64_t n = 0; n < N; n++) memcpy(a->c_n + n * H, c + n * Hp, (size_t)H * sizeof(float));
     return RNC_OK;
+}
+
+size_t rnc_tape_floats(const rnc_dims *d) {
+    if (rnc_fwd_workspace_floats(d, 1) == 0) return 0; /* invalid or overflowing dims */
+    const int64_t lim = rnc_float_limit();
+    const int64_t row = rnc_tape_slots(d->cell) * rnc_padded(d->H);
+    const int64_t n = rnc_mul_checked(rnc_mul_checked(d->T, d->N, lim), row, lim);
+    return n < 0 ? 0 : (size_t)n;
 }

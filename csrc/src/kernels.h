@@ -35,7 +35,15 @@ typedef struct {
     float *y;            int64_t ld_y;     /* h_t                             */
     float *c;                              /* LSTM: [N, Hp] c_prev in, c_t out */
     const float *b_hn;                     /* GRU: [Hp] recurrent n-gate bias */
+    float *tape;         int64_t ld_tape;  /* NULL, or rnc_tape_slots rows    */
 } rnc_post;
+
+/* Tape (forward for training): per row, what backward needs, in slots of Hp
+ * floats: LSTM i, f, g, o (activated), c_t, tanh(c_t); GRU r, z, n
+ * (activated), W_hn h_prev + b_hn; RNN nothing (backward reads h_t from y). */
+static inline int rnc_tape_slots(rnc_cell cell) {
+    return cell == RNC_CELL_LSTM ? 6 : cell == RNC_CELL_GRU ? 4 : 0;
+}
 
 typedef struct {
     const char *name;
@@ -51,6 +59,10 @@ typedef struct {
      * for m in [0, M), A packed by pack_a: one panel of packed weights. */
     void (*gemm_panel)(int64_t M, int64_t K, const float *Ap,
                        const float *P, const float *bias, float *C, int64_t ldc);
+    /* C[m, 0:RNC_PANEL) += sum_k A[m, k] * P[k*RNC_PANEL + j]: the same
+     * product accumulated into C (K-blocked GEMMs, gradient sums). */
+    void (*gemm_panel_acc)(int64_t M, int64_t K, const float *Ap, const float *P,
+                           float *C, int64_t ldc);
     /* Post-GEMM for rows [n0, n1) and units [u0, u1); u0 is a multiple of RNC_PANEL. */
     void (*postgemm)(const rnc_post *p, int64_t n0, int64_t n1, int64_t u0, int64_t u1);
     /* Machine probes (probe.c): `iters` rounds of 12 independent vector FMA
@@ -90,12 +102,80 @@ static inline int64_t rnc_packed_a_floats(int64_t M, int64_t K) {
     return (M + RNC_MR_MAX - 1) / RNC_MR_MAX * RNC_MR_MAX * K;
 }
 
-/* The table chosen by rnc_init() (dispatch.c). */
-const rnc_kernels *rnc_active_kernels(void);
-
 /* Threads a call may use: n_threads, or the OpenMP default when <= 0, at most
  * 4 per processor; 1 in a serial build (status.c). */
 int rnc_resolve_threads(int n_threads);
+
+/* [lo, hi) of `total` split into `parts`, boundaries on multiples of `align`. */
+static inline void rnc_split_range(int64_t total, int parts, int part, int64_t align,
+                                   int64_t *lo, int64_t *hi) {
+    const int64_t blocks = (total + align - 1) / align;
+    const int64_t b0 = blocks * part / parts, b1 = blocks * (part + 1) / parts;
+    *lo = b0 * align < total ? b0 * align : total;
+    *hi = b1 * align < total ? b1 * align : total;
+}
+
+/* Threads for a sequence of dims d: n_threads resolved, but no more than one
+ * per RNC_PANEL hidden units and one per RNC_MIN_STEP_MACS of recurrent work
+ * per step (below that a barrier per step costs more than the work it
+ * shares); 1 in a serial build. */
+#define RNC_MIN_STEP_MACS 65536
+static inline int rnc_step_threads(const rnc_dims *d, int G, int n_threads) {
+#ifdef _OPENMP
+    int nt = rnc_resolve_threads(n_threads);
+    const int64_t by_work = d->N * G * d->H * d->H / RNC_MIN_STEP_MACS;
+    const int64_t by_units = rnc_padded(d->H) / RNC_PANEL;
+    if (nt > by_work) nt = (int)(by_work > 1 ? by_work : 1);
+    if (nt > by_units) nt = (int)by_units;
+    return nt;
+#else
+    (void)d; (void)G; (void)n_threads;
+    return 1;
+#endif
+}
+
+/* Denormals flushed to zero (FTZ/DAZ) inside the kernels of a thread:
+ * saved = rnc_ftz_begin(); ...; rnc_ftz_end(saved). No-op off x86. */
+#if defined(__x86_64__) || defined(_M_X64) || defined(__SSE__)
+#include <xmmintrin.h>
+static inline unsigned int rnc_ftz_begin(void) {
+    const unsigned int saved = _mm_getcsr();
+    _mm_setcsr(saved | 0x8040u);
+    return saved;
+}
+static inline void rnc_ftz_end(unsigned int saved) { _mm_setcsr(saved); }
+#else
+static inline unsigned int rnc_ftz_begin(void) { return 0; }
+static inline void rnc_ftz_end(unsigned int saved) { (void)saved; }
+#endif
+
+/* A strided matrix: element (i, j) at p[i*rs + j*cs]. */
+typedef struct {
+    const float *p;
+    int64_t rs, cs;
+} rnc_mat;
+
+/*
+ * General GEMM on the active micro-kernels (gemm.c): C[M, Nc] = A[M, K] B[K, Nc]
+ * (accumulate: C +=), C row-major with stride ldc and exactly Nc columns.
+ * Called by every thread of a team with its `part` of `parts`; the parts split
+ * the columns in panels of RNC_PANEL (and the rows when there are fewer
+ * panels than parts). Each element is summed in the same order (K blocks of
+ * RNC_GEMM_KC) for any split, so results do not depend on the team. scratch:
+ * rnc_gemm_scratch_floats() floats per thread.
+ */
+void rnc_gemm_part(const rnc_kernels *kern, int64_t M, int64_t Nc, int64_t K,
+                   rnc_mat A, rnc_mat B, float *C, int64_t ldc, int accumulate,
+                   float *scratch, int part, int parts);
+int64_t rnc_gemm_scratch_floats(void);
+
+/* Bp[k*RNC_PANEL + j] = B(k0 + k, col + j) for k < kc, j < min(RNC_PANEL,
+ * Nc - col); zero past Nc. One panel of packed B. */
+void rnc_pack_b_panel(int64_t kc, int64_t Nc, rnc_mat B, int64_t k0, int64_t col, float *Bp);
+
+/* The table chosen by rnc_init() (dispatch.c). */
+const rnc_kernels *rnc_active_kernels(void);
+
 
 /* CPU support, with the OS (XGETBV) check: cpu_features.c. */
 int rnc_cpu_has_avx2_fma(void);

@@ -16,14 +16,16 @@ static void pack_a(int64_t M, int64_t K, const float *A, int64_t lda, float *Ap)
     }
 }
 
-static void gemm_panel(int64_t M, int64_t K, const float *Ap,
+/* C = bias + A P, or C += A P with accum (see kernels.h) */
+static void gemm_tiles(int accum, int64_t M, int64_t K, const float *Ap,
                        const float *P, const float *bias, float *C, int64_t ldc) {
     for (int64_t m = 0; m < M; m += MR) {
         const int mr = M - m < MR ? (int)(M - m) : MR;
         const float *tile = Ap + m * K;
         float acc[MR][RNC_PANEL];
         for (int r = 0; r < mr; r++)
-            for (int j = 0; j < RNC_PANEL; j++) acc[r][j] = bias ? bias[j] : 0.0f;
+            for (int j = 0; j < RNC_PANEL; j++)
+                acc[r][j] = accum ? C[(m + r) * ldc + j] : bias ? bias[j] : 0.0f;
         for (int64_t k = 0; k < K; k++) {
             const float *b = P + k * RNC_PANEL;
             for (int r = 0; r < mr; r++) {
@@ -37,12 +39,23 @@ static void gemm_panel(int64_t M, int64_t K, const float *Ap,
     }
 }
 
+static void gemm_panel(int64_t M, int64_t K, const float *Ap,
+                       const float *P, const float *bias, float *C, int64_t ldc) {
+    gemm_tiles(0, M, K, Ap, P, bias, C, ldc);
+}
+
+static void gemm_panel_acc(int64_t M, int64_t K, const float *Ap, const float *P,
+                           float *C, int64_t ldc) {
+    gemm_tiles(1, M, K, Ap, P, NULL, C, ldc);
+}
+
 static void postgemm(const rnc_post *p, int64_t n0, int64_t n1, int64_t u0, int64_t u1) {
     const int64_t Hp = p->Hp;
     for (int64_t n = n0; n < n1; n++) {
         const float *gx = p->gx + n * p->ld_gx;
         const float *a = p->acc + n * p->ld_acc;
         float *y = p->y + n * p->ld_y;
+        float *tp = p->tape ? p->tape + n * p->ld_tape : NULL;
         switch (p->cell) {
         case RNC_CELL_RNN_TANH:
 #pragma omp simd
@@ -60,9 +73,17 @@ static void postgemm(const rnc_post *p, int64_t n0, int64_t n1, int64_t u0, int6
                 const float f = rnc_sigmoid(gx[Hp + u] + a[Hp + u]);
                 const float g = rnc_tanh(gx[2 * Hp + u] + a[2 * Hp + u]);
                 const float o = rnc_sigmoid(gx[3 * Hp + u] + a[3 * Hp + u]);
-                const float ct = f * c[u] + i * g;
+                const float ct = f * c[u] + i * g, tc = rnc_tanh(ct);
                 c[u] = ct;
-                y[u] = o * rnc_tanh(ct);
+                y[u] = o * tc;
+                if (tp) {
+                    tp[u] = i;
+                    tp[Hp + u] = f;
+                    tp[2 * Hp + u] = g;
+                    tp[3 * Hp + u] = o;
+                    tp[4 * Hp + u] = ct;
+                    tp[5 * Hp + u] = tc;
+                }
             }
             break;
         }
@@ -72,8 +93,15 @@ static void postgemm(const rnc_post *p, int64_t n0, int64_t n1, int64_t u0, int6
             for (int64_t u = u0; u < u1; u++) {
                 const float r = rnc_sigmoid(gx[u] + a[u]);
                 const float z = rnc_sigmoid(gx[Hp + u] + a[Hp + u]);
-                const float nn = rnc_tanh(gx[2 * Hp + u] + r * (a[2 * Hp + u] + p->b_hn[u]));
+                const float an = a[2 * Hp + u] + p->b_hn[u];
+                const float nn = rnc_tanh(gx[2 * Hp + u] + r * an);
                 y[u] = (1.0f - z) * nn + z * hp[u];
+                if (tp) {
+                    tp[u] = r;
+                    tp[Hp + u] = z;
+                    tp[2 * Hp + u] = nn;
+                    tp[3 * Hp + u] = an;
+                }
             }
             break;
         }
@@ -106,5 +134,5 @@ static float probe_read(const float *buf, int64_t n) {
     return total;
 }
 
-const rnc_kernels rnc_kernels_generic = {"generic", MR, pack_a, gemm_panel, postgemm,
+const rnc_kernels rnc_kernels_generic = {"generic", MR, pack_a, gemm_panel, gemm_panel_acc, postgemm,
                                         probe_fma, 12 * 4 * 2, probe_read};

@@ -1,0 +1,291 @@
+/*
+ * bwd.c: backward pass (BPTT) of one layer-direction, after a forward pass
+ * that filled a tape (the activated gates of every step, see kernels.h).
+ *
+ * Per step, from the last processed step back to the first (dh = the total
+ * gradient reaching h_t: dy_t plus what flows back from step t+1):
+ *   RNN   dA = dh * (1 - h^2)  (tanh)   or   dh * [h > 0]  (relu)
+ *   LSTM  dc += dh * o * (1 - tanh(c)^2)
+ *         dA_i = dc*g * i(1-i)     dA_f = dc*c_prev * f(1-f)
+ *         dA_g = dc*i * (1-g^2)    dA_o = dh*tanh(c) * o(1-o)
+ *         dc_prev = dc * f
+ *   GRU   dn = dh*(1-z) * (1-n^2)   dA_z = dh*(h_prev - n) * z(1-z)
+ *         dA_r = dn * hn * r(1-r)   with hn = W_hn h_prev + b_hn
+ *         input side  dGx = (dA_r, dA_z, dn)
+ *         state side  dGh = (dA_r, dA_z, dn * r), and h_prev also gets dh*z
+ * where dA is the gradient of the pre-activation W_ih x + b_ih + W_hh h + b_hh
+ * (for RNN and LSTM dGh = dGx = dA). Then
+ *   dh_prev = dGh_t W_hh  (+ dh*z for GRU)     one packed GEMM per step
+ * and, after the loop, over all T*N rows at once:
+ *   dx = dGx W_ih     dW_ih += dGx^T X     dW_hh += dGh^T H_prev
+ *   db_ih += sum_rows dGx                  db_hh += sum_rows dGh
+ *
+ * Threads: one OpenMP team. As in the forward, each thread owns a fixed slice
+ * of hidden-unit panels: the element-wise pass of its units and the columns
+ * of dh_prev for those units, so one barrier per step publishes dG_t. The
+ * whole-sequence GEMMs then split their output columns (rnc_gemm_part). Every
+ * element has one summation order whatever the team size, so the results are
+ * identical for every thread count.
+ *
+ * Workspace (floats): wT [Hp*G*H] (W_hh packed as panels of dh_prev columns)
+ *   | dGx [T*N*G*H] | dGh [T*N*G*H] (GRU only) | h_prev [T*N*H] | dh [N*Hp]
+ *   | dc [N*Hp] | per thread: scratch (packed dG_t rows, or GEMM blocks).
+ * Rows of dGx, dGh and h_prev are in the row order of x (see rnncore.h).
+ */
+#include <string.h>
+
+#include "kernels.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define BIAS_BLOCK 256
+
+typedef struct {
+    int64_t wT, dgx, dgh, hprev, dh, dc, per_thread;
+} bwd_layout;
+
+/* Sizes of the workspace parts, or -1 in per_thread on overflow. */
+static bwd_layout layout(const rnc_dims *d, int team) {
+    bwd_layout l = {0, 0, 0, 0, 0, 0, -1};
+    const int G = rnc_cell_gates(d->cell);
+    const int64_t lim = rnc_float_limit();
+    const int64_t Hp = rnc_padded(d->H), GH = G * d->H;
+    const int64_t rows = rnc_mul_checked(d->T, d->N, lim);
+    l.wT = rnc_mul_checked(Hp, GH, lim);
+    l.dgx = rnc_mul_checked(rows, GH, lim);
+    l.dgh = d->cell == RNC_CELL_GRU ? l.dgx : 0;
+    l.hprev = rnc_mul_checked(rows, d->H, lim);
+    l.dh = l.dc = rnc_mul_checked(d->N, Hp, lim);
+    const int64_t step_pack = rnc_mul_checked(d->N + RNC_MR_MAX, GH, lim);
+    if (l.wT < 0 || l.dgx < 0 || l.hprev < 0 || l.dh < 0 || step_pack < 0) return l;
+    const int64_t scratch = step_pack > rnc_gemm_scratch_floats() ? step_pack : rnc_gemm_scratch_floats();
+    l.per_thread = rnc_mul_checked(scratch, team, lim) < 0 ? -1 : scratch;
+    return l;
+}
+
+size_t rnc_bwd_workspace_floats(const rnc_dims *d, int n_threads) {
+    if (rnc_fwd_workspace_floats(d, n_threads) == 0) return 0; /* dims valid, x/W addressable */
+    const int G = rnc_cell_gates(d->cell);
+    const int team = rnc_step_threads(d, G, n_threads);
+    const bwd_layout l = layout(d, team);
+    if (l.per_thread < 0) return 0;
+    const int64_t parts[] = {l.wT, l.dgx, l.dgh, l.hprev, l.dh, l.dc, l.per_thread * team};
+    const int64_t lim = rnc_float_limit();
+    int64_t total = 0;
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+        if (parts[i] > lim - total) return 0;
+        total += parts[i];
+    }
+    return (size_t)total;
+}
+
+/* Everything the element-wise pass of one step needs. */
+typedef struct {
+    rnc_cell cell;
+    int64_t N, H, Hp, GH;
+    int64_t row_t, row_n;       /* row(t, n) = t*row_t + n*row_n */
+    const float *y;  int64_t ldy;
+    const float *dy; int64_t lddy;
+    const float *tape;          /* rnc_tape_slots * Hp floats per row */
+    const float *c0;            /* LSTM c_{-1}, or NULL for zeros */
+    const float *hprev;         /* [rows, H] */
+    float *dgx, *dgh;           /* [rows, GH] */
+    float *dh, *dc;             /* [N, Hp]: in: gradient from step t+1, out: to step t-1 */
+} bwd_step;
+
+/* Element-wise pass of step t (first: the first step of the forward order,
+ * t_prev: the step before it), units [u0, u1). */
+static void step_pointwise(const bwd_step *s, int64_t t, int first, int64_t t_prev,
+                           int64_t u0, int64_t u1) {
+    const int64_t Hp = s->Hp, H = s->H, slots = rnc_tape_slots(s->cell) * Hp;
+    for (int64_t n = 0; n < s->N; n++) {
+        const int64_t row = t * s->row_t + n * s->row_n;
+        const float *dy = s->dy ? s->dy + row * s->lddy : NULL;
+        float *dh = s->dh + n * Hp;
+        float *gx = s->dgx + row * s->GH;
+        switch (s->cell) {
+        case RNC_CELL_RNN_TANH:
+        case RNC_CELL_RNN_RELU: {
+            const float *h = s->y + row * s->ldy;
+            const int relu = s->cell == RNC_CELL_RNN_RELU;
+#pragma omp simd
+            for (int64_t u = u0; u < u1; u++) {
+                const float g = dh[u] + (dy ? dy[u] : 0.0f);
+                gx[u] = relu ? (h[u] > 0.0f ? g : 0.0f) : g * (1.0f - h[u] * h[u]);
+            }
+            break;
+        }
+        case RNC_CELL_LSTM: {
+            const float *tp = s->tape + row * slots;
+            const float *cprev = first ? (s->c0 ? s->c0 + n * H : NULL)
+                                       : s->tape + (t_prev * s->row_t + n * s->row_n) * slots + 4 * Hp;
+            float *dc = s->dc + n * Hp;
+#pragma omp simd
+            for (int64_t u = u0; u < u1; u++) {
+                const float i = tp[u], f = tp[Hp + u], g = tp[2 * Hp + u], o = tp[3 * Hp + u];
+                const float tc = tp[5 * Hp + u];
+                const float dht = dh[u] + (dy ? dy[u] : 0.0f);
+                const float dct = dc[u] + dht * o * (1.0f - tc * tc);
+                const float cp = cprev ? cprev[u] : 0.0f;
+                gx[u] = dct * g * i * (1.0f - i);
+                gx[H + u] = dct * cp * f * (1.0f - f);
+                gx[2 * H + u] = dct * i * (1.0f - g * g);
+                gx[3 * H + u] = dht * tc * o * (1.0f - o);
+                dc[u] = dct * f;
+            }
+            break;
+        }
+        case RNC_CELL_GRU: {
+            const float *tp = s->tape + row * slots;
+            const float *hp = s->hprev + row * H;
+            float *gh = s->dgh + row * s->GH;
+#pragma omp simd
+            for (int64_t u = u0; u < u1; u++) {
+                const float r = tp[u], z = tp[Hp + u], nn = tp[2 * Hp + u], hn = tp[3 * Hp + u];
+                const float dht = dh[u] + (dy ? dy[u] : 0.0f);
+                const float dn = dht * (1.0f - z) * (1.0f - nn * nn);
+                const float dr = dn * hn * r * (1.0f - r);
+                const float dz = dht * (hp[u] - nn) * z * (1.0f - z);
+                gx[u] = gh[u] = dr;
+                gx[H + u] = gh[H + u] = dz;
+                gx[2 * H + u] = dn;
+                gh[2 * H + u] = dn * r;
+                dh[u] = dht * z; /* the direct path; the GEMM adds W_hh's */
+            }
+            break;
+        }
+        }
+    }
+}
+
+static rnc_status check_args(const rnc_dims *d, const rnc_bwd_args *a) {
+    if (!a->x || !a->w_ih || !a->w_hh || !a->y || !a->dw_ih || !a->dw_hh || !a->ws)
+        return RNC_ERR_INVALID_ARG;
+    if (a->ldy < d->H || (a->dy && a->lddy < d->H) || (a->dx && a->lddx < d->I))
+        return RNC_ERR_INVALID_ARG;
+    if ((rnc_tape_slots(d->cell) > 0) != (a->tape != NULL)) return RNC_ERR_INVALID_ARG;
+    if (d->cell != RNC_CELL_LSTM && (a->c0 || a->dc_n || a->dc0)) return RNC_ERR_INVALID_ARG;
+    return RNC_OK;
+}
+
+rnc_status rnc_backward(const rnc_dims *d, const rnc_bwd_args *a, int n_threads) {
+    if (!d || !a) return RNC_ERR_INVALID_ARG;
+    const int G = rnc_cell_gates(d->cell);
+    if (G == 0) return RNC_ERR_UNSUPPORTED;
+    if (rnc_bwd_workspace_floats(d, n_threads) == 0) return RNC_ERR_INVALID_ARG;
+    const rnc_status st = check_args(d, a);
+    if (st != RNC_OK) return st;
+    const rnc_kernels *K = rnc_active_kernels();
+
+    const int64_t T = d->T, N = d->N, I = d->I, H = d->H;
+    const int64_t Hp = rnc_padded(H), P = Hp / RNC_PANEL, GH = G * H, rows = T * N;
+    const int64_t row_t = a->batch_first ? 1 : N, row_n = a->batch_first ? T : 1;
+    const int nt = rnc_step_threads(d, G, n_threads);
+    const bwd_layout l = layout(d, nt);
+
+    float *wT = a->ws;
+    float *dgx = wT + l.wT;
+    float *dgh = d->cell == RNC_CELL_GRU ? dgx + l.dgx : dgx;
+    float *hprev = dgx + l.dgx + l.dgh;
+    float *dh = hprev + l.hprev;
+    float *dc = dh + l.dh;
+    float *scratch = dc + l.dc; /* + tid * l.per_thread */
+
+    bwd_step s = {d->cell, N, H, Hp, GH, row_t, row_n, a->y, a->ldy, a->dy, a->lddy,
+                  a->tape, a->c0, hprev, dgx, dgh, dh, dc};
+
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt)
+#endif
+    {
+#ifdef _OPENMP
+        const int tid = omp_get_thread_num(), team = omp_get_num_threads();
+#else
+        const int tid = 0, team = 1;
+#endif
+        const unsigned int saved_csr = rnc_ftz_begin();
+        float *my = scratch + tid * l.per_thread;
+        int64_t p0, p1;
+        rnc_split_range(P, team, tid, 1, &p0, &p1);
+        const int64_t u0 = p0 * RNC_PANEL, u1 = p1 * RNC_PANEL < H ? p1 * RNC_PANEL : H;
+
+        /* 0. this thread's units: W_hh panels, h_prev rows, incoming gradients */
+        const rnc_mat w_hh = {a->w_hh, H, 1}; /* B of dh_prev = dGh_t W_hh: [GH, H] */
+        for (int64_t p = p0; p < p1; p++)
+            rnc_pack_b_panel(GH, H, w_hh, 0, p * RNC_PANEL, wT + p * GH * RNC_PANEL);
+        for (int64_t t = 0; t < T; t++) {
+            const int first = a->reverse ? t == T - 1 : t == 0;
+            const int64_t t_prev = a->reverse ? t + 1 : t - 1;
+            for (int64_t n = 0; n < N; n++) {
+                float *dst = hprev + (t * row_t + n * row_n) * H;
+                const float *src = first ? (a->h0 ? a->h0 + n * H : NULL)
+                                         : a->y + (t_prev * row_t + n * row_n) * a->ldy;
+                if (u1 > u0) {
+                    if (src) memcpy(dst + u0, src + u0, (size_t)(u1 - u0) * sizeof(float));
+                    else memset(dst + u0, 0, (size_t)(u1 - u0) * sizeof(float));
+                }
+            }
+        }
+        for (int64_t n = 0; n < N && u1 > u0; n++) { /* padding [H, Hp) stays 0 */
+            const size_t bytes = (size_t)(u1 - u0) * sizeof(float);
+            const size_t padded = (size_t)(p1 * RNC_PANEL - u0) * sizeof(float);
+            memset(dh + n * Hp + u0, 0, padded);
+            memset(dc + n * Hp + u0, 0, padded);
+            if (a->dh_n) memcpy(dh + n * Hp + u0, a->dh_n + n * H + u0, bytes);
+            if (a->dc_n) memcpy(dc + n * Hp + u0, a->dc_n + n * H + u0, bytes);
+        }
+
+        /* 1. the reverse time loop */
+        for (int64_t step = T - 1; step >= 0; step--) {
+            const int64_t t = a->reverse ? T - 1 - step : step;
+            const int64_t t_prev = a->reverse ? t + 1 : t - 1;
+            if (u1 > u0) step_pointwise(&s, t, step == 0, t_prev, u0, u1);
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+            if ((step > 0 || a->dh0) && p1 > p0) { /* dh_prev = dGh_t W_hh (+ GRU's dh*z) */
+                K->pack_a(N, GH, dgh + t * row_t * GH, row_n * GH, my);
+                for (int64_t p = p0; p < p1; p++) {
+                    const float *panel = wT + p * GH * RNC_PANEL;
+                    if (d->cell == RNC_CELL_GRU) K->gemm_panel_acc(N, GH, my, panel, dh + p * RNC_PANEL, Hp);
+                    else K->gemm_panel(N, GH, my, panel, NULL, dh + p * RNC_PANEL, Hp);
+                }
+            }
+        }
+        for (int64_t n = 0; n < N && u1 > u0; n++) {
+            const size_t bytes = (size_t)(u1 - u0) * sizeof(float);
+            if (a->dh0) memcpy(a->dh0 + n * H + u0, dh + n * Hp + u0, bytes);
+            if (a->dc0) memcpy(a->dc0 + n * H + u0, dc + n * Hp + u0, bytes);
+        }
+        /* (the loop's last barrier made dGx, dGh and h_prev complete) */
+
+        /* 2. whole-sequence GEMMs */
+        const rnc_mat dGx = {dgx, GH, 1}, dGx_T = {dgx, 1, GH}, dGh_T = {dgh, 1, GH};
+        if (a->dx)
+            rnc_gemm_part(K, rows, I, GH, dGx, (rnc_mat){a->w_ih, I, 1}, a->dx, a->lddx,
+                          a->dx_accumulate, my, tid, team);
+        rnc_gemm_part(K, GH, I, rows, dGx_T, (rnc_mat){a->x, I, 1}, a->dw_ih, I, 1, my, tid, team);
+        rnc_gemm_part(K, GH, H, rows, dGh_T, (rnc_mat){hprev, H, 1}, a->dw_hh, H, 1, my, tid, team);
+
+        /* 3. bias gradients: column sums in double, each column by one
+         * thread, rows outer in blocks of BIAS_BLOCK columns (a column-major
+         * walk of dG strides G*H floats per element) */
+        int64_t j0, j1;
+        rnc_split_range(GH, team, tid, 1, &j0, &j1);
+        for (int which = 0; which < 2; which++) {
+            float *db = which == 0 ? a->db_ih : a->db_hh;
+            const float *g = which == 0 ? dgx : dgh;
+            for (int64_t jb = j0; jb < j1 && db; jb += BIAS_BLOCK) {
+                const int64_t w = j1 - jb < BIAS_BLOCK ? j1 - jb : BIAS_BLOCK;
+                double sum[BIAS_BLOCK] = {0};
+                for (int64_t r = 0; r < rows; r++)
+                    for (int64_t j = 0; j < w; j++) sum[j] += g[r * GH + jb + j];
+                for (int64_t j = 0; j < w; j++) db[jb + j] += (float)sum[j];
+            }
+        }
+        rnc_ftz_end(saved_csr);
+    }
+    return RNC_OK;
+}

@@ -1,0 +1,106 @@
+/*
+ * gemm.c: a general single-precision GEMM, C (+)= A B, for the backward pass
+ * (input and state gradients over a whole sequence, weight gradients), built
+ * on the same packed micro-kernel as the forward (rnc_kernels.gemm_panel).
+ *
+ * Blocking (BLIS order): for each group of up to GEMM_NCP column panels of 32,
+ * for each block of GEMM_KC rows of K: pack those rows of B (GEMM_NCP x 32 KB,
+ * L2-resident); for each block of GEMM_MC rows of A: pack it (48 KB) and run
+ * the micro-kernel over the group's panels (each 32 KB panel stays in L1 while
+ * the row tiles stream past it).
+ */
+#include <string.h>
+
+#include "kernels.h"
+
+#define GEMM_KC 256
+#define GEMM_MC 96 /* a multiple of every micro-kernel's mr (12, 6, 4) */
+#define GEMM_NCP 8
+
+int64_t rnc_gemm_scratch_floats(void) {
+    /* packed B group | packed A block | one edge panel of C */
+    return GEMM_NCP * GEMM_KC * RNC_PANEL + GEMM_MC * GEMM_KC + GEMM_MC * RNC_PANEL;
+}
+
+void rnc_pack_b_panel(int64_t kc, int64_t Nc, rnc_mat B, int64_t k0, int64_t col, float *Bp) {
+    const int64_t w = Nc - col < RNC_PANEL ? Nc - col : RNC_PANEL;
+    for (int64_t k = 0; k < kc; k++) {
+        const float *row = B.p + (k0 + k) * B.rs + col * B.cs;
+        float *dst = Bp + k * RNC_PANEL;
+        if (B.cs == 1) {
+            memcpy(dst, row, (size_t)w * sizeof(float));
+        } else {
+            for (int64_t j = 0; j < w; j++) dst[j] = row[j * B.cs];
+        }
+        for (int64_t j = w; j < RNC_PANEL; j++) dst[j] = 0.0f;
+    }
+}
+
+/* Ap <- rows [0, M) x cols [0, K) of A in tiles of mr rows, the layout of
+ * rnc_kernels.pack_a, for any strides (A^T included: rs = 1). */
+static void pack_a_strided(int64_t M, int64_t K, rnc_mat A, int mr, float *Ap) {
+    for (int64_t m = 0; m < M; m += mr) {
+        const int64_t mt = M - m < mr ? M - m : mr;
+        float *tile = Ap + m * K;
+        const float *a = A.p + m * A.rs;
+        if (A.cs == 1) {
+            for (int64_t r = 0; r < mt; r++)
+                for (int64_t k = 0; k < K; k++) tile[k * mt + r] = a[r * A.rs + k];
+        } else { /* rows adjacent (A^T): read along r */
+            for (int64_t k = 0; k < K; k++)
+                for (int64_t r = 0; r < mt; r++) tile[k * mt + r] = a[r * A.rs + k * A.cs];
+        }
+    }
+}
+
+void rnc_gemm_part(const rnc_kernels *kern, int64_t M, int64_t Nc, int64_t K,
+                   rnc_mat A, rnc_mat B, float *C, int64_t ldc, int accumulate,
+                   float *scratch, int part, int parts) {
+    const int64_t P = (Nc + RNC_PANEL - 1) / RNC_PANEL;
+    const int col_parts = parts < P ? parts : (int)P;
+    const int row_parts = parts / col_parts;
+    if (part >= col_parts * row_parts) return;
+    int64_t p0, p1, m_lo, m_hi;
+    rnc_split_range(P, col_parts, part % col_parts, 1, &p0, &p1);
+    rnc_split_range(M, row_parts, part / col_parts, GEMM_MC, &m_lo, &m_hi);
+
+    float *Bp = scratch;
+    float *Ap = Bp + GEMM_NCP * GEMM_KC * RNC_PANEL;
+    float *edge = Ap + GEMM_MC * GEMM_KC;
+    for (int64_t jp = p0; jp < p1; jp += GEMM_NCP) {
+        const int64_t np = p1 - jp < GEMM_NCP ? p1 - jp : GEMM_NCP;
+        for (int64_t k0 = 0; k0 < K; k0 += GEMM_KC) {
+            const int64_t kc = K - k0 < GEMM_KC ? K - k0 : GEMM_KC;
+            const int acc = accumulate || k0 > 0;
+            for (int64_t q = 0; q < np; q++)
+                rnc_pack_b_panel(kc, Nc, B, k0, (jp + q) * RNC_PANEL, Bp + q * kc * RNC_PANEL);
+            for (int64_t m0 = m_lo; m0 < m_hi; m0 += GEMM_MC) {
+                const int64_t mc = m_hi - m0 < GEMM_MC ? m_hi - m0 : GEMM_MC;
+                const rnc_mat Ablk = {A.p + m0 * A.rs + k0 * A.cs, A.rs, A.cs};
+                pack_a_strided(mc, kc, Ablk, kern->mr, Ap);
+                for (int64_t q = 0; q < np; q++) {
+                    const int64_t col = (jp + q) * RNC_PANEL;
+                    const int64_t w = Nc - col < RNC_PANEL ? Nc - col : RNC_PANEL;
+                    const float *Pq = Bp + q * kc * RNC_PANEL;
+                    float *Cq = C + m0 * ldc + col;
+                    if (w == RNC_PANEL) {
+                        if (acc) kern->gemm_panel_acc(mc, kc, Ap, Pq, Cq, ldc);
+                        else kern->gemm_panel(mc, kc, Ap, Pq, NULL, Cq, ldc);
+                        continue;
+                    }
+                    /* last, partial panel: through a full-width buffer, since
+                     * the micro-kernel always writes RNC_PANEL columns */
+                    if (acc)
+                        for (int64_t r = 0; r < mc; r++) {
+                            memcpy(edge + r * RNC_PANEL, Cq + r * ldc, (size_t)w * sizeof(float));
+                            memset(edge + r * RNC_PANEL + w, 0, (size_t)(RNC_PANEL - w) * sizeof(float));
+                        }
+                    if (acc) kern->gemm_panel_acc(mc, kc, Ap, Pq, edge, RNC_PANEL);
+                    else kern->gemm_panel(mc, kc, Ap, Pq, NULL, edge, RNC_PANEL);
+                    for (int64_t r = 0; r < mc; r++)
+                        memcpy(Cq + r * ldc, edge + r * RNC_PANEL, (size_t)w * sizeof(float));
+                }
+            }
+        }
+    }
+}
