@@ -62,6 +62,7 @@ class RNNBase:
         d["_params"] = {}
         d["_packed"] = {}
         d["_version"] = 0  # bumped by every parameter change: tapes of older versions are stale
+        d["_tape_pool"] = []  # tape buffers consumed by backward, reused by forward_train
         d["_shapes"] = self._parameter_shapes()
         rng = _make_rng(seed)
         self.reset_parameters(seed=rng)
@@ -287,7 +288,8 @@ class RNNBase:
         masks = self._dropout_masks(x, rng)
         y, h_n, c_n, record = _bptt.forward(
             self.mode, x, h0, c0, self._layer_params(), masks, hidden_size=self.hidden_size,
-            bidirectional=self.bidirectional, batch_first=self.batch_first)
+            bidirectional=self.bidirectional, batch_first=self.batch_first,
+            pool=self._tape_pool)
         tape = Tape(self, record, masks, h0, c0, batched, y.shape, h_n.shape)
         if not batched:
             y = y[:, 0, :] if not self.batch_first else y[0]
@@ -306,7 +308,7 @@ class RNNBase:
             arr = arr[None] if self.batch_first and name == "d_out" else arr[:, None]
         return np.ascontiguousarray(arr)
 
-    def _train_backward(self, tape, d_out, dh_n, dc_n):
+    def _train_backward(self, tape, d_out, dh_n, dc_n, input_grad):
         if not isinstance(tape, Tape):
             raise TypeError(f"tape must be the Tape returned by forward_train, got {type(tape).__name__}")
         if tape._layer() is not self:
@@ -326,9 +328,12 @@ class RNNBase:
         dx, dh0, dc0 = _bptt.backward(
             self.mode, tape_record, self._layer_params(), self._layer_grads(), tape._masks,
             d_out, dh_n, dc_n, tape._h0, tape._c0, hidden_size=self.hidden_size,
-            bidirectional=self.bidirectional, batch_first=self.batch_first)
+            bidirectional=self.bidirectional, batch_first=self.batch_first,
+            input_grad=bool(input_grad))
+        _bptt.recycle(tape_record, self._tape_pool, limit=self.num_layers * self.num_directions)
         if not tape._batched:
-            dx = dx[:, 0, :] if not self.batch_first else dx[0]
+            if dx is not None:
+                dx = dx[:, 0, :] if not self.batch_first else dx[0]
             dh0 = dh0[:, 0, :]
             dc0 = dc0[:, 0, :] if dc0 is not None else None
         return dx, dh0, dc0
@@ -406,7 +411,7 @@ class _SingleStateRNN(RNNBase):
         y, h_n, _, tape = self._train_forward(x, hx, None, rng)
         return y, h_n, tape
 
-    def backward(self, tape, d_out, d_hn=None):
+    def backward(self, tape, d_out, d_hn=None, *, input_grad=True):
         """``dx, dh0 = layer.backward(tape, d_out, d_hn=None)``.
 
         d_out: gradient of the loss with respect to ``output`` (its shape);
@@ -414,8 +419,10 @@ class _SingleStateRNN(RNNBase):
         with respect to x and the initial state (zeros were used when hx was
         None; the gradient is returned all the same), and adds the gradient of
         every parameter to ``layer.grads``. The tape is consumed.
+        ``input_grad=False`` skips dx (returned as None) and its GEMM, as
+        torch does for an input that does not require grad.
         """
-        dx, dh0, _ = self._train_backward(tape, d_out, d_hn, None)
+        dx, dh0, _ = self._train_backward(tape, d_out, d_hn, None, input_grad)
         return dx, dh0
 
 
@@ -502,9 +509,9 @@ class LSTM(RNNBase):
         y, h_n, c_n, tape = self._train_forward(x, h0, c0, rng)
         return y, (h_n, c_n), tape
 
-    def backward(self, tape, d_out, d_hn=None):
+    def backward(self, tape, d_out, d_hn=None, *, input_grad=True):
         """``dx, (dh0, dc0) = lstm.backward(tape, d_out, (dh_n, dc_n))``; either
         gradient of the pair may be None (zero). See :meth:`RNN.backward`."""
         dh_n, dc_n = self._pair("d_hn", d_hn)
-        dx, dh0, dc0 = self._train_backward(tape, d_out, dh_n, dc_n)
+        dx, dh0, dc0 = self._train_backward(tape, d_out, dh_n, dc_n, input_grad)
         return dx, (dh0, dc0)

@@ -246,7 +246,7 @@ rnc_status rnc_backward(const rnc_dims *d, const rnc_bwd_args *a, int n_threads)
 #pragma omp barrier
 #endif
             if ((step > 0 || a->dh0) && p1 > p0) { /* dh_prev = dGh_t W_hh (+ GRU's dh*z) */
-                K->pack_a(N, GH, dgh + t * row_t * GH, row_n * GH, my);
+                rnc_pack_a(N, GH, (rnc_mat){dgh + t * row_t * GH, row_n * GH, 1}, K->mr, my);
                 for (int64_t p = p0; p < p1; p++) {
                     const float *panel = wT + p * GH * RNC_PANEL;
                     if (d->cell == RNC_CELL_GRU) K->gemm_panel_acc(N, GH, my, panel, dh + p * RNC_PANEL, Hp);

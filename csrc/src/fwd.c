@@ -199,7 +199,7 @@ rnc_status rnc_forward(const rnc_dims *d, const rnc_fwd_args *a, int n_threads) 
                 for (int64_t j = 0; j < cg.jobs && p0 < p1; j++)
                     for (int64_t m0 = 0; m0 < cg.M; m0 += GEMM_ROW_BLOCK) {
                         const int64_t rows = cg.M - m0 < GEMM_ROW_BLOCK ? cg.M - m0 : GEMM_ROW_BLOCK;
-                        K->pack_a(rows, I, cg.A + j * cg.a_job + m0 * cg.lda, cg.lda, my_pack);
+                        rnc_pack_a(rows, I, (rnc_mat){cg.A + j * cg.a_job + m0 * cg.lda, cg.lda, 1}, K->mr, my_pack);
                         for (int64_t g = 0; g < G; g++)
                             for (int64_t p = p0; p < p1; p++) {
                                 const int64_t panel = g * P + p;
@@ -228,7 +228,7 @@ rnc_status rnc_forward(const rnc_dims *d, const rnc_fwd_args *a, int n_threads) 
                 post.tape = a->tape + t * row_t * tape_row;
                 post.ld_tape = row_n * tape_row;
             }
-            if (p0 < p1) K->pack_a(N, H, post.h_prev, post.ld_hprev, my_pack);
+            if (p0 < p1) rnc_pack_a(N, H, (rnc_mat){post.h_prev, post.ld_hprev, 1}, K->mr, my_pack);
             for (int64_t g = 0; g < G; g++)
                 for (int64_t p = p0; p < p1; p++)
                     K->gemm_panel(N, H, my_pack, a->w_hh_p + (g * P + p) * H * RNC_PANEL, NULL,

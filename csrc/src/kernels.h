@@ -48,15 +48,8 @@ static inline int rnc_tape_slots(rnc_cell cell) {
 typedef struct {
     const char *name;
     int mr; /* rows per GEMM tile (<= RNC_MR_MAX) */
-    /* Ap <- rows [0, M) of A (row m at A + m*lda, K floats) in tiles of mr
-     * rows (the last tile: the rows left, mt), k-major inside a tile:
-     * Ap[t*mr*K + k*mt + r] = A[(t*mr + r)*lda + k]. At most
-     * rnc_packed_a_floats(M, K) floats. Packing makes the micro-kernel's
-     * reads of A sequential whatever lda is (12 rows 4 KB apart all fall into
-     * one L1 set: lstm h1024 n64 ran at 64% of peak unpacked, 88% packed). */
-    void (*pack_a)(int64_t M, int64_t K, const float *A, int64_t lda, float *Ap);
     /* C[m, 0:RNC_PANEL) = bias[0:RNC_PANEL) (or 0) + sum_k A[m, k] * P[k*RNC_PANEL + j]
-     * for m in [0, M), A packed by pack_a: one panel of packed weights. */
+     * for m in [0, M), A packed by rnc_pack_a with this table's mr: one panel of packed weights. */
     void (*gemm_panel)(int64_t M, int64_t K, const float *Ap,
                        const float *P, const float *bias, float *C, int64_t ldc);
     /* C[m, 0:RNC_PANEL) += sum_k A[m, k] * P[k*RNC_PANEL + j]: the same
@@ -168,6 +161,15 @@ void rnc_gemm_part(const rnc_kernels *kern, int64_t M, int64_t Nc, int64_t K,
                    rnc_mat A, rnc_mat B, float *C, int64_t ldc, int accumulate,
                    float *scratch, int part, int parts);
 int64_t rnc_gemm_scratch_floats(void);
+
+/* Ap <- rows [0, M) x cols [0, K) of A in tiles of mr rows (the last tile:
+ * the rows left, mt), k-major inside a tile:
+ *   Ap[t*mr*K + k*mt + r] = A(t*mr + r, k)
+ * (gemm.c). Packing makes the micro-kernel's reads of A sequential whatever
+ * the strides (12 rows 4 KB apart all fall into one L1 set: lstm h1024 n64
+ * ran at 64% of peak unpacked, 88% packed). At most rnc_packed_a_floats(M, K)
+ * floats. */
+void rnc_pack_a(int64_t M, int64_t K, rnc_mat A, int mr, float *Ap);
 
 /* Bp[k*RNC_PANEL + j] = B(k0 + k, col + j) for k < kc, j < min(RNC_PANEL,
  * Nc - col); zero past Nc. One panel of packed B. */

@@ -7,15 +7,6 @@
 
 #define MR 4
 
-static void pack_a(int64_t M, int64_t K, const float *A, int64_t lda, float *Ap) {
-    for (int64_t m = 0; m < M; m += MR) {
-        float *tile = Ap + m * K;
-        const int64_t mr = M - m < MR ? M - m : MR;
-        for (int64_t r = 0; r < mr; r++)
-            for (int64_t k = 0; k < K; k++) tile[k * mr + r] = A[(m + r) * lda + k];
-    }
-}
-
 /* C = bias + A P, or C += A P with accum (see kernels.h) */
 static void gemm_tiles(int accum, int64_t M, int64_t K, const float *Ap,
                        const float *P, const float *bias, float *C, int64_t ldc) {
@@ -134,5 +125,5 @@ static float probe_read(const float *buf, int64_t n) {
     return total;
 }
 
-const rnc_kernels rnc_kernels_generic = {"generic", MR, pack_a, gemm_panel, gemm_panel_acc, postgemm,
+const rnc_kernels rnc_kernels_generic = {"generic", MR, gemm_panel, gemm_panel_acc, postgemm,
                                         probe_fma, 12 * 4 * 2, probe_read};

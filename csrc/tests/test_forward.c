@@ -3,7 +3,8 @@
  * Builds with the sources of csrc/src (tests/test_c_library.py does it):
  *   cc -std=c99 -Icsrc/include csrc/tests/test_forward.c csrc/src/ *.c -lm
  * Checks an LSTM and a GRU against a scalar double-precision loop written
- * here, on every CPU path available, and that bad arguments are rejected.
+ * here, on every CPU path available, their backward pass against finite
+ * differences of that loop, and that bad arguments are rejected.
  */
 #include <math.h>
 #include <stdio.h>
@@ -62,6 +63,59 @@ static void reference(rnc_cell cell, const float *x, const float *h0, const floa
 
 static float rnd(unsigned *s) { *s = *s * 1103515245u + 12345u; return ((*s >> 8) & 0xffff) / 32768.0f - 1.0f; }
 
+/* loss = sum(y * dy) of the scalar reference */
+static double ref_loss(rnc_cell cell, const float *x, const float *h0, const float *c0,
+                       const float *w_ih, const float *w_hh, const float *b_ih,
+                       const float *b_hh, const float *dy) {
+    double y[ST * SN * SH], loss = 0;
+    reference(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, y);
+    for (int i = 0; i < ST * SN * SH; i++) loss += y[i] * dy[i];
+    return loss;
+}
+
+/* rnc_backward's dW_hh, dW_ih and dx against central differences of ref_loss
+ * (step 1e-2 on float inputs: the error is O(step^2) ~ 1e-4 relative). */
+static void check_backward(rnc_cell cell, const char *isa, const rnc_dims *d, rnc_fwd_args *a,
+                           float *w_ih, float *w_hh, const float *b_ih, const float *b_hh) {
+    const int G = rnc_cell_gates(cell);
+    float *tape = rnc_tape_floats(d) ? malloc(rnc_tape_floats(d) * sizeof(float)) : NULL;
+    float *ws = malloc(rnc_bwd_workspace_floats(d, 2) * sizeof(float));
+    float dy[ST * SN * SH], dx[ST * SN * SI], dh0[SN * SH], dc0[SN * SH];
+    float dw_ih[4 * SH * SI] = {0}, dw_hh[4 * SH * SH] = {0}, db_ih[4 * SH] = {0}, db_hh[4 * SH] = {0};
+    unsigned seed = 99;
+    for (int i = 0; i < ST * SN * SH; i++) dy[i] = rnd(&seed);
+    a->tape = tape;
+    CHECK(rnc_forward(d, a, 2) == RNC_OK, "%s forward with a tape", isa);
+    a->tape = NULL;
+    rnc_bwd_args b = {a->x, a->h0, a->c0, w_ih, w_hh, a->y, SH, tape, dy, SH, NULL, NULL,
+                      dx, SI, 0, dh0, cell == RNC_CELL_LSTM ? dc0 : NULL,
+                      dw_ih, dw_hh, db_ih, db_hh, ws, 0, 0};
+    CHECK(rnc_backward(d, &b, 2) == RNC_OK, "%s backward", isa);
+    float *x = (float *)a->x;
+    struct { float *v; const float *grad; int n; const char *name; } probes[] = {
+        {w_hh, dw_hh, G * SH * SH, "dw_hh"}, {w_ih, dw_ih, G * SH * SI, "dw_ih"}, {x, dx, ST * SN * SI, "dx"}};
+    for (int p = 0; p < 3; p++)
+        for (int j = 0; j < probes[p].n; j += 5) {
+            const float saved = probes[p].v[j];
+            probes[p].v[j] = saved + 1e-2f;
+            const double up = ref_loss(cell, x, a->h0, a->c0 ? a->c0 : a->h0, w_ih, w_hh, b_ih, b_hh, dy);
+            const double step_up = (double)probes[p].v[j] - saved;
+            probes[p].v[j] = saved - 1e-2f;
+            const double down = ref_loss(cell, x, a->h0, a->c0 ? a->c0 : a->h0, w_ih, w_hh, b_ih, b_hh, dy);
+            const double step_down = saved - (double)probes[p].v[j];
+            probes[p].v[j] = saved;
+            const double fd = (up - down) / (step_up + step_down);
+            CHECK(fabs(probes[p].grad[j] - fd) < 1e-3 * fmax(1.0, fabs(fd)),
+                  "%s cell %d %s[%d]: backward %g, finite difference %g", isa, (int)cell,
+                  probes[p].name, j, probes[p].grad[j], fd);
+        }
+    rnc_bwd_args bad = b;
+    bad.tape = NULL;
+    CHECK(rnc_backward(d, &bad, 1) == RNC_ERR_INVALID_ARG, "backward without its tape");
+    free(tape);
+    free(ws);
+}
+
 static void run_cell(rnc_cell cell, const char *isa) {
     const int G = rnc_cell_gates(cell);
     unsigned seed = 7;
@@ -82,13 +136,15 @@ static void run_cell(rnc_cell cell, const char *isa) {
     CHECK(rnc_pack_weights(cell, SH, SH, w_hh, w_hh_p) == RNC_OK, "pack w_hh");
     const int lstm = cell == RNC_CELL_LSTM;
     rnc_fwd_args a = {x, h0, lstm ? c0 : NULL, w_ih_p, w_hh_p, b_ih, b_hh, y, SH, h_n,
-                      lstm ? c_n : NULL, ws, 0, 0};
+                      lstm ? c_n : NULL, ws, 0, 0, NULL};
     CHECK(rnc_forward(&d, &a, 2) == RNC_OK, "%s forward", isa);
     reference(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, y_ref);
     double worst = 0;
     for (int i = 0; i < ST * SN * SH; i++) worst = fmax(worst, fabs(y[i] - y_ref[i]));
     CHECK(worst < 1e-5, "%s cell %d: max |y - reference| = %g", isa, (int)cell, worst);
     CHECK(memcmp(h_n, y + (ST - 1) * SN * SH, sizeof h_n) == 0, "%s h_n is the last output", isa);
+
+    check_backward(cell, isa, &d, &a, w_ih, w_hh, b_ih, b_hh);
 
     /* bad arguments are rejected, never crash */
     rnc_fwd_args bad = a;
