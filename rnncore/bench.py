@@ -1,6 +1,8 @@
 """``rnncore bench``: forward-pass speed of rnncore against PyTorch, ONNX
 Runtime and the NumPy reference on the same weights, with the machine's
-measured limits.
+measured limits; ``rnncore bench --train``: a training step (forward_train +
+backward of stacked layers, as torch's forward + ``backward()``) against
+PyTorch.
 
 Each (backend, thread count) runs in its own subprocess (two thread pools in
 one process distort 2-thread timings). For each case every backend builds
@@ -14,6 +16,11 @@ each case:
 * the roofline floor: the input-projection GEMM at peak, plus per step the
   larger of (recurrent FLOPs / peak) and (recurrent weight bytes / bandwidth
   of the cache level that holds them), and rnncore's % of that floor.
+
+Training cases report GFLOP/s and % of peak (their floor is the FLOPs at
+peak): the FLOPs of forward (input and recurrent GEMMs per layer) plus
+backward (recurrent, dW_ih and dW_hh GEMMs per layer, and the input-gradient
+GEMM of every layer but the first, whose input needs no gradient).
 
 Backends that are not installed (torch, onnxruntime) are reported as missing.
 """
@@ -33,9 +40,15 @@ BACKENDS = ("rnncore", "torch", "onnxruntime", "reference")
 PAUSE_S = 0.05  # between two backends' turns: idle thread pools go to sleep
 FULL = dict(cells=CELLS, hidden=(256, 512, 1024), batch=(1, 16, 64), steps=100, threads=(1, 2))
 QUICK = dict(cells=CELLS, hidden=(256,), batch=(1, 16), steps=100, threads=(1,))
+# training: the issue's 2-layer, N = 64, T = 35 step (Zaremba et al.'s unroll)
+TRAIN_FULL = dict(cells=CELLS, hidden=(256, 512), batch=(64,), steps=35, threads=(1, 2))
+TRAIN_QUICK = dict(cells=CELLS, hidden=(256,), batch=(64,), steps=35, threads=(1,))
+TRAIN_BACKENDS = ("rnncore", "torch", "reference")  # ONNX Runtime does not train
 
 
-def case_name(cell, T, N, H):
+def case_name(cell, T, N, H, kind="forward", layers=1):
+    if kind == "train":
+        return f"train_{cell.lower()}_l{layers}_t{T}_n{N}_h{H}"
     return f"{cell.lower()}_t{T}_n{N}_i{H}_h{H}"
 
 
@@ -43,6 +56,13 @@ def flops(cell, T, N, H):
     """(input-projection FLOPs, recurrent FLOPs) of a forward pass, I = H."""
     per = 2.0 * T * N * H * GATES[cell] * H
     return per, per
+
+
+def train_flops(cell, T, N, H, layers):
+    """FLOPs of a training step of `layers` stacked layers, I = H: per layer 2
+    forward GEMMs and 3 backward ones, plus dx for every layer but the first."""
+    per = 2.0 * T * N * H * GATES[cell] * H
+    return per * (5 * layers + layers - 1)
 
 
 # ------------------------------------------------------------------ weights
@@ -87,6 +107,35 @@ def onnx_model(cell, H, sd):
 
 # ------------------------------------------------------------------ worker
 
+def _train_runner(backend, cell, H, threads, layers, d_out):
+    """A callable running one training step of `backend` on x: gradients
+    cleared, forward with the values backward needs, backward of
+    sum(out * d_out) into every parameter (not into x)."""
+    if backend in ("rnncore", "reference"):
+        import rnncore
+        rnncore.set_num_threads(threads)
+        layer = getattr(rnncore, cell)(H, H, num_layers=layers, seed=0)
+
+        def step(x):
+            layer.zero_grad()
+            out, _, tape = layer.forward_train(x)
+            layer.backward(tape, d_out, input_grad=False)
+        return step
+    if backend == "torch":
+        import torch
+        torch.set_num_threads(threads)
+        module = getattr(torch.nn, cell)(H, H, num_layers=layers)
+        grad = torch.from_numpy(d_out)
+
+        def step(x):
+            for p in module.parameters():
+                p.grad = None
+            out, _ = module(torch.from_numpy(x))
+            out.backward(grad)
+        return step
+    raise ValueError(f"backend {backend!r} cannot train")
+
+
 def _runner(backend, cell, H, threads):
     """A zero-argument callable running one forward pass of `backend` on x."""
     sd = state_dict(cell, H)
@@ -119,7 +168,8 @@ def _runner(backend, cell, H, threads):
 
 def worker(backend, threads):
     """Serve timing requests for one backend in this process, one JSON line
-    each way: {"case": [cell, T, N, H]} builds the model and runs the warm-up;
+    each way: {"case": [cell, T, N, H, kind, layers]} builds the model (kind
+    "forward" or "train") and runs the warm-up;
     {"time": true} times one call (ms), after an untimed call when calls are
     short (< 100 ms), so that this backend's weights are back in cache after
     the other backends' turns; {"quit": true} ends."""
@@ -130,9 +180,14 @@ def worker(backend, threads):
         if req.get("quit"):
             break
         if "case" in req:
-            cell, T, N, H = req["case"]
-            x = np.random.default_rng(1).standard_normal((T, N, H)).astype(np.float32)
-            fn = _runner(backend, cell, H, threads)
+            cell, T, N, H, kind, layers = req["case"]
+            rng = np.random.default_rng(1)
+            x = rng.standard_normal((T, N, H)).astype(np.float32)
+            if kind == "train":
+                d_out = rng.standard_normal((T, N, H)).astype(np.float32)
+                fn = _train_runner(backend, cell, H, threads, layers, d_out)
+            else:
+                fn = _runner(backend, cell, H, threads)
             fn(x)  # warm-up
             reply = {"ready": True}
         else:
@@ -303,7 +358,8 @@ def floor_ms(cell, T, N, H, threads, probe, machine):
 
 # ------------------------------------------------------------------ report
 
-def run(cells, hidden, batch, steps, threads, backends, repeat, budget_s, progress=print):
+def run(cells, hidden, batch, steps, threads, backends, repeat, budget_s, progress=print,
+        kind="forward", layers=1):
     from . import config
     machine = machine_line()
     progress(f"machine: {machine['cpu']} | {machine['isa_flags']} | {machine['cores']} cores")
@@ -314,7 +370,7 @@ def run(cells, hidden, batch, steps, threads, backends, repeat, budget_s, progre
     for t, p in probe.items():
         progress(f"probes, {t} thread(s): peak {p['peak_gflops']:.0f} GFLOP/s, read L2 "
                  f"{p['l2_gbps']:.0f} / L3 {p['l3_gbps']:.0f} / DRAM {p['dram_gbps']:.0f} GB/s")
-    cases = [(c, steps, n, h) for c in cells for h in hidden for n in batch]
+    cases = [(c, steps, n, h, kind, layers) for c in cells for h in hidden for n in batch]
     have = {b: _available(b) for b in backends}
     results = {}
     for t in threads:
@@ -323,18 +379,23 @@ def run(cells, hidden, batch, steps, threads, backends, repeat, budget_s, progre
             results[(name, t, b)] = r
     rows = []
     for t in threads:
-        for cell, T, N, H in cases:
-            name = case_name(cell, T, N, H)
+        for cell, T, N, H, _, _ in cases:
+            name = case_name(cell, T, N, H, kind, layers)
             ms = {b: results[(name, t, b)]["ms"] for b in backends if (name, t, b) in results}
-            row = {"case": name, "cell": cell, "T": T, "N": N, "H": H, "threads": t, "ms": ms,
+            row = {"case": name, "kind": kind, "cell": cell, "layers": layers,
+                   "T": T, "N": N, "H": H, "threads": t, "ms": ms,
                    "ms_min": {b: results[(name, t, b)]["ms_min"] for b in ms},
                    "repeats": {b: results[(name, t, b)]["repeats"] for b in ms}}
             if "rnncore" in ms:
-                total = sum(flops(cell, T, N, H))
+                train = kind == "train"
+                total = train_flops(cell, T, N, H, layers) if train else sum(flops(cell, T, N, H))
                 ours = ms["rnncore"]
                 row["gflops"] = total / ours / 1e6
                 row["pct_peak"] = 100 * row["gflops"] / probe[t]["peak_gflops"]
-                row["floor_ms"] = floor_ms(cell, T, N, H, t, probe[t], machine)
+                if train:
+                    row["floor_ms"] = total / (probe[t]["peak_gflops"] * 1e9) * 1e3
+                else:
+                    row["floor_ms"] = floor_ms(cell, T, N, H, t, probe[t], machine)
                 row["pct_floor"] = 100 * row["floor_ms"] / ours
                 row["speedup"] = {b: ms[b] / ours for b in ms if b != "rnncore"}
             rows.append(row)
@@ -387,12 +448,17 @@ def format_scaling(report):
 def add_arguments(parser):
     parser.add_argument("--quick", action="store_true",
                         help="small subset: H=256, N in {1, 16}, 1 thread (under a minute)")
+    parser.add_argument("--train", action="store_true",
+                        help="time training steps (forward_train + backward) instead: "
+                             "2 layers, T=35, N=64, H in {256, 512} (--quick: H=256, 1 thread)")
+    parser.add_argument("--layers", type=int, default=2, help="stacked layers with --train (default 2)")
     parser.add_argument("--cells", nargs="+", choices=CELLS, help="cells (default all)")
     parser.add_argument("--hidden", nargs="+", type=int, help="I = H values (default 256 512 1024)")
     parser.add_argument("--batch", nargs="+", type=int, help="batch sizes N (default 1 16 64)")
     parser.add_argument("--steps", type=int, help="sequence length T (default 100)")
     parser.add_argument("--threads", nargs="+", type=int, help="thread counts (default 1 2)")
-    parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS))
+    parser.add_argument("--backends", nargs="+", choices=BACKENDS,
+                        help="default: all (with --train: rnncore torch)")
     parser.add_argument("--repeat", type=int, default=7, help="timed repeats per case (default 7)")
     parser.add_argument("--budget", type=float, default=5.0,
                         help="seconds per case after which fewer (>= 3) repeats suffice")
@@ -400,18 +466,26 @@ def add_arguments(parser):
 
 
 def main_from_args(args):
-    grid = dict(QUICK if args.quick else FULL)
+    if args.train:
+        grid = dict(TRAIN_QUICK if args.quick else TRAIN_FULL)
+        backends = args.backends or ["rnncore", "torch"]
+        if not set(backends) <= set(TRAIN_BACKENDS):
+            raise SystemExit(f"rnncore bench --train: backends must be among {TRAIN_BACKENDS}")
+    else:
+        grid = dict(QUICK if args.quick else FULL)
+        backends = args.backends or list(BACKENDS)
     for key in ("cells", "hidden", "batch", "steps", "threads"):
         if getattr(args, key) is not None:
             grid[key] = getattr(args, key)
     for key in ("hidden", "batch", "threads"):
         if any(v < 1 for v in grid[key]):
             raise SystemExit(f"rnncore bench: --{key} values must be >= 1")
-    if grid["steps"] < 1 or args.repeat < 1:
-        raise SystemExit("rnncore bench: --steps and --repeat must be >= 1")
+    if grid["steps"] < 1 or args.repeat < 1 or args.layers < 1:
+        raise SystemExit("rnncore bench: --steps, --repeat and --layers must be >= 1")
     report = run(grid["cells"], grid["hidden"], grid["batch"], grid["steps"], grid["threads"],
-                 args.backends, args.repeat, args.budget,
-                 progress=lambda s: print(s, file=sys.stderr, flush=True))
+                 backends, args.repeat, args.budget,
+                 progress=lambda s: print(s, file=sys.stderr, flush=True),
+                 kind="train" if args.train else "forward", layers=args.layers if args.train else 1)
     print(format_table(report))
     scaling = format_scaling(report)
     if scaling:

@@ -30,7 +30,9 @@ def test_onnx_model_matches_rnncore(cell):
 def test_worker_protocol(tmp_path):
     w = bench._Worker("rnncore", 1)
     try:
-        assert w.ask({"case": ["GRU", 5, 2, 32]}) == {"ready": True}
+        assert w.ask({"case": ["GRU", 5, 2, 32, "forward", 1]}) == {"ready": True}
+        assert w.ask({"time": True})["ms"] > 0
+        assert w.ask({"case": ["LSTM", 5, 2, 32, "train", 2]}) == {"ready": True}
         assert w.ask({"time": True})["ms"] > 0
     finally:
         w.close()
@@ -62,3 +64,27 @@ def test_quick_bench_command(tmp_path):
     row = report["rows"][0]
     assert set(row["ms"]) == {"rnncore", "reference"} and row["gflops"] > 0
     assert report["probes"]["1"]["peak_gflops"] > 0
+
+
+def test_train_flops_definition():
+    # per layer: 2 forward GEMMs + 3 backward ones, + dx for layers above the first
+    one = 2.0 * 35 * 64 * 4 * 512 * 512
+    assert bench.train_flops("LSTM", 35, 64, 512, 2) == pytest.approx(11 * one)
+    assert bench.train_flops("RNN", 35, 64, 512, 1) == pytest.approx(5 * one / 4)
+
+
+def test_train_bench_command(tmp_path):
+    report_path = tmp_path / "r.json"
+    out = subprocess.run([sys.executable, "-m", "rnncore", "bench", "--train", "--cells", "GRU",
+                          "--hidden", "32", "--batch", "2", "--steps", "4", "--threads", "1",
+                          "--repeat", "3", "--backends", "rnncore", "reference",
+                          "--json", str(report_path)],
+                         capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "train_gru_l2_t4_n2_h32" in out.stdout
+    row = json.loads(report_path.read_text())["rows"][0]
+    assert row["kind"] == "train" and row["layers"] == 2 and set(row["ms"]) == {"rnncore", "reference"}
+    assert 0 < row["pct_peak"] and row["floor_ms"] > 0
+    bad = subprocess.run([sys.executable, "-m", "rnncore", "bench", "--train", "--backends",
+                          "onnxruntime"], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert bad.returncode != 0 and "cannot" not in bad.stdout
