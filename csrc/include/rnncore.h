@@ -136,7 +136,8 @@ typedef struct {
     float *dh0, *dc0;              /* or NULL                                         */
     float *dw_ih, *dw_hh;          /* accumulated                                     */
     float *db_ih, *db_hh;          /* accumulated, or NULL                            */
-    float *ws;                     /* rnc_bwd_workspace_floats(d, n_threads) floats   */
+    float *ws;                     /* rnc_bwd_workspace_floats(d, n_threads) floats,  */
+                                   /* 8-byte aligned (it holds doubles)               */
     int batch_first, reverse;
 } rnc_bwd_args;
 

@@ -52,6 +52,20 @@ static inline __attribute__((always_inline)) void pack_tile(const int mt, int64_
     }
 }
 
+void rnc_pack_a_cols(int64_t M, int64_t K, int64_t k0, int64_t k1, rnc_mat A, int mr, float *Ap) {
+    for (int64_t m = 0; m < M; m += mr) {
+        const int mt = M - m < mr ? (int)(M - m) : mr;
+        const float *a = A.p + m * A.rs + k0 * A.cs;
+        float *tile = Ap + m * K + k0 * mt;
+        switch (mt) {
+        case 12: pack_tile(12, k1 - k0, a, A.rs, A.cs, tile); break;
+        case 6: pack_tile(6, k1 - k0, a, A.rs, A.cs, tile); break;
+        case 4: pack_tile(4, k1 - k0, a, A.rs, A.cs, tile); break;
+        default: pack_tile(mt, k1 - k0, a, A.rs, A.cs, tile); break;
+        }
+    }
+}
+
 void rnc_pack_a(int64_t M, int64_t K, rnc_mat A, int mr, float *Ap) {
     for (int64_t m = 0; m < M; m += mr) {
         const int mt = M - m < mr ? (int)(M - m) : mr;

@@ -170,6 +170,9 @@ int64_t rnc_gemm_scratch_floats(void);
  * ran at 64% of peak unpacked, 88% packed). At most rnc_packed_a_floats(M, K)
  * floats. */
 void rnc_pack_a(int64_t M, int64_t K, rnc_mat A, int mr, float *Ap);
+/* Only columns [k0, k1) of the same packing (Ap laid out for all K): threads
+ * that produced different columns of A pack them in parallel. */
+void rnc_pack_a_cols(int64_t M, int64_t K, int64_t k0, int64_t k1, rnc_mat A, int mr, float *Ap);
 
 /* Bp[k*RNC_PANEL + j] = B(k0 + k, col + j) for k < kc, j < min(RNC_PANEL,
  * Nc - col); zero past Nc. One panel of packed B. */
