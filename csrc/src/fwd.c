@@ -31,7 +31,7 @@
  *
  * Workspace (floats; Hp = H rounded up to RNC_PANEL, gate rows padded):
  *   gx [chunk*N*G*Hp] | a [N*G*Hp] | bias_x [G*Hp] | b_hn [Hp] | c [N*Hp] | zeros [N*H]
- *   | per thread: packed A, max(GEMM_ROW_BLOCK rows of I, N rows of H)
+ *   | packed h_{t-1} [2 * packed N x H] | per thread: packed GEMM_ROW_BLOCK rows of x
  */
 #include <string.h>
 
@@ -65,12 +65,9 @@ static int64_t chunk_steps(const rnc_dims *d) {
     return cs < d->T ? cs : d->T;
 }
 
-/* Per-thread packed-A scratch: the larger of an input-GEMM row block of x
- * and the N rows of h_prev. */
+/* Per-thread packed-A scratch: an input-GEMM row block of x. */
 static int64_t apack_floats(const rnc_dims *d) {
-    const int64_t in = rnc_packed_a_floats(GEMM_ROW_BLOCK, d->I);
-    const int64_t rec = rnc_packed_a_floats(d->N, d->H);
-    return in > rec ? in : rec;
+    return rnc_packed_a_floats(GEMM_ROW_BLOCK, d->I);
 }
 
 size_t rnc_fwd_workspace_floats(const rnc_dims *d, int n_threads) {
@@ -86,15 +83,16 @@ size_t rnc_fwd_workspace_floats(const rnc_dims *d, int n_threads) {
     const int64_t acc = rnc_mul_checked(d->N, ghp, lim);
     const int64_t nhp = rnc_mul_checked(d->N, Hp, lim);
     const int64_t pack_in = rnc_mul_checked((GEMM_ROW_BLOCK + RNC_MR_MAX), d->I, lim);
-    const int64_t pack_rec = rnc_mul_checked(d->N + RNC_MR_MAX, d->H, lim);
+    const int64_t pack_rec = rnc_mul_checked(2 * (d->N + RNC_MR_MAX), d->H, lim); /* >= hpack */
     /* the weights and x must be addressable too */
     if (ghp < 0 || gx < 0 || acc < 0 || nhp < 0 || pack_in < 0 || pack_rec < 0 ||
         rnc_mul_checked(ghp, d->I, lim) < 0 || rnc_mul_checked(ghp, d->H, lim) < 0 ||
         rnc_mul_checked(rows, d->I, lim) < 0)
         return 0;
     const int64_t packs = rnc_mul_checked(apack_floats(d), rnc_resolve_threads(n_threads), lim);
-    if (packs < 0 || gx > lim - acc - ghp - Hp - 2 * nhp - packs) return 0;
-    return (size_t)(gx + acc + ghp + Hp + 2 * nhp + packs);
+    const int64_t hpack = 2 * rnc_packed_a_floats(d->N, d->H); /* <= pack_rec */
+    if (packs < 0 || gx > lim - acc - ghp - Hp - 2 * nhp - packs - hpack) return 0;
+    return (size_t)(gx + acc + ghp + Hp + 2 * nhp + packs + hpack);
 }
 
 /* One chunk of the input projection: GEMM "jobs" of M uniformly strided
@@ -147,7 +145,9 @@ rnc_status rnc_forward(const rnc_dims *d, const rnc_fwd_args *a, int n_threads) 
     float *b_hn = bias_x + GHp;
     float *c = b_hn + Hp;
     float *zeros = c + N * Hp;
-    float *apack = zeros + N * H; /* + tid * apack_floats(d) */
+    float *hpack = zeros + N * H; /* [2][packed N x H]: h_{t-1} packed, by step parity */
+    const int64_t hpack_half = rnc_packed_a_floats(N, H);
+    float *apack = hpack + 2 * hpack_half; /* + tid * apack_floats(d) */
 
     /* 0. folded biases and padded states (padding stays exactly 0) */
     for (int64_t g = 0; g < G; g++)
@@ -184,6 +184,17 @@ rnc_status rnc_forward(const rnc_dims *d, const rnc_fwd_args *a, int n_threads) 
         rnc_post post = {d->cell, H, Hp, NULL, GHp, acc, GHp, NULL, 0, NULL, 0, c, b_hn, NULL, 0};
         const int64_t tape_row = rnc_tape_slots(d->cell) * Hp;
         int64_t t_lo = 0; /* first time step held in gx */
+
+        /* h_{t-1} is packed once per step, each thread packing the columns
+         * it computed (still in cache) into a buffer shared by the team;
+         * before, every thread packed all of it. Two buffers alternate so
+         * that a thread's next step never overwrites what a slower one
+         * still reads. */
+        const rnc_mat h_init = {a->h0 ? a->h0 : zeros, H, 1};
+        if (u0 < u1) rnc_pack_a_cols(N, H, u0, u1, h_init, K->mr, hpack);
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
 
         for (int64_t step = 0; step < T; step++) {
             const int64_t t = a->reverse ? T - 1 - step : step;
@@ -228,12 +239,17 @@ rnc_status rnc_forward(const rnc_dims *d, const rnc_fwd_args *a, int n_threads) 
                 post.tape = a->tape + t * row_t * tape_row;
                 post.ld_tape = row_n * tape_row;
             }
-            if (p0 < p1) rnc_pack_a(N, H, (rnc_mat){post.h_prev, post.ld_hprev, 1}, K->mr, my_pack);
+            const float *h_packed = hpack + (step & 1) * hpack_half;
             for (int64_t g = 0; g < G; g++)
                 for (int64_t p = p0; p < p1; p++)
-                    K->gemm_panel(N, H, my_pack, a->w_hh_p + (g * P + p) * H * RNC_PANEL, NULL,
+                    K->gemm_panel(N, H, h_packed, a->w_hh_p + (g * P + p) * H * RNC_PANEL, NULL,
                                   acc + g * Hp + p * RNC_PANEL, GHp);
-            if (u0 < u1) K->postgemm(&post, 0, N, u0, u1);
+            if (u0 < u1) {
+                K->postgemm(&post, 0, N, u0, u1);
+                if (step + 1 < T)
+                    rnc_pack_a_cols(N, H, u0, u1, (rnc_mat){post.y, post.ld_y, 1}, K->mr,
+                                    hpack + ((step + 1) & 1) * hpack_half);
+            }
 #ifdef _OPENMP
 #pragma omp barrier
 #endif
