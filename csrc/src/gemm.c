@@ -14,6 +14,16 @@
 
 #include "kernels.h"
 
+#if defined(__SSE2__) || defined(_M_X64)
+#include <emmintrin.h>
+#define RNC_PACK_SSE 1
+#endif
+#if defined(__GNUC__) || defined(__clang__)
+#define PACK_INLINE static inline __attribute__((always_inline))
+#else
+#define PACK_INLINE static inline
+#endif
+
 #define GEMM_KC 512
 #define GEMM_MC 96 /* a multiple of every micro-kernel's mr (12, 6, 4) */
 #define GEMM_NCP 16 /* up to 512 columns: B and A are then packed once per GEMM */
@@ -41,13 +51,31 @@ void rnc_pack_b_panel(int64_t kc, int64_t Nc, rnc_mat B, int64_t k0, int64_t col
  * constant mt for full tiles, so that the r loop becomes vector moves: with a
  * run-time mt (and memcpy calls of 48 bytes for A^T) packing took 10-17% of
  * a 2048 x 512 x 2240 GEMM. */
-static inline __attribute__((always_inline)) void pack_tile(const int mt, int64_t K, const float *a,
-                                                            int64_t rs, int64_t cs, float *tile) {
+PACK_INLINE void pack_tile(const int mt, int64_t K, const float *a, int64_t rs, int64_t cs,
+                           float *tile) {
     if (rs == 1) { /* A^T: the mt rows of a k are adjacent */
         for (int64_t k = 0; k < K; k++)
             for (int r = 0; r < mt; r++) tile[k * mt + r] = a[k * cs + r];
-    } else {
-        for (int64_t k = 0; k < K; k++)
+        return;
+    }
+    int64_t k = 0;
+#ifdef RNC_PACK_SSE
+    /* rows along k (cs = 1): 4 x 4 blocks transposed in registers, 0.16 ns
+     * a float against 0.46 for the scalar gather below (96 x 512 blocks) */
+    if (cs == 1 && mt % 4 == 0)
+        for (; k + 4 <= K; k += 4)
+            for (int r = 0; r < mt; r += 4) {
+                __m128 r0 = _mm_loadu_ps(a + r * rs + k), r1 = _mm_loadu_ps(a + (r + 1) * rs + k);
+                __m128 r2 = _mm_loadu_ps(a + (r + 2) * rs + k), r3 = _mm_loadu_ps(a + (r + 3) * rs + k);
+                _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+                _mm_storeu_ps(tile + k * mt + r, r0);
+                _mm_storeu_ps(tile + (k + 1) * mt + r, r1);
+                _mm_storeu_ps(tile + (k + 2) * mt + r, r2);
+                _mm_storeu_ps(tile + (k + 3) * mt + r, r3);
+            }
+#endif
+    {
+        for (; k < K; k++)
             for (int r = 0; r < mt; r++) tile[k * mt + r] = a[r * rs + k * cs];
     }
 }
