@@ -225,3 +225,107 @@ def backward(int cell, int64_t T, int64_t N, int64_t I, int64_t H,
     with nogil:
         status = rnc_backward(&d, &a, n_threads)
     _check(status)
+
+
+cdef class StepPlan:
+    """One time step of stacked unidirectional layers (rnncore's ``step()``):
+    the packed weights, the workspace and the sizes, fixed at construction, so
+    that a step converts only its own arrays and makes one C call per layer
+    with the GIL released."""
+    cdef int cell, L, n_threads
+    cdef int64_t N, I, H
+    cdef list params      # keeps the weight arrays alive
+    cdef object ws_array
+    cdef float[::1] ws
+    cdef rnc_fwd_args *args
+
+    def __cinit__(self):
+        self.args = NULL
+
+    def __init__(self, int cell, int64_t N, int64_t I, int64_t H, list layers, int n_threads):
+        """layers: per layer (w_ih_p, w_hh_p, b_ih or None, b_hh or None)."""
+        import numpy as np
+        from cpython.mem cimport PyMem_Malloc
+        cdef int G = rnc_cell_gates(<rnc_cell>cell)
+        cdef rnc_dims d
+        cdef size_t floats = 0, f
+        cdef const float[::1] w
+        _need(G > 0 and N > 0 and I > 0 and H > 0 and n_threads > 0 and len(layers) > 0, "sizes")
+        self.cell, self.N, self.I, self.H = cell, N, I, H
+        self.L, self.n_threads = len(layers), n_threads
+        self.params = []
+        for l, (w_ih_p, w_hh_p, b_ih, b_hh) in enumerate(layers):
+            d = rnc_dims(1, N, I if l == 0 else H, H, <rnc_cell>cell)
+            f = rnc_fwd_workspace_floats(&d, n_threads)
+            _need(f > 0, "sizes")
+            floats = f if f > floats else floats
+            w = w_ih_p
+            _need(w.shape[0] == <Py_ssize_t>rnc_packed_floats(<rnc_cell>cell, H, d.I), "w_ih_p")
+            w = w_hh_p
+            _need(w.shape[0] == <Py_ssize_t>rnc_packed_floats(<rnc_cell>cell, H, H), "w_hh_p")
+            for name, b in (("b_ih", b_ih), ("b_hh", b_hh)):
+                if b is not None:
+                    w = b
+                    _need(w.shape[0] == G * H, name)
+            self.params.append((w_ih_p, w_hh_p, b_ih, b_hh))
+        self.ws_array = np.empty(floats, dtype=np.float32)
+        self.ws = self.ws_array
+        self.args = <rnc_fwd_args *>PyMem_Malloc(self.L * sizeof(rnc_fwd_args))
+        if self.args == NULL:
+            raise MemoryError()
+        cdef const float[::1] v
+        for l in range(self.L):
+            w_ih_p, w_hh_p, b_ih, b_hh = self.params[l]
+            v = w_ih_p
+            self.args[l].w_ih_p = &v[0]
+            v = w_hh_p
+            self.args[l].w_hh_p = &v[0]
+            self.args[l].b_ih = NULL
+            self.args[l].b_hh = NULL
+            if b_ih is not None:
+                v = b_ih
+                self.args[l].b_ih = &v[0]
+            if b_hh is not None:
+                v = b_hh
+                self.args[l].b_hh = &v[0]
+            self.args[l].ldy = H
+            self.args[l].ws = &self.ws[0]
+            self.args[l].batch_first = 0
+            self.args[l].reverse = 0
+            self.args[l].tape = NULL
+            self.args[l].c_n = NULL
+
+    def __dealloc__(self):
+        from cpython.mem cimport PyMem_Free
+        PyMem_Free(self.args)
+
+    def run(self, const float[:, ::1] x, const float[:, :, ::1] h0, const float[:, :, ::1] c0,
+            float[:, :, ::1] h_out, float[:, :, ::1] c_out):
+        """h_out[l], c_out[l] = layer l's state after one step from h0[l], c0[l]
+        (None: zeros); layer l > 0 reads h_out[l - 1]. x: [N, I]."""
+        cdef int l
+        cdef int64_t N = self.N, H = self.H
+        cdef bint lstm = self.cell == RNC_CELL_LSTM
+        cdef rnc_dims d
+        cdef rnc_status status = RNC_OK
+        _need(x.shape[0] == N and x.shape[1] == self.I, "x")
+        _need(h_out.shape[0] == self.L and h_out.shape[1] == N and h_out.shape[2] == H, "h_out")
+        _need(h0 is None or (h0.shape[0] == self.L and h0.shape[1] == N and h0.shape[2] == H), "h0")
+        if lstm:
+            _need(c_out is not None and c_out.shape[0] == self.L and c_out.shape[1] == N
+                  and c_out.shape[2] == H, "c_out")
+            _need(c0 is None or (c0.shape[0] == self.L and c0.shape[1] == N and c0.shape[2] == H), "c0")
+        for l in range(self.L):
+            self.args[l].x = &x[0, 0] if l == 0 else &h_out[l - 1, 0, 0]
+            self.args[l].h0 = &h0[l, 0, 0] if h0 is not None else NULL
+            self.args[l].c0 = &c0[l, 0, 0] if (lstm and c0 is not None) else NULL
+            self.args[l].y = &h_out[l, 0, 0]  # one step: the output is the new state
+            self.args[l].h_n = NULL
+            self.args[l].c_n = &c_out[l, 0, 0] if lstm else NULL
+        with nogil:
+            for l in range(self.L):
+                d = rnc_dims(1, N, self.I if l == 0 else H, H, <rnc_cell>self.cell)
+                status = rnc_forward(&d, &self.args[l], self.n_threads)
+                if status != RNC_OK:
+                    break
+        _check(status)

@@ -196,7 +196,32 @@ def pack_weights(mode, hidden_size, w):
     return packed
 
 
-def run_layers(mode, x, h0, c0, layers, *, hidden_size, bidirectional, batch_first):
+_pool_lock = threading.Lock()  # tape pools may be shared by several Python threads
+
+
+def _take(pool, floats):
+    """A float32 buffer of `floats` from `pool` (tapes that backward has
+    consumed), or a new one. Fresh 27 MB tapes per step (lstm h512 n64 t35)
+    cost 4% of a training step in page faults."""
+    with _pool_lock:
+        for i, buf in enumerate(pool):
+            if buf.size == floats:
+                return pool.pop(i)
+    return np.empty(floats, dtype=np.float32)
+
+
+def recycle(record, pool, limit):
+    """Return a consumed training record's tape buffers to `pool` (at most
+    `limit` buffers)."""
+    with _pool_lock:
+        for rec in record.get("layers", ()):
+            for tape in rec["tapes"]:
+                if tape is not None and len(pool) < limit:
+                    pool.append(tape)
+
+
+def run_layers(mode, x, h0, c0, layers, *, hidden_size, bidirectional, batch_first,
+               masks=None, record=None, pool=()):
     """Stacked, optionally bidirectional recurrent layers over a whole batch.
 
     x: float32 C-contiguous ``[T, N, I]`` (``[N, T, I]`` if batch_first);
@@ -205,12 +230,18 @@ def run_layers(mode, x, h0, c0, layers, *, hidden_size, bidirectional, batch_fir
     (PyTorch layout, biases may be None) and 'w_ih_p', 'w_hh_p' (packed).
     Returns ``(y, h_n, c_n)``: y ``[T, N, D*H]`` (``[N, T, D*H]`` if batch_first),
     h_n and c_n ``[L*D, N, H]`` (c_n None unless LSTM).
+
+    Training (rnncore._bptt): ``masks`` per layer multiplies that layer's input
+    (inter-layer dropout; None entries for none); a ``record`` dict is filled
+    with what backward needs: each layer's input, output and tapes (tape
+    buffers taken from ``pool`` when it has them).
     """
+    L = len(layers)
+    masks = masks or [None] * L
     if _backend == "reference":
-        return _run_reference(mode, x, h0, c0, layers, hidden_size=hidden_size,
+        return _run_reference(mode, x, h0, c0, layers, masks, record, hidden_size=hidden_size,
                               bidirectional=bidirectional, batch_first=batch_first)
     D = 2 if bidirectional else 1
-    L = len(layers)
     H = hidden_size
     if batch_first:
         N, T = x.shape[:2]
@@ -223,7 +254,11 @@ def run_layers(mode, x, h0, c0, layers, *, hidden_size, bidirectional, batch_fir
     cell = cell_code(mode)
     inp = x.reshape(T * N, x.shape[2])
     for layer, directions in enumerate(layers):
+        if masks[layer] is not None:
+            inp = inp * masks[layer].reshape(T * N, -1)
         y = np.empty((T * N, D * H), dtype=np.float32)
+        tape_floats = _core.tape_floats(cell, T, N, inp.shape[1], H) if record is not None else 0
+        tapes = [_take(pool, tape_floats) if tape_floats else None for _ in directions]
         for d, p in enumerate(directions):
             k = layer * D + d
             _core.forward(
@@ -232,19 +267,28 @@ def run_layers(mode, x, h0, c0, layers, *, hidden_size, bidirectional, batch_fir
                 c0[k] if c0 is not None else None,
                 p["w_ih_p"], p["w_hh_p"], p["b_ih"], p["b_hh"],
                 y, d * H, h_n[k], c_n[k] if c_n is not None else None,
-                ws, n_threads)
+                ws, n_threads, tapes[d])
+        if record is not None:
+            record.setdefault("layers", []).append({"inp": inp, "y": y, "tapes": tapes})
         inp = y
+    if record is not None:
+        record.update(backend="c", T=T, N=N)
     shape = (N, T, D * H) if batch_first else (T, N, D * H)
     return inp.reshape(shape), h_n, c_n
 
 
-def _run_reference(mode, x, h0, c0, layers, *, hidden_size, bidirectional, batch_first):
-    """run_layers on the float64 NumPy reference, results cast to float32."""
+def _time_major64(a, batch_first):
+    a = np.asarray(a, dtype=np.float64)
+    return a.transpose(1, 0, 2) if batch_first else a
+
+
+def _run_reference(mode, x, h0, c0, layers, masks, record, *, hidden_size, bidirectional,
+                   batch_first):
+    """run_layers on the float64 NumPy reference, results cast to float32; the
+    record keeps each layer's float64 time-major input."""
     D = 2 if bidirectional else 1
     H = hidden_size
-    inp = x.astype(np.float64)
-    if batch_first:
-        inp = inp.transpose(1, 0, 2)
+    inp = _time_major64(x, batch_first)
     T, N = inp.shape[:2]
     L = len(layers)
     h_n = np.empty((L * D, N, H), dtype=np.float32)
@@ -255,6 +299,10 @@ def _run_reference(mode, x, h0, c0, layers, *, hidden_size, bidirectional, batch
         return None if a is None else a.astype(np.float64)
 
     for layer, directions in enumerate(layers):
+        if masks[layer] is not None:
+            inp = inp * _time_major64(masks[layer], batch_first)
+        if record is not None:
+            record.setdefault("inputs", []).append(inp)
         outs = []
         for d, p in enumerate(directions):
             k = layer * D + d
@@ -268,6 +316,8 @@ def _run_reference(mode, x, h0, c0, layers, *, hidden_size, bidirectional, batch
             if c_n is not None:
                 c_n[k] = ck
         inp = np.concatenate(outs, axis=2)
+    if record is not None:
+        record.update(backend="reference", T=T, N=N)
     y = inp.astype(np.float32)
     if batch_first:
         y = np.ascontiguousarray(y.transpose(1, 0, 2))

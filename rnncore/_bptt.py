@@ -1,7 +1,6 @@
-"""Training passes of stacked layers: the forward pass that keeps what backward
-needs (a "record"), and backpropagation through time, on the C kernels or on
-the float64 reference (the backend active at the forward pass is used for the
-backward too).
+"""Backpropagation through time over stacked layers, on the C kernels or on
+the float64 reference: the backend of the forward pass that filled the
+record (_api.run_layers with ``record=``) does the backward too.
 
 Arguments are validated by rnncore.layers; shapes follow _api.run_layers:
 x float32 C-contiguous ``[T, N, I]`` (``[N, T, I]`` if batch_first), states
@@ -9,72 +8,9 @@ x float32 C-contiguous ``[T, N, I]`` (``[N, T, I]`` if batch_first), states
 dicts, ``masks`` per layer the inter-layer dropout mask applied to that
 layer's input (None for layer 0 and without dropout).
 """
-import threading
-
 import numpy as np
 
 from . import _api, reference
-
-_pool_lock = threading.Lock()  # layers may be trained from several Python threads
-
-
-def _take(pool, floats):
-    """A float32 buffer of `floats` from `pool` (tapes that backward has
-    consumed), or a new one. Fresh 27 MB tapes per step (lstm h512 n64 t35)
-    cost 4% of a training step in page faults."""
-    with _pool_lock:
-        for i, buf in enumerate(pool):
-            if buf.size == floats:
-                return pool.pop(i)
-    return np.empty(floats, dtype=np.float32)
-
-
-def recycle(record, pool, limit):
-    """Return a consumed record's tape buffers to `pool` (at most `limit`)."""
-    with _pool_lock:
-        for rec in record.get("layers", ()):
-            for tape in rec["tapes"]:
-                if tape is not None and len(pool) < limit:
-                    pool.append(tape)
-
-
-def forward(mode, x, h0, c0, layers, masks, *, hidden_size, bidirectional, batch_first,
-            pool=()):
-    """Returns ``(y, h_n, c_n, record)``; y, h_n, c_n as _api.run_layers.
-    Tape buffers come from `pool` when it has them (see recycle)."""
-    if _api.backend() == "reference":
-        return _forward_reference(mode, x, h0, c0, layers, masks, hidden_size=hidden_size,
-                                  bidirectional=bidirectional, batch_first=batch_first)
-    core = _api._core
-    D, H, L = (2 if bidirectional else 1), hidden_size, len(layers)
-    N, T = x.shape[:2] if batch_first else x.shape[1::-1]
-    h_n = np.empty((L * D, N, H), dtype=np.float32)
-    c_n = np.empty((L * D, N, H), dtype=np.float32) if mode == "LSTM" else None
-    n_threads = _api.get_num_threads()
-    cell = _api.cell_code(mode)
-    inp = x.reshape(T * N, x.shape[2])
-    layer_records = []
-    for layer, directions in enumerate(layers):
-        if masks[layer] is not None:
-            inp = inp * masks[layer].reshape(T * N, -1)
-        y = np.empty((T * N, D * H), dtype=np.float32)
-        tape_floats = core.tape_floats(cell, T, N, inp.shape[1], H)
-        tapes = []
-        for d, p in enumerate(directions):
-            k = layer * D + d
-            tape = _take(pool, tape_floats) if tape_floats else None
-            ws = _api._workspace(mode, T, N, inp.shape[1], H, n_threads)
-            core.forward(cell, T, N, inp.shape[1], H, batch_first, d == 1, inp,
-                         h0[k] if h0 is not None else None, c0[k] if c0 is not None else None,
-                         p["w_ih_p"], p["w_hh_p"], p["b_ih"], p["b_hh"],
-                         y, d * H, h_n[k], c_n[k] if c_n is not None else None,
-                         ws, n_threads, tape)
-            tapes.append(tape)
-        layer_records.append({"inp": inp, "y": y, "tapes": tapes})
-        inp = y
-    out = inp.reshape((N, T, D * H) if batch_first else (T, N, D * H))
-    record = {"backend": "c", "layers": layer_records, "T": T, "N": N}
-    return out, h_n, c_n, record
 
 
 def backward(mode, record, layers, grads, masks, d_out, dh_n, dc_n, h0, c0, *,
@@ -123,50 +59,17 @@ def backward(mode, record, layers, grads, masks, d_out, dh_n, dc_n, h0, c0, *,
 
 # ------------------------------------------------------------ reference
 
-def _time_major64(a, batch_first):
-    a = np.asarray(a, dtype=np.float64)
-    return a.transpose(1, 0, 2) if batch_first else a
+_time_major64 = _api._time_major64
 
 
 def _state64(s, k, N, H):
     return np.zeros((N, H)) if s is None else s[k].astype(np.float64)
 
 
-def _forward_reference(mode, x, h0, c0, layers, masks, *, hidden_size, bidirectional,
-                       batch_first):
-    D, H, L = (2 if bidirectional else 1), hidden_size, len(layers)
-    inp = _time_major64(x, batch_first)
-    T, N = inp.shape[:2]
-    h_n = np.empty((L * D, N, H), dtype=np.float32)
-    c_n = np.empty((L * D, N, H), dtype=np.float32) if mode == "LSTM" else None
-    layer_inputs = []
-    for layer, directions in enumerate(layers):
-        if masks[layer] is not None:
-            inp = inp * _time_major64(masks[layer], batch_first)
-        layer_inputs.append(inp)
-        outs = []
-        for d, p in enumerate(directions):
-            k = layer * D + d
-            y, hk, ck = reference.layer_forward(
-                mode, inp, _state64(h0, k, N, H), _state64(c0, k, N, H),
-                *(None if p[w] is None else p[w].astype(np.float64)
-                  for w in ("w_ih", "w_hh", "b_ih", "b_hh")),
-                reverse=d == 1)
-            outs.append(y)
-            h_n[k] = hk
-            if c_n is not None:
-                c_n[k] = ck
-        inp = np.concatenate(outs, axis=2)
-    y = inp.astype(np.float32)
-    if batch_first:
-        y = np.ascontiguousarray(y.transpose(1, 0, 2))
-    return y, h_n, c_n, {"backend": "reference", "inputs": layer_inputs, "T": T, "N": N}
-
-
 def _backward_reference(mode, record, layers, grads, masks, d_out, dh_n, dc_n, h0, c0, *,
                         hidden_size, bidirectional, batch_first):
     D, H, L = (2 if bidirectional else 1), hidden_size, len(layers)
-    T, N = record["T"], record["N"]
+    N = record["N"]
     dh0 = np.empty((L * D, N, H), dtype=np.float32)
     dc0 = np.empty((L * D, N, H), dtype=np.float32) if mode == "LSTM" else None
     dy = _time_major64(d_out, batch_first)

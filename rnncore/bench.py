@@ -433,7 +433,7 @@ def format_scaling(report):
     lo, hi = counts[0], counts[-1]
     by = {(r["case"], r["threads"]): r for r in report["rows"]}
     backends = [b for b in BACKENDS if report["backends"].get(b)]
-    lines = [f"| case | " + " | ".join(f"{b} x{lo}->{hi}" for b in backends) + " |",
+    lines = ["| case | " + " | ".join(f"{b} x{lo}->{hi}" for b in backends) + " |",
              "|" + "---|" * (len(backends) + 1)]
     for r in report["rows"]:
         if r["threads"] != lo or (r["case"], hi) not in by:

@@ -223,23 +223,91 @@ class RNNBase:
             arr = arr[:, None, :]
         return arr
 
-    def _run(self, x, h0, c0):
+    def _run(self, x, h0, c0, rng=None, train=False):
+        """(y, h_n, c_n), plus the Tape when training (with dropout masks
+        drawn from rng)."""
         x, batched, N = self._check_input(x)
         if h0 is not None:
             h0 = self._check_state("h0", h0, batched, N)
         if c0 is not None:
             c0 = self._check_state("c0", c0, batched, N)
+        masks = record = None
+        if train:
+            if rng is None:
+                rng = self.generator
+            elif not isinstance(rng, np.random.Generator):
+                raise TypeError(f"rng must be a numpy.random.Generator or None, got {type(rng).__name__}")
+            masks, record = self._dropout_masks(x, rng), {}
         y, h_n, c_n = _api.run_layers(
             self.mode, x, h0, c0, self._layer_params(), hidden_size=self.hidden_size,
-            bidirectional=self.bidirectional, batch_first=self.batch_first)
+            bidirectional=self.bidirectional, batch_first=self.batch_first, masks=masks,
+            record=record, pool=self._tape_pool)
+        tape = Tape(self, record, masks, h0, c0, batched, y.shape, h_n.shape) if train else None
         if not batched:
             y = y[:, 0, :] if not self.batch_first else y[0]
             h_n = h_n[:, 0, :]
             c_n = c_n[:, 0, :] if c_n is not None else None
-        return y, h_n, c_n
+        return (y, h_n, c_n, tape) if train else (y, h_n, c_n)
 
     def __call__(self, *args, **kwargs):
         return self.forward(*args, **kwargs)
+
+    # ------------------------------------------------------------ streaming
+
+    def _step(self, x_t, h, c):
+        """One time step through all layers: (y_t, h_new, c_new); c_new None
+        unless LSTM. The fast path (float32 C-contiguous x_t, states as
+        returned by a previous step) checks shapes only."""
+        if self.bidirectional:
+            raise ValueError("step() is not defined for bidirectional layers: the reverse "
+                             "direction needs the whole sequence")
+        x = x_t
+        if not (isinstance(x, np.ndarray) and x.dtype == np.float32 and x.flags.c_contiguous):
+            x = np.ascontiguousarray(as_float32("x_t", x_t))
+        batched = x.ndim == 2
+        if x.ndim not in (1, 2) or x.shape[-1] != self.input_size:
+            raise ValueError(f"x_t must be (N, input_size) or (input_size,) with input_size = "
+                             f"{self.input_size}, got shape {shape_str(x.shape)}")
+        if not batched:
+            x = x[None]
+        N = x.shape[0]
+        if N == 0:
+            raise ValueError("x_t has an empty batch (N = 0)")
+        L, H, lstm = self.num_layers, self.hidden_size, self.mode == "LSTM"
+        h = None if h is None else self._step_state("h", h, batched, N)
+        c = None if c is None else self._step_state("c", c, batched, N)
+        if _api.backend() == "reference":
+            y, h_new, c_new = self._run(x[:, None] if self.batch_first else x[None], h, c)
+            y = y[:, 0] if self.batch_first else y[0]
+        else:
+            h_new = np.empty((L, N, H), dtype=np.float32)
+            c_new = np.empty((L, N, H), dtype=np.float32) if lstm else None
+            self._step_plan(N).run(x, h, c, h_new, c_new)
+            y = h_new[L - 1]
+        if not batched:
+            return y[0], h_new[:, 0], (c_new[:, 0] if lstm else None)
+        return y, h_new, c_new
+
+    def _step_state(self, name, value, batched, N):
+        if isinstance(value, np.ndarray) and value.dtype == np.float32 and value.flags.c_contiguous \
+                and value.shape == ((self.num_layers, N, self.hidden_size) if batched
+                                    else (self.num_layers, self.hidden_size)):
+            return value if batched else value[:, None]
+        return self._check_state(name, value, batched, N)
+
+    def _step_plan(self, N):
+        """The compiled plan of one step for batch N (cached until the
+        parameters or the thread count change)."""
+        n_threads = _api.get_num_threads()
+        key = (N, n_threads, self._version)
+        plan = self.__dict__.get("_plan")
+        if plan is None or plan[0] != key:
+            layers = [(d[0]["w_ih_p"], d[0]["w_hh_p"], d[0]["b_ih"], d[0]["b_hh"])
+                      for d in self._layer_params()]
+            plan = (key, _api._core.StepPlan(_api.cell_code(self.mode), N, self.input_size,
+                                             self.hidden_size, layers, n_threads))
+            self.__dict__["_plan"] = plan
+        return plan[1]
 
     # ------------------------------------------------------------ training
 
@@ -275,28 +343,6 @@ class RNNBase:
             masks[layer] = keep.astype(np.float32) * np.float32(0.0 if p == 1.0 else 1.0 / (1.0 - p))
         return masks
 
-    def _train_forward(self, x, h0, c0, rng):
-        x, batched, N = self._check_input(x)
-        if h0 is not None:
-            h0 = self._check_state("h0", h0, batched, N)
-        if c0 is not None:
-            c0 = self._check_state("c0", c0, batched, N)
-        if rng is None:
-            rng = self.generator
-        elif not isinstance(rng, np.random.Generator):
-            raise TypeError(f"rng must be a numpy.random.Generator or None, got {type(rng).__name__}")
-        masks = self._dropout_masks(x, rng)
-        y, h_n, c_n, record = _bptt.forward(
-            self.mode, x, h0, c0, self._layer_params(), masks, hidden_size=self.hidden_size,
-            bidirectional=self.bidirectional, batch_first=self.batch_first,
-            pool=self._tape_pool)
-        tape = Tape(self, record, masks, h0, c0, batched, y.shape, h_n.shape)
-        if not batched:
-            y = y[:, 0, :] if not self.batch_first else y[0]
-            h_n = h_n[:, 0, :]
-            c_n = c_n[:, 0, :] if c_n is not None else None
-        return y, h_n, c_n, tape
-
     def _check_grad(self, name, value, shape, batched):
         """A gradient argument shaped like the output it belongs to, as float32
         C-contiguous in the batched layout."""
@@ -330,7 +376,7 @@ class RNNBase:
             d_out, dh_n, dc_n, tape._h0, tape._c0, hidden_size=self.hidden_size,
             bidirectional=self.bidirectional, batch_first=self.batch_first,
             input_grad=bool(input_grad))
-        _bptt.recycle(tape_record, self._tape_pool, limit=self.num_layers * self.num_directions)
+        _api.recycle(tape_record, self._tape_pool, limit=self.num_layers * self.num_directions)
         if not tape._batched:
             if dx is not None:
                 dx = dx[:, 0, :] if not self.batch_first else dx[0]
@@ -403,12 +449,25 @@ class _SingleStateRNN(RNNBase):
         y, h_n, _ = self._run(x, hx, None)
         return y, h_n
 
+    def step(self, x_t, state=None):
+        """``y_t, state = layer.step(x_t, state=None)``: one time step.
+
+        x_t: ``(N, input_size)`` or ``(input_size,)``; state: like ``hx``
+        (``(num_layers, N, hidden_size)``; None for zeros). Returns the top
+        layer's output for this step and the new state. Stepping through a
+        sequence gives the whole-sequence result (to float32 rounding: the
+        input projection of one step is summed in another order). Not for
+        bidirectional layers.
+        """
+        y, h, _ = self._step(x_t, state, None)
+        return y, h
+
     def forward_train(self, x, hx=None, *, rng=None):
         """``output, h_n, tape = layer.forward_train(x, hx)``: output and h_n as
         ``layer(x, hx)`` returns them (with inter-layer dropout when
         ``dropout > 0``, masks drawn from ``rng`` or ``layer.generator``), and
         the tape for :meth:`backward`."""
-        y, h_n, _, tape = self._train_forward(x, hx, None, rng)
+        y, h_n, _, tape = self._run(x, hx, None, rng, train=True)
         return y, h_n, tape
 
     def backward(self, tape, d_out, d_hn=None, *, input_grad=True):
@@ -478,20 +537,13 @@ class LSTM(RNNBase):
         output : ``(T, N, D*hidden_size)`` (``(N, T, ...)`` if batch_first).
         (h_n, c_n) : each shaped like h0.
         """
-        h0 = c0 = None
-        if hx is not None:
-            if not isinstance(hx, (tuple, list)) or len(hx) != 2:
-                raise ValueError("hx must be a pair (h0, c0) for LSTM, got "
-                                 + (f"a sequence of length {len(hx)}"
-                                    if isinstance(hx, (tuple, list)) else type(hx).__name__))
-            h0, c0 = hx
-            if h0 is None or c0 is None:
-                raise ValueError("hx must be a pair (h0, c0) of arrays, got None in it")
+        h0, c0 = self._state_pair(hx)
         y, h_n, c_n = self._run(x, h0, c0)
         return y, (h_n, c_n)
 
     @staticmethod
     def _pair(name, value):
+        """A (h, c) pair argument, or (None, None) for None."""
         if value is None:
             return None, None
         if not isinstance(value, (tuple, list)) or len(value) != 2:
@@ -500,13 +552,24 @@ class LSTM(RNNBase):
                                 if isinstance(value, (tuple, list)) else type(value).__name__))
         return value
 
-    def forward_train(self, x, hx=None, *, rng=None):
-        """``output, (h_n, c_n), tape = lstm.forward_train(x, (h0, c0))``; see
-        :meth:`RNN.forward_train`."""
+    def _state_pair(self, hx):
+        """The initial state (h0, c0): both arrays, or both None."""
         h0, c0 = self._pair("hx", hx)
         if hx is not None and (h0 is None or c0 is None):
             raise ValueError("hx must be a pair (h0, c0) of arrays, got None in it")
-        y, h_n, c_n, tape = self._train_forward(x, h0, c0, rng)
+        return h0, c0
+
+    def step(self, x_t, state=None):
+        """``y_t, (h, c) = lstm.step(x_t, (h, c))``; see :meth:`RNN.step`."""
+        h, c = self._state_pair(state)
+        y, h, c = self._step(x_t, h, c)
+        return y, (h, c)
+
+    def forward_train(self, x, hx=None, *, rng=None):
+        """``output, (h_n, c_n), tape = lstm.forward_train(x, (h0, c0))``; see
+        :meth:`RNN.forward_train`."""
+        h0, c0 = self._state_pair(hx)
+        y, h_n, c_n, tape = self._run(x, h0, c0, rng, train=True)
         return y, (h_n, c_n), tape
 
     def backward(self, tape, d_out, d_hn=None, *, input_grad=True):

@@ -216,7 +216,6 @@ def layer_backward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, dy, dh_n=None, dc_n=
     'dw_ih', 'dw_hh', 'db_ih', 'db_hh'.
     """
     with np.errstate(all="ignore"):
-        H = w_hh.shape[1]
         steps = _forward_steps(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse)
         dx = np.zeros_like(x)
         dw_ih, dw_hh = np.zeros_like(w_ih), np.zeros_like(w_hh)
