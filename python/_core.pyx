@@ -5,7 +5,10 @@ mapped to an exception, the GIL released around every kernel.
 Validation, allocation and backend choice live in rnncore/_api.py; these
 functions trust their callers except where C re-checks.
 """
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.stdint cimport int64_t
+
+import numpy as np
 
 from _crnncore cimport *
 
@@ -244,8 +247,6 @@ cdef class StepPlan:
 
     def __init__(self, int cell, int64_t N, int64_t I, int64_t H, list layers, int n_threads):
         """layers: per layer (w_ih_p, w_hh_p, b_ih or None, b_hh or None)."""
-        import numpy as np
-        from cpython.mem cimport PyMem_Malloc
         cdef int G = rnc_cell_gates(<rnc_cell>cell)
         cdef rnc_dims d
         cdef size_t floats = 0, f
@@ -296,7 +297,6 @@ cdef class StepPlan:
             self.args[l].c_n = NULL
 
     def __dealloc__(self):
-        from cpython.mem cimport PyMem_Free
         PyMem_Free(self.args)
 
     def run(self, const float[:, ::1] x, const float[:, :, ::1] h0, const float[:, :, ::1] c0,
