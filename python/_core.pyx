@@ -299,26 +299,27 @@ cdef class StepPlan:
     def __dealloc__(self):
         PyMem_Free(self.args)
 
-    def run(self, const float[:, ::1] x, const float[:, :, ::1] h0, const float[:, :, ::1] c0,
-            float[:, :, ::1] h_out, float[:, :, ::1] c_out):
-        """h_out[l], c_out[l] = layer l's state after one step from h0[l], c0[l]
-        (None: zeros); layer l > 0 reads h_out[l - 1]. x: [N, I]."""
+    def step(self, const float[:, ::1] x, const float[:, :, ::1] h0, const float[:, :, ::1] c0):
+        """(y, h, c) after one step from states h0, c0 ([L, N, H] or None
+        for zeros) on x [N, I]: h, c new [L, N, H] arrays (c None unless
+        LSTM), y = h[L - 1]. Layer l > 0 reads h[l - 1]."""
         cdef int l
         cdef int64_t N = self.N, H = self.H
         cdef bint lstm = self.cell == RNC_CELL_LSTM
         cdef rnc_dims d
         cdef rnc_status status = RNC_OK
         _need(x.shape[0] == N and x.shape[1] == self.I, "x")
-        _need(h_out.shape[0] == self.L and h_out.shape[1] == N and h_out.shape[2] == H, "h_out")
         _need(h0 is None or (h0.shape[0] == self.L and h0.shape[1] == N and h0.shape[2] == H), "h0")
-        if lstm:
-            _need(c_out is not None and c_out.shape[0] == self.L and c_out.shape[1] == N
-                  and c_out.shape[2] == H, "c_out")
-            _need(c0 is None or (c0.shape[0] == self.L and c0.shape[1] == N and c0.shape[2] == H), "c0")
+        _need(c0 is None or (lstm and c0.shape[0] == self.L and c0.shape[1] == N
+                             and c0.shape[2] == H), "c0")
+        h_array = np.empty((self.L, N, H), dtype=np.float32)
+        c_array = np.empty((self.L, N, H), dtype=np.float32) if lstm else None
+        cdef float[:, :, ::1] h_out = h_array
+        cdef float[:, :, ::1] c_out = c_array
         for l in range(self.L):
             self.args[l].x = &x[0, 0] if l == 0 else &h_out[l - 1, 0, 0]
             self.args[l].h0 = &h0[l, 0, 0] if h0 is not None else NULL
-            self.args[l].c0 = &c0[l, 0, 0] if (lstm and c0 is not None) else NULL
+            self.args[l].c0 = &c0[l, 0, 0] if c0 is not None else NULL
             self.args[l].y = &h_out[l, 0, 0]  # one step: the output is the new state
             self.args[l].h_n = NULL
             self.args[l].c_n = &c_out[l, 0, 0] if lstm else NULL
@@ -329,3 +330,4 @@ cdef class StepPlan:
                 if status != RNC_OK:
                     break
         _check(status)
+        return h_array[self.L - 1], h_array, c_array

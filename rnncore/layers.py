@@ -256,14 +256,29 @@ class RNNBase:
 
     def _step(self, x_t, h, c):
         """One time step through all layers: (y_t, h_new, c_new); c_new None
-        unless LSTM. The fast path (float32 C-contiguous x_t, states as
-        returned by a previous step) checks shapes only."""
+        unless LSTM. Fast path: float32 C-contiguous x_t and states (as a
+        previous step returns them) go straight to the compiled plan, which
+        checks them; anything else (or an error there) takes the validating
+        path, which converts or raises a clear error."""
+        plan = self.__dict__.get("_plan")
+        if plan is not None and _api._backend == "c" and type(x_t) is np.ndarray:
+            try:
+                if x_t.ndim == 2:
+                    if plan[0] == (x_t.shape[0], _api.get_num_threads(), self._version):
+                        return plan[1].step(x_t, h, c)
+                elif x_t.ndim == 1 and plan[0] == (1, _api.get_num_threads(), self._version):
+                    y, h_new, c_new = plan[1].step(x_t[None], None if h is None else h[:, None],
+                                                   None if c is None else c[:, None])
+                    return y[0], h_new[:, 0], (c_new[:, 0] if c_new is not None else None)
+            except (TypeError, ValueError, IndexError):
+                pass  # the validating path below explains what is wrong
+        return self._step_checked(x_t, h, c)
+
+    def _step_checked(self, x_t, h, c):
         if self.bidirectional:
             raise ValueError("step() is not defined for bidirectional layers: the reverse "
                              "direction needs the whole sequence")
-        x = x_t
-        if not (isinstance(x, np.ndarray) and x.dtype == np.float32 and x.flags.c_contiguous):
-            x = np.ascontiguousarray(as_float32("x_t", x_t))
+        x = np.ascontiguousarray(as_float32("x_t", x_t))
         batched = x.ndim == 2
         if x.ndim not in (1, 2) or x.shape[-1] != self.input_size:
             raise ValueError(f"x_t must be (N, input_size) or (input_size,) with input_size = "
@@ -273,27 +288,18 @@ class RNNBase:
         N = x.shape[0]
         if N == 0:
             raise ValueError("x_t has an empty batch (N = 0)")
-        L, H, lstm = self.num_layers, self.hidden_size, self.mode == "LSTM"
-        h = None if h is None else self._step_state("h", h, batched, N)
-        c = None if c is None else self._step_state("c", c, batched, N)
+        h = None if h is None else self._check_state("h", h, batched, N)
+        c = None if c is None else self._check_state("c", c, batched, N)
         if _api.backend() == "reference":
             y, h_new, c_new = self._run(x[:, None] if self.batch_first else x[None], h, c)
             y = y[:, 0] if self.batch_first else y[0]
         else:
-            h_new = np.empty((L, N, H), dtype=np.float32)
-            c_new = np.empty((L, N, H), dtype=np.float32) if lstm else None
-            self._step_plan(N).run(x, h, c, h_new, c_new)
-            y = h_new[L - 1]
+            y, h_new, c_new = self._step_plan(N).step(
+                x, None if h is None else np.ascontiguousarray(h),
+                None if c is None else np.ascontiguousarray(c))
         if not batched:
-            return y[0], h_new[:, 0], (c_new[:, 0] if lstm else None)
+            return y[0], h_new[:, 0], (c_new[:, 0] if c_new is not None else None)
         return y, h_new, c_new
-
-    def _step_state(self, name, value, batched, N):
-        if isinstance(value, np.ndarray) and value.dtype == np.float32 and value.flags.c_contiguous \
-                and value.shape == ((self.num_layers, N, self.hidden_size) if batched
-                                    else (self.num_layers, self.hidden_size)):
-            return value if batched else value[:, None]
-        return self._check_state(name, value, batched, N)
 
     def _step_plan(self, N):
         """The compiled plan of one step for batch N (cached until the
@@ -561,7 +567,10 @@ class LSTM(RNNBase):
 
     def step(self, x_t, state=None):
         """``y_t, (h, c) = lstm.step(x_t, (h, c))``; see :meth:`RNN.step`."""
-        h, c = self._state_pair(state)
+        if type(state) is tuple and len(state) == 2 and state[0] is not None and state[1] is not None:
+            h, c = state
+        else:
+            h, c = self._state_pair(state)
         y, h, c = self._step(x_t, h, c)
         return y, (h, c)
 

@@ -191,6 +191,118 @@ static rnc_status check_args(const rnc_dims *d, const rnc_bwd_args *a) {
     return RNC_OK;
 }
 
+/* What every thread of a backward call shares. */
+typedef struct {
+    const rnc_dims *d;
+    const rnc_bwd_args *a;
+    const rnc_kernels *K;
+    int G;
+    bwd_layout l;
+    const bwd_step *s;
+    float *wT, *dgx, *dgh, *hprev, *dh, *dc, *apack, *scratch;
+    const double *bsum_x, *bsum_h;
+} bwd_team;
+
+/* Steps 0-3 for thread `tid` of `team` (see the top of this file). */
+static void backward_thread(const bwd_team *x, int tid, int team) {
+    const rnc_dims *d = x->d;
+    const rnc_bwd_args *a = x->a;
+    const rnc_kernels *K = x->K;
+    const int G = x->G;
+    const bwd_layout l = x->l;
+    const int64_t T = d->T, N = d->N, I = d->I, H = d->H;
+    const int64_t Hp = rnc_padded(H), P = Hp / RNC_PANEL, GH = G * H, rows = T * N;
+    const int64_t row_t = a->batch_first ? 1 : N, row_n = a->batch_first ? T : 1;
+    float *wT = x->wT, *dgx = x->dgx, *dgh = x->dgh, *hprev = x->hprev, *dh = x->dh, *dc = x->dc;
+    float *apack = x->apack, *scratch = x->scratch;
+    const double *bsum_x = x->bsum_x, *bsum_h = x->bsum_h;
+    const unsigned int saved_csr = rnc_ftz_begin();
+    float *my = scratch + tid * l.per_thread;
+    int64_t p0, p1;
+    rnc_split_range(P, team, tid, 1, &p0, &p1);
+    const int64_t u0 = p0 * RNC_PANEL, u1 = p1 * RNC_PANEL < H ? p1 * RNC_PANEL : H;
+
+    /* 0. this thread's units: W_hh panels, h_prev rows, incoming gradients */
+    const rnc_mat w_hh = {a->w_hh, H, 1}; /* B of dh_prev = dGh_t W_hh: [GH, H] */
+    for (int64_t p = p0; p < p1; p++)
+        rnc_pack_b_panel(GH, H, w_hh, 0, p * RNC_PANEL, wT + p * GH * RNC_PANEL);
+    for (int64_t t = 0; t < T; t++) {
+        const int first = a->reverse ? t == T - 1 : t == 0;
+        const int64_t t_prev = a->reverse ? t + 1 : t - 1;
+        for (int64_t n = 0; n < N; n++) {
+            float *dst = hprev + (t * row_t + n * row_n) * H;
+            const float *src = first ? (a->h0 ? a->h0 + n * H : NULL)
+                                     : a->y + (t_prev * row_t + n * row_n) * a->ldy;
+            if (u1 > u0) {
+                if (src) memcpy(dst + u0, src + u0, (size_t)(u1 - u0) * sizeof(float));
+                else memset(dst + u0, 0, (size_t)(u1 - u0) * sizeof(float));
+            }
+        }
+    }
+    for (int64_t n = 0; n < N && u1 > u0; n++) { /* padding [H, Hp) stays 0 */
+        const size_t bytes = (size_t)(u1 - u0) * sizeof(float);
+        const size_t padded = (size_t)(p1 * RNC_PANEL - u0) * sizeof(float);
+        memset(dh + n * Hp + u0, 0, padded);
+        memset(dc + n * Hp + u0, 0, padded);
+        if (a->dh_n) memcpy(dh + n * Hp + u0, a->dh_n + n * H + u0, bytes);
+        if (a->dc_n) memcpy(dc + n * Hp + u0, a->dc_n + n * H + u0, bytes);
+    }
+
+    /* 1. the reverse time loop. Each thread packs the dGh_t columns of
+     * its own units right after computing them (in cache), into a buffer
+     * shared by the team: packing all of dGh_t in every thread took 8% of
+     * an lstm h256 training step. Two buffers alternate, so that a
+     * thread's next step never overwrites what a slower one still reads. */
+    const int64_t half = l.apack / 2;
+    for (int64_t step = T - 1; step >= 0; step--) {
+        const int64_t t = a->reverse ? T - 1 - step : step;
+        const int64_t t_prev = a->reverse ? t + 1 : t - 1;
+        float *packed = apack + (step & 1) * half;
+        const int need_dh = step > 0 || a->dh0;
+        if (u1 > u0) {
+            step_pointwise(x->s, t, step == 0, t_prev, u0, u1);
+            const rnc_mat rows_t = {dgh + t * row_t * GH, row_n * GH, 1};
+            for (int64_t g = 0; g < G && need_dh; g++)
+                rnc_pack_a_cols(N, GH, g * H + u0, g * H + u1, rows_t, K->mr, packed);
+        }
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+        if (need_dh && p1 > p0) { /* dh_prev = dGh_t W_hh (+ GRU's dh*z) */
+            for (int64_t p = p0; p < p1; p++) {
+                const float *panel = wT + p * GH * RNC_PANEL;
+                if (d->cell == RNC_CELL_GRU) K->gemm_panel_acc(N, GH, packed, panel, dh + p * RNC_PANEL, Hp);
+                else K->gemm_panel(N, GH, packed, panel, NULL, dh + p * RNC_PANEL, Hp);
+            }
+        }
+    }
+    for (int64_t n = 0; n < N && u1 > u0; n++) {
+        const size_t bytes = (size_t)(u1 - u0) * sizeof(float);
+        if (a->dh0) memcpy(a->dh0 + n * H + u0, dh + n * Hp + u0, bytes);
+        if (a->dc0) memcpy(a->dc0 + n * H + u0, dc + n * Hp + u0, bytes);
+    }
+    /* (the loop's last barrier made dGx, dGh and h_prev complete) */
+
+    /* 2. whole-sequence GEMMs */
+    const rnc_mat dGx = {dgx, GH, 1}, dGx_T = {dgx, 1, GH}, dGh_T = {dgh, 1, GH};
+    if (a->dx)
+        rnc_gemm_part(K, rows, I, GH, dGx, (rnc_mat){a->w_ih, I, 1}, a->dx, a->lddx,
+                      a->dx_accumulate, my, tid, team);
+    rnc_gemm_part(K, GH, I, rows, dGx_T, (rnc_mat){a->x, I, 1}, a->dw_ih, I, 1, my, tid, team);
+    rnc_gemm_part(K, GH, H, rows, dGh_T, (rnc_mat){hprev, H, 1}, a->dw_hh, H, 1, my, tid, team);
+
+    /* 3. bias gradients, summed by the element-wise passes; for GRU the
+     * r and z columns of dGh equal dGx's (only n differs) */
+    for (int64_t g = 0; g < G; g++)
+        for (int64_t u = u0; u < u1; u++) {
+            const int64_t j = g * H + u;
+            const double h_part = d->cell == RNC_CELL_GRU && g == 2 ? bsum_h[j] : bsum_x[j];
+            if (a->db_ih) a->db_ih[j] += (float)bsum_x[j];
+            if (a->db_hh) a->db_hh[j] += (float)h_part;
+        }
+    rnc_ftz_end(saved_csr);
+}
+
 rnc_status rnc_backward(const rnc_dims *d, const rnc_bwd_args *a, int n_threads) {
     if (!d || !a) return RNC_ERR_INVALID_ARG;
     const int G = rnc_cell_gates(d->cell);
@@ -200,8 +312,8 @@ rnc_status rnc_backward(const rnc_dims *d, const rnc_bwd_args *a, int n_threads)
     if (st != RNC_OK) return st;
     const rnc_kernels *K = rnc_active_kernels();
 
-    const int64_t T = d->T, N = d->N, I = d->I, H = d->H;
-    const int64_t Hp = rnc_padded(H), P = Hp / RNC_PANEL, GH = G * H, rows = T * N;
+    const int64_t T = d->T, N = d->N, H = d->H;
+    const int64_t Hp = rnc_padded(H), GH = G * H;
     const int64_t row_t = a->batch_first ? 1 : N, row_n = a->batch_first ? T : 1;
     const int nt = rnc_step_threads(d, G, n_threads);
     const bwd_layout l = layout(d, nt);
@@ -222,100 +334,17 @@ rnc_status rnc_backward(const rnc_dims *d, const rnc_bwd_args *a, int n_threads)
     bwd_step s = {d->cell, N, H, Hp, GH, row_t, row_n, a->y, a->ldy, a->dy, a->lddy,
                   a->tape, a->c0, zeros, hprev, dgx, dgh, dh, dc, bsum_x, bsum_h};
 
+    const bwd_team ctx = {d, a, K, G, l, &s, wT, dgx, dgh, hprev, dh, dc, apack, scratch,
+                          bsum_x, bsum_h};
+    /* a team of one runs without a parallel region (see fwd.c) */
 #ifdef _OPENMP
+    if (nt > 1) {
 #pragma omp parallel num_threads(nt)
-#endif
-    {
-#ifdef _OPENMP
-        const int tid = omp_get_thread_num(), team = omp_get_num_threads();
+        backward_thread(&ctx, omp_get_thread_num(), omp_get_num_threads());
+    } else
 #else
-        const int tid = 0, team = 1;
+    (void)nt;
 #endif
-        const unsigned int saved_csr = rnc_ftz_begin();
-        float *my = scratch + tid * l.per_thread;
-        int64_t p0, p1;
-        rnc_split_range(P, team, tid, 1, &p0, &p1);
-        const int64_t u0 = p0 * RNC_PANEL, u1 = p1 * RNC_PANEL < H ? p1 * RNC_PANEL : H;
-
-        /* 0. this thread's units: W_hh panels, h_prev rows, incoming gradients */
-        const rnc_mat w_hh = {a->w_hh, H, 1}; /* B of dh_prev = dGh_t W_hh: [GH, H] */
-        for (int64_t p = p0; p < p1; p++)
-            rnc_pack_b_panel(GH, H, w_hh, 0, p * RNC_PANEL, wT + p * GH * RNC_PANEL);
-        for (int64_t t = 0; t < T; t++) {
-            const int first = a->reverse ? t == T - 1 : t == 0;
-            const int64_t t_prev = a->reverse ? t + 1 : t - 1;
-            for (int64_t n = 0; n < N; n++) {
-                float *dst = hprev + (t * row_t + n * row_n) * H;
-                const float *src = first ? (a->h0 ? a->h0 + n * H : NULL)
-                                         : a->y + (t_prev * row_t + n * row_n) * a->ldy;
-                if (u1 > u0) {
-                    if (src) memcpy(dst + u0, src + u0, (size_t)(u1 - u0) * sizeof(float));
-                    else memset(dst + u0, 0, (size_t)(u1 - u0) * sizeof(float));
-                }
-            }
-        }
-        for (int64_t n = 0; n < N && u1 > u0; n++) { /* padding [H, Hp) stays 0 */
-            const size_t bytes = (size_t)(u1 - u0) * sizeof(float);
-            const size_t padded = (size_t)(p1 * RNC_PANEL - u0) * sizeof(float);
-            memset(dh + n * Hp + u0, 0, padded);
-            memset(dc + n * Hp + u0, 0, padded);
-            if (a->dh_n) memcpy(dh + n * Hp + u0, a->dh_n + n * H + u0, bytes);
-            if (a->dc_n) memcpy(dc + n * Hp + u0, a->dc_n + n * H + u0, bytes);
-        }
-
-        /* 1. the reverse time loop. Each thread packs the dGh_t columns of
-         * its own units right after computing them (in cache), into a buffer
-         * shared by the team: packing all of dGh_t in every thread took 8% of
-         * an lstm h256 training step. Two buffers alternate, so that a
-         * thread's next step never overwrites what a slower one still reads. */
-        const int64_t half = l.apack / 2;
-        for (int64_t step = T - 1; step >= 0; step--) {
-            const int64_t t = a->reverse ? T - 1 - step : step;
-            const int64_t t_prev = a->reverse ? t + 1 : t - 1;
-            float *packed = apack + (step & 1) * half;
-            const int need_dh = step > 0 || a->dh0;
-            if (u1 > u0) {
-                step_pointwise(&s, t, step == 0, t_prev, u0, u1);
-                const rnc_mat rows_t = {dgh + t * row_t * GH, row_n * GH, 1};
-                for (int64_t g = 0; g < G && need_dh; g++)
-                    rnc_pack_a_cols(N, GH, g * H + u0, g * H + u1, rows_t, K->mr, packed);
-            }
-#ifdef _OPENMP
-#pragma omp barrier
-#endif
-            if (need_dh && p1 > p0) { /* dh_prev = dGh_t W_hh (+ GRU's dh*z) */
-                for (int64_t p = p0; p < p1; p++) {
-                    const float *panel = wT + p * GH * RNC_PANEL;
-                    if (d->cell == RNC_CELL_GRU) K->gemm_panel_acc(N, GH, packed, panel, dh + p * RNC_PANEL, Hp);
-                    else K->gemm_panel(N, GH, packed, panel, NULL, dh + p * RNC_PANEL, Hp);
-                }
-            }
-        }
-        for (int64_t n = 0; n < N && u1 > u0; n++) {
-            const size_t bytes = (size_t)(u1 - u0) * sizeof(float);
-            if (a->dh0) memcpy(a->dh0 + n * H + u0, dh + n * Hp + u0, bytes);
-            if (a->dc0) memcpy(a->dc0 + n * H + u0, dc + n * Hp + u0, bytes);
-        }
-        /* (the loop's last barrier made dGx, dGh and h_prev complete) */
-
-        /* 2. whole-sequence GEMMs */
-        const rnc_mat dGx = {dgx, GH, 1}, dGx_T = {dgx, 1, GH}, dGh_T = {dgh, 1, GH};
-        if (a->dx)
-            rnc_gemm_part(K, rows, I, GH, dGx, (rnc_mat){a->w_ih, I, 1}, a->dx, a->lddx,
-                          a->dx_accumulate, my, tid, team);
-        rnc_gemm_part(K, GH, I, rows, dGx_T, (rnc_mat){a->x, I, 1}, a->dw_ih, I, 1, my, tid, team);
-        rnc_gemm_part(K, GH, H, rows, dGh_T, (rnc_mat){hprev, H, 1}, a->dw_hh, H, 1, my, tid, team);
-
-        /* 3. bias gradients, summed by the element-wise passes; for GRU the
-         * r and z columns of dGh equal dGx's (only n differs) */
-        for (int64_t g = 0; g < G; g++)
-            for (int64_t u = u0; u < u1; u++) {
-                const int64_t j = g * H + u;
-                const double h_part = d->cell == RNC_CELL_GRU && g == 2 ? bsum_h[j] : bsum_x[j];
-                if (a->db_ih) a->db_ih[j] += (float)bsum_x[j];
-                if (a->db_hh) a->db_hh[j] += (float)h_part;
-            }
-        rnc_ftz_end(saved_csr);
-    }
+        backward_thread(&ctx, 0, 1);
     return RNC_OK;
 }

@@ -122,6 +122,110 @@ static chunk_gemm input_chunk(const rnc_fwd_args *a, int64_t T, int64_t N, int64
     return (chunk_gemm){N, steps, a->x + t_lo * I, T * I, I, gx, GHp, N * GHp};
 }
 
+/* What every thread of a forward call shares. */
+typedef struct {
+    const rnc_dims *d;
+    const rnc_fwd_args *a;
+    const rnc_kernels *K;
+    int G;
+    int64_t cs, row_t, row_n;
+    float *gx, *acc, *bias_x, *b_hn, *c, *zeros, *hpack;
+    int64_t hpack_half;
+    float *apack;
+} fwd_team;
+
+/* Steps 1 and 2 for thread `tid` of `team` (see the top of this file). */
+static void forward_thread(const fwd_team *x, int tid, int team) {
+    const rnc_dims *d = x->d;
+    const rnc_fwd_args *a = x->a;
+    const rnc_kernels *K = x->K;
+    const int G = x->G;
+    const int64_t T = d->T, N = d->N, I = d->I, H = d->H;
+    const int64_t Hp = rnc_padded(H), P = Hp / RNC_PANEL, GHp = G * Hp;
+    const int64_t cs = x->cs, row_t = x->row_t, row_n = x->row_n, hpack_half = x->hpack_half;
+    float *gx = x->gx, *acc = x->acc, *bias_x = x->bias_x, *b_hn = x->b_hn, *c = x->c;
+    float *zeros = x->zeros, *hpack = x->hpack, *apack = x->apack;
+    const unsigned int saved_csr = rnc_ftz_begin();
+    float *my_pack = apack + tid * apack_floats(d);
+    int64_t p0, p1; /* this thread's panels of hidden units, for the whole sequence */
+    rnc_split_range(P, team, tid, 1, &p0, &p1);
+    const int64_t u0 = p0 * RNC_PANEL, u1 = p1 * RNC_PANEL < H ? p1 * RNC_PANEL : H;
+    rnc_post post = {d->cell, H, Hp, NULL, GHp, acc, GHp, NULL, 0, NULL, 0, c, b_hn, NULL, 0};
+    const int64_t tape_row = rnc_tape_slots(d->cell) * Hp;
+    int64_t t_lo = 0; /* first time step held in gx */
+
+    /* h_{t-1} is packed once per step, each thread packing the columns
+     * it computed (still in cache) into a buffer shared by the team;
+     * before, every thread packed all of it. Two buffers alternate so
+     * that a thread's next step never overwrites what a slower one
+     * still reads. */
+    const rnc_mat h_init = {a->h0 ? a->h0 : zeros, H, 1};
+    if (u0 < u1) rnc_pack_a_cols(N, H, u0, u1, h_init, K->mr, hpack);
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+
+    for (int64_t step = 0; step < T; step++) {
+        const int64_t t = a->reverse ? T - 1 - step : step;
+        if (step % cs == 0) {
+            /* 1. input projection of the next cs steps, for this thread's
+             * panels only: it later reads just those columns of gx, so no
+             * barrier is needed, and only its slices of W_ih and W_hh
+             * share its L2 (splitting rows instead made every thread
+             * stream all of W_ih: lstm n64 h256 at 2 threads, 55 -> 37 ms) */
+            const int64_t s1 = step + cs < T ? step + cs : T;
+            t_lo = a->reverse ? T - s1 : step;
+            const chunk_gemm cg = input_chunk(a, T, N, I, GHp, t_lo, t_lo + (s1 - step), gx);
+            for (int64_t j = 0; j < cg.jobs && p0 < p1; j++)
+                for (int64_t m0 = 0; m0 < cg.M; m0 += GEMM_ROW_BLOCK) {
+                    const int64_t rows = cg.M - m0 < GEMM_ROW_BLOCK ? cg.M - m0 : GEMM_ROW_BLOCK;
+                    rnc_pack_a(rows, I, (rnc_mat){cg.A + j * cg.a_job + m0 * cg.lda, cg.lda, 1}, K->mr, my_pack);
+                    for (int64_t g = 0; g < G; g++)
+                        for (int64_t p = p0; p < p1; p++) {
+                            const int64_t panel = g * P + p;
+                            K->gemm_panel(rows, I, my_pack, a->w_ih_p + panel * I * RNC_PANEL,
+                                          bias_x + panel * RNC_PANEL,
+                                          cg.C + j * cg.c_job + m0 * cg.ldc + panel * RNC_PANEL,
+                                          cg.ldc);
+                        }
+                }
+        }
+
+        /* 2. recurrent step for this thread's units */
+        if (step == 0) {
+            post.h_prev = a->h0 ? a->h0 : zeros;
+            post.ld_hprev = H;
+        } else {
+            const int64_t t_prev = a->reverse ? t + 1 : t - 1;
+            post.h_prev = a->y + t_prev * row_t * a->ldy;
+            post.ld_hprev = row_n * a->ldy;
+        }
+        post.gx = gx + (t - t_lo) * N * GHp;
+        post.ld_gx = GHp;
+        post.y = a->y + t * row_t * a->ldy;
+        post.ld_y = row_n * a->ldy;
+        if (a->tape) {
+            post.tape = a->tape + t * row_t * tape_row;
+            post.ld_tape = row_n * tape_row;
+        }
+        const float *h_packed = hpack + (step & 1) * hpack_half;
+        for (int64_t g = 0; g < G; g++)
+            for (int64_t p = p0; p < p1; p++)
+                K->gemm_panel(N, H, h_packed, a->w_hh_p + (g * P + p) * H * RNC_PANEL, NULL,
+                              acc + g * Hp + p * RNC_PANEL, GHp);
+        if (u0 < u1) {
+            K->postgemm(&post, 0, N, u0, u1);
+            if (step + 1 < T)
+                rnc_pack_a_cols(N, H, u0, u1, (rnc_mat){post.y, post.ld_y, 1}, K->mr,
+                                hpack + ((step + 1) & 1) * hpack_half);
+        }
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+    }
+    rnc_ftz_end(saved_csr);
+}
+
 rnc_status rnc_forward(const rnc_dims *d, const rnc_fwd_args *a, int n_threads) {
     if (!d || !a) return RNC_ERR_INVALID_ARG;
     const int G = rnc_cell_gates(d->cell);
@@ -133,8 +237,8 @@ rnc_status rnc_forward(const rnc_dims *d, const rnc_fwd_args *a, int n_threads) 
     if (a->tape && rnc_tape_slots(d->cell) == 0) return RNC_ERR_INVALID_ARG;
     const rnc_kernels *K = rnc_active_kernels();
 
-    const int64_t T = d->T, N = d->N, I = d->I, H = d->H;
-    const int64_t Hp = rnc_padded(H), P = Hp / RNC_PANEL, GHp = G * Hp;
+    const int64_t T = d->T, N = d->N, H = d->H;
+    const int64_t Hp = rnc_padded(H), GHp = G * Hp;
     const int64_t cs = chunk_steps(d);
     /* row(t, n) = t * row_t + n * row_n */
     const int64_t row_t = a->batch_first ? 1 : N, row_n = a->batch_first ? T : 1;
@@ -165,97 +269,19 @@ rnc_status rnc_forward(const rnc_dims *d, const rnc_fwd_args *a, int n_threads) 
     memset(zeros, 0, (size_t)(N * H) * sizeof(float));
 
     const int nt = rnc_step_threads(d, G, n_threads);
-
+    const fwd_team ctx = {d, a, K, G, cs, row_t, row_n, gx, acc, bias_x, b_hn, c, zeros,
+                          hpack, hpack_half, apack};
+    /* a team of one runs without a parallel region: libgomp pays futex
+     * syscalls even for one thread, which one-step calls (step()) feel */
 #ifdef _OPENMP
+    if (nt > 1) {
 #pragma omp parallel num_threads(nt)
-#endif
-    {
-#ifdef _OPENMP
-        const int tid = omp_get_thread_num(), team = omp_get_num_threads();
+        forward_thread(&ctx, omp_get_thread_num(), omp_get_num_threads());
+    } else
 #else
-        const int tid = 0, team = 1;
-        (void)nt;
+    (void)nt;
 #endif
-        const unsigned int saved_csr = rnc_ftz_begin();
-        float *my_pack = apack + tid * apack_floats(d);
-        int64_t p0, p1; /* this thread's panels of hidden units, for the whole sequence */
-        rnc_split_range(P, team, tid, 1, &p0, &p1);
-        const int64_t u0 = p0 * RNC_PANEL, u1 = p1 * RNC_PANEL < H ? p1 * RNC_PANEL : H;
-        rnc_post post = {d->cell, H, Hp, NULL, GHp, acc, GHp, NULL, 0, NULL, 0, c, b_hn, NULL, 0};
-        const int64_t tape_row = rnc_tape_slots(d->cell) * Hp;
-        int64_t t_lo = 0; /* first time step held in gx */
-
-        /* h_{t-1} is packed once per step, each thread packing the columns
-         * it computed (still in cache) into a buffer shared by the team;
-         * before, every thread packed all of it. Two buffers alternate so
-         * that a thread's next step never overwrites what a slower one
-         * still reads. */
-        const rnc_mat h_init = {a->h0 ? a->h0 : zeros, H, 1};
-        if (u0 < u1) rnc_pack_a_cols(N, H, u0, u1, h_init, K->mr, hpack);
-#ifdef _OPENMP
-#pragma omp barrier
-#endif
-
-        for (int64_t step = 0; step < T; step++) {
-            const int64_t t = a->reverse ? T - 1 - step : step;
-            if (step % cs == 0) {
-                /* 1. input projection of the next cs steps, for this thread's
-                 * panels only: it later reads just those columns of gx, so no
-                 * barrier is needed, and only its slices of W_ih and W_hh
-                 * share its L2 (splitting rows instead made every thread
-                 * stream all of W_ih: lstm n64 h256 at 2 threads, 55 -> 37 ms) */
-                const int64_t s1 = step + cs < T ? step + cs : T;
-                t_lo = a->reverse ? T - s1 : step;
-                const chunk_gemm cg = input_chunk(a, T, N, I, GHp, t_lo, t_lo + (s1 - step), gx);
-                for (int64_t j = 0; j < cg.jobs && p0 < p1; j++)
-                    for (int64_t m0 = 0; m0 < cg.M; m0 += GEMM_ROW_BLOCK) {
-                        const int64_t rows = cg.M - m0 < GEMM_ROW_BLOCK ? cg.M - m0 : GEMM_ROW_BLOCK;
-                        rnc_pack_a(rows, I, (rnc_mat){cg.A + j * cg.a_job + m0 * cg.lda, cg.lda, 1}, K->mr, my_pack);
-                        for (int64_t g = 0; g < G; g++)
-                            for (int64_t p = p0; p < p1; p++) {
-                                const int64_t panel = g * P + p;
-                                K->gemm_panel(rows, I, my_pack, a->w_ih_p + panel * I * RNC_PANEL,
-                                              bias_x + panel * RNC_PANEL,
-                                              cg.C + j * cg.c_job + m0 * cg.ldc + panel * RNC_PANEL,
-                                              cg.ldc);
-                            }
-                    }
-            }
-
-            /* 2. recurrent step for this thread's units */
-            if (step == 0) {
-                post.h_prev = a->h0 ? a->h0 : zeros;
-                post.ld_hprev = H;
-            } else {
-                const int64_t t_prev = a->reverse ? t + 1 : t - 1;
-                post.h_prev = a->y + t_prev * row_t * a->ldy;
-                post.ld_hprev = row_n * a->ldy;
-            }
-            post.gx = gx + (t - t_lo) * N * GHp;
-            post.ld_gx = GHp;
-            post.y = a->y + t * row_t * a->ldy;
-            post.ld_y = row_n * a->ldy;
-            if (a->tape) {
-                post.tape = a->tape + t * row_t * tape_row;
-                post.ld_tape = row_n * tape_row;
-            }
-            const float *h_packed = hpack + (step & 1) * hpack_half;
-            for (int64_t g = 0; g < G; g++)
-                for (int64_t p = p0; p < p1; p++)
-                    K->gemm_panel(N, H, h_packed, a->w_hh_p + (g * P + p) * H * RNC_PANEL, NULL,
-                                  acc + g * Hp + p * RNC_PANEL, GHp);
-            if (u0 < u1) {
-                K->postgemm(&post, 0, N, u0, u1);
-                if (step + 1 < T)
-                    rnc_pack_a_cols(N, H, u0, u1, (rnc_mat){post.y, post.ld_y, 1}, K->mr,
-                                    hpack + ((step + 1) & 1) * hpack_half);
-            }
-#ifdef _OPENMP
-#pragma omp barrier
-#endif
-        }
-        rnc_ftz_end(saved_csr);
-    }
+        forward_thread(&ctx, 0, 1);
 
     /* 3. final states */
     const int64_t t_last = a->reverse ? 0 : T - 1;

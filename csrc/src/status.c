@@ -31,11 +31,23 @@ int rnc_default_threads(void) {
 #endif
 }
 
+#ifdef _OPENMP
+/* omp_get_num_procs() asks the kernel for the affinity mask on every call
+ * (libgomp), a syscall per kernel call that one-step streaming calls feel;
+ * the processor count is read once. A race between two first callers writes
+ * the same value. */
+static int num_procs(void) {
+    static volatile int procs = 0;
+    if (procs == 0) procs = omp_get_num_procs();
+    return procs;
+}
+#endif
+
 int rnc_resolve_threads(int n_threads) {
 #ifdef _OPENMP
     /* more threads than 4 per processor only cost; a huge request (a typo,
      * set_num_threads(10**6)) must not make the runtime abort creating them */
-    const int limit = 4 * omp_get_num_procs();
+    const int limit = 4 * num_procs();
     const int n = n_threads > 0 ? n_threads : omp_get_max_threads();
     return n < limit ? n : limit;
 #else
