@@ -239,6 +239,8 @@ cdef class StepPlan:
     cdef int64_t N, I, H
     cdef list params      # keeps the weight arrays alive
     cdef object ws_array
+    cdef tuple state_shape  # (L, N, H), built once: a step allocates only its results
+    cdef object f32
     cdef float[::1] ws
     cdef rnc_fwd_args *args
 
@@ -269,6 +271,8 @@ cdef class StepPlan:
                     w = b
                     _need(w.shape[0] == G * H, name)
             self.params.append((w_ih_p, w_hh_p, b_ih, b_hh))
+        self.state_shape = (self.L, N, H)
+        self.f32 = np.float32
         self.ws_array = np.empty(floats, dtype=np.float32)
         self.ws = self.ws_array
         self.args = <rnc_fwd_args *>PyMem_Malloc(self.L * sizeof(rnc_fwd_args))
@@ -312,8 +316,8 @@ cdef class StepPlan:
         _need(h0 is None or (h0.shape[0] == self.L and h0.shape[1] == N and h0.shape[2] == H), "h0")
         _need(c0 is None or (lstm and c0.shape[0] == self.L and c0.shape[1] == N
                              and c0.shape[2] == H), "c0")
-        h_array = np.empty((self.L, N, H), dtype=np.float32)
-        c_array = np.empty((self.L, N, H), dtype=np.float32) if lstm else None
+        h_array = np.empty(self.state_shape, self.f32)
+        c_array = np.empty(self.state_shape, self.f32) if lstm else None
         cdef float[:, :, ::1] h_out = h_array
         cdef float[:, :, ::1] c_out = c_array
         for l in range(self.L):

@@ -175,22 +175,20 @@ class RNNBase:
             self._store(k, v)
         return IncompatibleKeys(missing, unexpected)
 
+    def _per_direction(self, entry):
+        """[layer][direction] -> entry(suffix), suffix as in the parameter
+        names ("_l0", "_l1_reverse", ...)."""
+        return [[entry(f"_l{layer}" + ("_reverse" if direction else ""))
+                 for direction in range(self.num_directions)]
+                for layer in range(self.num_layers)]
+
     def _layer_params(self):
         """Per layer, per direction: the kernels' view of the parameters."""
-        out = []
-        for layer in range(self.num_layers):
-            dirs = []
-            for direction in range(self.num_directions):
-                sfx = f"_l{layer}" + ("_reverse" if direction else "")
-                p = self._params
-                dirs.append({
-                    "w_ih": p["weight_ih" + sfx], "w_hh": p["weight_hh" + sfx],
-                    "b_ih": p.get("bias_ih" + sfx), "b_hh": p.get("bias_hh" + sfx),
-                    "w_ih_p": self._packed["weight_ih" + sfx],
-                    "w_hh_p": self._packed["weight_hh" + sfx],
-                })
-            out.append(dirs)
-        return out
+        p, packed = self._params, self._packed
+        return self._per_direction(lambda sfx: {
+            "w_ih": p["weight_ih" + sfx], "w_hh": p["weight_hh" + sfx],
+            "b_ih": p.get("bias_ih" + sfx), "b_hh": p.get("bias_hh" + sfx),
+            "w_ih_p": packed["weight_ih" + sfx], "w_hh_p": packed["weight_hh" + sfx]})
 
     # ------------------------------------------------------------ forward
 
@@ -252,6 +250,12 @@ class RNNBase:
     def __call__(self, *args, **kwargs):
         return self.forward(*args, **kwargs)
 
+    def to_torch(self):
+        """The equivalent ``torch.nn`` module with a copy of the weights
+        (needs PyTorch; see rnncore.interop)."""
+        from .interop import to_torch
+        return to_torch(self)
+
     # ------------------------------------------------------------ streaming
 
     def _step(self, x_t, h, c):
@@ -264,7 +268,8 @@ class RNNBase:
         if plan is not None and _api._backend == "c" and type(x_t) is np.ndarray:
             try:
                 if x_t.ndim == 2:
-                    if plan[0] == (x_t.shape[0], _api.get_num_threads(), self._version):
+                    if plan[0] == (x_t.shape[0], _api._num_threads or _api._core.default_threads(),
+                                   self._version):
                         return plan[1].step(x_t, h, c)
                 elif x_t.ndim == 1 and plan[0] == (1, _api.get_num_threads(), self._version):
                     y, h_new, c_new = plan[1].step(x_t[None], None if h is None else h[:, None],
@@ -324,17 +329,10 @@ class RNNBase:
 
     def _layer_grads(self):
         """Per layer, per direction: the gradient arrays the kernels add to."""
-        out = []
-        for layer in range(self.num_layers):
-            dirs = []
-            for direction in range(self.num_directions):
-                sfx = f"_l{layer}" + ("_reverse" if direction else "")
-                dirs.append({"w_ih": self.grads["weight_ih" + sfx],
-                             "w_hh": self.grads["weight_hh" + sfx],
-                             "b_ih": self.grads.get("bias_ih" + sfx),
-                             "b_hh": self.grads.get("bias_hh" + sfx)})
-            out.append(dirs)
-        return out
+        g = self.grads
+        return self._per_direction(lambda sfx: {
+            "w_ih": g["weight_ih" + sfx], "w_hh": g["weight_hh" + sfx],
+            "b_ih": g.get("bias_ih" + sfx), "b_hh": g.get("bias_hh" + sfx)})
 
     def _dropout_masks(self, x, rng):
         """Per layer, the inverted-dropout mask of its input (None for layer 0):

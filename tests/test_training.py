@@ -24,6 +24,19 @@ G_RTOL, G_ATOL = 1e-4, 1e-4
 MODES = ["RNN_TANH", "RNN_RELU", "LSTM", "GRU"]
 
 
+def every_configuration(test):
+    """Parametrize over cell x layers x directions x layouts x bias, on every CPU path."""
+    marks = [pytest.mark.usefixtures("isa"),
+             pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"]),
+             pytest.mark.parametrize("batch_first", [False, True], ids=["tmajor", "bfirst"]),
+             pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"]),
+             pytest.mark.parametrize("num_layers", [1, 2]),
+             pytest.mark.parametrize("mode", MODES)]
+    for mark in reversed(marks):
+        test = mark(test)
+    return test
+
+
 def _state_pair(mode, h, c):
     return (h, c) if mode == "LSTM" else h
 
@@ -111,12 +124,7 @@ def compare(a, b, where):
         np.testing.assert_allclose(u, v, rtol=G_RTOL, atol=G_ATOL, err_msg=f"{where} {name}")
 
 
-@pytest.mark.usefixtures("isa")
-@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
-@pytest.mark.parametrize("batch_first", [False, True], ids=["tmajor", "bfirst"])
-@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
-@pytest.mark.parametrize("num_layers", [1, 2])
-@pytest.mark.parametrize("mode", MODES)
+@every_configuration
 def test_c_backward_matches_reference(mode, num_layers, bidirectional, batch_first, bias):
     rng = np.random.default_rng(11)
     for N, T, H, I in itertools.product([1, 5], [1, 6], [1, 7, 40], [3]):
@@ -165,12 +173,7 @@ def test_backward_identical_for_every_thread_count():
 
 # ------------------------------------------------------------ torch.autograd
 
-@pytest.mark.usefixtures("isa")
-@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
-@pytest.mark.parametrize("batch_first", [False, True], ids=["tmajor", "bfirst"])
-@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
-@pytest.mark.parametrize("num_layers", [1, 2])
-@pytest.mark.parametrize("mode", MODES)
+@every_configuration
 def test_backward_matches_torch_autograd(mode, num_layers, bidirectional, batch_first, bias):
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(21)
