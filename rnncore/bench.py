@@ -44,11 +44,18 @@ QUICK = dict(cells=CELLS, hidden=(256,), batch=(1, 16), steps=100, threads=(1,))
 TRAIN_FULL = dict(cells=CELLS, hidden=(256, 512), batch=(64,), steps=35, threads=(1, 2))
 TRAIN_QUICK = dict(cells=CELLS, hidden=(256,), batch=(64,), steps=35, threads=(1,))
 TRAIN_BACKENDS = ("rnncore", "torch", "reference")  # ONNX Runtime does not train
+# streaming: one time step at N = 1 (layer.step; torch's *Cell modules; ONNX
+# Runtime on a T = 1 graph), timed over STEP_REPS steps a call
+STEP_FULL = dict(cells=CELLS, hidden=(256, 512, 1024), batch=(1,), steps=1, threads=(1, 2))
+STEP_QUICK = dict(cells=CELLS, hidden=(512,), batch=(1,), steps=1, threads=(1,))
+STEP_REPS = 200
 
 
 def case_name(cell, T, N, H, kind="forward", layers=1):
     if kind == "train":
         return f"train_{cell.lower()}_l{layers}_t{T}_n{N}_h{H}"
+    if kind == "step":
+        return f"step_{cell.lower()}_n{N}_h{H}"
     return f"{cell.lower()}_t{T}_n{N}_i{H}_h{H}"
 
 
@@ -76,10 +83,13 @@ def state_dict(cell, H, seed=0):
     return {name: rng.uniform(-k, k, shape).astype(np.float32) for name, shape in shapes.items()}
 
 
-def onnx_model(cell, H, sd):
+def onnx_model(cell, H, sd, with_state=False):
     """An ONNX graph of one unidirectional layer (opset 14) with these weights:
-    X [T, N, H] -> Y [T, 1, N, H]. Gate blocks are reordered from PyTorch's
-    (LSTM i,f,g,o -> ONNX i,o,f,c; GRU r,z,n -> z,r,h)."""
+    X [T, N, H] -> Y [T, 1, N, H]; with_state, also the inputs initial_h (and
+    initial_c for LSTM) [1, N, H] and the outputs Y_h (and Y_c), so that a
+    stream of T = 1 calls carries its state (without an initial state ONNX
+    Runtime can skip the first step's recurrent product). Gate blocks are
+    reordered from PyTorch's (LSTM i,f,g,o -> ONNX i,o,f,c; GRU r,z,n -> z,r,h)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -93,11 +103,20 @@ def onnx_model(cell, H, sd):
     attrs = {"hidden_size": H}
     if cell == "GRU":
         attrs["linear_before_reset"] = 1
-    node = helper.make_node(cell, ["X", "W", "R", "B"], ["Y"], **attrs)
+    inputs, outputs = ["X", "W", "R", "B"], ["Y"]
+    graph_in = [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["T", "N", H])]
+    graph_out = [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["T", 1, "N", H])]
+    if with_state:
+        states = ["h", "c"] if cell == "LSTM" else ["h"]
+        inputs += [""] + [f"initial_{s}" for s in states]  # "": no sequence_lens
+        outputs += [f"Y_{s}" for s in states]
+        graph_in += [helper.make_tensor_value_info(f"initial_{s}", TensorProto.FLOAT, [1, "N", H])
+                     for s in states]
+        graph_out += [helper.make_tensor_value_info(f"Y_{s}", TensorProto.FLOAT, [1, "N", H])
+                      for s in states]
+    node = helper.make_node(cell, inputs, outputs, **attrs)
     graph = helper.make_graph(
-        [node], f"rnncore_bench_{cell.lower()}",
-        [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["T", "N", H])],
-        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["T", 1, "N", H])],
+        [node], f"rnncore_bench_{cell.lower()}", graph_in, graph_out,
         initializer=[numpy_helper.from_array(W, "W"), numpy_helper.from_array(R, "R"),
                      numpy_helper.from_array(B, "B")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)], ir_version=8)
@@ -136,6 +155,68 @@ def _train_runner(backend, cell, H, threads, layers, d_out):
     raise ValueError(f"backend {backend!r} cannot train")
 
 
+def _ort_session(model, threads):
+    import onnxruntime as ort
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+
+
+def _step_runner(backend, cell, H, threads):
+    """A callable running STEP_REPS single time steps of `backend` on x
+    [N, H], carrying the state from step to step."""
+    sd = state_dict(cell, H)
+    if backend in ("rnncore", "reference"):
+        import rnncore
+        rnncore.set_num_threads(threads)
+        layer = getattr(rnncore, cell)(H, H)
+        layer.load_state_dict(sd)
+
+        def steps(x):
+            state = None
+            for _ in range(STEP_REPS):
+                _, state = layer.step(x, state)
+        return steps
+    if backend == "torch":
+        import torch
+        torch.set_num_threads(threads)
+        module = getattr(torch.nn, cell + "Cell")(H, H)
+        module.load_state_dict({k[:-3]: torch.from_numpy(v) for k, v in sd.items()})  # no "_l0"
+
+        def steps(x):
+            xt, state = torch.from_numpy(x), None
+            with torch.no_grad():
+                for _ in range(STEP_REPS):
+                    state = module(xt, state)
+        return steps
+    if backend == "onnxruntime":
+        session = _ort_session(onnx_model(cell, H, sd, with_state=True), threads)
+        names = ["initial_h", "initial_c"] if cell == "LSTM" else ["initial_h"]
+
+        def steps(x):
+            feeds = {"X": x[None], **{n: np.zeros((1,) + x.shape, np.float32) for n in names}}
+            for _ in range(STEP_REPS):
+                out = session.run(None, feeds)
+                feeds.update(zip(names, out[1:]))
+        return steps
+    raise ValueError(f"unknown backend {backend!r}")
+
+
+def step_floor_us(cell, N, H, threads, probe, machine):
+    """A step's floor: its FLOPs at peak or its weights (W_ih and W_hh, I = H)
+    read from the cache level that holds a thread's share, whichever is longer."""
+    f = 2.0 * N * GATES[cell] * H * 2 * H
+    w_bytes = 4.0 * GATES[cell] * H * 2 * H
+    if w_bytes / threads <= machine["l2_bytes"]:
+        bw = probe["l2_gbps"]
+    elif w_bytes <= machine["l3_bytes"]:
+        bw = probe["l3_gbps"]
+    else:
+        bw = probe["dram_gbps"]
+    return max(f / (probe["peak_gflops"] * 1e9), w_bytes / (bw * 1e9)) * 1e6
+
+
 def _runner(backend, cell, H, threads):
     """A zero-argument callable running one forward pass of `backend` on x."""
     sd = state_dict(cell, H)
@@ -156,12 +237,7 @@ def _runner(backend, cell, H, threads):
                 return module(torch.from_numpy(x))
         return run
     if backend == "onnxruntime":
-        import onnxruntime as ort
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        session = ort.InferenceSession(onnx_model(cell, H, sd), opts,
-                                       providers=["CPUExecutionProvider"])
+        session = _ort_session(onnx_model(cell, H, sd), threads)
         return lambda x: session.run(None, {"X": x})
     raise ValueError(f"unknown backend {backend!r}")
 
@@ -183,7 +259,10 @@ def worker(backend, threads):
             cell, T, N, H, kind, layers = req["case"]
             rng = np.random.default_rng(1)
             x = rng.standard_normal((T, N, H)).astype(np.float32)
-            if kind == "train":
+            if kind == "step":
+                x = x[0]
+                fn = _step_runner(backend, cell, H, threads)
+            elif kind == "train":
                 d_out = rng.standard_normal((T, N, H)).astype(np.float32)
                 fn = _train_runner(backend, cell, H, threads, layers, d_out)
             else:
@@ -386,7 +465,16 @@ def run(cells, hidden, batch, steps, threads, backends, repeat, budget_s, progre
                    "T": T, "N": N, "H": H, "threads": t, "ms": ms,
                    "ms_min": {b: results[(name, t, b)]["ms_min"] for b in ms},
                    "repeats": {b: results[(name, t, b)]["repeats"] for b in ms}}
-            if "rnncore" in ms:
+            if kind == "step":  # per step, in microseconds
+                row["us"] = {b: v * 1e3 / STEP_REPS for b, v in ms.items()}
+            if "rnncore" in ms and kind == "step":
+                ours = row["us"]["rnncore"]
+                row["gflops"] = 2.0 * N * GATES[cell] * H * 2 * H / ours / 1e3
+                row["pct_peak"] = 100 * row["gflops"] / probe[t]["peak_gflops"]
+                row["floor_us"] = step_floor_us(cell, N, H, t, probe[t], machine)
+                row["pct_floor"] = 100 * row["floor_us"] / ours
+                row["speedup"] = {b: ms[b] / ms["rnncore"] for b in ms if b != "rnncore"}
+            elif "rnncore" in ms:
                 train = kind == "train"
                 total = train_flops(cell, T, N, H, layers) if train else sum(flops(cell, T, N, H))
                 ours = ms["rnncore"]
@@ -407,17 +495,19 @@ def run(cells, hidden, batch, steps, threads, backends, repeat, budget_s, progre
 def format_table(report):
     backends = [b for b in BACKENDS if report["backends"].get(b)]
     short = {"rnncore": "rnncore", "torch": "torch", "onnxruntime": "ort", "reference": "ref"}
-    head = (["case", "thr"] + [f"{short[b]} ms" for b in backends]
+    step = any(r["kind"] == "step" for r in report["rows"])
+    unit, key, floor_key = ("us", "us", "floor_us") if step else ("ms", "ms", "floor_ms")
+    head = (["case", "thr"] + [f"{short[b]} {unit}" for b in backends]
             + [f"x{short[b]}" for b in backends if b != "rnncore"]
-            + ["GFLOP/s", "%peak", "floor ms", "%floor"])
+            + ["GFLOP/s", "%peak", f"floor {unit}", "%floor"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in report["rows"]:
         cells = [r["case"], str(r["threads"])]
-        cells += [f"{r['ms'][b]:.2f}" if b in r["ms"] else "-" for b in backends]
+        cells += [f"{r[key][b]:.2f}" if b in r[key] else "-" for b in backends]
         sp = r.get("speedup", {})
         cells += [f"{sp[b]:.2f}" if b in sp else "-" for b in backends if b != "rnncore"]
         if "gflops" in r:
-            cells += [f"{r['gflops']:.1f}", f"{r['pct_peak']:.0f}", f"{r['floor_ms']:.2f}",
+            cells += [f"{r['gflops']:.1f}", f"{r['pct_peak']:.0f}", f"{r[floor_key]:.2f}",
                       f"{r['pct_floor']:.0f}"]
         else:
             cells += ["-"] * 4
@@ -452,6 +542,10 @@ def add_arguments(parser):
                         help="time training steps (forward_train + backward) instead: "
                              "2 layers, T=35, N=64, H in {256, 512} (--quick: H=256, 1 thread)")
     parser.add_argument("--layers", type=int, default=2, help="stacked layers with --train (default 2)")
+    parser.add_argument("--step", action="store_true",
+                        help="time single streaming steps at N=1 instead (layer.step against "
+                             "torch's *Cell and ONNX Runtime on T=1), H in {256, 512, 1024}, "
+                             "1 and 2 threads (--quick: H=512, 1 thread)")
     parser.add_argument("--cells", nargs="+", choices=CELLS, help="cells (default all)")
     parser.add_argument("--hidden", nargs="+", type=int, help="I = H values (default 256 512 1024)")
     parser.add_argument("--batch", nargs="+", type=int, help="batch sizes N (default 1 16 64)")
@@ -466,7 +560,12 @@ def add_arguments(parser):
 
 
 def main_from_args(args):
-    if args.train:
+    if args.train and args.step:
+        raise SystemExit("rnncore bench: --train and --step exclude each other")
+    if args.step:
+        grid = dict(STEP_QUICK if args.quick else STEP_FULL)
+        backends = args.backends or list(BACKENDS)
+    elif args.train:
         grid = dict(TRAIN_QUICK if args.quick else TRAIN_FULL)
         backends = args.backends or ["rnncore", "torch"]
         if not set(backends) <= set(TRAIN_BACKENDS):
@@ -485,7 +584,8 @@ def main_from_args(args):
     report = run(grid["cells"], grid["hidden"], grid["batch"], grid["steps"], grid["threads"],
                  backends, args.repeat, args.budget,
                  progress=lambda s: print(s, file=sys.stderr, flush=True),
-                 kind="train" if args.train else "forward", layers=args.layers if args.train else 1)
+                 kind="train" if args.train else "step" if args.step else "forward",
+                 layers=args.layers if args.train else 1)
     print(format_table(report))
     scaling = format_scaling(report)
     if scaling:

@@ -88,3 +88,35 @@ def test_train_bench_command(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "rnncore", "bench", "--train", "--backends",
                           "onnxruntime"], capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert bad.returncode != 0 and "cannot" not in bad.stdout
+
+
+@pytest.mark.parametrize("cell", bench.CELLS)
+def test_onnx_stateful_graph_carries_the_state_like_step(cell):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    H = 16
+    sd = bench.state_dict(cell, H, seed=4)
+    layer = getattr(rnncore, cell)(H, H)
+    layer.load_state_dict(sd)
+    session = ort.InferenceSession(bench.onnx_model(cell, H, sd, with_state=True),
+                                   providers=["CPUExecutionProvider"])
+    names = ["initial_h", "initial_c"] if cell == "LSTM" else ["initial_h"]
+    x = np.random.default_rng(2).standard_normal((5, 2, H)).astype(np.float32)
+    feeds = {n: np.zeros((1, 2, H), np.float32) for n in names}
+    state = None
+    for t in range(5):
+        out = session.run(None, {"X": x[t:t + 1], **feeds})
+        feeds.update(zip(names, out[1:]))
+        y, state = layer.step(x[t], state)
+        np.testing.assert_allclose(out[0][0, 0], y, rtol=RTOL, atol=ATOL)
+
+
+def test_step_bench_command(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "rnncore", "bench", "--step", "--cells", "LSTM",
+                          "--hidden", "32", "--threads", "1", "--repeat", "3",
+                          "--backends", "rnncore", "reference", "--json", str(tmp_path / "r.json")],
+                         capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "step_lstm_n1_h32" in out.stdout and "rnncore us" in out.stdout
+    row = json.loads((tmp_path / "r.json").read_text())["rows"][0]
+    assert row["kind"] == "step" and row["us"]["rnncore"] > 0 and row["floor_us"] > 0
