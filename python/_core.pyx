@@ -116,10 +116,12 @@ def forward(int cell, int64_t T, int64_t N, int64_t I, int64_t H,
             const float[::1] b_ih, const float[::1] b_hh,
             float[:, ::1] y, int64_t y_col,
             float[:, ::1] h_n, float[:, ::1] c_n,
-            float[::1] ws, int n_threads, float[::1] tape=None):
+            float[::1] ws, int n_threads, float[::1] tape=None,
+            const int64_t[::1] lengths=None):
     """One layer-direction: rnc_forward. x: [T*N, I] rows; y: [T*N, ldy] rows,
     this direction's H columns starting at y_col; h0/c0/h_n/c_n: [N, H] or None;
-    tape: tape_floats(...) floats for training, or None."""
+    tape: tape_floats(...) floats for training, or None; lengths: [N]
+    non-increasing steps per sequence (time-major, forward only), or None."""
     cdef rnc_dims d = rnc_dims(T, N, I, H, <rnc_cell>cell)
     cdef int G = rnc_cell_gates(<rnc_cell>cell)
     # Cheap shape re-checks, so that even a direct call cannot read or write
@@ -152,6 +154,8 @@ def forward(int cell, int64_t T, int64_t N, int64_t I, int64_t H,
     a.batch_first = batch_first
     a.reverse = reverse
     a.tape = &tape[0] if tape is not None else NULL
+    _need(lengths is None or lengths.shape[0] == N, "lengths")
+    a.lengths = &lengths[0] if lengths is not None else NULL
     with nogil:
         status = rnc_forward(&d, &a, n_threads)
     _check(status)
@@ -177,7 +181,7 @@ def backward(int cell, int64_t T, int64_t N, int64_t I, int64_t H,
              const float[:, ::1] dy, const float[:, ::1] dh_n, const float[:, ::1] dc_n,
              float[:, ::1] dx, bint dx_accumulate, float[:, ::1] dh0, float[:, ::1] dc0,
              float[:, ::1] dw_ih, float[:, ::1] dw_hh, float[::1] db_ih, float[::1] db_hh,
-             float[::1] ws, int n_threads):
+             float[::1] ws, int n_threads, const int64_t[::1] lengths=None):
     """One layer-direction: rnc_backward after forward(..., tape). y and dy:
     [T*N, ldy] rows, this direction's H columns from y_col; dx: [T*N, I] or
     None; states [N, H] or None; parameter gradients are added to."""
@@ -225,6 +229,8 @@ def backward(int cell, int64_t T, int64_t N, int64_t I, int64_t H,
     a.ws = &ws[0]
     a.batch_first = batch_first
     a.reverse = reverse
+    _need(lengths is None or lengths.shape[0] == N, "lengths")
+    a.lengths = &lengths[0] if lengths is not None else NULL
     with nogil:
         status = rnc_backward(&d, &a, n_threads)
     _check(status)
@@ -298,6 +304,7 @@ cdef class StepPlan:
             self.args[l].batch_first = 0
             self.args[l].reverse = 0
             self.args[l].tape = NULL
+            self.args[l].lengths = NULL
             self.args[l].c_n = NULL
 
     def __dealloc__(self):

@@ -35,6 +35,7 @@ cdef extern from "rnncore.h" nogil:
         int batch_first
         int reverse
         float *tape
+        const int64_t *lengths
 
     ctypedef struct rnc_bwd_args:
         const float *x
@@ -61,6 +62,7 @@ cdef extern from "rnncore.h" nogil:
         float *ws
         int batch_first
         int reverse
+        const int64_t *lengths
 
     const char *RNC_VERSION
     const char *rnc_status_str(rnc_status s) noexcept

@@ -221,7 +221,7 @@ def recycle(record, pool, limit):
 
 
 def run_layers(mode, x, h0, c0, layers, *, hidden_size, bidirectional, batch_first,
-               masks=None, record=None, pool=()):
+               masks=None, record=None, pool=(), lengths=None):
     """Stacked, optionally bidirectional recurrent layers over a whole batch.
 
     x: float32 C-contiguous ``[T, N, I]`` (``[N, T, I]`` if batch_first);
@@ -235,9 +235,17 @@ def run_layers(mode, x, h0, c0, layers, *, hidden_size, bidirectional, batch_fir
     (inter-layer dropout; None entries for none); a ``record`` dict is filled
     with what backward needs: each layer's input, output and tapes (tape
     buffers taken from ``pool`` when it has them).
+
+    lengths: None, or validated int64 ``[N]`` steps of each sequence (see
+    rnncore._lengths).
     """
     L = len(layers)
     masks = masks or [None] * L
+    if lengths is not None:
+        from . import _lengths
+        return _lengths.run_layers(mode, x, h0, c0, layers, lengths, hidden_size=hidden_size,
+                                   bidirectional=bidirectional, batch_first=batch_first,
+                                   masks=masks, record=record, pool=pool)
     if _backend == "reference":
         return _run_reference(mode, x, h0, c0, layers, masks, record, hidden_size=hidden_size,
                               bidirectional=bidirectional, batch_first=batch_first)

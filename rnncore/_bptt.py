@@ -20,6 +20,16 @@ def backward(mode, record, layers, grads, masks, d_out, dh_n, dc_n, h0, c0, *,
     without bias) and returns ``(dx, dh0, dc0)`` shaped like x, h0 and c0
     (dc0 None unless LSTM; dx None without input_grad, which skips its GEMM).
     d_out is shaped like y; dh_n, dc_n like h_n or None."""
+    if "per_sequence" in record or "sorted" in record:  # variable lengths
+        from . import _lengths
+        if "sorted" in record:
+            return _lengths.backward(mode, record, layers, grads, masks, d_out, dh_n, dc_n,
+                                     hidden_size=hidden_size, bidirectional=bidirectional,
+                                     input_grad=input_grad)
+        dx, dh0, dc0 = _lengths.backward_reference(
+            mode, record, layers, grads, d_out, dh_n, dc_n, h0, c0, hidden_size=hidden_size,
+            bidirectional=bidirectional, batch_first=batch_first)
+        return (dx if input_grad else None), dh0, dc0
     if record["backend"] == "reference":
         dx, dh0, dc0 = _backward_reference(
             mode, record, layers, grads, masks, d_out, dh_n, dc_n, h0, c0,

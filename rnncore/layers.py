@@ -221,10 +221,29 @@ class RNNBase:
             arr = arr[:, None, :]
         return arr
 
-    def _run(self, x, h0, c0, rng=None, train=False):
+    def _check_lengths(self, lengths, x, batched, N):
+        """lengths as int64 [N] with 1 <= lengths <= T, or None when absent or
+        all T (the plain path computes the same)."""
+        if lengths is None:
+            return None
+        if not batched:
+            raise ValueError("lengths needs a batched input (N, T, I) or (T, N, I)")
+        arr = np.asarray(lengths)
+        if arr.dtype.kind not in "iu":
+            raise TypeError(f"lengths must be integers, got dtype {arr.dtype}")
+        T = x.shape[1] if self.batch_first else x.shape[0]
+        if arr.shape != (N,):
+            raise ValueError(f"lengths must have shape (N,) = ({N},), got {shape_str(arr.shape)}")
+        if arr.min() < 1 or arr.max() > T:
+            raise ValueError(f"lengths must be in [1, T] = [1, {T}], got values from "
+                             f"{arr.min()} to {arr.max()}")
+        return None if (arr == T).all() else arr.astype(np.int64)
+
+    def _run(self, x, h0, c0, rng=None, train=False, lengths=None):
         """(y, h_n, c_n), plus the Tape when training (with dropout masks
-        drawn from rng)."""
+        drawn from rng); lengths: see forward."""
         x, batched, N = self._check_input(x)
+        lengths = self._check_lengths(lengths, x, batched, N)
         if h0 is not None:
             h0 = self._check_state("h0", h0, batched, N)
         if c0 is not None:
@@ -239,7 +258,7 @@ class RNNBase:
         y, h_n, c_n = _api.run_layers(
             self.mode, x, h0, c0, self._layer_params(), hidden_size=self.hidden_size,
             bidirectional=self.bidirectional, batch_first=self.batch_first, masks=masks,
-            record=record, pool=self._tape_pool)
+            record=record, pool=self._tape_pool, lengths=lengths)
         tape = Tape(self, record, masks, h0, c0, batched, y.shape, h_n.shape) if train else None
         if not batched:
             y = y[:, 0, :] if not self.batch_first else y[0]
@@ -429,8 +448,8 @@ class Tape:
 class _SingleStateRNN(RNNBase):
     """RNN and GRU: one state array ``h``."""
 
-    def forward(self, x, hx=None, *, h0=None):
-        """``output, h_n = layer(x, h0=None)``.
+    def forward(self, x, hx=None, *, h0=None, lengths=None):
+        """``output, h_n = layer(x, h0=None, lengths=None)``.
 
         Parameters
         ----------
@@ -439,6 +458,12 @@ class _SingleStateRNN(RNNBase):
             converted. Any strides or memory order.
         hx (alias h0) : array ``(num_layers*D, N, hidden_size)``
             (``(num_layers*D, hidden_size)`` unbatched) or None for zeros.
+        lengths : None, or integers ``(N,)`` in [1, T]: a padded batch in which
+            sequence n has lengths[n] steps. Outputs past a sequence's end are
+            0, h_n is taken at its last step and the reverse direction starts
+            there: PyTorch's pack_padded_sequence -> layer ->
+            pad_packed_sequence, without packing; the work follows the real
+            number of steps.
 
         Returns
         -------
@@ -450,7 +475,7 @@ class _SingleStateRNN(RNNBase):
             if hx is not None:
                 raise ValueError("pass the initial state as hx or as h0, not both")
             hx = h0
-        y, h_n, _ = self._run(x, hx, None)
+        y, h_n, _ = self._run(x, hx, None, lengths=lengths)
         return y, h_n
 
     def step(self, x_t, state=None):
@@ -466,12 +491,13 @@ class _SingleStateRNN(RNNBase):
         y, h, _ = self._step(x_t, state, None)
         return y, h
 
-    def forward_train(self, x, hx=None, *, rng=None):
+    def forward_train(self, x, hx=None, *, rng=None, lengths=None):
         """``output, h_n, tape = layer.forward_train(x, hx)``: output and h_n as
-        ``layer(x, hx)`` returns them (with inter-layer dropout when
-        ``dropout > 0``, masks drawn from ``rng`` or ``layer.generator``), and
-        the tape for :meth:`backward`."""
-        y, h_n, _, tape = self._run(x, hx, None, rng, train=True)
+        ``layer(x, hx, lengths=lengths)`` returns them (with inter-layer
+        dropout when ``dropout > 0``, masks drawn from ``rng`` or
+        ``layer.generator``), and the tape for :meth:`backward` (no gradient
+        flows from padding)."""
+        y, h_n, _, tape = self._run(x, hx, None, rng, train=True, lengths=lengths)
         return y, h_n, tape
 
     def backward(self, tape, d_out, d_hn=None, *, input_grad=True):
@@ -527,14 +553,15 @@ class LSTM(RNNBase):
         super().__init__("LSTM", input_size, hidden_size, num_layers, bias, batch_first,
                          dropout, bidirectional, seed=seed)
 
-    def forward(self, x, hx=None):
-        """``output, (h_n, c_n) = lstm(x, (h0, c0))``.
+    def forward(self, x, hx=None, *, lengths=None):
+        """``output, (h_n, c_n) = lstm(x, (h0, c0), lengths=None)``.
 
         Parameters
         ----------
         x : as for :meth:`RNN.forward`.
         hx : a pair ``(h0, c0)`` of arrays ``(num_layers*D, N, hidden_size)``
             (``(num_layers*D, hidden_size)`` unbatched), or None for zeros.
+        lengths : as for :meth:`RNN.forward` (c_n too at each sequence's end).
 
         Returns
         -------
@@ -542,7 +569,7 @@ class LSTM(RNNBase):
         (h_n, c_n) : each shaped like h0.
         """
         h0, c0 = self._state_pair(hx)
-        y, h_n, c_n = self._run(x, h0, c0)
+        y, h_n, c_n = self._run(x, h0, c0, lengths=lengths)
         return y, (h_n, c_n)
 
     @staticmethod
@@ -572,11 +599,11 @@ class LSTM(RNNBase):
         y, h, c = self._step(x_t, h, c)
         return y, (h, c)
 
-    def forward_train(self, x, hx=None, *, rng=None):
+    def forward_train(self, x, hx=None, *, rng=None, lengths=None):
         """``output, (h_n, c_n), tape = lstm.forward_train(x, (h0, c0))``; see
         :meth:`RNN.forward_train`."""
         h0, c0 = self._state_pair(hx)
-        y, h_n, c_n, tape = self._run(x, h0, c0, rng, train=True)
+        y, h_n, c_n, tape = self._run(x, h0, c0, rng, train=True, lengths=lengths)
         return y, (h_n, c_n), tape
 
     def backward(self, tape, d_out, d_hn=None, *, input_grad=True):

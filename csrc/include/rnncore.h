@@ -80,7 +80,19 @@ typedef struct {
     float *tape;                 /* NULL (inference), or rnc_tape_floats(d) floats   */
                                  /* that rnc_backward reads (training); must be NULL */
                                  /* when rnc_tape_floats(d) is 0 (RNN cells)         */
+    const int64_t *lengths;      /* NULL, or [N] steps of each sequence, see below   */
 } rnc_fwd_args;
+
+/*
+ * Variable lengths (rnc_fwd_args.lengths, rnc_bwd_args.lengths): sequence n
+ * runs for lengths[n] steps, 1 <= lengths[n] <= T, and the lengths must be
+ * non-increasing in n (callers sort the batch; rnncore/_api.py does). Only
+ * time-major and forward in time (batch_first = reverse = 0; a reverse
+ * direction is a forward pass over each sequence reversed within its own
+ * length). Step t computes only the lengths[n] > t rows, so the work follows
+ * the number of real tokens; y rows past a sequence's end are set to 0, h_n
+ * and c_n are taken at its last step.
+ */
 
 /* Floats of the tape a forward pass for training fills, T*N*S*Hp with S = 6
  * (LSTM), 4 (GRU), 0 (RNN: backward needs only y); 0 for invalid dims. */
@@ -139,6 +151,7 @@ typedef struct {
     float *ws;                     /* rnc_bwd_workspace_floats(d, n_threads) floats,  */
                                    /* 8-byte aligned (it holds doubles)               */
     int batch_first, reverse;
+    const int64_t *lengths;        /* as in the forward call (NULL: all T)            */
 } rnc_bwd_args;
 
 size_t rnc_bwd_workspace_floats(const rnc_dims *d, int n_threads);

@@ -106,10 +106,10 @@ typedef struct {
  * 4.6% of an lstm h256 training step. Absent inputs point at zeros so that
  * the loops vectorise. */
 static void step_pointwise(const bwd_step *s, int64_t t, int first, int64_t t_prev,
-                           int64_t u0, int64_t u1) {
+                           int64_t rows, int64_t u0, int64_t u1) {
     const int64_t Hp = s->Hp, H = s->H, slots = rnc_tape_slots(s->cell) * Hp;
     double *restrict bx = s->bsum_x, *restrict bh = s->bsum_h;
-    for (int64_t n = 0; n < s->N; n++) {
+    for (int64_t n = 0; n < rows; n++) { /* rows: those running at step t */
         const int64_t row = t * s->row_t + n * s->row_n;
         const float *restrict dy = s->dy ? s->dy + row * s->lddy : s->zeros;
         float *restrict dh = s->dh + n * Hp;
@@ -188,6 +188,7 @@ static rnc_status check_args(const rnc_dims *d, const rnc_bwd_args *a) {
         return RNC_ERR_INVALID_ARG;
     if ((rnc_tape_slots(d->cell) > 0) != (a->tape != NULL)) return RNC_ERR_INVALID_ARG;
     if (d->cell != RNC_CELL_LSTM && (a->c0 || a->dc_n || a->dc0)) return RNC_ERR_INVALID_ARG;
+    if (rnc_check_lengths(a->lengths, d->T, d->N, a->batch_first, a->reverse)) return RNC_ERR_INVALID_ARG;
     return RNC_OK;
 }
 
@@ -211,7 +212,7 @@ static void backward_thread(const bwd_team *x, int tid, int team) {
     const int G = x->G;
     const bwd_layout l = x->l;
     const int64_t T = d->T, N = d->N, I = d->I, H = d->H;
-    const int64_t Hp = rnc_padded(H), P = Hp / RNC_PANEL, GH = G * H, rows = T * N;
+    const int64_t Hp = rnc_padded(H), P = Hp / RNC_PANEL, GH = G * H;
     const int64_t row_t = a->batch_first ? 1 : N, row_n = a->batch_first ? T : 1;
     float *wT = x->wT, *dgx = x->dgx, *dgh = x->dgh, *hprev = x->hprev, *dh = x->dh, *dc = x->dc;
     float *apack = x->apack, *scratch = x->scratch;
@@ -254,16 +255,20 @@ static void backward_thread(const bwd_team *x, int tid, int team) {
      * an lstm h256 training step. Two buffers alternate, so that a
      * thread's next step never overwrites what a slower one still reads. */
     const int64_t half = l.apack / 2;
-    for (int64_t step = T - 1; step >= 0; step--) {
+    const int64_t T_run = a->lengths ? a->lengths[0] : T; /* later steps have no rows */
+    for (int64_t step = T_run - 1; step >= 0; step--) {
         const int64_t t = a->reverse ? T - 1 - step : step;
         const int64_t t_prev = a->reverse ? t + 1 : t - 1;
+        /* with lengths, rows [0, M) run at this step; the others keep their
+         * dh_n (dc_n) until their own last step comes */
+        const int64_t M = rnc_active_rows(a->lengths, N, step);
         float *packed = apack + (step & 1) * half;
         const int need_dh = step > 0 || a->dh0;
         if (u1 > u0) {
-            step_pointwise(x->s, t, step == 0, t_prev, u0, u1);
+            step_pointwise(x->s, t, step == 0, t_prev, M, u0, u1);
             const rnc_mat rows_t = {dgh + t * row_t * GH, row_n * GH, 1};
             for (int64_t g = 0; g < G && need_dh; g++)
-                rnc_pack_a_cols(N, GH, g * H + u0, g * H + u1, rows_t, K->mr, packed);
+                rnc_pack_a_cols(M, GH, g * H + u0, g * H + u1, rows_t, K->mr, packed);
         }
 #ifdef _OPENMP
 #pragma omp barrier
@@ -271,8 +276,8 @@ static void backward_thread(const bwd_team *x, int tid, int team) {
         if (need_dh && p1 > p0) { /* dh_prev = dGh_t W_hh (+ GRU's dh*z) */
             for (int64_t p = p0; p < p1; p++) {
                 const float *panel = wT + p * GH * RNC_PANEL;
-                if (d->cell == RNC_CELL_GRU) K->gemm_panel_acc(N, GH, packed, panel, dh + p * RNC_PANEL, Hp);
-                else K->gemm_panel(N, GH, packed, panel, NULL, dh + p * RNC_PANEL, Hp);
+                if (d->cell == RNC_CELL_GRU) K->gemm_panel_acc(M, GH, packed, panel, dh + p * RNC_PANEL, Hp);
+                else K->gemm_panel(M, GH, packed, panel, NULL, dh + p * RNC_PANEL, Hp);
             }
         }
     }
@@ -283,13 +288,15 @@ static void backward_thread(const bwd_team *x, int tid, int team) {
     }
     /* (the loop's last barrier made dGx, dGh and h_prev complete) */
 
-    /* 2. whole-sequence GEMMs */
+    /* 2. whole-sequence GEMMs, over the rows of the steps that ran (with
+     * lengths the rest are padding: dG is 0 there) */
+    const int64_t run_rows = T_run * N;
     const rnc_mat dGx = {dgx, GH, 1}, dGx_T = {dgx, 1, GH}, dGh_T = {dgh, 1, GH};
     if (a->dx)
-        rnc_gemm_part(K, rows, I, GH, dGx, (rnc_mat){a->w_ih, I, 1}, a->dx, a->lddx,
+        rnc_gemm_part(K, run_rows, I, GH, dGx, (rnc_mat){a->w_ih, I, 1}, a->dx, a->lddx,
                       a->dx_accumulate, my, tid, team);
-    rnc_gemm_part(K, GH, I, rows, dGx_T, (rnc_mat){a->x, I, 1}, a->dw_ih, I, 1, my, tid, team);
-    rnc_gemm_part(K, GH, H, rows, dGh_T, (rnc_mat){hprev, H, 1}, a->dw_hh, H, 1, my, tid, team);
+    rnc_gemm_part(K, GH, I, run_rows, dGx_T, (rnc_mat){a->x, I, 1}, a->dw_ih, I, 1, my, tid, team);
+    rnc_gemm_part(K, GH, H, run_rows, dGh_T, (rnc_mat){hprev, H, 1}, a->dw_hh, H, 1, my, tid, team);
 
     /* 3. bias gradients, summed by the element-wise passes; for GRU the
      * r and z columns of dGh equal dGx's (only n differs) */
@@ -331,6 +338,13 @@ rnc_status rnc_backward(const rnc_dims *d, const rnc_bwd_args *a, int n_threads)
 
     if (((uintptr_t)a->ws) % sizeof(double)) return RNC_ERR_INVALID_ARG;
     memset(a->ws, 0, (size_t)(l.bsum + l.zeros) * sizeof(float));
+    if (a->lengths) { /* padding rows: no gradient (dG = 0, dx = 0) */
+        const int64_t run_rows = a->lengths[0] * N;
+        memset(dgx, 0, (size_t)(run_rows * GH) * sizeof(float));
+        if (dgh != dgx) memset(dgh, 0, (size_t)(run_rows * GH) * sizeof(float));
+        for (int64_t r = run_rows; r < T * N && a->dx && !a->dx_accumulate; r++)
+            memset(a->dx + r * a->lddx, 0, (size_t)d->I * sizeof(float));
+    }
     bwd_step s = {d->cell, N, H, Hp, GH, row_t, row_n, a->y, a->ldy, a->dy, a->lddy,
                   a->tape, a->c0, zeros, hprev, dgx, dgh, dh, dc, bsum_x, bsum_h};
 

@@ -165,9 +165,30 @@ static void forward_thread(const fwd_team *x, int tid, int team) {
 #pragma omp barrier
 #endif
 
-    for (int64_t step = 0; step < T; step++) {
+    const int64_t T_run = a->lengths ? a->lengths[0] : T; /* later steps have no rows */
+    for (int64_t step = 0; step < T_run; step++) {
         const int64_t t = a->reverse ? T - 1 - step : step;
-        if (step % cs == 0) {
+        const int64_t rows_now = rnc_active_rows(a->lengths, N, step);
+        if (step % cs == 0 && a->lengths) {
+            /* 1'. with lengths (time-major, forward): the running rows of
+             * each step of the chunk, one GEMM job a step */
+            const int64_t s1 = step + cs < T_run ? step + cs : T_run;
+            t_lo = step;
+            for (int64_t s = step; s < s1 && p0 < p1; s++) {
+                const int64_t M = rnc_active_rows(a->lengths, N, s);
+                for (int64_t m0 = 0; m0 < M; m0 += GEMM_ROW_BLOCK) {
+                    const int64_t rows = M - m0 < GEMM_ROW_BLOCK ? M - m0 : GEMM_ROW_BLOCK;
+                    rnc_pack_a(rows, I, (rnc_mat){a->x + (s * N + m0) * I, I, 1}, K->mr, my_pack);
+                    for (int64_t g = 0; g < G; g++)
+                        for (int64_t p = p0; p < p1; p++) {
+                            const int64_t panel = g * P + p;
+                            K->gemm_panel(rows, I, my_pack, a->w_ih_p + panel * I * RNC_PANEL,
+                                          bias_x + panel * RNC_PANEL,
+                                          gx + ((s - t_lo) * N + m0) * GHp + panel * RNC_PANEL, GHp);
+                        }
+                }
+            }
+        } else if (step % cs == 0) {
             /* 1. input projection of the next cs steps, for this thread's
              * panels only: it later reads just those columns of gx, so no
              * barrier is needed, and only its slices of W_ih and W_hh
@@ -211,12 +232,13 @@ static void forward_thread(const fwd_team *x, int tid, int team) {
         const float *h_packed = hpack + (step & 1) * hpack_half;
         for (int64_t g = 0; g < G; g++)
             for (int64_t p = p0; p < p1; p++)
-                K->gemm_panel(N, H, h_packed, a->w_hh_p + (g * P + p) * H * RNC_PANEL, NULL,
+                K->gemm_panel(rows_now, H, h_packed, a->w_hh_p + (g * P + p) * H * RNC_PANEL, NULL,
                               acc + g * Hp + p * RNC_PANEL, GHp);
         if (u0 < u1) {
-            K->postgemm(&post, 0, N, u0, u1);
-            if (step + 1 < T)
-                rnc_pack_a_cols(N, H, u0, u1, (rnc_mat){post.y, post.ld_y, 1}, K->mr,
+            K->postgemm(&post, 0, rows_now, u0, u1);
+            if (step + 1 < T_run) /* packed for the next step's rows */
+                rnc_pack_a_cols(rnc_active_rows(a->lengths, N, step + 1), H, u0, u1,
+                                (rnc_mat){post.y, post.ld_y, 1}, K->mr,
                                 hpack + ((step + 1) & 1) * hpack_half);
         }
 #ifdef _OPENMP
@@ -235,6 +257,7 @@ rnc_status rnc_forward(const rnc_dims *d, const rnc_fwd_args *a, int n_threads) 
         return RNC_ERR_INVALID_ARG;
     if (d->cell != RNC_CELL_LSTM && (a->c0 || a->c_n)) return RNC_ERR_INVALID_ARG;
     if (a->tape && rnc_tape_slots(d->cell) == 0) return RNC_ERR_INVALID_ARG;
+    if (rnc_check_lengths(a->lengths, d->T, d->N, a->batch_first, a->reverse)) return RNC_ERR_INVALID_ARG;
     const rnc_kernels *K = rnc_active_kernels();
 
     const int64_t T = d->T, N = d->N, H = d->H;
@@ -283,12 +306,17 @@ rnc_status rnc_forward(const rnc_dims *d, const rnc_fwd_args *a, int n_threads) 
 #endif
         forward_thread(&ctx, 0, 1);
 
-    /* 3. final states */
-    const int64_t t_last = a->reverse ? 0 : T - 1;
+    /* 3. final states (with lengths: at each sequence's last step; the rows
+     * past its end are zeroed) */
+    for (int64_t n = 0; n < N && a->lengths; n++)
+        for (int64_t t = a->lengths[n]; t < T; t++)
+            memset(a->y + (t * N + n) * a->ldy, 0, (size_t)H * sizeof(float));
     if (a->h_n)
-        for (int64_t n = 0; n < N; n++)
+        for (int64_t n = 0; n < N; n++) {
+            const int64_t t_last = a->lengths ? a->lengths[n] - 1 : a->reverse ? 0 : T - 1;
             memcpy(a->h_n + n * H, a->y + (t_last * row_t + n * row_n) * a->ldy,
                    (size_t)H * sizeof(float));
+        }
     if (a->c_n)
         for (int64_t n = 0; n < N; n++) memcpy(a->c_n + n * H, c + n * Hp, (size_t)H * sizeof(float));
     return RNC_OK;

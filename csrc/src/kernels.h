@@ -178,6 +178,30 @@ void rnc_pack_a_cols(int64_t M, int64_t K, int64_t k0, int64_t k1, rnc_mat A, in
  * Nc - col); zero past Nc. One panel of packed B. */
 void rnc_pack_b_panel(int64_t kc, int64_t Nc, rnc_mat B, int64_t k0, int64_t col, float *Bp);
 
+/* Variable lengths (see rnncore.h): 0 when `lengths` (may be NULL) is valid
+ * for T, N, batch_first and reverse, else -1. */
+static inline int rnc_check_lengths(const int64_t *lengths, int64_t T, int64_t N,
+                                    int batch_first, int reverse) {
+    if (!lengths) return 0;
+    if (batch_first || reverse || lengths[0] > T || lengths[N - 1] < 1) return -1;
+    for (int64_t n = 1; n < N; n++)
+        if (lengths[n] > lengths[n - 1]) return -1;
+    return 0;
+}
+
+/* Rows still running at step s: the n with lengths[n] > s (all N without
+ * lengths); lengths non-increasing, so they are rows [0, result). */
+static inline int64_t rnc_active_rows(const int64_t *lengths, int64_t N, int64_t s) {
+    if (!lengths) return N;
+    int64_t lo = 0, hi = N; /* lengths[lo-1] > s >= lengths[hi] */
+    while (lo < hi) {
+        const int64_t mid = lo + (hi - lo) / 2;
+        if (lengths[mid] > s) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
 /* The table chosen by rnc_init() (dispatch.c). */
 const rnc_kernels *rnc_active_kernels(void);
 

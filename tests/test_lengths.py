@@ -1,0 +1,121 @@
+"""Padded batches with per-sequence lengths: the result of PyTorch's
+pack_padded_sequence -> layer -> pad_packed_sequence, forward and backward, on
+every CPU path and on the reference backend."""
+import numpy as np
+import pytest
+
+from conftest import backend, make_layer
+
+MODES = ["RNN_TANH", "RNN_RELU", "LSTM", "GRU"]
+TOL = dict(rtol=1e-4, atol=1e-4)
+
+
+def case(mode, rng, *, L=2, bi=True, bf=False, T=7, N=5, I=4, H=9):
+    layer = make_layer(mode, I, H, num_layers=L, bidirectional=bi, batch_first=bf, seed=3)
+    D = 2 if bi else 1
+    x = rng.standard_normal((N, T, I) if bf else (T, N, I)).astype(np.float32)
+    lengths = np.array([3, 7, 1, 5, 7][:N])
+    states = [rng.standard_normal((L * D, N, H)).astype(np.float32) for _ in range(4)]
+    d_out = rng.standard_normal((N, T, D * H) if bf else (T, N, D * H)).astype(np.float32)
+    return layer, x, lengths, states, d_out
+
+
+def ours(layer, x, lengths, h0, c0, d_out, dh_n, dc_n):
+    lstm = layer.mode == "LSTM"
+    layer.zero_grad()
+    out, hn, tape = layer.forward_train(x, (h0, c0) if lstm else h0, lengths=lengths)
+    dx, dhx = layer.backward(tape, d_out, (dh_n, dc_n) if lstm else dh_n)
+    h, c = hn if lstm else (hn, None)
+    dh0, dc0 = dhx if lstm else (dhx, None)
+    return out, h, c, dx, dh0, dc0, {k: v.copy() for k, v in layer.grads.items()}
+
+
+def theirs(torch, layer, x, lengths, h0, c0, d_out, dh_n, dc_n):
+    module = layer.to_torch().double()
+    tx = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    th0 = torch.tensor(h0, dtype=torch.float64, requires_grad=True)
+    tc0 = torch.tensor(c0, dtype=torch.float64, requires_grad=True)
+    bf = layer.batch_first
+    packed = torch.nn.utils.rnn.pack_padded_sequence(tx, torch.tensor(lengths), batch_first=bf,
+                                                     enforce_sorted=False)
+    lstm = layer.mode == "LSTM"
+    out_p, state = module(packed, (th0, tc0) if lstm else th0)
+    out, _ = torch.nn.utils.rnn.pad_packed_sequence(out_p, batch_first=bf, total_length=x.shape[1 if bf else 0])
+    hn, cn = state if lstm else (state, None)
+    loss = (out * torch.from_numpy(d_out.astype(np.float64))).sum() \
+        + (hn * torch.from_numpy(dh_n.astype(np.float64))).sum()
+    if lstm:
+        loss = loss + (cn * torch.from_numpy(dc_n.astype(np.float64))).sum()
+    loss.backward()
+    grads = {k: p.grad.numpy() for k, p in module.named_parameters()}
+    return (out.detach().numpy(), hn.detach().numpy(), None if cn is None else cn.detach().numpy(),
+            tx.grad.numpy(), th0.grad.numpy(), tc0.grad.numpy() if lstm else None, grads)
+
+
+def assert_same(a, b, where):
+    names = ["out", "h_n", "c_n", "dx", "dh0", "dc0"]
+    for name, u, v in zip(names, a[:6], b[:6]):
+        if v is not None:
+            np.testing.assert_allclose(u, v, err_msg=f"{where} {name}", **TOL)
+    for k in b[6]:
+        np.testing.assert_allclose(a[6][k], b[6][k], err_msg=f"{where} {k}", **TOL)
+
+
+@pytest.mark.usefixtures("isa")
+@pytest.mark.parametrize("batch_first", [False, True], ids=["tmajor", "bfirst"])
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+@pytest.mark.parametrize("mode", MODES)
+def test_lengths_match_torch_packed_sequences(mode, bidirectional, batch_first, rng):
+    torch = pytest.importorskip("torch")
+    layer, x, lengths, (h0, c0, dh_n, dc_n), d_out = case(mode, rng, bi=bidirectional,
+                                                          bf=batch_first)
+    with backend("c"):
+        got = ours(layer, x, lengths, h0, c0, d_out, dh_n, dc_n)
+    assert_same(got, theirs(torch, layer, x, lengths, h0, c0, d_out, dh_n, dc_n), mode)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_reference_backend_with_lengths(mode, rng):
+    layer, x, lengths, (h0, c0, dh_n, dc_n), d_out = case(mode, rng, bf=True)
+    with backend("c"):
+        got = ours(layer, x, lengths, h0, c0, d_out, dh_n, dc_n)
+    with backend("reference"):
+        ref = ours(layer, x, lengths, h0, c0, d_out, dh_n, dc_n)
+    assert_same(got, ref, mode)
+
+
+def test_padding_never_leaks(rng):
+    """NaN in the padded steps changes nothing: they are never read."""
+    layer, x, lengths, (h0, c0, dh_n, dc_n), d_out = case("LSTM", rng)
+    clean = ours(layer, x, lengths, h0, c0, d_out, dh_n, dc_n)
+    dirty_x, dirty_d = x.copy(), d_out.copy()
+    for n, ln in enumerate(lengths):
+        dirty_x[ln:, n] = np.nan
+        dirty_d[ln:, n] = np.nan
+    dirty = ours(layer, dirty_x, lengths, h0, c0, dirty_d, dh_n, dc_n)
+    for n, ln in enumerate(lengths):
+        assert not clean[0][ln:, n].any() and not clean[3][ln:, n].any()
+    for u, v in zip(clean[:6], dirty[:6]):
+        if v is not None:
+            np.testing.assert_array_equal(u, v)
+    for k in clean[6]:
+        np.testing.assert_array_equal(clean[6][k], dirty[6][k])
+
+
+def test_full_lengths_equal_no_lengths(rng):
+    layer, x, _, (h0, c0, _, _), _ = case("GRU", rng)
+    np.testing.assert_array_equal(layer(x, h0, lengths=[7] * 5)[0], layer(x, h0)[0])
+
+
+def test_lengths_errors_name_the_argument(rng):
+    layer, x, lengths, _, _ = case("GRU", rng)
+    with pytest.raises(ValueError, match=r"lengths must have shape \(N,\) = \(5,\)"):
+        layer(x, lengths=lengths[:3])
+    with pytest.raises(ValueError, match=r"lengths must be in \[1, T\] = \[1, 7\]"):
+        layer(x, lengths=[0, 1, 2, 3, 4])
+    with pytest.raises(ValueError, match=r"lengths must be in \[1, T\]"):
+        layer(x, lengths=[8, 1, 2, 3, 4])
+    with pytest.raises(TypeError, match="lengths must be integers"):
+        layer(x, lengths=np.array([1.0, 2, 3, 4, 5]))
+    with pytest.raises(ValueError, match="batched"):
+        layer(x[:, 0], lengths=[3])
