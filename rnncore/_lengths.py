@@ -25,9 +25,7 @@ class SortedBatch:
         self.lengths = np.ascontiguousarray(lengths[self.order], dtype=np.int64)
         self.batch_first = batch_first
         self.T, self.N = T, lengths.size
-        src = self.lengths[None, :] - 1 - np.arange(T)[:, None]  # [T, N] source step of rev
-        self.rev_valid = src >= 0  # also: step t of sequence j is real (not padding)
-        self.rev_src = np.where(self.rev_valid, src, 0)[:, :, None]
+        self.real = np.arange(T)[:, None] < self.lengths[None, :]  # [T, N]: not padding
 
     def to_sorted(self, a):
         """[T, N, F] (or [N, T, F] if batch_first) -> sorted time-major, contiguous."""
@@ -51,9 +49,13 @@ class SortedBatch:
         return out
 
     def reverse(self, a):
-        """Each sequence of sorted time-major a [T, N, F] reversed within its length."""
-        out = np.take_along_axis(a, self.rev_src, axis=0)
-        out[~self.rev_valid] = 0.0
+        """Each sequence of sorted time-major a [T, N, F] reversed within its
+        length, zeros past it (a slice copy per sequence: take_along_axis
+        over [T, N, F] cost a bidirectional LSTM h512 n64 t100 a third of
+        its time)."""
+        out = np.zeros_like(a)
+        for j, ln in enumerate(self.lengths.tolist()):
+            out[:ln, j] = a[ln - 1::-1, j]
         return out
 
 
@@ -71,7 +73,7 @@ def run_layers(mode, x, h0, c0, layers, lengths, *, hidden_size, bidirectional, 
     sb = SortedBatch(lengths, T, batch_first)
     N = sb.N
     inp = sb.to_sorted(x)
-    inp[~sb.rev_valid] = 0.0  # padding never reaches a sum (dW_ih = dG^T x: 0 * NaN is NaN)
+    inp[~sb.real] = 0.0  # padding never reaches a sum (dW_ih = dG^T x: 0 * NaN is NaN)
     h0s, c0s = sb.states_to_sorted(h0), sb.states_to_sorted(c0)
     h_n = np.empty((L * D, N, H), dtype=np.float32)
     c_n = np.empty((L * D, N, H), dtype=np.float32) if mode == "LSTM" else None
