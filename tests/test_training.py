@@ -337,3 +337,53 @@ def test_tape_misuse_is_a_clear_error(rng):
         lstm.backward(tape, out, (np.zeros((2, 3, 7), np.float32), None))
     with pytest.raises(TypeError, match="rng must be"):
         lstm.forward_train(x, rng=0)
+
+
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+@pytest.mark.parametrize("batch_first", [False, True], ids=["tmajor", "bfirst"])
+@pytest.mark.parametrize("mode", MODES)
+def test_stacked_reference_backward_matches_finite_differences(mode, batch_first, bias):
+    """The reference backend's backward of a 2-layer bidirectional layer
+    against central differences of conftest.oracle (float64, written
+    independently of rnncore's stacking). Weights are float32, so a
+    perturbation is the float32 step actually taken (about 1e-3): the
+    truncation error O(step^2) stays under 1e-5 of these gradients."""
+    from conftest import oracle
+    rng = np.random.default_rng(17)
+    layer, x, h0, c0, d_out, dh_n, dc_n = random_case(mode, rng, L=2, bi=True, bf=batch_first,
+                                                      bias=bias, T=3, N=2, I=3, H=4)
+    if mode == "RNN_RELU":  # every pre-activation > 0: no kink within a step of 1e-3
+        layer.load_state_dict({k: np.abs(v) + 0.05 for k, v in layer.state_dict().items()})
+        x, h0 = np.abs(x), np.abs(h0)
+    with backend("reference"):
+        _, _, _, dx, dh0, dc0, grads = run_train(layer, x, h0, c0, d_out, dh_n, dc_n)
+
+    def loss(x_, h0_, c0_):
+        y, h, c = oracle(layer, x_, h0_, c0_ if mode == "LSTM" else None)
+        total = (y * d_out).sum() + (h * dh_n).sum()
+        return total + ((c * dc_n).sum() if mode == "LSTM" else 0.0)
+
+    def check(name, analytic, get, put):
+        flat = get().reshape(-1)
+        for idx in rng.choice(flat.size, size=min(6, flat.size), replace=False):
+            base = flat.copy()
+            up, down = base.copy(), base.copy()
+            up[idx] = np.float32(base[idx] + np.float32(1e-3))
+            down[idx] = np.float32(base[idx] - np.float32(1e-3))
+            put(up.reshape(get().shape))
+            l_up = loss(x, h0, c0)
+            put(down.reshape(get().shape))
+            l_down = loss(x, h0, c0)
+            put(base.reshape(get().shape))
+            numeric = (l_up - l_down) / (float(up[idx]) - float(down[idx]))
+            got = float(analytic.reshape(-1)[idx])
+            assert abs(got - numeric) <= 1e-4 * max(1.0, abs(numeric)), (name, idx, got, numeric)
+
+    for name in layer.state_dict():
+        check(name, grads[name], lambda n=name: np.array(layer.state_dict()[n]),
+              lambda v, n=name: layer.load_state_dict({n: v}, strict=False))
+    state = {"x": x, "h0": h0, "c0": c0}
+    for name, analytic in (("x", dx), ("h0", dh0)) + ((("c0", dc0),) if mode == "LSTM" else ()):
+        def put(v, n=name):
+            state[n][...] = v
+        check(name, analytic, lambda n=name: state[n].copy(), put)
