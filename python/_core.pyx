@@ -161,6 +161,21 @@ def forward(int cell, int64_t T, int64_t N, int64_t I, int64_t H,
     _check(status)
 
 
+def softmax_xent(const float[:, ::1] z, const int64_t[::1] target, float[::1] loss,
+                 float[:, ::1] dz, float scale, int n_threads):
+    """rnc_softmax_xent: loss[r] for each row of z [M, V]; dz [M, V] or None
+    (it may be z's own buffer)."""
+    cdef int64_t M = z.shape[0], V = z.shape[1]
+    _need(M > 0 and V > 0, "z")
+    _need(target.shape[0] == M, "target")
+    _need(loss.shape[0] == M, "loss")
+    _need(dz is None or (dz.shape[0] == M and dz.shape[1] == V), "dz")
+    with nogil:
+        status = rnc_softmax_xent(M, V, &z[0, 0], V, &target[0], &loss[0],
+                                  &dz[0, 0] if dz is not None else NULL, V, scale, n_threads)
+    _check(status)
+
+
 def tape_floats(int cell, int64_t T, int64_t N, int64_t I, int64_t H):
     """Floats of the tape of a forward pass for training (0 for RNN cells)."""
     cdef rnc_dims d = rnc_dims(T, N, I, H, <rnc_cell>cell)

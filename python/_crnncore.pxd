@@ -72,6 +72,9 @@ cdef extern from "rnncore.h" nogil:
     size_t rnc_tape_floats(const rnc_dims *d) noexcept
     size_t rnc_bwd_workspace_floats(const rnc_dims *d, int n_threads) noexcept
     rnc_status rnc_backward(const rnc_dims *d, const rnc_bwd_args *a, int n_threads) noexcept
+    rnc_status rnc_softmax_xent(int64_t M, int64_t V, const float *z, int64_t ldz,
+                                const int64_t *target, float *loss, float *dz, int64_t lddz,
+                                float scale, int n_threads) noexcept
     size_t rnc_packed_floats(rnc_cell cell, int64_t H, int64_t K) noexcept
     rnc_status rnc_pack_weights(rnc_cell cell, int64_t H, int64_t K, const float *src, float *dst) noexcept
     void rnc_init() noexcept

@@ -158,6 +158,18 @@ size_t rnc_bwd_workspace_floats(const rnc_dims *d, int n_threads);
 rnc_status rnc_backward(const rnc_dims *d, const rnc_bwd_args *a, int n_threads);
 
 /*
+ * Log-softmax + cross-entropy, fused, over M rows of V logits (row r at
+ * z + r*ldz): loss[r] = logsumexp(z_r) - z_r[target[r]] (nats), stable for
+ * any magnitude; when dz is not NULL also dz_r = scale * (softmax(z_r) -
+ * onehot(target[r])) (row stride lddz; dz may be z itself, overwritten).
+ * Rows with target[r] < 0 are padding: loss 0, dz 0. RNC_ERR_INVALID_ARG for
+ * a target >= V or bad sizes. Threads over rows; deterministic.
+ */
+rnc_status rnc_softmax_xent(int64_t M, int64_t V, const float *z, int64_t ldz,
+                            const int64_t *target, float *loss, float *dz, int64_t lddz,
+                            float scale, int n_threads);
+
+/*
  * Packed weights. rnc_packed_floats: floats of the packed form of a [G*H, K]
  * weight of this cell (0 for invalid sizes). rnc_pack_weights: src [G*H, K]
  * row-major (PyTorch's layout) -> dst (caller-allocated, that many floats).

@@ -58,6 +58,9 @@ typedef struct {
                            float *C, int64_t ldc);
     /* Post-GEMM for rows [n0, n1) and units [u0, u1); u0 is a multiple of RNC_PANEL. */
     void (*postgemm)(const rnc_post *p, int64_t n0, int64_t n1, int64_t u0, int64_t u1);
+    /* One row of the fused softmax cross-entropy (xent.c): loss = logsumexp(z)
+     * - z[k]; with dz, dz = scale * (softmax(z) - onehot(k)) (dz may be z). */
+    void (*xent_row)(int64_t V, const float *z, int64_t k, float *loss, float *dz, float scale);
     /* Machine probes (probe.c): `iters` rounds of 12 independent vector FMA
      * chains held in registers (probe_flops_per_iter flops a round); and a
      * read of buf[0, n) with the widest loads. Both return a value that keeps
