@@ -12,6 +12,7 @@ Training: ``out, h_n, tape = layer.forward_train(x, hx)`` then
 gradients into ``layer.grads`` (PyTorch's names and shapes);
 ``layer.zero_grad()`` clears them. See rnncore.optim for the optimizers.
 """
+import threading
 import weakref
 from collections import namedtuple
 
@@ -63,6 +64,7 @@ class RNNBase:
         d["_packed"] = {}
         d["_version"] = 0  # bumped by every parameter change: tapes of older versions are stale
         d["_tape_pool"] = []  # tape buffers consumed by backward, reused by forward_train
+        d["_plans"] = threading.local()  # step(): a compiled plan (with its workspace) per thread
         d["_shapes"] = self._parameter_shapes()
         rng = _make_rng(seed)
         self.reset_parameters(seed=rng)
@@ -283,7 +285,7 @@ class RNNBase:
         previous step returns them) go straight to the compiled plan, which
         checks them; anything else (or an error there) takes the validating
         path, which converts or raises a clear error."""
-        plan = self.__dict__.get("_plan")
+        plan = getattr(self._plans, "plan", None)
         if plan is not None and _api._backend == "c" and type(x_t) is np.ndarray:
             try:
                 if x_t.ndim == 2:
@@ -326,17 +328,19 @@ class RNNBase:
         return y, h_new, c_new
 
     def _step_plan(self, N):
-        """The compiled plan of one step for batch N (cached until the
-        parameters or the thread count change)."""
+        """The compiled plan of one step for batch N, one per Python thread
+        (a plan owns its workspace: two threads sharing one corrupted each
+        other's steps), cached until the parameters or the thread count
+        change."""
         n_threads = _api.get_num_threads()
         key = (N, n_threads, self._version)
-        plan = self.__dict__.get("_plan")
+        plan = getattr(self._plans, "plan", None)
         if plan is None or plan[0] != key:
             layers = [(d[0]["w_ih_p"], d[0]["w_hh_p"], d[0]["b_ih"], d[0]["b_hh"])
                       for d in self._layer_params()]
             plan = (key, _api._core.StepPlan(_api.cell_code(self.mode), N, self.input_size,
                                              self.hidden_size, layers, n_threads))
-            self.__dict__["_plan"] = plan
+            self._plans.plan = plan
         return plan[1]
 
     # ------------------------------------------------------------ training

@@ -69,6 +69,76 @@ def test_concurrent_calls_on_one_model(rng):
         np.testing.assert_array_equal(got, want)
 
 
+def run_in_threads(worker, n):
+    errors = []
+
+    def guarded(i):
+        try:
+            worker(i)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=guarded, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+
+
+def test_concurrent_streaming_steps_on_one_model(rng):
+    """8 threads stepping their own streams through one layer (each thread
+    gets its own compiled plan and workspace)."""
+    gru = rnncore.GRU(16, 200, num_layers=2, seed=0)
+    streams = [rng.standard_normal((30, 3, 16)).astype(np.float32) for _ in range(8)]
+
+    def run(x):
+        state, ys = None, []
+        for t in range(x.shape[0]):
+            y, state = gru.step(x[t], state)
+            ys.append(y)
+        return np.stack(ys)
+
+    expected = [run(x) for x in streams]
+    results = [None] * 8
+
+    def worker(i):
+        for _ in range(3):
+            results[i] = run(streams[i])
+
+    run_in_threads(worker, 8)
+    for got, want in zip(results, expected):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_concurrent_training_on_separate_models_and_inference_on_one(rng):
+    """Training passes of different layers and inference calls of a shared
+    one, from 8 threads at once, equal the serial results."""
+    shared = rnncore.LSTM(8, 64, num_layers=2, seed=1)
+    x = rng.standard_normal((12, 4, 8)).astype(np.float32)
+    d_out = rng.standard_normal((12, 4, 64)).astype(np.float32)
+
+    def train(seed):
+        layer = rnncore.GRU(8, 64, num_layers=2, bidirectional=True, seed=seed)
+        out, _, tape = layer.forward_train(x)
+        layer.backward(tape, np.concatenate([d_out, d_out], axis=2))
+        return {k: v.copy() for k, v in layer.grads.items()}
+
+    expected_grads = [train(i) for i in range(8)]
+    expected_y = shared(x)[0]
+    grads, ys = [None] * 8, [None] * 8
+
+    def worker(i):
+        grads[i] = train(i)
+        ys[i] = shared(x)[0]
+
+    run_in_threads(worker, 8)
+    for i in range(8):
+        np.testing.assert_array_equal(ys[i], expected_y)
+        for k in expected_grads[i]:
+            np.testing.assert_array_equal(grads[i][k], expected_grads[i][k])
+
+
 def test_absurd_thread_count_is_capped(restore_threads, rng):
     rnncore.set_num_threads(10 ** 6)
     lstm = rnncore.LSTM(16, 300, seed=0)
