@@ -288,11 +288,10 @@ class RNNBase:
         plan = getattr(self._plans, "plan", None)
         if plan is not None and _api._backend == "c" and type(x_t) is np.ndarray:
             try:
-                if x_t.ndim == 2:
-                    if plan[0] == (x_t.shape[0], _api._num_threads or _api._core.default_threads(),
-                                   self._version):
-                        return plan[1].step(x_t, h, c)
-                elif x_t.ndim == 1 and plan[0] == (1, _api.get_num_threads(), self._version):
+                key = (x_t.shape[0] if x_t.ndim == 2 else 1, _api.get_num_threads(), self._version)
+                if x_t.ndim == 2 and plan[0] == key:
+                    return plan[1].step(x_t, h, c)
+                if x_t.ndim == 1 and plan[0] == key:
                     y, h_new, c_new = plan[1].step(x_t[None], None if h is None else h[:, None],
                                                    None if c is None else c[:, None])
                     return y[0], h_new[:, 0], (c_new[:, 0] if c_new is not None else None)

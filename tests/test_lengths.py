@@ -20,10 +20,10 @@ def case(mode, rng, *, L=2, bi=True, bf=False, T=7, N=5, I=4, H=9):
     return layer, x, lengths, states, d_out
 
 
-def ours(layer, x, lengths, h0, c0, d_out, dh_n, dc_n):
+def ours(layer, x, lengths, h0, c0, d_out, dh_n, dc_n, rng=None):
     lstm = layer.mode == "LSTM"
     layer.zero_grad()
-    out, hn, tape = layer.forward_train(x, (h0, c0) if lstm else h0, lengths=lengths)
+    out, hn, tape = layer.forward_train(x, (h0, c0) if lstm else h0, lengths=lengths, rng=rng)
     dx, dhx = layer.backward(tape, d_out, (dh_n, dc_n) if lstm else dh_n)
     h, c = hn if lstm else (hn, None)
     dh0, dc0 = dhx if lstm else (dhx, None)
@@ -75,12 +75,14 @@ def test_lengths_match_torch_packed_sequences(mode, bidirectional, batch_first, 
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_reference_backend_with_lengths(mode, rng):
+def test_reference_backend_with_lengths_and_dropout(mode, rng):
     layer, x, lengths, (h0, c0, dh_n, dc_n), d_out = case(mode, rng, bf=True)
+    layer = make_layer(mode, 4, 9, num_layers=2, bidirectional=True, batch_first=True,
+                       dropout=0.3, seed=3)
     with backend("c"):
-        got = ours(layer, x, lengths, h0, c0, d_out, dh_n, dc_n)
+        got = ours(layer, x, lengths, h0, c0, d_out, dh_n, dc_n, np.random.default_rng(5))
     with backend("reference"):
-        ref = ours(layer, x, lengths, h0, c0, d_out, dh_n, dc_n)
+        ref = ours(layer, x, lengths, h0, c0, d_out, dh_n, dc_n, np.random.default_rng(5))
     assert_same(got, ref, mode)
 
 
