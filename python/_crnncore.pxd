@@ -14,6 +14,7 @@ cdef extern from "rnncore.h" nogil:
         RNC_CELL_RNN_RELU
         RNC_CELL_LSTM
         RNC_CELL_GRU
+        RNC_CELL_GRU_RB
 
     ctypedef struct rnc_dims:
         int64_t T, N, I, H

@@ -22,8 +22,8 @@ except ImportError as exc:  # the extension was not built: the reference still w
     _core = None
     _CORE_ERROR = f"{type(exc).__name__}: {exc}"
 
-MODES = ("RNN_TANH", "RNN_RELU", "LSTM", "GRU")
-GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
+MODES = ("RNN_TANH", "RNN_RELU", "LSTM", "GRU", "GRU_RB")  # GRU_RB: reset gate before W_hn
+GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3, "GRU_RB": 3}
 
 
 def _select_backend():
@@ -178,7 +178,7 @@ def _workspace(mode, T, N, I, H, n_threads):
 
 def cell_code(mode):
     return {"RNN_TANH": _core.CELL_RNN_TANH, "RNN_RELU": _core.CELL_RNN_RELU,
-            "LSTM": _core.CELL_LSTM, "GRU": _core.CELL_GRU}[mode]
+            "LSTM": _core.CELL_LSTM, "GRU": _core.CELL_GRU, "GRU_RB": _core.CELL_GRU_RB}[mode]
 
 
 def pack_weights(mode, hidden_size, w):

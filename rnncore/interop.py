@@ -46,6 +46,9 @@ def to_torch(layer):
     and a copy of its weights."""
     if not isinstance(layer, RNNBase):
         raise TypeError(f"layer must be an rnncore RNN, LSTM or GRU, got {type(layer).__name__}")
+    if layer.mode == "GRU_RB":
+        raise ValueError("torch.nn.GRU applies the reset gate after the recurrent product; "
+                         "a GRU with reset_after=False has no PyTorch equivalent")
     torch = _torch()
     kind = {"RNN_TANH": "RNN", "RNN_RELU": "RNN"}.get(layer.mode, layer.mode)
     kw = dict(num_layers=layer.num_layers, bias=layer.bias, batch_first=layer.batch_first,
@@ -78,10 +81,9 @@ def from_keras_weights(kind, weights, *, reset_after=True, activation="tanh", ba
     default, whose second row is the recurrent bias). Keras layers are
     batch-first, so the result is too unless ``batch_first=False``.
 
-    GRU with ``reset_after=False`` (Keras 1 / ONNX's default) applies the reset
-    gate before the recurrent product; rnncore's GRU applies it after (as
-    PyTorch and ``reset_after=True``), so those weights raise
-    NotImplementedError. SimpleRNN takes ``activation`` 'tanh' or 'relu'.
+    GRU with ``reset_after=False`` (the reset gate before the recurrent
+    product) gives ``GRU(..., reset_after=False)``; its bias is ``[3H]``.
+    SimpleRNN takes ``activation`` 'tanh' or 'relu'.
     """
     if kind not in _KERAS_TO_TORCH:
         raise ValueError(f"kind must be 'LSTM', 'GRU' or 'SimpleRNN', got {kind!r}")
@@ -97,14 +99,11 @@ def from_keras_weights(kind, weights, *, reset_after=True, activation="tanh", ba
                          f"got {kernel.shape} and {recurrent.shape}")
     H, I = recurrent.shape[0], kernel.shape[0]
     order = _KERAS_TO_TORCH[kind]
-    if kind == "GRU" and not reset_after:
-        raise NotImplementedError("Keras GRU with reset_after=False (reset gate before the "
-                                  "recurrent product) is not supported by rnncore's GRU")
     bias = weights[2] if len(weights) == 3 else None
     b_ih = b_hh = None
     if bias is not None:
         bias = _api.as_float32("bias", bias)
-        if kind == "GRU":
+        if kind == "GRU" and reset_after:
             if bias.shape != (2, G * H):
                 raise ValueError(f"GRU bias (reset_after=True) must be [2, {G * H}], got {bias.shape}")
             b_ih, b_hh = bias[0], bias[1]
@@ -116,8 +115,10 @@ def from_keras_weights(kind, weights, *, reset_after=True, activation="tanh", ba
         if activation not in ("tanh", "relu"):
             raise ValueError(f"SimpleRNN activation must be 'tanh' or 'relu', got {activation!r}")
         layer = RNN(I, H, nonlinearity=activation, bias=bias is not None, batch_first=batch_first)
+    elif kind == "GRU":
+        layer = GRU(I, H, bias=bias is not None, batch_first=batch_first, reset_after=reset_after)
     else:
-        layer = _TORCH_KINDS[kind](I, H, bias=bias is not None, batch_first=batch_first)
+        layer = LSTM(I, H, bias=bias is not None, batch_first=batch_first)
     sd = {"weight_ih_l0": _blocks(kernel.T, order, H), "weight_hh_l0": _blocks(recurrent.T, order, H)}
     if bias is not None:
         sd["bias_ih_l0"] = _blocks(b_ih, order, H)

@@ -142,7 +142,8 @@ class RNNBase:
                 raise TypeError(f"generator must be a numpy.random.Generator, got {type(value).__name__}")
             self.__dict__["generator"] = value
         elif name in self.__dict__ or name in ("mode", "input_size", "hidden_size", "num_layers",
-                                               "bias", "batch_first", "bidirectional", "dropout"):
+                                               "bias", "batch_first", "bidirectional", "dropout",
+                                               "reset_after"):
             raise AttributeError(f"{name} is fixed at construction; build a new layer instead")
         else:
             super().__setattr__(name, value)
@@ -416,6 +417,8 @@ class RNNBase:
             s += f", num_layers={self.num_layers}"
         if getattr(self, "nonlinearity", "tanh") != "tanh":
             s += f", nonlinearity={self.nonlinearity!r}"
+        if not getattr(self, "reset_after", True):
+            s += ", reset_after=False"
         for flag, default in (("bias", True), ("batch_first", False), ("bidirectional", False)):
             if getattr(self, flag) != default:
                 s += f", {flag}={getattr(self, flag)}"
@@ -537,14 +540,19 @@ class RNN(_SingleStateRNN):
 
 
 class GRU(_SingleStateRNN):
-    """GRU, gate order r, z, n, reset applied after the recurrent product
-    (``n = tanh(W_in x + b_in + r * (W_hn h + b_hn))``); arguments as
-    ``torch.nn.GRU``. ``seed`` as for :class:`RNN`."""
+    """GRU, gate order r, z, n; arguments as ``torch.nn.GRU``. By default the
+    reset gate applies after the recurrent product, as in PyTorch
+    (``n = tanh(W_in x + b_in + r * (W_hn h + b_hn))``); ``reset_after=False``
+    (keyword-only) applies it before, as ONNX's default and Keras
+    ``reset_after=False`` (``n = tanh(W_in x + b_in + W_hn (r * h) + b_hn)``).
+    ``seed`` as for :class:`RNN`."""
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, *, seed=None):
-        super().__init__("GRU", input_size, hidden_size, num_layers, bias, batch_first,
-                         dropout, bidirectional, seed=seed)
+                 dropout=0.0, bidirectional=False, *, reset_after=True, seed=None):
+        reset_after = _check_bool("reset_after", reset_after)
+        self.__dict__["reset_after"] = reset_after
+        super().__init__("GRU" if reset_after else "GRU_RB", input_size, hidden_size, num_layers,
+                         bias, batch_first, dropout, bidirectional, seed=seed)
 
 
 class LSTM(RNNBase):

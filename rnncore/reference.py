@@ -26,6 +26,12 @@ explicit loop over time. Conventions are PyTorch's:
       n = tanh(W_in x + b_in + r * (W_hn h + b_hn))
       h_t = (1 - z) * n + z * h_{t-1}
 
+* GRU with the reset gate applied *before* the recurrent product (mode
+  "GRU_RB": ONNX's default ``linear_before_reset=0``, Keras
+  ``reset_after=False``)::
+
+      n = tanh(W_in x + b_in + W_hn (r * h) + b_hn)
+
 Backward (:func:`layer_backward`) is plain BPTT over the same equations, with
 the derivatives written out step by step (see its docstring).
 
@@ -137,9 +143,30 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, reverse=False):
     return y, h
 
 
+def gru_rb_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, reverse=False):
+    """GRU with the reset gate before the recurrent product (module
+    docstring). Same parameters and results as :func:`gru_forward`."""
+    T = x.shape[0]
+    H = w_hh.shape[1]
+    gx = _gate_input(x, w_ih, b_ih, b_hh, 3 * H)  # every recurrent bias is outside a product
+    y = np.empty(x.shape[:2] + (H,), dtype=gx.dtype)
+    h = h0
+    for t in _steps(T, reverse):
+        # 1. r, z from W_h{r,z} h_{t-1}
+        a = h @ w_hh[:2 * H].T
+        r = sigmoid(gx[t][:, :H] + a[:, :H])
+        z = sigmoid(gx[t][:, H:2 * H] + a[:, H:])
+        # 2. n = tanh(W_in x + b_in + b_hn + W_hn (r * h_{t-1}))
+        n = np.tanh(gx[t][:, 2 * H:] + (r * h) @ w_hh[2 * H:].T)
+        # 3. h_t = (1 - z) * n + z * h_{t-1}
+        h = (1.0 - z) * n + z * h
+        y[t] = h
+    return y, h
+
+
 def layer_forward(mode, x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, *, reverse=False):
     """One layer-direction of any cell: ``mode`` is 'RNN_TANH', 'RNN_RELU',
-    'LSTM' or 'GRU'. Returns ``(y, h_n, c_n)`` with ``c_n`` None unless LSTM.
+    'LSTM', 'GRU' or 'GRU_RB'. Returns ``(y, h_n, c_n)`` with ``c_n`` None unless LSTM.
 
     IEEE semantics: NaN and Inf propagate as they would in exact arithmetic, so
     floating-point warnings are silenced here rather than raised.
@@ -149,6 +176,8 @@ def layer_forward(mode, x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, *, reverse=
             return lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse=reverse)
         if mode == "GRU":
             return gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse=reverse) + (None,)
+        if mode == "GRU_RB":
+            return gru_rb_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse=reverse) + (None,)
         nonlinearity = {"RNN_TANH": "tanh", "RNN_RELU": "relu"}[mode]
         return rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh,
                            nonlinearity=nonlinearity, reverse=reverse) + (None,)
@@ -157,7 +186,8 @@ def layer_forward(mode, x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, *, reverse=
 def _forward_steps(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse):
     """The forward pass keeping, per step in processing order, what BPTT
     needs: (t, h_prev, c_prev, gates) with gates the activated values (LSTM
-    i, f, g, o and c_t; GRU r, z, n and hn = W_hn h_prev + b_hn; RNN h_t)."""
+    i, f, g, o and c_t; GRU r, z, n and hn = W_hn h_prev + b_hn; GRU_RB r, z,
+    n and rh = r * h_prev; RNN h_t)."""
     H = w_hh.shape[1]
     bi = b_ih if b_ih is not None else np.zeros(w_ih.shape[0])
     bh = b_hh if b_hh is not None else np.zeros(w_hh.shape[0])
@@ -172,6 +202,13 @@ def _forward_steps(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse):
             c_new = f * c + i * g
             steps.append((t, h, c, (i, f, g, o, c_new)))
             c, h = c_new, o * np.tanh(c_new)
+        elif mode == "GRU_RB":
+            r = sigmoid(gi[:, :H] + gh[:, :H])
+            z = sigmoid(gi[:, H:2 * H] + gh[:, H:2 * H])
+            rh = r * h
+            n = np.tanh(gi[:, 2 * H:] + bh[2 * H:] + rh @ w_hh[2 * H:].T)
+            steps.append((t, h, None, (r, z, n, rh)))
+            h = (1.0 - z) * n + z * h
         elif mode == "GRU":
             r = sigmoid(gi[:, :H] + gh[:, :H])
             z = sigmoid(gi[:, H:2 * H] + gh[:, H:2 * H])
@@ -207,6 +244,10 @@ def layer_backward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, dy, dh_n=None, dc_n=
               dA_r = dn * hn * r(1-r)      (hn = W_hn h_{t-1} + b_hn)
               input side (W_ih, b_ih, x): (dA_r, dA_z, dn)
               state side (W_hh, b_hh, h): (dA_r, dA_z, dn * r), plus dh * z to h_{t-1}
+        GRU_RB dn, dA_z as GRU;  q = dn W_hn;  dA_r = q * h_{t-1} * r(1-r)
+              (dA_r, dA_z, dn) for W_ih, b_ih, x and b_hh; W_hh: rows r, z get
+              (dA_r, dA_z)^T h_{t-1}, rows n get dn^T (r * h_{t-1});
+              h_{t-1} gets (dA_r, dA_z) W_h{r,z} + q * r + dh * z
 
         dh_{t-1} = dA_h W_hh     dx_t = dA_x W_ih
         dW_ih += dA_x^T x_t      dW_hh += dA_h^T h_{t-1}
@@ -233,6 +274,22 @@ def layer_backward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, dy, dh_n=None, dc_n=
                 da_x = da_h = da
                 dc = dc * f
                 direct = 0.0
+            elif mode == "GRU_RB":
+                r, z, n, rh = gates
+                H = n.shape[1]
+                dn = dh * (1 - z) * (1 - n * n)
+                dz = dh * (h_prev - n) * z * (1 - z)
+                q = dn @ w_hh[2 * H:]
+                dr = q * h_prev * r * (1 - r)
+                da_x = da_h = np.concatenate([dr, dz, dn], axis=1)
+                dx[t] = da_x @ w_ih
+                dw_ih += da_x.T @ x[t]
+                dw_hh[:2 * H] += np.concatenate([dr, dz], axis=1).T @ h_prev
+                dw_hh[2 * H:] += dn.T @ rh
+                db_ih += da_x.sum(axis=0)
+                db_hh += da_h.sum(axis=0)
+                dh = np.concatenate([dr, dz], axis=1) @ w_hh[:2 * H] + q * r + dh * z
+                continue
             elif mode == "GRU":
                 r, z, n, hn = gates
                 dn = dh * (1 - z) * (1 - n * n)

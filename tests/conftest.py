@@ -19,13 +19,16 @@ if os.environ.get("RNNCORE_BACKEND", "").lower() != "reference":
 # activation approximations add <= 2.4e-7 (see csrc/src/activations.h).
 RTOL, ATOL = 1e-4, 1e-5
 
-CLASSES = {"RNN_TANH": rnncore.RNN, "RNN_RELU": rnncore.RNN, "LSTM": rnncore.LSTM, "GRU": rnncore.GRU}
+CLASSES = {"RNN_TANH": rnncore.RNN, "RNN_RELU": rnncore.RNN, "LSTM": rnncore.LSTM,
+           "GRU": rnncore.GRU, "GRU_RB": rnncore.GRU}
 
 
 def make_layer(mode, I, H, **kw):
     cls = CLASSES[mode]
     if mode.startswith("RNN"):
         kw.setdefault("nonlinearity", "tanh" if mode == "RNN_TANH" else "relu")
+    if mode == "GRU_RB":
+        kw["reset_after"] = False
     return cls(I, H, **kw)
 
 

@@ -69,20 +69,41 @@ def keras_gru(x, kernel, recurrent, bias):
     return h
 
 
-@pytest.mark.parametrize("kind", ["LSTM", "GRU", "SimpleRNN"])
+def keras_gru_reset_before(x, kernel, recurrent, bias):
+    """Keras GRU, reset_after=False (gates z, r, h), bias [3H]."""
+    H = recurrent.shape[0]
+    N, T, _ = x.shape
+    h = np.zeros((N, H))
+    sig = lambda v: 1 / (1 + np.exp(-v))
+    for t in range(T):
+        xi = x[:, t] @ kernel + bias
+        z = sig(xi[:, :H] + h @ recurrent[:, :H])
+        r = sig(xi[:, H:2 * H] + h @ recurrent[:, H:2 * H])
+        n = np.tanh(xi[:, 2 * H:] + (r * h) @ recurrent[:, 2 * H:])
+        h = z * h + (1 - z) * n
+    return h
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "GRU_reset_before", "SimpleRNN"])
 def test_keras_weights_give_the_keras_result(kind, rng):
     I, H = 3, 5
-    G = {"LSTM": 4, "GRU": 3, "SimpleRNN": 1}[kind]
+    G = {"LSTM": 4, "GRU": 3, "GRU_reset_before": 3, "SimpleRNN": 1}[kind]
     kernel = rng.standard_normal((I, G * H)).astype(np.float32) * 0.5
     recurrent = rng.standard_normal((H, G * H)).astype(np.float32) * 0.5
     bias = rng.standard_normal((2, G * H) if kind == "GRU" else (G * H,)).astype(np.float32)
     x = rng.standard_normal((2, 6, I)).astype(np.float32)
-    layer = interop.from_keras_weights(kind, [kernel, recurrent, bias])
+    if kind == "GRU_reset_before":
+        layer = interop.from_keras_weights("GRU", [kernel, recurrent, bias], reset_after=False)
+        assert not layer.reset_after
+    else:
+        layer = interop.from_keras_weights(kind, [kernel, recurrent, bias])
     assert layer.batch_first
     if kind == "LSTM":
         expected = keras_lstm(x, kernel, recurrent, bias)
     elif kind == "GRU":
         expected = keras_gru(x, kernel, recurrent, bias)
+    elif kind == "GRU_reset_before":
+        expected = keras_gru_reset_before(x, kernel, recurrent, bias)
     else:
         h = np.zeros((2, H))
         for t in range(6):
@@ -99,7 +120,8 @@ def test_keras_weight_errors():
         interop.from_keras_weights("LSTM", [k, np.zeros((5, 16), np.float32)])
     with pytest.raises(ValueError, match="bias must be"):
         interop.from_keras_weights("LSTM", [k, r, np.zeros(7, np.float32)])
-    with pytest.raises(NotImplementedError, match="reset_after=False"):
-        interop.from_keras_weights("GRU", [np.zeros((3, 15)), np.zeros((5, 15))], reset_after=False)
+    with pytest.raises(ValueError, match="no PyTorch equivalent"):
+        interop.from_keras_weights("GRU", [np.zeros((3, 15)), np.zeros((5, 15))],
+                                   reset_after=False).to_torch()
     layer = interop.from_keras_weights("LSTM", [k, r])  # no bias
     assert not layer.bias

@@ -21,20 +21,23 @@ from rnncore import reference
 from conftest import backend, make_layer
 
 G_RTOL, G_ATOL = 1e-4, 1e-4
-MODES = ["RNN_TANH", "RNN_RELU", "LSTM", "GRU"]
+MODES = ["RNN_TANH", "RNN_RELU", "LSTM", "GRU", "GRU_RB"]
+TORCH_MODES = ["RNN_TANH", "RNN_RELU", "LSTM", "GRU"]  # GRU_RB has no torch.nn twin
 
 
-def every_configuration(test):
+def every_configuration(modes):
     """Parametrize over cell x layers x directions x layouts x bias, on every CPU path."""
-    marks = [pytest.mark.usefixtures("isa"),
-             pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"]),
-             pytest.mark.parametrize("batch_first", [False, True], ids=["tmajor", "bfirst"]),
-             pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"]),
-             pytest.mark.parametrize("num_layers", [1, 2]),
-             pytest.mark.parametrize("mode", MODES)]
-    for mark in reversed(marks):
-        test = mark(test)
-    return test
+    def decorate(test):
+        marks = [pytest.mark.usefixtures("isa"),
+                 pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"]),
+                 pytest.mark.parametrize("batch_first", [False, True], ids=["tmajor", "bfirst"]),
+                 pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"]),
+                 pytest.mark.parametrize("num_layers", [1, 2]),
+                 pytest.mark.parametrize("mode", modes)]
+        for mark in reversed(marks):
+            test = mark(test)
+        return test
+    return decorate
 
 
 def _state_pair(mode, h, c):
@@ -73,7 +76,7 @@ def random_case(mode, rng, *, L=1, bi=False, bf=False, bias=True, T=4, N=3, I=5,
 def test_reference_backward_matches_finite_differences(mode, reverse):
     rng = np.random.default_rng(7)
     T, N, I, H = 4, 2, 3, 5
-    G = {"LSTM": 4, "GRU": 3}.get(mode, 1)
+    G = {"LSTM": 4, "GRU": 3, "GRU_RB": 3}.get(mode, 1)
     args = {
         "x": rng.standard_normal((T, N, I)), "h0": rng.standard_normal((N, H)),
         "c0": rng.standard_normal((N, H)), "w_ih": rng.standard_normal((G * H, I)) * 0.5,
@@ -124,7 +127,7 @@ def compare(a, b, where):
         np.testing.assert_allclose(u, v, rtol=G_RTOL, atol=G_ATOL, err_msg=f"{where} {name}")
 
 
-@every_configuration
+@every_configuration(MODES)
 def test_c_backward_matches_reference(mode, num_layers, bidirectional, batch_first, bias):
     rng = np.random.default_rng(11)
     for N, T, H, I in itertools.product([1, 5], [1, 6], [1, 7, 40], [3]):
@@ -139,7 +142,7 @@ def test_c_backward_matches_reference(mode, num_layers, bidirectional, batch_fir
 
 
 @pytest.mark.usefixtures("isa")
-@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+@pytest.mark.parametrize("mode", ["LSTM", "GRU", "GRU_RB"])
 def test_c_backward_large_hidden(mode):
     """H = 1000 (31 full panels and a partial one), I = 33, without initial states."""
     rng = np.random.default_rng(3)
@@ -173,7 +176,7 @@ def test_backward_identical_for_every_thread_count():
 
 # ------------------------------------------------------------ torch.autograd
 
-@every_configuration
+@every_configuration(TORCH_MODES)
 def test_backward_matches_torch_autograd(mode, num_layers, bidirectional, batch_first, bias):
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(21)

@@ -13,6 +13,9 @@
  *                   product ("linear before reset"):
  *                   n = tanh(W_in x + b_in + r * (W_hn h_prev + b_hn))
  *                   h = (1 - z) * n + z * h_prev
+ *     GRU_RB  G = 3 the same with the reset gate before the product (ONNX's
+ *                   default linear_before_reset = 0, Keras reset_after=False):
+ *                   n = tanh(W_in x + b_in + W_hn (r * h_prev) + b_hn)
  */
 #ifndef RNNCORE_H
 #define RNNCORE_H
@@ -40,7 +43,8 @@ typedef enum {
     RNC_CELL_RNN_TANH = 0,
     RNC_CELL_RNN_RELU = 1,
     RNC_CELL_LSTM = 2,
-    RNC_CELL_GRU = 3
+    RNC_CELL_GRU = 3,
+    RNC_CELL_GRU_RB = 4
 } rnc_cell;
 
 /* Number of gates G of a cell kind (1, 4 or 3), or 0 for an unknown kind. */
@@ -95,7 +99,7 @@ typedef struct {
  */
 
 /* Floats of the tape a forward pass for training fills, T*N*S*Hp with S = 6
- * (LSTM), 4 (GRU), 0 (RNN: backward needs only y); 0 for invalid dims. */
+ * (LSTM), 4 (GRU, GRU_RB), 0 (RNN: backward needs only y); 0 for invalid dims. */
 size_t rnc_tape_floats(const rnc_dims *d);
 
 /*

@@ -43,12 +43,12 @@
 #endif
 
 typedef struct {
-    int64_t bsum, zeros, wT, dgx, dgh, hprev, dh, dc, apack, per_thread;
+    int64_t bsum, zeros, wT, dgx, dgh, hprev, dh, dc, q, apack, per_thread;
 } bwd_layout;
 
 /* Sizes of the workspace parts, or -1 in per_thread on overflow. */
 static bwd_layout layout(const rnc_dims *d, int team) {
-    bwd_layout l = {0, 0, 0, 0, 0, 0, 0, 0, 0, -1};
+    bwd_layout l = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, -1};
     const int G = rnc_cell_gates(d->cell);
     const int64_t lim = rnc_float_limit();
     const int64_t Hp = rnc_padded(d->H), GH = G * d->H;
@@ -59,7 +59,7 @@ static bwd_layout layout(const rnc_dims *d, int team) {
     l.dgx = rnc_mul_checked(rows, GH, lim);
     l.dgh = d->cell == RNC_CELL_GRU ? l.dgx : 0;
     l.hprev = rnc_mul_checked(rows, d->H, lim);
-    l.dh = l.dc = rnc_mul_checked(d->N, Hp, lim);
+    l.dh = l.dc = l.q = rnc_mul_checked(d->N, Hp, lim); /* q: GRU_RB's dn W_hn */
     l.apack = rnc_mul_checked(2 * (d->N + RNC_MR_MAX), GH, lim); /* two steps' packed dGh */
     if (l.wT < 0 || l.dgx < 0 || l.hprev < 0 || l.dh < 0 || l.apack < 0) return l;
     const int64_t scratch = rnc_gemm_scratch_floats();
@@ -73,7 +73,7 @@ size_t rnc_bwd_workspace_floats(const rnc_dims *d, int n_threads) {
     const int team = rnc_step_threads(d, G, n_threads);
     const bwd_layout l = layout(d, team);
     if (l.per_thread < 0) return 0;
-    const int64_t parts[] = {l.bsum, l.zeros, l.wT, l.dgx, l.dgh, l.hprev, l.dh, l.dc,
+    const int64_t parts[] = {l.bsum, l.zeros, l.wT, l.dgx, l.dgh, l.hprev, l.dh, l.dc, l.q,
                              l.apack, l.per_thread * team};
     const int64_t lim = rnc_float_limit();
     int64_t total = 0;
@@ -154,6 +154,23 @@ static void step_pointwise(const bwd_step *s, int64_t t, int first, int64_t t_pr
             }
             break;
         }
+        case RNC_CELL_GRU_RB: { /* part 1: z and n; r needs dn W_hn (gru_rb_reset) */
+            const float *restrict tp = s->tape + row * slots;
+            const float *restrict hp = s->hprev + row * H;
+#pragma omp simd
+            for (int64_t u = u0; u < u1; u++) {
+                const float z = tp[Hp + u], nn = tp[2 * Hp + u];
+                const float dht = dh[u] + dy[u];
+                const float dn = dht * (1.0f - z) * (1.0f - nn * nn);
+                const float dz = dht * (hp[u] - nn) * z * (1.0f - z);
+                gx[H + u] = dz;
+                gx[2 * H + u] = dn;
+                bx[H + u] += dz;
+                bx[2 * H + u] += dn;
+                dh[u] = dht * z; /* the direct path; q r and the GEMM are added next */
+            }
+            break;
+        }
         case RNC_CELL_GRU: {
             const float *restrict tp = s->tape + row * slots;
             const float *restrict hp = s->hprev + row * H;
@@ -181,6 +198,29 @@ static void step_pointwise(const bwd_step *s, int64_t t, int first, int64_t t_pr
     }
 }
 
+/* GRU_RB part 2, rows [0, M), units [u0, u1): with q = dn W_hn (rows of Hp),
+ * dA_r = q * h_prev * r(1-r), and h_prev gets q * r. */
+static void gru_rb_reset(const bwd_step *s, int64_t t, const float *q, int64_t M,
+                         int64_t u0, int64_t u1) {
+    const int64_t Hp = s->Hp, H = s->H, slots = rnc_tape_slots(s->cell) * Hp;
+    for (int64_t n = 0; n < M; n++) {
+        const int64_t row = t * s->row_t + n * s->row_n;
+        const float *restrict tp = s->tape + row * slots;
+        const float *restrict hp = s->hprev + row * H;
+        const float *restrict qn = q + n * Hp;
+        float *restrict gx = s->dgx + row * s->GH;
+        float *restrict dh = s->dh + n * Hp;
+#pragma omp simd
+        for (int64_t u = u0; u < u1; u++) {
+            const float r = tp[u];
+            const float dr = qn[u] * hp[u] * r * (1.0f - r);
+            gx[u] = dr;
+            s->bsum_x[u] += dr;
+            dh[u] += qn[u] * r;
+        }
+    }
+}
+
 static rnc_status check_args(const rnc_dims *d, const rnc_bwd_args *a) {
     if (!a->x || !a->w_ih || !a->w_hh || !a->y || !a->dw_ih || !a->dw_hh || !a->ws)
         return RNC_ERR_INVALID_ARG;
@@ -200,7 +240,7 @@ typedef struct {
     int G;
     bwd_layout l;
     const bwd_step *s;
-    float *wT, *dgx, *dgh, *hprev, *dh, *dc, *apack, *scratch;
+    float *wT, *dgx, *dgh, *hprev, *dh, *dc, *q, *apack, *scratch;
     const double *bsum_x, *bsum_h;
 } bwd_team;
 
@@ -215,6 +255,7 @@ static void backward_thread(const bwd_team *x, int tid, int team) {
     const int64_t Hp = rnc_padded(H), P = Hp / RNC_PANEL, GH = G * H;
     const int64_t row_t = a->batch_first ? 1 : N, row_n = a->batch_first ? T : 1;
     float *wT = x->wT, *dgx = x->dgx, *dgh = x->dgh, *hprev = x->hprev, *dh = x->dh, *dc = x->dc;
+    float *q = x->q;
     float *apack = x->apack, *scratch = x->scratch;
     const double *bsum_x = x->bsum_x, *bsum_h = x->bsum_h;
     const unsigned int saved_csr = rnc_ftz_begin();
@@ -264,6 +305,30 @@ static void backward_thread(const bwd_team *x, int tid, int team) {
         const int64_t M = rnc_active_rows(a->lengths, N, step);
         float *packed = apack + (step & 1) * half;
         const int need_dh = step > 0 || a->dh0;
+        if (d->cell == RNC_CELL_GRU_RB) { /* three phases, two barriers */
+            float *pn = apack, *prz = apack + rnc_packed_a_floats(N, H);
+            const rnc_mat rows_t = {dgx + t * row_t * GH, row_n * GH, 1};
+            if (u1 > u0) {
+                step_pointwise(x->s, t, step == 0, t_prev, M, u0, u1);
+                rnc_pack_a_cols(M, H, u0, u1, (rnc_mat){rows_t.p + 2 * H, rows_t.rs, 1}, K->mr, pn);
+            }
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+            for (int64_t p = p0; p < p1; p++) /* q = dn W_hn */
+                K->gemm_panel(M, H, pn, wT + (p * GH + 2 * H) * RNC_PANEL, NULL, q + p * RNC_PANEL, Hp);
+            if (u1 > u0) {
+                gru_rb_reset(x->s, t, q, M, u0, u1);
+                for (int64_t g = 0; g < 2 && need_dh; g++)
+                    rnc_pack_a_cols(M, 2 * H, g * H + u0, g * H + u1, rows_t, K->mr, prz);
+            }
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+            for (int64_t p = p0; p < p1 && need_dh; p++) /* dh_prev += (dA_r, dA_z) W_h{r,z} */
+                K->gemm_panel_acc(M, 2 * H, prz, wT + p * GH * RNC_PANEL, dh + p * RNC_PANEL, Hp);
+            continue;
+        }
         if (u1 > u0) {
             step_pointwise(x->s, t, step == 0, t_prev, M, u0, u1);
             const rnc_mat rows_t = {dgh + t * row_t * GH, row_n * GH, 1};
@@ -296,7 +361,16 @@ static void backward_thread(const bwd_team *x, int tid, int team) {
         rnc_gemm_part(K, run_rows, I, GH, dGx, (rnc_mat){a->w_ih, I, 1}, a->dx, a->lddx,
                       a->dx_accumulate, my, tid, team);
     rnc_gemm_part(K, GH, I, run_rows, dGx_T, (rnc_mat){a->x, I, 1}, a->dw_ih, I, 1, my, tid, team);
-    rnc_gemm_part(K, GH, H, run_rows, dGh_T, (rnc_mat){hprev, H, 1}, a->dw_hh, H, 1, my, tid, team);
+    if (d->cell == RNC_CELL_GRU_RB) { /* rows r, z: dG^T h_prev; rows n: dn^T (r * h_prev) */
+        const int64_t slots = rnc_tape_slots(d->cell) * Hp;
+        rnc_gemm_part(K, 2 * H, H, run_rows, dGh_T, (rnc_mat){hprev, H, 1}, a->dw_hh, H, 1,
+                      my, tid, team);
+        rnc_gemm_part(K, H, H, run_rows, (rnc_mat){dgh + 2 * H, 1, GH},
+                      (rnc_mat){a->tape + 3 * Hp, slots, 1}, a->dw_hh + 2 * H * H, H, 1,
+                      my, tid, team);
+    } else {
+        rnc_gemm_part(K, GH, H, run_rows, dGh_T, (rnc_mat){hprev, H, 1}, a->dw_hh, H, 1, my, tid, team);
+    }
 
     /* 3. bias gradients, summed by the element-wise passes; for GRU the
      * r and z columns of dGh equal dGx's (only n differs) */
@@ -333,7 +407,8 @@ rnc_status rnc_backward(const rnc_dims *d, const rnc_bwd_args *a, int n_threads)
     float *hprev = dgx + l.dgx + l.dgh;
     float *dh = hprev + l.hprev;
     float *dc = dh + l.dh;
-    float *apack = dc + l.dc;   /* [2][packed N x GH]: dGh_t packed, by step parity */
+    float *q = dc + l.dc;       /* GRU_RB: [N, Hp] */
+    float *apack = q + l.q;     /* [2][packed N x GH]: dGh_t packed, by step parity */
     float *scratch = apack + l.apack; /* + tid * l.per_thread */
 
     if (((uintptr_t)a->ws) % sizeof(double)) return RNC_ERR_INVALID_ARG;
@@ -348,7 +423,7 @@ rnc_status rnc_backward(const rnc_dims *d, const rnc_bwd_args *a, int n_threads)
     bwd_step s = {d->cell, N, H, Hp, GH, row_t, row_n, a->y, a->ldy, a->dy, a->lddy,
                   a->tape, a->c0, zeros, hprev, dgx, dgh, dh, dc, bsum_x, bsum_h};
 
-    const bwd_team ctx = {d, a, K, G, l, &s, wT, dgx, dgh, hprev, dh, dc, apack, scratch,
+    const bwd_team ctx = {d, a, K, G, l, &s, wT, dgx, dgh, hprev, dh, dc, q, apack, scratch,
                           bsum_x, bsum_h};
     /* a team of one runs without a parallel region (see fwd.c) */
 #ifdef _OPENMP

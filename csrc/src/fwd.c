@@ -31,10 +31,12 @@
  *
  * Workspace (floats; Hp = H rounded up to RNC_PANEL, gate rows padded):
  *   gx [chunk*N*G*Hp] | a [N*G*Hp] | bias_x [G*Hp] | b_hn [Hp] | c [N*Hp] | zeros [N*H]
- *   | packed h_{t-1} [2 * packed N x H] | per thread: packed GEMM_ROW_BLOCK rows of x
+ *   | packed h_{t-1} [2 * packed N x H] | packed r*h_{t-1} [packed N x H] | r*h_{t-1} [N*H]
+ *   | per thread: packed GEMM_ROW_BLOCK rows of x
  */
 #include <string.h>
 
+#include "activations.h"
 #include "kernels.h"
 
 #ifdef _OPENMP
@@ -52,7 +54,8 @@ int rnc_cell_gates(rnc_cell cell) {
     case RNC_CELL_RNN_TANH:
     case RNC_CELL_RNN_RELU: return 1;
     case RNC_CELL_LSTM: return 4;
-    case RNC_CELL_GRU: return 3;
+    case RNC_CELL_GRU:
+    case RNC_CELL_GRU_RB: return 3;
     }
     return 0;
 }
@@ -83,14 +86,15 @@ size_t rnc_fwd_workspace_floats(const rnc_dims *d, int n_threads) {
     const int64_t acc = rnc_mul_checked(d->N, ghp, lim);
     const int64_t nhp = rnc_mul_checked(d->N, Hp, lim);
     const int64_t pack_in = rnc_mul_checked((GEMM_ROW_BLOCK + RNC_MR_MAX), d->I, lim);
-    const int64_t pack_rec = rnc_mul_checked(2 * (d->N + RNC_MR_MAX), d->H, lim); /* >= hpack */
+    const int64_t pack_rec = rnc_mul_checked(4 * (d->N + RNC_MR_MAX), d->H, lim); /* >= hpack */
     /* the weights and x must be addressable too */
     if (ghp < 0 || gx < 0 || acc < 0 || nhp < 0 || pack_in < 0 || pack_rec < 0 ||
         rnc_mul_checked(ghp, d->I, lim) < 0 || rnc_mul_checked(ghp, d->H, lim) < 0 ||
         rnc_mul_checked(rows, d->I, lim) < 0)
         return 0;
     const int64_t packs = rnc_mul_checked(apack_floats(d), rnc_resolve_threads(n_threads), lim);
-    const int64_t hpack = 2 * rnc_packed_a_floats(d->N, d->H); /* <= pack_rec */
+    /* two packed h_{t-1}, packed r*h_{t-1} and its rows (GRU_RB): <= pack_rec */
+    const int64_t hpack = 3 * rnc_packed_a_floats(d->N, d->H) + d->N * d->H;
     if (packs < 0 || gx > lim - acc - ghp - Hp - 2 * nhp - packs - hpack) return 0;
     return (size_t)(gx + acc + ghp + Hp + 2 * nhp + packs + hpack);
 }
@@ -122,6 +126,47 @@ static chunk_gemm input_chunk(const rnc_fwd_args *a, int64_t T, int64_t N, int64
     return (chunk_gemm){N, steps, a->x + t_lo * I, T * I, I, gx, GHp, N * GHp};
 }
 
+/* GRU_RB, rows [0, M), units [u0, u1): r, z into acc (slots 0, 1) and
+ * rh = r * h_{t-1} (rows of H floats); with a tape, r, z and rh too. Plain C
+ * for every CPU path (this cell is for ONNX and Keras models). */
+static void gru_rb_gates(const rnc_post *p, float *rh, int64_t M, int64_t u0, int64_t u1) {
+    const int64_t Hp = p->Hp;
+    for (int64_t n = 0; n < M; n++) {
+        const float *gx = p->gx + n * p->ld_gx, *hp = p->h_prev + n * p->ld_hprev;
+        float *a = p->acc + n * p->ld_acc, *rhn = rh + n * p->H;
+        float *tp = p->tape ? p->tape + n * p->ld_tape : NULL;
+#pragma omp simd
+        for (int64_t u = u0; u < u1; u++) {
+            const float r = rnc_sigmoid(gx[u] + a[u]), z = rnc_sigmoid(gx[Hp + u] + a[Hp + u]);
+            a[u] = r;
+            a[Hp + u] = z;
+            rhn[u] = r * hp[u];
+            if (tp) {
+                tp[u] = r;
+                tp[Hp + u] = z;
+                tp[3 * Hp + u] = r * hp[u];
+            }
+        }
+    }
+}
+
+/* GRU_RB: n = tanh(gx_n + W_hn rh) (b_hn is folded into gx), h = (1 - z) n + z h_{t-1}. */
+static void gru_rb_update(const rnc_post *p, int64_t M, int64_t u0, int64_t u1) {
+    const int64_t Hp = p->Hp;
+    for (int64_t n = 0; n < M; n++) {
+        const float *gx = p->gx + n * p->ld_gx, *a = p->acc + n * p->ld_acc;
+        const float *hp = p->h_prev + n * p->ld_hprev;
+        float *y = p->y + n * p->ld_y;
+        float *tp = p->tape ? p->tape + n * p->ld_tape : NULL;
+#pragma omp simd
+        for (int64_t u = u0; u < u1; u++) {
+            const float nn = rnc_tanh(gx[2 * Hp + u] + a[2 * Hp + u]), z = a[Hp + u];
+            y[u] = (1.0f - z) * nn + z * hp[u];
+            if (tp) tp[2 * Hp + u] = nn;
+        }
+    }
+}
+
 /* What every thread of a forward call shares. */
 typedef struct {
     const rnc_dims *d;
@@ -131,7 +176,7 @@ typedef struct {
     int64_t cs, row_t, row_n;
     float *gx, *acc, *bias_x, *b_hn, *c, *zeros, *hpack;
     int64_t hpack_half;
-    float *apack;
+    float *rhpack, *apack;
 } fwd_team;
 
 /* Steps 1 and 2 for thread `tid` of `team` (see the top of this file). */
@@ -144,7 +189,7 @@ static void forward_thread(const fwd_team *x, int tid, int team) {
     const int64_t Hp = rnc_padded(H), P = Hp / RNC_PANEL, GHp = G * Hp;
     const int64_t cs = x->cs, row_t = x->row_t, row_n = x->row_n, hpack_half = x->hpack_half;
     float *gx = x->gx, *acc = x->acc, *bias_x = x->bias_x, *b_hn = x->b_hn, *c = x->c;
-    float *zeros = x->zeros, *hpack = x->hpack, *apack = x->apack;
+    float *zeros = x->zeros, *hpack = x->hpack, *apack = x->apack, *rhpack = x->rhpack;
     const unsigned int saved_csr = rnc_ftz_begin();
     float *my_pack = apack + tid * apack_floats(d);
     int64_t p0, p1; /* this thread's panels of hidden units, for the whole sequence */
@@ -230,12 +275,29 @@ static void forward_thread(const fwd_team *x, int tid, int team) {
             post.ld_tape = row_n * tape_row;
         }
         const float *h_packed = hpack + (step & 1) * hpack_half;
-        for (int64_t g = 0; g < G; g++)
+        const int reset_before = d->cell == RNC_CELL_GRU_RB;
+        for (int64_t g = 0; g < (reset_before ? 2 : G); g++)
             for (int64_t p = p0; p < p1; p++)
                 K->gemm_panel(rows_now, H, h_packed, a->w_hh_p + (g * P + p) * H * RNC_PANEL, NULL,
                               acc + g * Hp + p * RNC_PANEL, GHp);
+        if (reset_before) {
+            /* r, z; then W_hn (r * h_{t-1}) needs r of every unit: a second
+             * GEMM after a barrier (two barriers a step for this cell) */
+            float *rh = rhpack + hpack_half;
+            if (u0 < u1) {
+                gru_rb_gates(&post, rh, rows_now, u0, u1);
+                rnc_pack_a_cols(rows_now, H, u0, u1, (rnc_mat){rh, H, 1}, K->mr, rhpack);
+            }
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+            for (int64_t p = p0; p < p1; p++)
+                K->gemm_panel(rows_now, H, rhpack, a->w_hh_p + (2 * P + p) * H * RNC_PANEL, NULL,
+                              acc + 2 * Hp + p * RNC_PANEL, GHp);
+        }
         if (u0 < u1) {
-            K->postgemm(&post, 0, rows_now, u0, u1);
+            if (reset_before) gru_rb_update(&post, rows_now, u0, u1);
+            else K->postgemm(&post, 0, rows_now, u0, u1);
             if (step + 1 < T_run) /* packed for the next step's rows */
                 rnc_pack_a_cols(rnc_active_rows(a->lengths, N, step + 1), H, u0, u1,
                                 (rnc_mat){post.y, post.ld_y, 1}, K->mr,
@@ -274,7 +336,8 @@ rnc_status rnc_forward(const rnc_dims *d, const rnc_fwd_args *a, int n_threads) 
     float *zeros = c + N * Hp;
     float *hpack = zeros + N * H; /* [2][packed N x H]: h_{t-1} packed, by step parity */
     const int64_t hpack_half = rnc_packed_a_floats(N, H);
-    float *apack = hpack + 2 * hpack_half; /* + tid * apack_floats(d) */
+    float *rhpack = hpack + 2 * hpack_half; /* GRU_RB: r * h_{t-1}, packed | its rows [N, H] */
+    float *apack = rhpack + hpack_half + N * H; /* + tid * apack_floats(d) */
 
     /* 0. folded biases and padded states (padding stays exactly 0) */
     for (int64_t g = 0; g < G; g++)
@@ -293,7 +356,7 @@ rnc_status rnc_forward(const rnc_dims *d, const rnc_fwd_args *a, int n_threads) 
 
     const int nt = rnc_step_threads(d, G, n_threads);
     const fwd_team ctx = {d, a, K, G, cs, row_t, row_n, gx, acc, bias_x, b_hn, c, zeros,
-                          hpack, hpack_half, apack};
+                          hpack, hpack_half, rhpack, apack};
     /* a team of one runs without a parallel region: libgomp pays futex
      * syscalls even for one thread, which one-step calls (step()) feel */
 #ifdef _OPENMP
@@ -308,9 +371,12 @@ rnc_status rnc_forward(const rnc_dims *d, const rnc_fwd_args *a, int n_threads) 
 
     /* 3. final states (with lengths: at each sequence's last step; the rows
      * past its end are zeroed) */
+    const int64_t tape_row = rnc_tape_slots(d->cell) * Hp;
     for (int64_t n = 0; n < N && a->lengths; n++)
-        for (int64_t t = a->lengths[n]; t < T; t++)
+        for (int64_t t = a->lengths[n]; t < T; t++) {
             memset(a->y + (t * N + n) * a->ldy, 0, (size_t)H * sizeof(float));
+            if (a->tape) memset(a->tape + (t * N + n) * tape_row, 0, (size_t)tape_row * sizeof(float));
+        }
     if (a->h_n)
         for (int64_t n = 0; n < N; n++) {
             const int64_t t_last = a->lengths ? a->lengths[n] - 1 : a->reverse ? 0 : T - 1;

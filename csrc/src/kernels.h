@@ -40,9 +40,10 @@ typedef struct {
 
 /* Tape (forward for training): per row, what backward needs, in slots of Hp
  * floats: LSTM i, f, g, o (activated), c_t, tanh(c_t); GRU r, z, n
- * (activated), W_hn h_prev + b_hn; RNN nothing (backward reads h_t from y). */
+ * (activated), W_hn h_prev + b_hn; GRU_RB r, z, n, r * h_prev; RNN nothing
+ * (backward reads h_t from y). */
 static inline int rnc_tape_slots(rnc_cell cell) {
-    return cell == RNC_CELL_LSTM ? 6 : cell == RNC_CELL_GRU ? 4 : 0;
+    return cell == RNC_CELL_LSTM ? 6 : (cell == RNC_CELL_GRU || cell == RNC_CELL_GRU_RB) ? 4 : 0;
 }
 
 typedef struct {

@@ -96,6 +96,8 @@ static void postgemm(const rnc_post *p, int64_t n0, int64_t n1, int64_t u0, int6
             }
             break;
         }
+        case RNC_CELL_GRU_RB: /* not here: fwd.c's gru_rb_gates and gru_rb_update */
+            break;
         }
     }
 }
