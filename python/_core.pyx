@@ -118,11 +118,13 @@ def forward(int cell, int64_t T, int64_t N, int64_t I, int64_t H,
             float[:, ::1] y, int64_t y_col,
             float[:, ::1] h_n, float[:, ::1] c_n,
             float[::1] ws, int n_threads, float[::1] tape=None,
-            const int64_t[::1] lengths=None):
+            const int64_t[::1] lengths=None, const float[::1] peephole=None,
+            bint input_forget=False):
     """One layer-direction: rnc_forward. x: [T*N, I] rows; y: [T*N, ldy] rows,
     this direction's H columns starting at y_col; h0/c0/h_n/c_n: [N, H] or None;
     tape: tape_floats(...) floats for training, or None; lengths: [N]
-    non-increasing steps per sequence (time-major, forward only), or None."""
+    non-increasing steps per sequence (time-major, forward only), or None;
+    peephole [3H] and input_forget: the LSTM variants of rnncore.h."""
     cdef rnc_dims d = rnc_dims(T, N, I, H, <rnc_cell>cell)
     cdef int G = rnc_cell_gates(<rnc_cell>cell)
     # Cheap shape re-checks, so that even a direct call cannot read or write
@@ -157,6 +159,9 @@ def forward(int cell, int64_t T, int64_t N, int64_t I, int64_t H,
     a.tape = &tape[0] if tape is not None else NULL
     _need(lengths is None or lengths.shape[0] == N, "lengths")
     a.lengths = &lengths[0] if lengths is not None else NULL
+    _need(peephole is None or peephole.shape[0] == 3 * H, "peephole")
+    a.peephole = &peephole[0] if peephole is not None else NULL
+    a.input_forget = input_forget
     with nogil:
         status = rnc_forward(&d, &a, n_threads)
     _check(status)
@@ -197,7 +202,9 @@ def backward(int cell, int64_t T, int64_t N, int64_t I, int64_t H,
              const float[:, ::1] dy, const float[:, ::1] dh_n, const float[:, ::1] dc_n,
              float[:, ::1] dx, bint dx_accumulate, float[:, ::1] dh0, float[:, ::1] dc0,
              float[:, ::1] dw_ih, float[:, ::1] dw_hh, float[::1] db_ih, float[::1] db_hh,
-             float[::1] ws, int n_threads, const int64_t[::1] lengths=None):
+             float[::1] ws, int n_threads, const int64_t[::1] lengths=None,
+             const float[::1] peephole=None, bint input_forget=False,
+             float[::1] dpeephole=None):
     """One layer-direction: rnc_backward after forward(..., tape). y and dy:
     [T*N, ldy] rows, this direction's H columns from y_col; dx: [T*N, I] or
     None; states [N, H] or None; parameter gradients are added to."""
@@ -247,6 +254,11 @@ def backward(int cell, int64_t T, int64_t N, int64_t I, int64_t H,
     a.reverse = reverse
     _need(lengths is None or lengths.shape[0] == N, "lengths")
     a.lengths = &lengths[0] if lengths is not None else NULL
+    _need(peephole is None or peephole.shape[0] == 3 * H, "peephole")
+    _need(dpeephole is None or dpeephole.shape[0] == 3 * H, "dpeephole")
+    a.peephole = &peephole[0] if peephole is not None else NULL
+    a.input_forget = input_forget
+    a.dpeephole = &dpeephole[0] if dpeephole is not None else NULL
     with nogil:
         status = rnc_backward(&d, &a, n_threads)
     _check(status)
@@ -270,7 +282,8 @@ cdef class StepPlan:
         self.args = NULL
 
     def __init__(self, int cell, int64_t N, int64_t I, int64_t H, list layers, int n_threads):
-        """layers: per layer (w_ih_p, w_hh_p, b_ih or None, b_hh or None)."""
+        """layers: per layer (w_ih_p, w_hh_p, b_ih or None, b_hh or None,
+        peephole or None, input_forget)."""
         cdef int G = rnc_cell_gates(<rnc_cell>cell)
         cdef rnc_dims d
         cdef size_t floats = 0, f
@@ -279,7 +292,7 @@ cdef class StepPlan:
         self.cell, self.N, self.I, self.H = cell, N, I, H
         self.L, self.n_threads = len(layers), n_threads
         self.params = []
-        for l, (w_ih_p, w_hh_p, b_ih, b_hh) in enumerate(layers):
+        for l, (w_ih_p, w_hh_p, b_ih, b_hh, peep, coupled) in enumerate(layers):
             d = rnc_dims(1, N, I if l == 0 else H, H, <rnc_cell>cell)
             f = rnc_fwd_workspace_floats(&d, n_threads)
             _need(f > 0, "sizes")
@@ -292,7 +305,10 @@ cdef class StepPlan:
                 if b is not None:
                     w = b
                     _need(w.shape[0] == G * H, name)
-            self.params.append((w_ih_p, w_hh_p, b_ih, b_hh))
+            if peep is not None:
+                w = peep
+                _need(w.shape[0] == 3 * H, "peephole")
+            self.params.append((w_ih_p, w_hh_p, b_ih, b_hh, peep, bool(coupled)))
         self.state_shape = (self.L, N, H)
         self.f32 = np.float32
         self.ws_array = np.empty(floats, dtype=np.float32)
@@ -302,7 +318,7 @@ cdef class StepPlan:
             raise MemoryError()
         cdef const float[::1] v
         for l in range(self.L):
-            w_ih_p, w_hh_p, b_ih, b_hh = self.params[l]
+            w_ih_p, w_hh_p, b_ih, b_hh, peep, coupled = self.params[l]
             v = w_ih_p
             self.args[l].w_ih_p = &v[0]
             v = w_hh_p
@@ -321,6 +337,11 @@ cdef class StepPlan:
             self.args[l].reverse = 0
             self.args[l].tape = NULL
             self.args[l].lengths = NULL
+            self.args[l].peephole = NULL
+            self.args[l].input_forget = coupled
+            if peep is not None:
+                v = peep
+                self.args[l].peephole = &v[0]
             self.args[l].c_n = NULL
 
     def __dealloc__(self):

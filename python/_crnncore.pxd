@@ -37,6 +37,8 @@ cdef extern from "rnncore.h" nogil:
         int reverse
         float *tape
         const int64_t *lengths
+        const float *peephole
+        int input_forget
 
     ctypedef struct rnc_bwd_args:
         const float *x
@@ -64,6 +66,9 @@ cdef extern from "rnncore.h" nogil:
         int batch_first
         int reverse
         const int64_t *lengths
+        const float *peephole
+        int input_forget
+        float *dpeephole
 
     const char *RNC_VERSION
     const char *rnc_status_str(rnc_status s) noexcept

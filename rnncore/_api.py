@@ -275,7 +275,7 @@ def run_layers(mode, x, h0, c0, layers, *, hidden_size, bidirectional, batch_fir
                 c0[k] if c0 is not None else None,
                 p["w_ih_p"], p["w_hh_p"], p["b_ih"], p["b_hh"],
                 y, d * H, h_n[k], c_n[k] if c_n is not None else None,
-                ws, n_threads, tapes[d])
+                ws, n_threads, tapes[d], None, p.get("peep"), p.get("coupled", False))
         if record is not None:
             record.setdefault("layers", []).append({"inp": inp, "y": y, "tapes": tapes})
         inp = y
@@ -318,7 +318,8 @@ def _run_reference(mode, x, h0, c0, layers, masks, record, *, hidden_size, bidir
                 mode, inp, f64(h0[k]) if h0 is not None else zeros,
                 f64(c0[k]) if c0 is not None else zeros,
                 f64(p["w_ih"]), f64(p["w_hh"]), f64(p["b_ih"]), f64(p["b_hh"]),
-                reverse=d == 1)
+                reverse=d == 1, peephole=f64(p.get("peep")),
+                input_forget=p.get("coupled", False))
             outs.append(y)
             h_n[k] = hk
             if c_n is not None:

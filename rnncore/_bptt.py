@@ -59,7 +59,8 @@ def backward(mode, record, layers, grads, masks, d_out, dh_n, dc_n, h0, c0, *,
                           dh_n[k] if dh_n is not None else None,
                           dc_n[k] if dc_n is not None else None,
                           dinp, d == 1, dh0[k], dc0[k] if dc0 is not None else None,
-                          g["w_ih"], g["w_hh"], g["b_ih"], g["b_hh"], ws, n_threads)
+                          g["w_ih"], g["w_hh"], g["b_ih"], g["b_hh"], ws, n_threads, None,
+                          p.get("peep"), p.get("coupled", False), g.get("peep"))
         if masks[layer] is not None:
             dinp *= masks[layer].reshape(T * N, -1)
         dy = dinp
@@ -95,7 +96,9 @@ def _backward_reference(mode, record, layers, grads, masks, d_out, dh_n, dc_n, h
                 dy[..., d * H:(d + 1) * H],
                 None if dh_n is None else dh_n[k].astype(np.float64),
                 None if dc_n is None else dc_n[k].astype(np.float64),
-                reverse=d == 1)
+                reverse=d == 1,
+                peephole=None if p.get("peep") is None else p["peep"].astype(np.float64),
+                input_forget=p.get("coupled", False))
             dinp += r["dx"]
             dh0[k] = r["dh0"]
             if dc0 is not None:
@@ -104,6 +107,8 @@ def _backward_reference(mode, record, layers, grads, masks, d_out, dh_n, dc_n, h
             for name in ("w_ih", "w_hh", "b_ih", "b_hh"):
                 if g[name] is not None:
                     g[name] += r["d" + name].astype(np.float32)
+            if g.get("peep") is not None:
+                g["peep"] += r["dpeephole"].astype(np.float32)
         if masks[layer] is not None:
             dinp = dinp * _time_major64(masks[layer], batch_first)
         dy = dinp

@@ -96,7 +96,8 @@ def run_layers(mode, x, h0, c0, layers, lengths, *, hidden_size, bidirectional, 
             core.forward(cell, T, N, I, H, False, False, src.reshape(T * N, I),
                          h0s[k] if h0s is not None else None, c0s[k] if c0s is not None else None,
                          p["w_ih_p"], p["w_hh_p"], p["b_ih"], p["b_hh"], out, 0, h_n[k],
-                         c_n[k] if c_n is not None else None, ws, n_threads, tape, sb.lengths)
+                         c_n[k] if c_n is not None else None, ws, n_threads, tape, sb.lengths,
+                         p.get("peep"), p.get("coupled", False))
             out = out.reshape(T, N, H)
             y[..., d * H:(d + 1) * H] = out if d == 0 else sb.reverse(out)
             rec["src"].append(src)
@@ -144,7 +145,8 @@ def backward(mode, record, layers, grads, masks, d_out, dh_n, dc_n, *, hidden_si
                           dy_d.reshape(T * N, H), dh_ns[k] if dh_ns is not None else None,
                           dc_ns[k] if dc_ns is not None else None, dsrc, False, dh0[k],
                           dc0[k] if dc0 is not None else None, g["w_ih"], g["w_hh"],
-                          g["b_ih"], g["b_hh"], ws, n_threads, sb.lengths)
+                          g["b_ih"], g["b_hh"], ws, n_threads, sb.lengths, p.get("peep"),
+                          p.get("coupled", False), g.get("peep"))
             if need_dx:
                 dsrc = dsrc.reshape(T, N, I)
                 dinp += dsrc if d == 0 else sb.reverse(dsrc)

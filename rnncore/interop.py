@@ -49,6 +49,8 @@ def to_torch(layer):
     if layer.mode == "GRU_RB":
         raise ValueError("torch.nn.GRU applies the reset gate after the recurrent product; "
                          "a GRU with reset_after=False has no PyTorch equivalent")
+    if getattr(layer, "peephole", False) or getattr(layer, "input_forget", False):
+        raise ValueError("torch.nn.LSTM has no peepholes or coupled input-forget gate")
     torch = _torch()
     kind = {"RNN_TANH": "RNN", "RNN_RELU": "RNN"}.get(layer.mode, layer.mode)
     kw = dict(num_layers=layer.num_layers, bias=layer.bias, batch_first=layer.batch_first,

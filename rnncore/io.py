@@ -30,11 +30,14 @@ _LAYER_CONFIG = {"input_size": int, "hidden_size": int, "num_layers": int, "bias
 MAX_ELEMENTS = 1 << 31
 
 
+# per kind, the constructor arguments of its own
+_KIND_CONFIG = {"RNN": {"nonlinearity": str}, "GRU": {"reset_after": bool},
+                "LSTM": {"peephole": bool, "input_forget": bool}}
+
+
 def _layer_config(layer):
-    cfg = {k: getattr(layer, k) for k in _LAYER_CONFIG}
-    if isinstance(layer, RNN):
-        cfg["nonlinearity"] = layer.nonlinearity
-    return cfg
+    kind = type(layer).__name__
+    return {k: getattr(layer, k) for k in dict(_LAYER_CONFIG, **_KIND_CONFIG[kind])}
 
 
 def save(model, path):
@@ -81,7 +84,7 @@ def _config_from(path, metadata):
         raise _bad(path, f"config is not JSON ({exc})") from None
     if not isinstance(cfg, dict):
         raise _bad(path, "config is not a JSON object")
-    expected = dict(_LAYER_CONFIG, **({"nonlinearity": str} if kind == "RNN" else {}))
+    expected = dict(_LAYER_CONFIG, **_KIND_CONFIG[kind])
     if set(cfg) != set(expected):
         raise _bad(path, f"config keys {sorted(cfg)} != {sorted(expected)}")
     for key, typ in expected.items():
@@ -105,6 +108,7 @@ def _parameter_count(kind, cfg):
     for layer in range(L):
         inputs = cfg["input_size"] if layer == 0 else D * H
         count += D * G * H * (inputs + H + (2 if cfg["bias"] else 0))
+        count += D * 3 * H if cfg.get("peephole") else 0
     return count
 
 

@@ -95,6 +95,8 @@ class RNNBase:
                 if self.bias:
                     shapes["bias_ih" + sfx] = (G * H,)
                     shapes["bias_hh" + sfx] = (G * H,)
+                if getattr(self, "peephole", False):
+                    shapes["peephole" + sfx] = (3 * H,)
         return shapes
 
     def reset_parameters(self, seed=None):
@@ -110,7 +112,9 @@ class RNNBase:
         arr = as_float32(name, value)
         expected = self._shapes[name]
         rows = f"{self.gates}*H"
-        if len(expected) == 1:
+        if name.startswith("peephole"):
+            what = "(3*H,)"
+        elif len(expected) == 1:
             what = f"({rows},)"
         elif name.startswith("weight_hh"):
             what = f"({rows}, H)"
@@ -143,7 +147,7 @@ class RNNBase:
             self.__dict__["generator"] = value
         elif name in self.__dict__ or name in ("mode", "input_size", "hidden_size", "num_layers",
                                                "bias", "batch_first", "bidirectional", "dropout",
-                                               "reset_after"):
+                                               "reset_after", "peephole", "input_forget"):
             raise AttributeError(f"{name} is fixed at construction; build a new layer instead")
         else:
             super().__setattr__(name, value)
@@ -188,10 +192,12 @@ class RNNBase:
     def _layer_params(self):
         """Per layer, per direction: the kernels' view of the parameters."""
         p, packed = self._params, self._packed
+        coupled = getattr(self, "input_forget", False)
         return self._per_direction(lambda sfx: {
             "w_ih": p["weight_ih" + sfx], "w_hh": p["weight_hh" + sfx],
             "b_ih": p.get("bias_ih" + sfx), "b_hh": p.get("bias_hh" + sfx),
-            "w_ih_p": packed["weight_ih" + sfx], "w_hh_p": packed["weight_hh" + sfx]})
+            "w_ih_p": packed["weight_ih" + sfx], "w_hh_p": packed["weight_hh" + sfx],
+            "peep": p.get("peephole" + sfx), "coupled": coupled})
 
     # ------------------------------------------------------------ forward
 
@@ -336,8 +342,8 @@ class RNNBase:
         key = (N, n_threads, self._version)
         plan = getattr(self._plans, "plan", None)
         if plan is None or plan[0] != key:
-            layers = [(d[0]["w_ih_p"], d[0]["w_hh_p"], d[0]["b_ih"], d[0]["b_hh"])
-                      for d in self._layer_params()]
+            layers = [(d[0]["w_ih_p"], d[0]["w_hh_p"], d[0]["b_ih"], d[0]["b_hh"], d[0]["peep"],
+                       d[0]["coupled"]) for d in self._layer_params()]
             plan = (key, _api._core.StepPlan(_api.cell_code(self.mode), N, self.input_size,
                                              self.hidden_size, layers, n_threads))
             self._plans.plan = plan
@@ -355,7 +361,8 @@ class RNNBase:
         g = self.grads
         return self._per_direction(lambda sfx: {
             "w_ih": g["weight_ih" + sfx], "w_hh": g["weight_hh" + sfx],
-            "b_ih": g.get("bias_ih" + sfx), "b_hh": g.get("bias_hh" + sfx)})
+            "b_ih": g.get("bias_ih" + sfx), "b_hh": g.get("bias_hh" + sfx),
+            "peep": g.get("peephole" + sfx)})
 
     def _dropout_masks(self, x, rng):
         """Per layer, the inverted-dropout mask of its input (None for layer 0):
@@ -419,6 +426,9 @@ class RNNBase:
             s += f", nonlinearity={self.nonlinearity!r}"
         if not getattr(self, "reset_after", True):
             s += ", reset_after=False"
+        for flag in ("peephole", "input_forget"):
+            if getattr(self, flag, False):
+                s += f", {flag}=True"
         for flag, default in (("bias", True), ("batch_first", False), ("bidirectional", False)):
             if getattr(self, flag) != default:
                 s += f", {flag}={getattr(self, flag)}"
@@ -557,10 +567,17 @@ class GRU(_SingleStateRNN):
 
 class LSTM(RNNBase):
     """LSTM, gate order i, f, g, o; arguments as ``torch.nn.LSTM`` (without
-    ``proj_size``). ``seed`` as for :class:`RNN`."""
+    ``proj_size``). ``seed`` as for :class:`RNN`. Keyword-only, the variants
+    of ONNX's LSTM: ``peephole=True`` adds parameters ``peephole_l{k}``
+    ``(3*H,)`` = (p_i, p_f, p_o), with i = s(.. + p_i*c_{t-1}), f = s(.. +
+    p_f*c_{t-1}), o = s(.. + p_o*c_t); ``input_forget=True`` couples
+    f = 1 - i (the forget gate's weights are then unused)."""
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, *, seed=None):
+                 dropout=0.0, bidirectional=False, *, peephole=False, input_forget=False,
+                 seed=None):
+        self.__dict__["peephole"] = _check_bool("peephole", peephole)
+        self.__dict__["input_forget"] = _check_bool("input_forget", input_forget)
         super().__init__("LSTM", input_size, hidden_size, num_layers, bias, batch_first,
                          dropout, bidirectional, seed=seed)
 

@@ -88,9 +88,12 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, nonlinearity="tanh",
     return y, h
 
 
-def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, *, reverse=False):
+def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, *, reverse=False,
+                 peephole=None, input_forget=False):
     """LSTM over a sequence, gate order i, f, g, o (equations in the module
-    docstring).
+    docstring). ONNX's variants: ``peephole`` [3H] (p_i, p_f, p_o) adds
+    p_i*c_{t-1}, p_f*c_{t-1} and p_o*c_t to the i, f and o pre-activations;
+    ``input_forget`` couples f = 1 - i.
 
     Parameters: x ``[T, N, I]``, h0, c0 ``[N, H]``, w_ih ``[4H, I]``,
     w_hh ``[4H, H]``, b_ih, b_hh ``[4H]`` or None.
@@ -101,16 +104,17 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, *, reverse=False):
     gx = _gate_input(x, w_ih, b_ih, b_hh, 4 * H)
     y = np.empty(x.shape[:2] + (H,), dtype=gx.dtype)
     h, c = h0, c0
+    p = np.zeros(3 * H) if peephole is None else peephole
     for t in _steps(T, reverse):
-        # 1. gates = gx_t + W_hh h_{t-1}
+        # 1. gates = gx_t + W_hh h_{t-1} (+ peepholes)
         a = gx[t] + h @ w_hh.T
-        i = sigmoid(a[:, 0 * H:1 * H])
-        f = sigmoid(a[:, 1 * H:2 * H])
+        i = sigmoid(a[:, 0 * H:1 * H] + p[:H] * c)
+        f = 1.0 - i if input_forget else sigmoid(a[:, 1 * H:2 * H] + p[H:2 * H] * c)
         g = np.tanh(a[:, 2 * H:3 * H])
-        o = sigmoid(a[:, 3 * H:4 * H])
         # 2. c_t = f * c_{t-1} + i * g
         c = f * c + i * g
         # 3. h_t = o * tanh(c_t)
+        o = sigmoid(a[:, 3 * H:4 * H] + p[2 * H:] * c)
         h = o * np.tanh(c)
         y[t] = h
     return y, h, c
@@ -164,7 +168,8 @@ def gru_rb_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, reverse=False):
     return y, h
 
 
-def layer_forward(mode, x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, *, reverse=False):
+def layer_forward(mode, x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, *, reverse=False,
+                  peephole=None, input_forget=False):
     """One layer-direction of any cell: ``mode`` is 'RNN_TANH', 'RNN_RELU',
     'LSTM', 'GRU' or 'GRU_RB'. Returns ``(y, h_n, c_n)`` with ``c_n`` None unless LSTM.
 
@@ -173,7 +178,8 @@ def layer_forward(mode, x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, *, reverse=
     """
     with np.errstate(all="ignore"):
         if mode == "LSTM":
-            return lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse=reverse)
+            return lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse=reverse,
+                                peephole=peephole, input_forget=input_forget)
         if mode == "GRU":
             return gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse=reverse) + (None,)
         if mode == "GRU_RB":
@@ -183,7 +189,8 @@ def layer_forward(mode, x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, *, reverse=
                            nonlinearity=nonlinearity, reverse=reverse) + (None,)
 
 
-def _forward_steps(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse):
+def _forward_steps(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse, peephole=None,
+                   input_forget=False):
     """The forward pass keeping, per step in processing order, what BPTT
     needs: (t, h_prev, c_prev, gates) with gates the activated values (LSTM
     i, f, g, o and c_t; GRU r, z, n and hn = W_hn h_prev + b_hn; GRU_RB r, z,
@@ -197,9 +204,12 @@ def _forward_steps(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse):
         gh = h @ w_hh.T + bh
         if mode == "LSTM":
             a = gi + gh
-            i, f = sigmoid(a[:, :H]), sigmoid(a[:, H:2 * H])
-            g, o = np.tanh(a[:, 2 * H:3 * H]), sigmoid(a[:, 3 * H:])
+            p = np.zeros(3 * H) if peephole is None else peephole
+            i = sigmoid(a[:, :H] + p[:H] * c)
+            f = 1.0 - i if input_forget else sigmoid(a[:, H:2 * H] + p[H:2 * H] * c)
+            g = np.tanh(a[:, 2 * H:3 * H])
             c_new = f * c + i * g
+            o = sigmoid(a[:, 3 * H:] + p[2 * H:] * c_new)
             steps.append((t, h, c, (i, f, g, o, c_new)))
             c, h = c_new, o * np.tanh(c_new)
         elif mode == "GRU_RB":
@@ -225,7 +235,7 @@ def _forward_steps(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse):
 
 
 def layer_backward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, dy, dh_n=None, dc_n=None, *,
-                   reverse=False):
+                   reverse=False, peephole=None, input_forget=False):
     """Gradients of one layer-direction by backpropagation through time.
 
     Same arguments as :func:`layer_forward` (c0 is ignored unless LSTM), plus
@@ -253,11 +263,21 @@ def layer_backward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, dy, dh_n=None, dc_n=
         dW_ih += dA_x^T x_t      dW_hh += dA_h^T h_{t-1}
         db_ih += sum_n dA_x      db_hh += sum_n dA_h
 
+    LSTM variants: with peepholes dA_o enters dc (dc += dA_o * p_o), c_{t-1}
+    gets dA_i * p_i + dA_f * p_f besides dc * f, and dP = (sum dA_i c_{t-1},
+    sum dA_f c_{t-1}, sum dA_o c_t); with input_forget (f = 1 - i) dA_i =
+    dc * (g - c_{t-1}) * i(1-i) and dA_f = 0.
+
     Returns a dict with 'dx' ``[T, N, I]``, 'dh0', 'dc0' (None unless LSTM),
-    'dw_ih', 'dw_hh', 'db_ih', 'db_hh'.
+    'dw_ih', 'dw_hh', 'db_ih', 'db_hh' and 'dpeephole' (None without
+    peepholes).
     """
     with np.errstate(all="ignore"):
-        steps = _forward_steps(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse)
+        steps = _forward_steps(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse, peephole,
+                               input_forget)
+        H = w_hh.shape[1]
+        p = np.zeros(3 * H) if peephole is None else peephole
+        dp = np.zeros(3 * H)
         dx = np.zeros_like(x)
         dw_ih, dw_hh = np.zeros_like(w_ih), np.zeros_like(w_hh)
         db_ih, db_hh = np.zeros(w_ih.shape[0]), np.zeros(w_hh.shape[0])
@@ -268,15 +288,19 @@ def layer_backward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, dy, dh_n=None, dc_n=
             if mode == "LSTM":
                 i, f, g, o, c = gates
                 tc = np.tanh(c)
-                dc = dc + dh * o * (1.0 - tc * tc)
-                da = np.concatenate([dc * g * i * (1 - i), dc * c_prev * f * (1 - f),
-                                     dc * i * (1 - g * g), dh * tc * o * (1 - o)], axis=1)
+                ao = dh * tc * o * (1 - o)
+                dc = dc + dh * o * (1.0 - tc * tc) + ao * p[2 * H:]
+                if input_forget:
+                    ai, af = dc * (g - c_prev) * i * (1 - i), np.zeros_like(dc)
+                else:
+                    ai, af = dc * g * i * (1 - i), dc * c_prev * f * (1 - f)
+                da = np.concatenate([ai, af, dc * i * (1 - g * g), ao], axis=1)
                 da_x = da_h = da
-                dc = dc * f
+                dp += np.concatenate([(ai * c_prev).sum(0), (af * c_prev).sum(0), (ao * c).sum(0)])
+                dc = dc * f + ai * p[:H] + af * p[H:2 * H]
                 direct = 0.0
             elif mode == "GRU_RB":
                 r, z, n, rh = gates
-                H = n.shape[1]
                 dn = dh * (1 - z) * (1 - n * n)
                 dz = dh * (h_prev - n) * z * (1 - z)
                 q = dn @ w_hh[2 * H:]
@@ -310,4 +334,5 @@ def layer_backward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, dy, dh_n=None, dc_n=
             db_hh += da_h.sum(axis=0)
             dh = da_h @ w_hh + direct
         return {"dx": dx, "dh0": dh, "dc0": dc if mode == "LSTM" else None,
-                "dw_ih": dw_ih, "dw_hh": dw_hh, "db_ih": db_ih, "db_hh": db_hh}
+                "dw_ih": dw_ih, "dw_hh": dw_hh, "db_ih": db_ih, "db_hh": db_hh,
+                "dpeephole": dp if peephole is not None else None}

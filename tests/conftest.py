@@ -20,15 +20,19 @@ if os.environ.get("RNNCORE_BACKEND", "").lower() != "reference":
 RTOL, ATOL = 1e-4, 1e-5
 
 CLASSES = {"RNN_TANH": rnncore.RNN, "RNN_RELU": rnncore.RNN, "LSTM": rnncore.LSTM,
-           "GRU": rnncore.GRU, "GRU_RB": rnncore.GRU}
+           "GRU": rnncore.GRU, "GRU_RB": rnncore.GRU,
+           # test names of the LSTM variants (their layers' mode is "LSTM")
+           "LSTM_PEEP": rnncore.LSTM, "LSTM_CIFG": rnncore.LSTM, "LSTM_PEEP_CIFG": rnncore.LSTM}
+VARIANTS = {"GRU_RB": {"reset_after": False}, "LSTM_PEEP": {"peephole": True},
+            "LSTM_CIFG": {"input_forget": True},
+            "LSTM_PEEP_CIFG": {"peephole": True, "input_forget": True}}
 
 
 def make_layer(mode, I, H, **kw):
     cls = CLASSES[mode]
     if mode.startswith("RNN"):
         kw.setdefault("nonlinearity", "tanh" if mode == "RNN_TANH" else "relu")
-    if mode == "GRU_RB":
-        kw["reset_after"] = False
+    kw.update(VARIANTS.get(mode, {}))
     return cls(I, H, **kw)
 
 
@@ -78,7 +82,9 @@ def oracle(layer, x, h0=None, c0=None):
             y, h, c = reference.layer_forward(
                 layer.mode, inp, h0[layer_i * D + d], c0[layer_i * D + d],
                 sd["weight_ih" + sfx], sd["weight_hh" + sfx],
-                sd.get("bias_ih" + sfx), sd.get("bias_hh" + sfx), reverse=d == 1)
+                sd.get("bias_ih" + sfx), sd.get("bias_hh" + sfx), reverse=d == 1,
+                peephole=sd.get("peephole" + sfx),
+                input_forget=getattr(layer, "input_forget", False))
             outs.append(y)
             hs.append(h)
             cs.append(c)

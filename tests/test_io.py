@@ -17,13 +17,15 @@ pytest.importorskip("safetensors")
 from safetensors.numpy import save_file  # noqa: E402
 
 
-@pytest.mark.parametrize("mode", ["RNN_TANH", "RNN_RELU", "LSTM", "GRU"])
+@pytest.mark.parametrize("mode", ["RNN_TANH", "RNN_RELU", "LSTM", "GRU", "GRU_RB",
+                                  "LSTM_PEEP_CIFG"])
 def test_round_trip(mode, tmp_path, rng):
     layer = make_layer(mode, 5, 7, num_layers=2, bidirectional=True, batch_first=True,
                        dropout=0.25, seed=1)
     path = rnncore.save(layer, tmp_path / "m.safetensors")
     back = rnncore.load(path)
     assert type(back) is type(layer) and back.mode == layer.mode and back.dropout == 0.25
+    assert repr(back) == repr(layer)
     assert back.batch_first and back.bidirectional and back.num_layers == 2
     for k, v in layer.state_dict().items():
         np.testing.assert_array_equal(back.state_dict()[k], v)
@@ -39,7 +41,7 @@ def write(path, tensors, metadata):
 
 def good_metadata(kind="GRU", **changes):
     cfg = {"input_size": 3, "hidden_size": 4, "num_layers": 1, "bias": True,
-           "batch_first": False, "dropout": 0.0, "bidirectional": False}
+           "batch_first": False, "dropout": 0.0, "bidirectional": False, "reset_after": True}
     cfg.update(changes)
     return {"format": "rnncore", "format_version": "1", "kind": kind, "config": json.dumps(cfg)}
 

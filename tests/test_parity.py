@@ -12,7 +12,7 @@ from conftest import ATOL, RTOL, backend, call, make_layer, oracle
 
 pytestmark = pytest.mark.usefixtures("isa")  # every CPU path
 
-MODES = ["RNN_TANH", "RNN_RELU", "LSTM", "GRU", "GRU_RB"]
+MODES = ["RNN_TANH", "RNN_RELU", "LSTM", "GRU", "GRU_RB", "LSTM_PEEP", "LSTM_CIFG", "LSTM_PEEP_CIFG"]
 GRID = list(itertools.product([1, 5], [1, 9], [1, 7, 17, 64], [1, 3, 33]))  # N, T, H, I
 
 
@@ -36,7 +36,7 @@ def test_parity_grid(mode, num_layers, bidirectional, batch_first, rng):
         assert y.dtype == np.float32 and y.shape == y_ref.shape, where
         np.testing.assert_allclose(y, y_ref, rtol=RTOL, atol=ATOL, err_msg=where)
         np.testing.assert_allclose(h, h_ref, rtol=RTOL, atol=ATOL, err_msg=where)
-        if mode == "LSTM":
+        if mode.startswith("LSTM"):
             np.testing.assert_allclose(c, c_ref, rtol=RTOL, atol=ATOL, err_msg=where)
 
 
@@ -49,7 +49,8 @@ def test_parity_without_bias_and_zero_state(mode, bias, rng):
     y_ref, h_ref, c_ref = oracle(layer, x)
     np.testing.assert_allclose(y, y_ref, rtol=RTOL, atol=ATOL)
     np.testing.assert_allclose(h, h_ref, rtol=RTOL, atol=ATOL)
-    assert len(layer.state_dict()) == (16 if bias else 8)  # 2 layers x 2 directions
+    extra = 4 if "PEEP" in mode else 0  # a peephole vector per layer and direction
+    assert len(layer.state_dict()) == (16 if bias else 8) + extra  # 2 layers x 2 directions
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -66,7 +67,7 @@ def test_unbatched_equals_batch_of_one(mode, batch_first, rng):
     assert y.shape == (7, 18) and h.shape == (4, 9)
     np.testing.assert_array_equal(y, yb[:, 0] if not batch_first else yb[0])
     np.testing.assert_array_equal(h, hb[:, 0])
-    if mode == "LSTM":
+    if mode.startswith("LSTM"):
         np.testing.assert_array_equal(c, cb[:, 0])
 
 
@@ -80,7 +81,7 @@ def test_large_hidden_multi_tile(mode, rng):
     y, h, c = call(layer, x, h0, c0)
     y_ref, h_ref, c_ref = oracle(layer, x, h0, c0)
     np.testing.assert_allclose(y, y_ref, rtol=RTOL, atol=ATOL)
-    if mode == "LSTM":
+    if mode.startswith("LSTM"):
         np.testing.assert_allclose(c, c_ref, rtol=RTOL, atol=ATOL)
 
 

@@ -6,7 +6,7 @@ import pytest
 import rnncore
 from conftest import backend, call, make_layer
 
-MODES = ["RNN_TANH", "RNN_RELU", "LSTM", "GRU", "GRU_RB"]
+MODES = ["RNN_TANH", "RNN_RELU", "LSTM", "GRU", "GRU_RB", "LSTM_PEEP_CIFG"]
 # One step's input projection is summed in another order than the sequence's
 # chunked GEMM (different tile heights): float32 rounding, ~1e-7 relative per
 # step, compounded over 9 steps and 3 layers.
@@ -38,7 +38,7 @@ def test_steps_equal_the_whole_sequence(mode, num_layers, rng):
             y, h, c = stepped(layer, x, h0, c0)
         np.testing.assert_allclose(y, y_seq, rtol=STEP_RTOL, atol=STEP_ATOL)
         np.testing.assert_allclose(h, h_seq, rtol=STEP_RTOL, atol=STEP_ATOL)
-        if mode == "LSTM":
+        if mode.startswith("LSTM"):
             np.testing.assert_allclose(c, c_seq, rtol=STEP_RTOL, atol=STEP_ATOL)
 
 
@@ -53,7 +53,7 @@ def test_step_on_the_reference_backend_and_batch_first(mode, rng):
             for t in range(5):
                 y, state = layer.step(x[:, t], state)
                 outs.append(y)
-        h = state[0] if mode == "LSTM" else state
+        h = state[0] if mode.startswith("LSTM") else state
         np.testing.assert_allclose(np.stack(outs, axis=1), y_seq, rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(h, h_seq, rtol=1e-4, atol=1e-5)
 

@@ -21,7 +21,8 @@ from rnncore import reference
 from conftest import backend, make_layer
 
 G_RTOL, G_ATOL = 1e-4, 1e-4
-MODES = ["RNN_TANH", "RNN_RELU", "LSTM", "GRU", "GRU_RB"]
+MODES = ["RNN_TANH", "RNN_RELU", "LSTM", "GRU", "GRU_RB", "LSTM_PEEP", "LSTM_CIFG",
+         "LSTM_PEEP_CIFG"]
 TORCH_MODES = ["RNN_TANH", "RNN_RELU", "LSTM", "GRU"]  # GRU_RB has no torch.nn twin
 
 
@@ -41,7 +42,7 @@ def every_configuration(modes):
 
 
 def _state_pair(mode, h, c):
-    return (h, c) if mode == "LSTM" else h
+    return (h, c) if mode.startswith("LSTM") else h
 
 
 def run_train(layer, x, h0, c0, d_out, dh_n, dc_n):
@@ -64,7 +65,7 @@ def random_case(mode, rng, *, L=1, bi=False, bf=False, bias=True, T=4, N=3, I=5,
     states = [rng.standard_normal((L * D, N, H)).astype(np.float32) for _ in range(4)]
     d_out = rng.standard_normal((N, T, D * H) if bf else (T, N, D * H)).astype(np.float32)
     h0, c0, dh_n, dc_n = states
-    if mode != "LSTM":
+    if not mode.startswith("LSTM"):
         c0 = dc_n = None
     return layer, x, h0, c0, d_out, dh_n, dc_n
 
@@ -76,26 +77,34 @@ def random_case(mode, rng, *, L=1, bi=False, bf=False, bias=True, T=4, N=3, I=5,
 def test_reference_backward_matches_finite_differences(mode, reverse):
     rng = np.random.default_rng(7)
     T, N, I, H = 4, 2, 3, 5
-    G = {"LSTM": 4, "GRU": 3, "GRU_RB": 3}.get(mode, 1)
+    base = "LSTM" if mode.startswith("LSTM") else mode
+    variant = {"peephole": "PEEP" in mode, "input_forget": "CIFG" in mode}
+    G = {"LSTM": 4, "GRU": 3, "GRU_RB": 3}.get(base, 1)
     args = {
         "x": rng.standard_normal((T, N, I)), "h0": rng.standard_normal((N, H)),
         "c0": rng.standard_normal((N, H)), "w_ih": rng.standard_normal((G * H, I)) * 0.5,
         "w_hh": rng.standard_normal((G * H, H)) * 0.5, "b_ih": rng.standard_normal(G * H),
-        "b_hh": rng.standard_normal(G * H),
+        "b_hh": rng.standard_normal(G * H), "peephole": rng.standard_normal(3 * H),
     }
     if mode == "RNN_RELU":  # keep pre-activations away from the kink at 0
         args["b_ih"] += 0.3
     dy, dh_n, dc_n = rng.standard_normal((T, N, H)), rng.standard_normal((N, H)), rng.standard_normal((N, H))
 
+    def extra(a):
+        return dict(peephole=a["peephole"] if variant["peephole"] else None,
+                    input_forget=variant["input_forget"]) if base == "LSTM" else {}
+
     def loss(a):
-        y, h, c = reference.layer_forward(mode, a["x"], a["h0"], a["c0"], a["w_ih"], a["w_hh"],
-                                          a["b_ih"], a["b_hh"], reverse=reverse)
+        y, h, c = reference.layer_forward(base, a["x"], a["h0"], a["c0"], a["w_ih"], a["w_hh"],
+                                          a["b_ih"], a["b_hh"], reverse=reverse, **extra(a))
         return (y * dy).sum() + (h * dh_n).sum() + ((c * dc_n).sum() if c is not None else 0.0)
 
-    grads = reference.layer_backward(mode, args["x"], args["h0"], args["c0"], args["w_ih"],
+    grads = reference.layer_backward(base, args["x"], args["h0"], args["c0"], args["w_ih"],
                                      args["w_hh"], args["b_ih"], args["b_hh"], dy, dh_n,
-                                     dc_n if mode == "LSTM" else None, reverse=reverse)
-    names = ["x", "h0", "w_ih", "w_hh", "b_ih", "b_hh"] + (["c0"] if mode == "LSTM" else [])
+                                     dc_n if base == "LSTM" else None, reverse=reverse,
+                                     **extra(args))
+    names = ["x", "h0", "w_ih", "w_hh", "b_ih", "b_hh"] + (["c0"] if base == "LSTM" else [])
+    names += ["peephole"] if variant["peephole"] else []
     eps = 1e-6
     for name in names:
         analytic = grads["d" + name]
@@ -142,7 +151,7 @@ def test_c_backward_matches_reference(mode, num_layers, bidirectional, batch_fir
 
 
 @pytest.mark.usefixtures("isa")
-@pytest.mark.parametrize("mode", ["LSTM", "GRU", "GRU_RB"])
+@pytest.mark.parametrize("mode", ["LSTM", "GRU", "GRU_RB", "LSTM_PEEP_CIFG"])
 def test_c_backward_large_hidden(mode):
     """H = 1000 (31 full panels and a partial one), I = 33, without initial states."""
     rng = np.random.default_rng(3)
@@ -258,7 +267,8 @@ def test_forward_train_without_dropout_equals_forward(rng):
         out, hn, _ = layer.forward_train(x, hx)
         ref_out, ref_hn = layer(x, hx)
         np.testing.assert_array_equal(out, ref_out)
-        for a, b in zip(hn if mode == "LSTM" else [hn], ref_hn if mode == "LSTM" else [ref_hn]):
+        lstm = mode.startswith("LSTM")
+        for a, b in zip(hn if lstm else [hn], ref_hn if lstm else [ref_hn]):
             np.testing.assert_array_equal(a, b)
 
 
@@ -362,9 +372,10 @@ def test_stacked_reference_backward_matches_finite_differences(mode, batch_first
         _, _, _, dx, dh0, dc0, grads = run_train(layer, x, h0, c0, d_out, dh_n, dc_n)
 
     def loss(x_, h0_, c0_):
-        y, h, c = oracle(layer, x_, h0_, c0_ if mode == "LSTM" else None)
+        lstm = mode.startswith("LSTM")
+        y, h, c = oracle(layer, x_, h0_, c0_ if lstm else None)
         total = (y * d_out).sum() + (h * dh_n).sum()
-        return total + ((c * dc_n).sum() if mode == "LSTM" else 0.0)
+        return total + ((c * dc_n).sum() if lstm else 0.0)
 
     def check(name, analytic, get, put):
         flat = get().reshape(-1)
@@ -386,7 +397,8 @@ def test_stacked_reference_backward_matches_finite_differences(mode, batch_first
         check(name, grads[name], lambda n=name: np.array(layer.state_dict()[n]),
               lambda v, n=name: layer.load_state_dict({n: v}, strict=False))
     state = {"x": x, "h0": h0, "c0": c0}
-    for name, analytic in (("x", dx), ("h0", dh0)) + ((("c0", dc0),) if mode == "LSTM" else ()):
+    lstm = mode.startswith("LSTM")
+    for name, analytic in (("x", dx), ("h0", dh0)) + ((("c0", dc0),) if lstm else ()):
         def put(v, n=name):
             state[n][...] = v
         check(name, analytic, lambda n=name: state[n].copy(), put)

@@ -85,7 +85,15 @@ typedef struct {
                                  /* that rnc_backward reads (training); must be NULL */
                                  /* when rnc_tape_floats(d) is 0 (RNN cells)         */
     const int64_t *lengths;      /* NULL, or [N] steps of each sequence, see below   */
+    const float *peephole;       /* LSTM: NULL, or [3*H] p_i, p_f, p_o (see below)   */
+    int input_forget;            /* LSTM: 1 couples the forget gate: f = 1 - i       */
 } rnc_fwd_args;
+
+/*
+ * LSTM variants (ONNX's LSTM attributes): with peepholes
+ *   i = s(.. + p_i * c_prev)   f = s(.. + p_f * c_prev)   o = s(.. + p_o * c_t)
+ * and with input_forget the forget gate is f = 1 - i (its weights unused).
+ */
 
 /*
  * Variable lengths (rnc_fwd_args.lengths, rnc_bwd_args.lengths): sequence n
@@ -156,6 +164,9 @@ typedef struct {
                                    /* 8-byte aligned (it holds doubles)               */
     int batch_first, reverse;
     const int64_t *lengths;        /* as in the forward call (NULL: all T)            */
+    const float *peephole;         /* as in the forward call                          */
+    int input_forget;              /* as in the forward call                          */
+    float *dpeephole;              /* with peephole: [3*H], accumulated               */
 } rnc_bwd_args;
 
 size_t rnc_bwd_workspace_floats(const rnc_dims *d, int n_threads);

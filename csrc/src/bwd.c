@@ -53,7 +53,9 @@ static bwd_layout layout(const rnc_dims *d, int team) {
     const int64_t lim = rnc_float_limit();
     const int64_t Hp = rnc_padded(d->H), GH = G * d->H;
     const int64_t rows = rnc_mul_checked(d->T, d->N, lim);
-    l.bsum = 2 * (2 * GH); /* two arrays of GH doubles, first in ws (8-byte aligned) */
+    /* bias sums (2 x GH doubles) and peephole sums (3 x H doubles), first in
+     * ws (8-byte aligned) */
+    l.bsum = 2 * (2 * GH + 3 * d->H);
     l.zeros = Hp;
     l.wT = rnc_mul_checked(Hp, GH, lim);
     l.dgx = rnc_mul_checked(rows, GH, lim);
@@ -98,6 +100,9 @@ typedef struct {
     float *dgx, *dgh;           /* [rows, GH] */
     float *dh, *dc;             /* [N, Hp]: in: gradient from step t+1, out: to step t-1 */
     double *bsum_x, *bsum_h;    /* [GH]: running column sums of dGx, dGh (the bias gradients) */
+    const float *peep;          /* LSTM peepholes [3H] or NULL */
+    int coupled;                /* LSTM input_forget */
+    double *psum;               /* [3H]: running sums of the peephole gradients */
 } bwd_step;
 
 /* Element-wise pass of step t (first: the first step of the forward order,
@@ -134,6 +139,38 @@ static void step_pointwise(const bwd_step *s, int64_t t, int first, int64_t t_pr
                 first ? (s->c0 ? s->c0 + n * H : s->zeros)
                       : s->tape + (t_prev * s->row_t + n * s->row_n) * slots + 4 * Hp;
             float *restrict dc = s->dc + n * Hp;
+            if (s->peep || s->coupled) { /* the ONNX variants (rnncore.h) */
+                const float *pp = s->peep;
+                const int coupled = s->coupled;
+                double *restrict ps = s->psum;
+#pragma omp simd
+                for (int64_t u = u0; u < u1; u++) {
+                    const float i = tp[u], f = tp[Hp + u], g = tp[2 * Hp + u], o = tp[3 * Hp + u];
+                    const float ct = tp[4 * Hp + u], tc = tp[5 * Hp + u], cp = cprev[u];
+                    const float pi = pp ? pp[u] : 0.0f, pf = pp ? pp[H + u] : 0.0f;
+                    const float po = pp ? pp[2 * H + u] : 0.0f;
+                    const float dht = dh[u] + dy[u];
+                    const float ao = dht * tc * o * (1.0f - o);
+                    const float dct = dc[u] + dht * o * (1.0f - tc * tc) + ao * po;
+                    const float ag = dct * i * (1.0f - g * g);
+                    /* coupled: f = 1 - i, so i also gets -dct * c_prev */
+                    const float ai = dct * (coupled ? g - cp : g) * i * (1.0f - i);
+                    const float af = coupled ? 0.0f : dct * cp * f * (1.0f - f);
+                    gx[u] = ai;
+                    gx[H + u] = af;
+                    gx[2 * H + u] = ag;
+                    gx[3 * H + u] = ao;
+                    bx[u] += ai;
+                    bx[H + u] += af;
+                    bx[2 * H + u] += ag;
+                    bx[3 * H + u] += ao;
+                    ps[u] += ai * cp;
+                    ps[H + u] += af * cp;
+                    ps[2 * H + u] += ao * ct;
+                    dc[u] = dct * f + ai * pi + af * pf;
+                }
+                break;
+            }
 #pragma omp simd
             for (int64_t u = u0; u < u1; u++) {
                 const float i = tp[u], f = tp[Hp + u], g = tp[2 * Hp + u], o = tp[3 * Hp + u];
@@ -228,6 +265,9 @@ static rnc_status check_args(const rnc_dims *d, const rnc_bwd_args *a) {
         return RNC_ERR_INVALID_ARG;
     if ((rnc_tape_slots(d->cell) > 0) != (a->tape != NULL)) return RNC_ERR_INVALID_ARG;
     if (d->cell != RNC_CELL_LSTM && (a->c0 || a->dc_n || a->dc0)) return RNC_ERR_INVALID_ARG;
+    if (d->cell != RNC_CELL_LSTM && (a->peephole || a->input_forget || a->dpeephole))
+        return RNC_ERR_INVALID_ARG;
+    if ((a->peephole != NULL) != (a->dpeephole != NULL)) return RNC_ERR_INVALID_ARG;
     if (rnc_check_lengths(a->lengths, d->T, d->N, a->batch_first, a->reverse)) return RNC_ERR_INVALID_ARG;
     return RNC_OK;
 }
@@ -241,7 +281,7 @@ typedef struct {
     bwd_layout l;
     const bwd_step *s;
     float *wT, *dgx, *dgh, *hprev, *dh, *dc, *q, *apack, *scratch;
-    const double *bsum_x, *bsum_h;
+    const double *bsum_x, *bsum_h, *psum;
 } bwd_team;
 
 /* Steps 0-3 for thread `tid` of `team` (see the top of this file). */
@@ -257,7 +297,7 @@ static void backward_thread(const bwd_team *x, int tid, int team) {
     float *wT = x->wT, *dgx = x->dgx, *dgh = x->dgh, *hprev = x->hprev, *dh = x->dh, *dc = x->dc;
     float *q = x->q;
     float *apack = x->apack, *scratch = x->scratch;
-    const double *bsum_x = x->bsum_x, *bsum_h = x->bsum_h;
+    const double *bsum_x = x->bsum_x, *bsum_h = x->bsum_h, *psum = x->psum;
     const unsigned int saved_csr = rnc_ftz_begin();
     float *my = scratch + tid * l.per_thread;
     int64_t p0, p1;
@@ -381,6 +421,8 @@ static void backward_thread(const bwd_team *x, int tid, int team) {
             if (a->db_ih) a->db_ih[j] += (float)bsum_x[j];
             if (a->db_hh) a->db_hh[j] += (float)h_part;
         }
+    for (int64_t g = 0; g < 3 && a->dpeephole; g++) /* peephole gradients, own units */
+        for (int64_t u = u0; u < u1; u++) a->dpeephole[g * H + u] += (float)psum[g * H + u];
     rnc_ftz_end(saved_csr);
 }
 
@@ -399,7 +441,7 @@ rnc_status rnc_backward(const rnc_dims *d, const rnc_bwd_args *a, int n_threads)
     const int nt = rnc_step_threads(d, G, n_threads);
     const bwd_layout l = layout(d, nt);
 
-    double *bsum_x = (double *)a->ws, *bsum_h = bsum_x + GH;
+    double *bsum_x = (double *)a->ws, *bsum_h = bsum_x + GH, *psum = bsum_h + GH;
     float *zeros = a->ws + l.bsum;
     float *wT = zeros + l.zeros;
     float *dgx = wT + l.wT;
@@ -421,10 +463,11 @@ rnc_status rnc_backward(const rnc_dims *d, const rnc_bwd_args *a, int n_threads)
             memset(a->dx + r * a->lddx, 0, (size_t)d->I * sizeof(float));
     }
     bwd_step s = {d->cell, N, H, Hp, GH, row_t, row_n, a->y, a->ldy, a->dy, a->lddy,
-                  a->tape, a->c0, zeros, hprev, dgx, dgh, dh, dc, bsum_x, bsum_h};
+                  a->tape, a->c0, zeros, hprev, dgx, dgh, dh, dc, bsum_x, bsum_h,
+                  a->peephole, a->input_forget, psum};
 
     const bwd_team ctx = {d, a, K, G, l, &s, wT, dgx, dgh, hprev, dh, dc, q, apack, scratch,
-                          bsum_x, bsum_h};
+                          bsum_x, bsum_h, psum};
     /* a team of one runs without a parallel region (see fwd.c) */
 #ifdef _OPENMP
     if (nt > 1) {

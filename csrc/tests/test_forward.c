@@ -89,7 +89,7 @@ static void check_backward(rnc_cell cell, const char *isa, const rnc_dims *d, rn
     a->tape = NULL;
     rnc_bwd_args b = {a->x, a->h0, a->c0, w_ih, w_hh, a->y, SH, tape, dy, SH, NULL, NULL,
                       dx, SI, 0, dh0, cell == RNC_CELL_LSTM ? dc0 : NULL,
-                      dw_ih, dw_hh, db_ih, db_hh, ws, 0, 0, NULL};
+                      dw_ih, dw_hh, db_ih, db_hh, ws, 0, 0, NULL, NULL, 0, NULL};
     CHECK(rnc_backward(d, &b, 2) == RNC_OK, "%s backward", isa);
     float *x = (float *)a->x;
     struct { float *v; const float *grad; int n; const char *name; } probes[] = {
@@ -136,7 +136,7 @@ static void run_cell(rnc_cell cell, const char *isa) {
     CHECK(rnc_pack_weights(cell, SH, SH, w_hh, w_hh_p) == RNC_OK, "pack w_hh");
     const int lstm = cell == RNC_CELL_LSTM;
     rnc_fwd_args a = {x, h0, lstm ? c0 : NULL, w_ih_p, w_hh_p, b_ih, b_hh, y, SH, h_n,
-                      lstm ? c_n : NULL, ws, 0, 0, NULL, NULL};
+                      lstm ? c_n : NULL, ws, 0, 0, NULL, NULL, NULL, 0};
     CHECK(rnc_forward(&d, &a, 2) == RNC_OK, "%s forward", isa);
     reference(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, y_ref);
     double worst = 0;
