@@ -139,46 +139,24 @@ static void step_pointwise(const bwd_step *s, int64_t t, int first, int64_t t_pr
                 first ? (s->c0 ? s->c0 + n * H : s->zeros)
                       : s->tape + (t_prev * s->row_t + n * s->row_n) * slots + 4 * Hp;
             float *restrict dc = s->dc + n * Hp;
-            if (s->peep || s->coupled) { /* the ONNX variants (rnncore.h) */
-                const float *pp = s->peep;
-                const int coupled = s->coupled;
-                double *restrict ps = s->psum;
-#pragma omp simd
-                for (int64_t u = u0; u < u1; u++) {
-                    const float i = tp[u], f = tp[Hp + u], g = tp[2 * Hp + u], o = tp[3 * Hp + u];
-                    const float ct = tp[4 * Hp + u], tc = tp[5 * Hp + u], cp = cprev[u];
-                    const float pi = pp ? pp[u] : 0.0f, pf = pp ? pp[H + u] : 0.0f;
-                    const float po = pp ? pp[2 * H + u] : 0.0f;
-                    const float dht = dh[u] + dy[u];
-                    const float ao = dht * tc * o * (1.0f - o);
-                    const float dct = dc[u] + dht * o * (1.0f - tc * tc) + ao * po;
-                    const float ag = dct * i * (1.0f - g * g);
-                    /* coupled: f = 1 - i, so i also gets -dct * c_prev */
-                    const float ai = dct * (coupled ? g - cp : g) * i * (1.0f - i);
-                    const float af = coupled ? 0.0f : dct * cp * f * (1.0f - f);
-                    gx[u] = ai;
-                    gx[H + u] = af;
-                    gx[2 * H + u] = ag;
-                    gx[3 * H + u] = ao;
-                    bx[u] += ai;
-                    bx[H + u] += af;
-                    bx[2 * H + u] += ag;
-                    bx[3 * H + u] += ao;
-                    ps[u] += ai * cp;
-                    ps[H + u] += af * cp;
-                    ps[2 * H + u] += ao * ct;
-                    dc[u] = dct * f + ai * pi + af * pf;
-                }
-                break;
-            }
+            /* with the ONNX variants (rnncore.h): peepholes feed dA_o into dc
+             * and dA_i, dA_f into dc_prev; input_forget (f = 1 - i) gives i
+             * -dct * c_prev too and the forget gate nothing */
+            const float *pp = s->peep;
+            const int coupled = s->coupled;
+            double *restrict ps = s->psum;
 #pragma omp simd
             for (int64_t u = u0; u < u1; u++) {
                 const float i = tp[u], f = tp[Hp + u], g = tp[2 * Hp + u], o = tp[3 * Hp + u];
-                const float tc = tp[5 * Hp + u];
+                const float ct = tp[4 * Hp + u], tc = tp[5 * Hp + u], cp = cprev[u];
+                const float pi = pp ? pp[u] : 0.0f, pf = pp ? pp[H + u] : 0.0f;
+                const float po = pp ? pp[2 * H + u] : 0.0f;
                 const float dht = dh[u] + dy[u];
-                const float dct = dc[u] + dht * o * (1.0f - tc * tc);
-                const float ai = dct * g * i * (1.0f - i), af = dct * cprev[u] * f * (1.0f - f);
-                const float ag = dct * i * (1.0f - g * g), ao = dht * tc * o * (1.0f - o);
+                const float ao = dht * tc * o * (1.0f - o);
+                const float dct = dc[u] + dht * o * (1.0f - tc * tc) + ao * po;
+                const float ag = dct * i * (1.0f - g * g);
+                const float ai = dct * (coupled ? g - cp : g) * i * (1.0f - i);
+                const float af = coupled ? 0.0f : dct * cp * f * (1.0f - f);
                 gx[u] = ai;
                 gx[H + u] = af;
                 gx[2 * H + u] = ag;
@@ -187,7 +165,12 @@ static void step_pointwise(const bwd_step *s, int64_t t, int first, int64_t t_pr
                 bx[H + u] += af;
                 bx[2 * H + u] += ag;
                 bx[3 * H + u] += ao;
-                dc[u] = dct * f;
+                if (pp) {
+                    ps[u] += ai * cp;
+                    ps[H + u] += af * cp;
+                    ps[2 * H + u] += ao * ct;
+                }
+                dc[u] = dct * f + ai * pi + af * pf;
             }
             break;
         }

@@ -167,40 +167,6 @@ static void gru_rb_update(const rnc_post *p, int64_t M, int64_t u0, int64_t u1) 
     }
 }
 
-/* LSTM with peepholes and/or input_forget (rnncore.h), rows [0, M), units
- * [u0, u1); plain C for every CPU path (these variants come from ONNX). */
-static void lstm_variant_update(const rnc_post *p, const float *peep, int coupled, int64_t M,
-                                int64_t u0, int64_t u1) {
-    const int64_t Hp = p->Hp, H = p->H;
-    for (int64_t n = 0; n < M; n++) {
-        const float *gx = p->gx + n * p->ld_gx, *a = p->acc + n * p->ld_acc;
-        float *c = p->c + n * Hp, *y = p->y + n * p->ld_y;
-        float *tp = p->tape ? p->tape + n * p->ld_tape : NULL;
-#pragma omp simd
-        for (int64_t u = u0; u < u1; u++) {
-            const float cp = c[u];
-            const float pi = peep ? peep[u] : 0.0f, pf = peep ? peep[H + u] : 0.0f;
-            const float po = peep ? peep[2 * H + u] : 0.0f;
-            const float i = rnc_sigmoid(gx[u] + a[u] + pi * cp);
-            const float f = coupled ? 1.0f - i : rnc_sigmoid(gx[Hp + u] + a[Hp + u] + pf * cp);
-            const float g = rnc_tanh(gx[2 * Hp + u] + a[2 * Hp + u]);
-            const float ct = f * cp + i * g;
-            const float o = rnc_sigmoid(gx[3 * Hp + u] + a[3 * Hp + u] + po * ct);
-            const float tc = rnc_tanh(ct);
-            c[u] = ct;
-            y[u] = o * tc;
-            if (tp) {
-                tp[u] = i;
-                tp[Hp + u] = f;
-                tp[2 * Hp + u] = g;
-                tp[3 * Hp + u] = o;
-                tp[4 * Hp + u] = ct;
-                tp[5 * Hp + u] = tc;
-            }
-        }
-    }
-}
-
 /* What every thread of a forward call shares. */
 typedef struct {
     const rnc_dims *d;
@@ -332,7 +298,7 @@ static void forward_thread(const fwd_team *x, int tid, int team) {
         if (u0 < u1) {
             if (reset_before) gru_rb_update(&post, rows_now, u0, u1);
             else if (a->peephole || a->input_forget)
-                lstm_variant_update(&post, a->peephole, a->input_forget, rows_now, u0, u1);
+                rnc_lstm_update(&post, a->peephole, a->input_forget, 0, rows_now, u0, u1);
             else K->postgemm(&post, 0, rows_now, u0, u1);
             if (step + 1 < T_run) /* packed for the next step's rows */
                 rnc_pack_a_cols(rnc_active_rows(a->lengths, N, step + 1), H, u0, u1,

@@ -206,6 +206,12 @@ static inline int64_t rnc_active_rows(const int64_t *lengths, int64_t N, int64_t
     return lo;
 }
 
+/* The LSTM post-GEMM in plain C (kernels_generic.c), rows [n0, n1): the
+ * generic path's, and every path's for the ONNX variants (peep: [3H] p_i,
+ * p_f, p_o or NULL; coupled: f = 1 - i; see rnncore.h). */
+void rnc_lstm_update(const rnc_post *p, const float *peep, int coupled, int64_t n0, int64_t n1,
+                     int64_t u0, int64_t u1);
+
 /* The table chosen by rnc_init() (dispatch.c). */
 const rnc_kernels *rnc_active_kernels(void);
 

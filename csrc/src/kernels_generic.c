@@ -40,8 +40,44 @@ static void gemm_panel_acc(int64_t M, int64_t K, const float *Ap, const float *P
     gemm_tiles(1, M, K, Ap, P, NULL, C, ldc);
 }
 
+void rnc_lstm_update(const rnc_post *p, const float *peep, int coupled, int64_t n0, int64_t n1,
+                     int64_t u0, int64_t u1) {
+    const int64_t Hp = p->Hp, H = p->H;
+    for (int64_t n = n0; n < n1; n++) {
+        const float *gx = p->gx + n * p->ld_gx, *a = p->acc + n * p->ld_acc;
+        float *c = p->c + n * Hp, *y = p->y + n * p->ld_y;
+        float *tp = p->tape ? p->tape + n * p->ld_tape : NULL;
+#pragma omp simd
+        for (int64_t u = u0; u < u1; u++) {
+            const float cp = c[u];
+            const float pi = peep ? peep[u] : 0.0f, pf = peep ? peep[H + u] : 0.0f;
+            const float po = peep ? peep[2 * H + u] : 0.0f;
+            const float i = rnc_sigmoid(gx[u] + a[u] + pi * cp);
+            const float f = coupled ? 1.0f - i : rnc_sigmoid(gx[Hp + u] + a[Hp + u] + pf * cp);
+            const float g = rnc_tanh(gx[2 * Hp + u] + a[2 * Hp + u]);
+            const float ct = f * cp + i * g;
+            const float o = rnc_sigmoid(gx[3 * Hp + u] + a[3 * Hp + u] + po * ct);
+            const float tc = rnc_tanh(ct);
+            c[u] = ct;
+            y[u] = o * tc;
+            if (tp) {
+                tp[u] = i;
+                tp[Hp + u] = f;
+                tp[2 * Hp + u] = g;
+                tp[3 * Hp + u] = o;
+                tp[4 * Hp + u] = ct;
+                tp[5 * Hp + u] = tc;
+            }
+        }
+    }
+}
+
 static void postgemm(const rnc_post *p, int64_t n0, int64_t n1, int64_t u0, int64_t u1) {
     const int64_t Hp = p->Hp;
+    if (p->cell == RNC_CELL_LSTM) {
+        rnc_lstm_update(p, NULL, 0, n0, n1, u0, u1);
+        return;
+    }
     for (int64_t n = n0; n < n1; n++) {
         const float *gx = p->gx + n * p->ld_gx;
         const float *a = p->acc + n * p->ld_acc;
@@ -56,28 +92,8 @@ static void postgemm(const rnc_post *p, int64_t n0, int64_t n1, int64_t u0, int6
 #pragma omp simd
             for (int64_t u = u0; u < u1; u++) y[u] = rnc_relu(gx[u] + a[u]);
             break;
-        case RNC_CELL_LSTM: {
-            float *c = p->c + n * Hp;
-#pragma omp simd
-            for (int64_t u = u0; u < u1; u++) {
-                const float i = rnc_sigmoid(gx[u] + a[u]);
-                const float f = rnc_sigmoid(gx[Hp + u] + a[Hp + u]);
-                const float g = rnc_tanh(gx[2 * Hp + u] + a[2 * Hp + u]);
-                const float o = rnc_sigmoid(gx[3 * Hp + u] + a[3 * Hp + u]);
-                const float ct = f * c[u] + i * g, tc = rnc_tanh(ct);
-                c[u] = ct;
-                y[u] = o * tc;
-                if (tp) {
-                    tp[u] = i;
-                    tp[Hp + u] = f;
-                    tp[2 * Hp + u] = g;
-                    tp[3 * Hp + u] = o;
-                    tp[4 * Hp + u] = ct;
-                    tp[5 * Hp + u] = tc;
-                }
-            }
+        case RNC_CELL_LSTM: /* above */
             break;
-        }
         case RNC_CELL_GRU: {
             const float *hp = p->h_prev + n * p->ld_hprev;
 #pragma omp simd
