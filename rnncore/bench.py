@@ -279,11 +279,19 @@ def worker(backend, threads):
         print(json.dumps(reply), flush=True)
 
 
+# Workers start in the folder holding the rnncore this process imported:
+# `python -m` and `-c` put the working directory first on sys.path, and from a
+# source checkout (the README's command) they imported the unbuilt tree and
+# timed the NumPy fallback.
+_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
 def _available(backend):
-    module = {"torch": "torch", "onnxruntime": "onnxruntime", "rnncore": "rnncore",
+    module = {"torch": "torch", "onnxruntime": "onnxruntime", "rnncore": "rnncore._core",
               "reference": "rnncore"}[backend]
     code = f"import {module}" + ("\nimport onnx" if backend == "onnxruntime" else "")
-    return subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+    return subprocess.run([sys.executable, "-c", code], capture_output=True,
+                          cwd=_PACKAGE_PARENT).returncode == 0
 
 
 class _Worker:
@@ -295,13 +303,14 @@ class _Worker:
         # spinning reference worker halved the next backend's 2-thread speed.
         env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
                    MKL_NUM_THREADS=str(threads), OPENBLAS_THREAD_TIMEOUT="4")
-        env.pop("RNNCORE_BACKEND", None)
-        if backend == "reference":
-            env["RNNCORE_BACKEND"] = "reference"
+        # the rnncore worker must run the compiled kernels or fail, never
+        # fall back to the reference unnoticed
+        env["RNNCORE_BACKEND"] = "reference" if backend == "reference" else "c"
         self.backend = backend
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "rnncore.bench", "--worker", backend, "--threads", str(threads)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+            cwd=_PACKAGE_PARENT)
 
     def ask(self, request):
         self.proc.stdin.write(json.dumps(request) + "\n")

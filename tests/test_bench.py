@@ -120,3 +120,21 @@ def test_step_bench_command(tmp_path):
     assert "step_lstm_n1_h32" in out.stdout and "rnncore us" in out.stdout
     row = json.loads((tmp_path / "r.json").read_text())["rows"][0]
     assert row["kind"] == "step" and row["us"]["rnncore"] > 0 and row["floor_us"] > 0
+
+
+def test_bench_workers_import_the_installed_package(tmp_path):
+    """From a folder holding another `rnncore` (a source checkout: the
+    README runs `rnncore bench` from one), the workers still import the
+    package the command runs, never the folder's."""
+    import shutil
+    exe = shutil.which("rnncore")
+    if exe is None:
+        pytest.skip("the rnncore command is not installed")
+    fake = tmp_path / "rnncore"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("raise ImportError('imported the wrong rnncore')\n")
+    out = subprocess.run([exe, "bench", "--cells", "GRU", "--hidden", "16", "--batch", "2",
+                          "--steps", "3", "--threads", "1", "--repeat", "3", "--backends", "rnncore"],
+                         capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "gru_t3_n2_i16_h16" in out.stdout and "rnncore ms" in out.stdout, out.stdout
