@@ -284,6 +284,13 @@ class RNNBase:
         from .interop import to_torch
         return to_torch(self)
 
+    def to_onnx(self, path=None, *, initial_state=False):
+        """This layer as an ONNX model (ONNX's RNN/GRU/LSTM operators, opset
+        14; needs the onnx package), written to `path` when given; see
+        rnncore.onnx_export."""
+        from .onnx_export import to_onnx
+        return to_onnx(self, path, initial_state=initial_state)
+
     # ------------------------------------------------------------ streaming
 
     def _step(self, x_t, h, c):
