@@ -35,7 +35,7 @@ def to_onnx(layer, path=None, *, initial_state=False):
     mode, H, L = layer.mode, layer.hidden_size, layer.num_layers
     D = layer.num_directions
     op = {"RNN_TANH": "RNN", "RNN_RELU": "RNN", "LSTM": "LSTM", "GRU": "GRU", "GRU_RB": "GRU"}[mode]
-    order, G = _ORDER[mode], layer.gates
+    order = _ORDER[mode]
     sd = layer.state_dict()
     lstm = mode == "LSTM"
     nodes, inits = [], []
