@@ -12,10 +12,11 @@ from ._config import config, show_config
 from . import optim
 from .interop import from_keras_weights, from_torch
 from .io import load, save
+from .onnx_import import from_onnx
 from .losses import softmax_cross_entropy
 from .layers import GRU, LSTM, RNN, Tape
 
 __version__ = "0.1.0"
 
-__all__ = ["RNN", "LSTM", "GRU", "Tape", "optim", "from_torch", "from_keras_weights", "save", "load", "softmax_cross_entropy", "backend", "config", "show_config",
+__all__ = ["RNN", "LSTM", "GRU", "Tape", "optim", "from_torch", "from_keras_weights", "save", "load", "from_onnx", "softmax_cross_entropy", "backend", "config", "show_config",
            "set_num_threads", "get_num_threads", "__version__"]

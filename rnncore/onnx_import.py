@@ -1,0 +1,224 @@
+"""``rnncore.from_onnx(path_or_model)``: run ONNX graphs whose compute nodes are
+ONNX ``RNN``, ``GRU`` and ``LSTM`` operators on rnncore's kernels, with the
+small shape-only nodes exporters put around them. The returned object's
+``run(output_names, feeds)`` behaves like ``onnxruntime.InferenceSession.run``.
+
+Supported operator attributes: ``hidden_size``, ``direction`` (forward,
+reverse, bidirectional), ``layout`` 0 and 1, ``linear_before_reset`` 0 and 1,
+``input_forget``, peepholes ``P``, ``sequence_lens``, ``initial_h`` /
+``initial_c`` and the outputs ``Y``, ``Y_h``, ``Y_c``; ``activations`` the
+defaults (and Relu for RNN). Other activations and ``clip`` raise
+NotImplementedError at load. Gate blocks are converted to PyTorch's order
+once, at load.
+"""
+import numpy as np
+
+from .layers import GRU, LSTM, RNN
+
+__all__ = ["from_onnx", "OnnxModel"]
+
+# ONNX gate order -> PyTorch's (inverse of onnx_export._ORDER)
+_TO_TORCH = {"LSTM": [0, 2, 3, 1], "GRU": [1, 0, 2], "RNN": [0]}
+_DEFAULT_ACTIVATIONS = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"],
+                        "RNN": ["Tanh"]}
+_DTYPES = {1: np.float32, 6: np.int32, 7: np.int64, 9: np.bool_, 11: np.float64}
+
+
+def _blocks(a, order, H):
+    return np.concatenate([a[g * H:(g + 1) * H] for g in order])
+
+
+class _RecurrentNode:
+    """One ONNX RNN/GRU/LSTM node as rnncore layers (one per direction)."""
+
+    def __init__(self, node, attrs, consts):
+        op = node.op_type
+        self.op, self.node = op, node
+        self.H = int(attrs["hidden_size"])
+        self.direction = attrs.get("direction", b"forward")
+        self.direction = self.direction.decode() if isinstance(self.direction, bytes) else self.direction
+        if self.direction not in ("forward", "reverse", "bidirectional"):
+            raise ValueError(f"{op} node {node.name!r}: direction {self.direction!r}")
+        self.layout = int(attrs.get("layout", 0))
+        if attrs.get("clip") is not None:
+            raise NotImplementedError(f"{op} node {node.name!r}: the clip attribute is not supported")
+        acts = [a.decode() if isinstance(a, bytes) else a for a in attrs.get("activations", [])]
+        D = 2 if self.direction == "bidirectional" else 1
+        default = _DEFAULT_ACTIVATIONS[op]
+        self.relu = op == "RNN" and acts == ["Relu"] * D
+        if acts and acts != default * D and not self.relu:
+            raise NotImplementedError(f"{op} node {node.name!r}: activations {acts} are not supported "
+                                      f"(only {default}{' or Relu' if op == 'RNN' else ''})")
+        self.linear_before_reset = int(attrs.get("linear_before_reset", 0))
+        self.input_forget = int(attrs.get("input_forget", 0))
+        inputs = list(node.input) + [""] * (8 - len(node.input))
+        self.names = dict(zip(["X", "W", "R", "B", "sequence_lens", "initial_h", "initial_c", "P"],
+                              inputs))
+        for name in ("W", "R"):
+            if self.names[name] not in consts:
+                raise NotImplementedError(f"{op} node {node.name!r}: {name} must be an initializer")
+        self.D = D
+        self.layers = [self._layer(consts, d) for d in range(D)]
+
+    def _layer(self, consts, d):
+        op, H = self.op, self.H
+        order = _TO_TORCH[op]
+        W, R = consts[self.names["W"]][d], consts[self.names["R"]][d]
+        G = len(order)
+        if W.shape[0] != G * H or R.shape != (G * H, H):
+            raise ValueError(f"{op} node {self.node.name!r}: W {W.shape} / R {R.shape} do not match "
+                             f"hidden_size {H}")
+        I = W.shape[1]
+        B = consts.get(self.names["B"]) if self.names["B"] else None
+        P = consts.get(self.names["P"]) if self.names["P"] else None
+        if op == "LSTM":
+            layer = LSTM(I, H, bias=B is not None, peephole=P is not None,
+                         input_forget=bool(self.input_forget), seed=0)
+        elif op == "GRU":
+            layer = GRU(I, H, bias=B is not None, reset_after=bool(self.linear_before_reset), seed=0)
+        else:
+            layer = RNN(I, H, nonlinearity="relu" if self.relu else "tanh", bias=B is not None, seed=0)
+        sd = {"weight_ih_l0": _blocks(W, order, H), "weight_hh_l0": _blocks(R, order, H)}
+        if B is not None:
+            sd["bias_ih_l0"] = _blocks(B[d][:G * H], order, H)
+            sd["bias_hh_l0"] = _blocks(B[d][G * H:], order, H)
+        if P is not None:  # ONNX P: i, o, f -> rnncore's p_i, p_f, p_o
+            p = P[d]
+            sd["peephole_l0"] = np.concatenate([p[:H], p[2 * H:], p[H:2 * H]])
+        layer.load_state_dict(sd)
+        return layer
+
+    def run(self, values):
+        get = lambda n: values[self.names[n]] if self.names[n] else None  # noqa: E731
+        x = np.asarray(get("X"), np.float32)
+        if self.layout == 1:
+            x = x.transpose(1, 0, 2)
+        T, N = x.shape[:2]
+        lengths = get("sequence_lens")
+        lengths = np.full(N, T, np.int64) if lengths is None else np.asarray(lengths, np.int64)
+        h0, c0 = get("initial_h"), get("initial_c")
+        if self.layout == 1:
+            h0 = None if h0 is None else np.asarray(h0).transpose(1, 0, 2)
+            c0 = None if c0 is None else np.asarray(c0).transpose(1, 0, 2)
+        ys, hs, cs = [], [], []
+        for d, layer in enumerate(self.layers):
+            reverse = self.direction == "reverse" or d == 1
+            src = _reverse_within(x, lengths) if reverse else x
+            hx = None
+            if h0 is not None or c0 is not None:
+                h = np.zeros((1, N, self.H), np.float32) if h0 is None else h0[d:d + 1]
+                c = np.zeros((1, N, self.H), np.float32) if c0 is None else c0[d:d + 1]
+                hx = (h, c) if self.op == "LSTM" else h
+            y, state = layer(np.ascontiguousarray(src), hx, lengths=lengths)
+            h_n, c_n = state if self.op == "LSTM" else (state, None)
+            ys.append(_reverse_within(y, lengths) if reverse else y)
+            hs.append(h_n[0])
+            cs.append(c_n[0] if c_n is not None else None)
+        Y = np.stack(ys, axis=1)  # [T, D, N, H]
+        Y_h = np.stack(hs)        # [D, N, H]
+        Y_c = np.stack(cs) if self.op == "LSTM" else None
+        if self.layout == 1:
+            Y, Y_h = Y.transpose(2, 0, 1, 3), Y_h.transpose(1, 0, 2)
+            Y_c = None if Y_c is None else Y_c.transpose(1, 0, 2)
+        out = [Y, Y_h, Y_c]
+        return {name: value for name, value in zip(self.node.output, out) if name}
+
+
+def _reverse_within(a, lengths):
+    """Each sequence (axis 1) of time-major a reversed within its length, 0 past it."""
+    out = np.zeros_like(a)
+    for n, ln in enumerate(lengths.tolist()):
+        out[:ln, n] = a[ln - 1::-1, n]
+    return out
+
+
+def _shape_op(node, attrs, args):
+    """The shape-only ONNX operators exporters put around recurrent nodes."""
+    op = node.op_type
+    if op == "Identity":
+        return [args[0]]
+    if op == "Transpose":
+        perm = attrs.get("perm")
+        return [np.transpose(args[0], perm)]
+    if op == "Reshape":
+        shape = [int(s) for s in args[1]]
+        shape = [args[0].shape[i] if s == 0 else s for i, s in enumerate(shape)]
+        return [np.reshape(args[0], shape)]
+    if op in ("Squeeze", "Unsqueeze"):
+        axes = attrs.get("axes") if len(args) < 2 or args[1] is None else [int(a) for a in args[1]]
+        if op == "Squeeze":
+            return [np.squeeze(args[0], axis=tuple(axes) if axes is not None else None)]
+        out = args[0]
+        for ax in sorted(a % (out.ndim + len(axes)) for a in axes):
+            out = np.expand_dims(out, ax)
+        return [out]
+    if op == "Concat":
+        return [np.concatenate(args, axis=attrs["axis"])]
+    if op == "Slice":
+        data, starts, ends = args[0], args[1], args[2]
+        axes = args[3] if len(args) > 3 and args[3] is not None else range(len(starts))
+        steps = args[4] if len(args) > 4 and args[4] is not None else [1] * len(starts)
+        index = [slice(None)] * data.ndim
+        for s, e, ax, st in zip(starts, ends, axes, steps):
+            index[int(ax)] = slice(int(s), int(e), int(st))
+        return [data[tuple(index)]]
+    if op == "Shape":
+        return [np.array(args[0].shape, np.int64)]
+    if op == "Gather":
+        return [np.take(args[0], args[1], axis=attrs.get("axis", 0))]
+    if op == "Cast":
+        return [args[0].astype(_DTYPES[attrs["to"]])]
+    raise NotImplementedError(f"ONNX operator {op} (node {node.name!r}) is not supported")
+
+
+class OnnxModel:
+    """An ONNX graph of RNN/GRU/LSTM operators, run on rnncore (see the
+    module docstring)."""
+
+    def __init__(self, model):
+        from onnx import helper, numpy_helper
+        self.model = model
+        graph = model.graph
+        self.consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+        self.inputs = [i.name for i in graph.input if i.name not in self.consts]
+        self.outputs = [o.name for o in graph.output]
+        self.steps = []
+        for node in graph.node:
+            attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+            if node.op_type in ("LSTM", "GRU", "RNN"):
+                self.steps.append(_RecurrentNode(node, attrs, self.consts))
+            elif node.op_type == "Constant":
+                self.consts[node.output[0]] = numpy_helper.to_array(attrs["value"])
+            else:
+                self.steps.append((node, attrs))
+
+    def run(self, output_names, feeds):
+        """Like onnxruntime.InferenceSession.run: the named outputs (all for
+        None) computed from the feeds (input name -> array)."""
+        missing = [n for n in self.inputs if n not in feeds]
+        unknown = [n for n in feeds if n not in self.inputs]
+        if missing or unknown:
+            raise ValueError(f"feeds must hold exactly the graph's inputs {self.inputs}; "
+                             f"missing {missing}, unknown {unknown}")
+        values = dict(self.consts)
+        values.update({k: np.asarray(v) for k, v in feeds.items()})
+        for step in self.steps:
+            if isinstance(step, _RecurrentNode):
+                values.update(step.run(values))
+            else:
+                node, attrs = step
+                args = [values[i] if i else None for i in node.input]
+                values.update(zip(node.output, _shape_op(node, attrs, args)))
+        names = self.outputs if output_names is None else list(output_names)
+        bad = [n for n in names if n not in self.outputs]
+        if bad:
+            raise ValueError(f"unknown outputs {bad}; the graph's are {self.outputs}")
+        return [values[n] for n in names]
+
+
+def from_onnx(model):
+    """An :class:`OnnxModel` from an ONNX file path or ``onnx.ModelProto``."""
+    import onnx
+    if not isinstance(model, onnx.ModelProto):
+        model = onnx.load(model)
+    return OnnxModel(model)

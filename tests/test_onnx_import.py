@@ -1,0 +1,133 @@
+"""rnncore.from_onnx: graphs of ONNX RNN/GRU/LSTM operators run on rnncore give
+what ONNX Runtime gives, attribute by attribute."""
+import numpy as np
+import pytest
+
+import rnncore
+from conftest import ATOL, RTOL, make_layer
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+MODES = ["RNN_TANH", "RNN_RELU", "LSTM", "GRU", "GRU_RB", "LSTM_PEEP", "LSTM_CIFG",
+         "LSTM_PEEP_CIFG"]
+
+
+def both(model, feeds):
+    ours = rnncore.from_onnx(model).run(None, feeds)
+    theirs = ort.InferenceSession(model.SerializeToString(),
+                                  providers=["CPUExecutionProvider"]).run(None, feeds)
+    assert len(ours) == len(theirs)
+    for a, b in zip(ours, theirs):
+        np.testing.assert_allclose(a, b, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_round_trip_of_exported_layers(mode, rng, tmp_path):
+    layer = make_layer(mode, 4, 6, num_layers=2, bidirectional=True, batch_first=True, seed=3)
+    layer.to_onnx(tmp_path / "m.onnx", initial_state=True)
+    x = rng.standard_normal((3, 5, 4)).astype(np.float32)
+    feeds = {"X": x, "initial_h": rng.standard_normal((4, 3, 6)).astype(np.float32)}
+    if layer.mode == "LSTM":
+        feeds["initial_c"] = rng.standard_normal((4, 3, 6)).astype(np.float32)
+    both(onnx.load(tmp_path / "m.onnx"), feeds)
+
+
+def single_node(op, *, direction="forward", layout=0, lengths=False, peephole=False,
+                input_forget=0, linear_before_reset=None, activations=None, clip=None, rng):
+    G = {"LSTM": 4, "GRU": 3, "RNN": 1}[op]
+    D = 2 if direction == "bidirectional" else 1
+    I, H = 3, 5
+    inits = [numpy_helper.from_array((rng.standard_normal((D, G * H, I)) * 0.5).astype(np.float32), "W"),
+             numpy_helper.from_array((rng.standard_normal((D, G * H, H)) * 0.5).astype(np.float32), "R"),
+             numpy_helper.from_array(rng.standard_normal((D, 2 * G * H)).astype(np.float32), "B")]
+    inputs = ["X", "W", "R", "B", "seq" if lengths else "", "h0"] + (["c0"] if op == "LSTM" else [])
+    if peephole:
+        inputs.append("P")
+        inits.append(numpy_helper.from_array(rng.standard_normal((D, 3 * H)).astype(np.float32), "P"))
+    attrs = {"hidden_size": H, "direction": direction, "layout": layout}
+    if op == "LSTM" and input_forget:
+        attrs["input_forget"] = input_forget
+    if linear_before_reset is not None:
+        attrs["linear_before_reset"] = linear_before_reset
+    if activations:
+        attrs["activations"] = activations
+    if clip is not None:
+        attrs["clip"] = clip
+    states = ["h", "c"] if op == "LSTM" else ["h"]
+    outputs = ["Y"] + [f"Y_{s}" for s in states]
+    node = helper.make_node(op, inputs, outputs, **attrs)
+    x_shape = ["N", "T", I] if layout else ["T", "N", I]
+    s_shape = ["N", D, H] if layout else [D, "N", H]
+    graph_in = [helper.make_tensor_value_info("X", TensorProto.FLOAT, x_shape)]
+    graph_in += [helper.make_tensor_value_info(f"{s}0", TensorProto.FLOAT, s_shape) for s in states]
+    if lengths:
+        graph_in.append(helper.make_tensor_value_info("seq", TensorProto.INT32, ["N"]))
+    y_shape = ["N", "T", D, H] if layout else ["T", D, "N", H]
+    graph_out = [helper.make_tensor_value_info("Y", TensorProto.FLOAT, y_shape)]
+    graph_out += [helper.make_tensor_value_info(f"Y_{s}", TensorProto.FLOAT, s_shape) for s in states]
+    graph = helper.make_graph([node], "g", graph_in, graph_out, initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)], ir_version=8)
+    N, T = 4, 6
+    feeds = {"X": rng.standard_normal((N, T, I) if layout else (T, N, I)).astype(np.float32)}
+    for s in states:
+        feeds[f"{s}0"] = rng.standard_normal((N, D, H) if layout else (D, N, H)).astype(np.float32)
+    if lengths:
+        feeds["seq"] = np.array([6, 2, 5, 1], np.int32)
+    return model, feeds
+
+
+@pytest.mark.parametrize("op", ["LSTM", "GRU", "RNN"])
+@pytest.mark.parametrize("direction", ["forward", "reverse", "bidirectional"])
+@pytest.mark.parametrize("layout", [0, 1])
+@pytest.mark.parametrize("lengths", [False, True], ids=["full", "sequence_lens"])
+def test_operator_attributes_match_onnx_runtime(op, direction, layout, lengths):
+    model, feeds = single_node(op, direction=direction, lengths=lengths,
+                               rng=np.random.default_rng(1))
+    if layout == 0:
+        both(model, feeds)
+        return
+    # ONNX Runtime has no layout = 1 kernels: the same weights with layout 0
+    # and transposed feeds are its reference
+    model1, _ = single_node(op, direction=direction, layout=1, lengths=lengths,
+                            rng=np.random.default_rng(1))
+    feeds1 = {k: (v.transpose(1, 0, 2) if v.ndim == 3 else v) for k, v in feeds.items()}
+    ours = rnncore.from_onnx(model1).run(None, feeds1)
+    theirs = ort.InferenceSession(model.SerializeToString(),
+                                  providers=["CPUExecutionProvider"]).run(None, feeds)
+    np.testing.assert_allclose(ours[0], theirs[0].transpose(2, 0, 1, 3), rtol=RTOL, atol=ATOL)
+    for a, b in zip(ours[1:], theirs[1:]):
+        np.testing.assert_allclose(a, b.transpose(1, 0, 2), rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("variant", [dict(op="GRU", linear_before_reset=0),
+                                     dict(op="GRU", linear_before_reset=1),
+                                     dict(op="LSTM", peephole=True),
+                                     dict(op="LSTM", input_forget=1),
+                                     dict(op="LSTM", peephole=True, input_forget=1),
+                                     dict(op="RNN", activations=["Relu"])],
+                         ids=["gru_lbr0", "gru_lbr1", "lstm_P", "lstm_input_forget",
+                              "lstm_P_input_forget", "rnn_relu"])
+@pytest.mark.parametrize("direction", ["forward", "bidirectional"])
+def test_cell_variants_match_onnx_runtime(variant, direction, rng):
+    kw = dict(variant)
+    if direction == "bidirectional" and "activations" in kw:
+        kw["activations"] = kw["activations"] * 2
+    model, feeds = single_node(direction=direction, lengths=True, rng=rng, **kw)
+    both(model, feeds)
+
+
+def test_unsupported_attributes_and_bad_feeds_are_clear(rng):
+    model, feeds = single_node("LSTM", clip=3.0, rng=rng)
+    with pytest.raises(NotImplementedError, match="clip"):
+        rnncore.from_onnx(model)
+    model, feeds = single_node("GRU", activations=["HardSigmoid", "Tanh"], rng=rng)
+    with pytest.raises(NotImplementedError, match="activations"):
+        rnncore.from_onnx(model)
+    model, feeds = single_node("RNN", rng=rng)
+    session = rnncore.from_onnx(model)
+    with pytest.raises(ValueError, match="missing"):
+        session.run(None, {"X": feeds["X"]})
+    with pytest.raises(ValueError, match="unknown outputs"):
+        session.run(["nope"], feeds)
