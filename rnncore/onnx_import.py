@@ -1,6 +1,8 @@
 """``rnncore.from_onnx(path_or_model)``: run ONNX graphs whose compute nodes are
 ONNX ``RNN``, ``GRU`` and ``LSTM`` operators on rnncore's kernels, with the
-small shape-only nodes exporters put around them. The returned object's
+small shape-only nodes exporters put around them (Identity, Transpose, Reshape,
+Squeeze, Unsqueeze, Concat, Slice, Shape, Gather, Cast, Constant,
+ConstantOfShape, Expand). The returned object's
 ``run(output_names, feeds)`` behaves like ``onnxruntime.InferenceSession.run``.
 
 Supported operator attributes: ``hidden_size``, ``direction`` (forward,
@@ -132,6 +134,11 @@ def _reverse_within(a, lengths):
     return out
 
 
+def _tensor(proto):
+    from onnx import numpy_helper
+    return numpy_helper.to_array(proto)
+
+
 def _shape_op(node, attrs, args):
     """The shape-only ONNX operators exporters put around recurrent nodes."""
     op = node.op_type
@@ -168,6 +175,13 @@ def _shape_op(node, attrs, args):
         return [np.take(args[0], args[1], axis=attrs.get("axis", 0))]
     if op == "Cast":
         return [args[0].astype(_DTYPES[attrs["to"]])]
+    if op == "ConstantOfShape":
+        value = attrs.get("value")
+        fill = np.zeros(1, np.float32) if value is None else _tensor(value)
+        return [np.full([int(d) for d in args[0]], fill.reshape(-1)[0], dtype=fill.dtype)]
+    if op == "Expand":
+        shape = np.broadcast_shapes(args[0].shape, tuple(int(d) for d in args[1]))
+        return [np.broadcast_to(args[0], shape).copy()]
     raise NotImplementedError(f"ONNX operator {op} (node {node.name!r}) is not supported")
 
 

@@ -131,3 +131,31 @@ def test_unsupported_attributes_and_bad_feeds_are_clear(rng):
         session.run(None, {"X": feeds["X"]})
     with pytest.raises(ValueError, match="unknown outputs"):
         session.run(["nope"], feeds)
+
+
+def test_shape_only_nodes_around_the_operator(rng):
+    """The zero initial state built from X's batch size, as exporters do:
+    Shape -> Gather -> Unsqueeze -> Concat -> ConstantOfShape, then the LSTM,
+    then Squeeze of its direction axis."""
+    model, feeds = single_node("LSTM", rng=rng)
+    g = model.graph
+    H = 5
+    const = lambda name, v: numpy_helper.from_array(np.array(v, np.int64), name)  # noqa: E731
+    g.initializer.extend([const("one", [1]), const("hidden", [H]), const("idx", 1),
+                          const("zero_axis", [0]), const("dir_axis", [1])])
+    pre = [helper.make_node("Shape", ["X"], ["xshape"]),
+           helper.make_node("Gather", ["xshape", "idx"], ["n"], axis=0),
+           helper.make_node("Unsqueeze", ["n", "zero_axis"], ["n1"]),
+           helper.make_node("Concat", ["one", "n1", "hidden"], ["state_shape"], axis=0),
+           helper.make_node("ConstantOfShape", ["state_shape"], ["zeros"],
+                            value=numpy_helper.from_array(np.zeros(1, np.float32)))]
+    lstm = g.node[0]
+    lstm.input[5], lstm.input[6] = "zeros", "zeros"
+    post = [helper.make_node("Squeeze", ["Y", "dir_axis"], ["Y_squeezed"])]
+    nodes = pre + [lstm] + post
+    del g.node[:]
+    g.node.extend(nodes)
+    while len(g.input) > 1:
+        g.input.pop()
+    g.output.append(helper.make_tensor_value_info("Y_squeezed", TensorProto.FLOAT, ["T", "N", H]))
+    both(model, {"X": feeds["X"]})
