@@ -15,6 +15,16 @@ import numpy as np
 from . import _api
 
 
+def reverse_within(a, lengths):
+    """Each sequence (axis 1) of time-major a [T, N, F] reversed within its
+    length, zeros past it (a slice copy per sequence: take_along_axis over
+    [T, N, F] cost a bidirectional LSTM h512 n64 t100 a third of its time)."""
+    out = np.zeros_like(a)
+    for n, ln in enumerate(np.asarray(lengths).tolist()):
+        out[:ln, n] = a[ln - 1::-1, n]
+    return out
+
+
 class SortedBatch:
     """The sort of one call: ``order`` (sequences by decreasing length,
     stable), the sorted lengths, and the gathers between the caller's layout
@@ -49,14 +59,8 @@ class SortedBatch:
         return out
 
     def reverse(self, a):
-        """Each sequence of sorted time-major a [T, N, F] reversed within its
-        length, zeros past it (a slice copy per sequence: take_along_axis
-        over [T, N, F] cost a bidirectional LSTM h512 n64 t100 a third of
-        its time)."""
-        out = np.zeros_like(a)
-        for j, ln in enumerate(self.lengths.tolist()):
-            out[:ln, j] = a[ln - 1::-1, j]
-        return out
+        """reverse_within for this batch's (sorted) lengths."""
+        return reverse_within(a, self.lengths)
 
 
 def run_layers(mode, x, h0, c0, layers, lengths, *, hidden_size, bidirectional, batch_first,

@@ -93,10 +93,10 @@ def onnx_model(cell, H, sd, with_state=False):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    order = {"RNN": [0], "LSTM": [0, 3, 1, 2], "GRU": [1, 0, 2]}[cell]
+    from .onnx_export import GATE_ORDER, reorder_gates
 
     def reorder(a):
-        return np.concatenate([a[g * H:(g + 1) * H] for g in order])[None]
+        return reorder_gates(a, GATE_ORDER[cell], H)[None]
 
     W, R = reorder(sd["weight_ih_l0"]), reorder(sd["weight_hh_l0"])
     B = np.concatenate([reorder(sd["bias_ih_l0"]), reorder(sd["bias_hh_l0"])], axis=1)

@@ -104,12 +104,12 @@ def _parameter_count(kind, cfg):
     H, L, D = cfg["hidden_size"], cfg["num_layers"], 2 if cfg["bidirectional"] else 1
     if min(H, L, cfg["input_size"]) < 1:
         return 0  # the constructor rejects it with a clear message
-    count = 0
-    for layer in range(L):
-        inputs = cfg["input_size"] if layer == 0 else D * H
-        count += D * G * H * (inputs + H + (2 if cfg["bias"] else 0))
-        count += D * 3 * H if cfg.get("peephole") else 0
-    return count
+    # closed form (a loop over a hostile num_layers = 10**12 would never end):
+    # layer 0 reads input_size features, the others D*H
+    b = 2 if cfg["bias"] else 0
+    per_layer = lambda inputs: D * G * H * (inputs + H + b)  # noqa: E731
+    peep = L * D * 3 * H if cfg.get("peephole") else 0
+    return per_layer(cfg["input_size"]) + (L - 1) * per_layer(D * H) + peep
 
 
 def load(path):

@@ -14,12 +14,13 @@ import numpy as np
 
 __all__ = ["to_onnx"]
 
-_ORDER = {"RNN_TANH": [0], "RNN_RELU": [0], "LSTM": [0, 3, 1, 2], "GRU": [1, 0, 2],
-          "GRU_RB": [1, 0, 2]}
+# per ONNX operator, the PyTorch gate block at each ONNX position
+GATE_ORDER = {"RNN": [0], "LSTM": [0, 3, 1, 2], "GRU": [1, 0, 2]}
 OPSET = 14
 
 
-def _reorder(a, order, H):
+def reorder_gates(a, order, H):
+    """The H-row gate blocks of a ([G*H, ...] or [G*H]) in the given order."""
     return np.concatenate([a[g * H:(g + 1) * H] for g in order])
 
 
@@ -35,7 +36,7 @@ def to_onnx(layer, path=None, *, initial_state=False):
     mode, H, L = layer.mode, layer.hidden_size, layer.num_layers
     D = layer.num_directions
     op = {"RNN_TANH": "RNN", "RNN_RELU": "RNN", "LSTM": "LSTM", "GRU": "GRU", "GRU_RB": "GRU"}[mode]
-    order = _ORDER[mode]
+    order = GATE_ORDER[op]
     sd = layer.state_dict()
     lstm = mode == "LSTM"
     nodes, inits = [], []
@@ -52,12 +53,12 @@ def to_onnx(layer, path=None, *, initial_state=False):
     h_outs = {s: [] for s in states}
     for li in range(L):
         sfx = [f"_l{li}" + ("_reverse" if d else "") for d in range(D)]
-        W = np.stack([_reorder(sd["weight_ih" + s], order, H) for s in sfx]).astype(np.float32)
-        R = np.stack([_reorder(sd["weight_hh" + s], order, H) for s in sfx]).astype(np.float32)
+        W = np.stack([reorder_gates(sd["weight_ih" + s], order, H) for s in sfx]).astype(np.float32)
+        R = np.stack([reorder_gates(sd["weight_hh" + s], order, H) for s in sfx]).astype(np.float32)
         inputs = [x, const(f"W{li}", W), const(f"R{li}", R)]
         if layer.bias:
-            B = np.stack([np.concatenate([_reorder(sd["bias_ih" + s], order, H),
-                                          _reorder(sd["bias_hh" + s], order, H)]) for s in sfx])
+            B = np.stack([np.concatenate([reorder_gates(sd["bias_ih" + s], order, H),
+                                          reorder_gates(sd["bias_hh" + s], order, H)]) for s in sfx])
             inputs.append(const(f"B{li}", B.astype(np.float32)))
         else:
             inputs.append("")

@@ -15,19 +15,17 @@ once, at load.
 """
 import numpy as np
 
+from ._lengths import reverse_within
 from .layers import GRU, LSTM, RNN
+from .onnx_export import GATE_ORDER, reorder_gates
 
 __all__ = ["from_onnx", "OnnxModel"]
 
-# ONNX gate order -> PyTorch's (inverse of onnx_export._ORDER)
-_TO_TORCH = {"LSTM": [0, 2, 3, 1], "GRU": [1, 0, 2], "RNN": [0]}
+# per operator, the ONNX gate block at each PyTorch position (GATE_ORDER inverted)
+_TO_TORCH = {op: np.argsort(order).tolist() for op, order in GATE_ORDER.items()}
 _DEFAULT_ACTIVATIONS = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"],
                         "RNN": ["Tanh"]}
 _DTYPES = {1: np.float32, 6: np.int32, 7: np.int64, 9: np.bool_, 11: np.float64}
-
-
-def _blocks(a, order, H):
-    return np.concatenate([a[g * H:(g + 1) * H] for g in order])
 
 
 class _RecurrentNode:
@@ -80,10 +78,10 @@ class _RecurrentNode:
             layer = GRU(I, H, bias=B is not None, reset_after=bool(self.linear_before_reset), seed=0)
         else:
             layer = RNN(I, H, nonlinearity="relu" if self.relu else "tanh", bias=B is not None, seed=0)
-        sd = {"weight_ih_l0": _blocks(W, order, H), "weight_hh_l0": _blocks(R, order, H)}
+        sd = {"weight_ih_l0": reorder_gates(W, order, H), "weight_hh_l0": reorder_gates(R, order, H)}
         if B is not None:
-            sd["bias_ih_l0"] = _blocks(B[d][:G * H], order, H)
-            sd["bias_hh_l0"] = _blocks(B[d][G * H:], order, H)
+            sd["bias_ih_l0"] = reorder_gates(B[d][:G * H], order, H)
+            sd["bias_hh_l0"] = reorder_gates(B[d][G * H:], order, H)
         if P is not None:  # ONNX P: i, o, f -> rnncore's p_i, p_f, p_o
             p = P[d]
             sd["peephole_l0"] = np.concatenate([p[:H], p[2 * H:], p[H:2 * H]])
@@ -105,7 +103,7 @@ class _RecurrentNode:
         ys, hs, cs = [], [], []
         for d, layer in enumerate(self.layers):
             reverse = self.direction == "reverse" or d == 1
-            src = _reverse_within(x, lengths) if reverse else x
+            src = reverse_within(x, lengths) if reverse else x
             hx = None
             if h0 is not None or c0 is not None:
                 h = np.zeros((1, N, self.H), np.float32) if h0 is None else h0[d:d + 1]
@@ -113,7 +111,7 @@ class _RecurrentNode:
                 hx = (h, c) if self.op == "LSTM" else h
             y, state = layer(np.ascontiguousarray(src), hx, lengths=lengths)
             h_n, c_n = state if self.op == "LSTM" else (state, None)
-            ys.append(_reverse_within(y, lengths) if reverse else y)
+            ys.append(reverse_within(y, lengths) if reverse else y)
             hs.append(h_n[0])
             cs.append(c_n[0] if c_n is not None else None)
         Y = np.stack(ys, axis=1)  # [T, D, N, H]
@@ -124,14 +122,6 @@ class _RecurrentNode:
             Y_c = None if Y_c is None else Y_c.transpose(1, 0, 2)
         out = [Y, Y_h, Y_c]
         return {name: value for name, value in zip(self.node.output, out) if name}
-
-
-def _reverse_within(a, lengths):
-    """Each sequence (axis 1) of time-major a reversed within its length, 0 past it."""
-    out = np.zeros_like(a)
-    for n, ln in enumerate(lengths.tolist()):
-        out[:ln, n] = a[ln - 1::-1, n]
-    return out
 
 
 def _tensor(proto):

@@ -79,6 +79,7 @@ def test_malformed_files_are_rejected_clearly(tmp_path):
         "config wrong type": (gru_tensors(), good_metadata(hidden_size="4")),
         "config extra key": (gru_tensors(), good_metadata(exec="rm -rf /")),
         "absurd sizes": (gru_tensors(), good_metadata(hidden_size=10 ** 12)),
+        "absurd depth": (gru_tensors(), good_metadata(num_layers=10 ** 12)),
         "negative size": (gru_tensors(), good_metadata(hidden_size=-4)),
         "wrong dtype": (gru_tensors(dtype=np.float64), good_metadata()),
         "wrong shape": (gru_tensors(H=5), good_metadata()),
