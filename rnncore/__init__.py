@@ -15,8 +15,10 @@ from .io import load, save
 from .onnx_import import from_onnx
 from .losses import softmax_cross_entropy
 from .layers import GRU, LSTM, RNN, Tape
+from .lm import LanguageModel
+from .text import Vocabulary
 
 __version__ = "0.1.0"
 
-__all__ = ["RNN", "LSTM", "GRU", "Tape", "optim", "from_torch", "from_keras_weights", "save", "load", "from_onnx", "softmax_cross_entropy", "backend", "config", "show_config",
+__all__ = ["RNN", "LSTM", "GRU", "Tape", "LanguageModel", "Vocabulary", "optim", "from_torch", "from_keras_weights", "save", "load", "from_onnx", "softmax_cross_entropy", "backend", "config", "show_config",
            "set_num_threads", "get_num_threads", "__version__"]

@@ -7,8 +7,15 @@ reference, and prints both times and the largest difference.
 ``rnncore bench`` compares rnncore with PyTorch, ONNX Runtime and the
 reference (see rnncore/bench.py); ``rnncore bench --quick`` is a one-minute
 subset.
+
+Language models: ``rnncore train`` (see rnncore/train.py), ``rnncore eval
+FILE`` and ``rnncore generate [PROMPT]``; the last two use the embedded
+character-level Tiny Shakespeare model when no ``--model`` is given.
 """
 import argparse
+import dataclasses
+import json
+import os
 import sys
 import time
 
@@ -50,6 +57,135 @@ def cmd_info(args):
     return 0
 
 
+DEFAULT_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models",
+                             "shakespeare-char.safetensors")
+
+
+def _load_lm(path):
+    from .io import load
+    from .lm import LanguageModel
+    model = load(path or DEFAULT_MODEL)
+    if not isinstance(model, LanguageModel):
+        raise SystemExit(f"rnncore: {path} holds a {type(model).__name__} layer, not a "
+                         "language model")
+    return model
+
+
+def cmd_train(args):
+    from .train import TrainConfig, train
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
+    files = args.files or []
+    if len(files) > 3:
+        raise SystemExit("rnncore train: at most three files (train, valid, test)")
+    cfg.train, cfg.valid, cfg.test = (files + [None] * 3)[:3]
+    try:
+        train(cfg, log=lambda msg: print(msg, file=sys.stderr))
+    except (ValueError, OSError, FloatingPointError) as exc:
+        raise SystemExit(f"rnncore train: {exc}") from None
+    return 0
+
+
+def cmd_eval(args):
+    from .text import read_text
+    model = _load_lm(args.model)
+    try:
+        ids = model.vocab.encode(read_text(args.file))
+        result = model.evaluate(ids)
+    except (ValueError, OSError) as exc:
+        raise SystemExit(f"rnncore eval: {exc}") from None
+    if model.vocab.level == "char":
+        result["bits_per_char"] = result["bits_per_token"]
+    if args.json:
+        print(json.dumps(result))
+    else:
+        unit = "character" if model.vocab.level == "char" else "word"
+        print(f"{args.file}: {result['tokens']:,} {unit}s predicted; loss "
+              f"{result['loss']:.4f} nats/{unit}, perplexity {result['perplexity']:.3f}, "
+              f"{result['bits_per_token']:.4f} bits/{unit}")
+    return 0
+
+
+def cmd_generate(args):
+    model = _load_lm(args.model)
+    vocab, out = model.vocab, sys.stdout
+    previous = [None]
+    if args.samples == 1:
+        out.write(args.prompt)
+        out.flush()
+
+        def on_token(ids):  # streamed as produced
+            i = int(ids[0])
+            out.write(vocab.token_text(i, previous[0]))
+            out.flush()
+            previous[0] = i
+    else:
+        on_token = None
+    try:
+        texts = model.generate(args.prompt, args.max_tokens, temperature=args.temperature,
+                               top_k=args.top_k, top_p=args.top_p, seed=args.seed,
+                               num_samples=args.samples, on_token=on_token)
+    except (TypeError, ValueError) as exc:
+        raise SystemExit(f"rnncore generate: {exc}") from None
+    if args.samples == 1:
+        out.write("\n")
+    else:
+        for n, text in enumerate(texts):
+            out.write(f"--- sample {n + 1}\n{text}\n")
+    return 0
+
+
+def _add_lm_commands(sub):
+    from .train import TrainConfig
+    d = TrainConfig()
+    tr = sub.add_parser("train", help="train a language model on text files")
+    tr.add_argument("files", nargs="*", help="train [valid [test]] text files")
+    tr.add_argument("--data", help="folder with *train*.txt, *valid*.txt, *test*.txt")
+    tr.add_argument("--valid-fraction", type=float, default=d.valid_fraction,
+                    help="without a valid file: hold out this tail of train (default 0.1)")
+    tr.add_argument("--level", choices=["char", "word"], default=d.level)
+    tr.add_argument("--cell", choices=["lstm", "gru", "rnn_tanh", "rnn_relu"], default=d.cell)
+    for name, typ, help_ in (("embed-size", int, "embedding size"), ("hidden-size", int, "hidden units"),
+                             ("layers", int, "stacked layers"),
+                             ("dropout", float, "dropout on non-recurrent connections"),
+                             ("init-scale", float, "U(-s, s) init of every parameter"),
+                             ("unroll", int, "BPTT steps per window"), ("batch", int, "streams"),
+                             ("lr", float, "learning rate"), ("momentum", float, "SGD momentum"),
+                             ("weight-decay", float, "L2 / decoupled decay"),
+                             ("lr-decay", float, "lr factor per epoch after --decay-after"),
+                             ("decay-after", int, "epochs at the full lr"),
+                             ("clip", float, "global gradient-norm clip (0: none)"),
+                             ("epochs", int, "epochs"), ("max-steps", int, "windows per epoch at most"),
+                             ("seed", int, "random seed"), ("threads", int, "kernel threads")):
+        attr = name.replace("-", "_")
+        tr.add_argument("--" + name, type=typ, default=getattr(d, attr),
+                        help=f"{help_} (default {getattr(d, attr)})")
+    tr.add_argument("--tied", action="store_true", help="tie input and output embeddings")
+    tr.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default=d.optimizer)
+    tr.add_argument("--out", default=d.out, help="checkpoint, written each epoch")
+    tr.add_argument("--best", help="best-valid model (default <out>.best.safetensors)")
+    tr.add_argument("--log", help="JSON-lines log (default <out>.log.jsonl)")
+    tr.add_argument("--plot", help="learning-curve PNG (needs matplotlib)")
+    tr.add_argument("--resume", help="continue from this checkpoint")
+    tr.add_argument("--no-progress", dest="progress", action="store_false")
+    tr.set_defaults(func=cmd_train)
+    ev = sub.add_parser("eval", help="loss, perplexity and bits per token of a text file")
+    ev.add_argument("file")
+    ev.add_argument("--model", help="model file (default: the embedded Shakespeare char model)")
+    ev.add_argument("--json", action="store_true", help="print one JSON object")
+    ev.set_defaults(func=cmd_eval)
+    ge = sub.add_parser("generate", help="generate text, streamed to stdout")
+    ge.add_argument("prompt", nargs="?", default="")
+    ge.add_argument("--model", help="model file (default: the embedded Shakespeare char model)")
+    ge.add_argument("--max-tokens", type=int, default=500)
+    ge.add_argument("--temperature", type=float, default=0.8, help="0: greedy (default 0.8)")
+    ge.add_argument("--top-k", type=int, default=None)
+    ge.add_argument("--top-p", type=float, default=None)
+    ge.add_argument("--seed", type=int, default=None)
+    ge.add_argument("--samples", type=int, default=1, help="samples drawn in one batch")
+    ge.set_defaults(func=cmd_generate)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="rnncore", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command")
@@ -65,6 +201,7 @@ def build_parser():
     from . import bench as bench_module
     bench_module.add_arguments(bench)
     bench.set_defaults(func=bench_module.main_from_args)
+    _add_lm_commands(sub)
     return parser
 
 

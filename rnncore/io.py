@@ -3,8 +3,11 @@ safetensors format (tensors plus a string-to-string metadata header; nothing
 in it is ever executed or unpickled).
 
 Metadata: ``format`` = "rnncore", ``format_version`` = "1", ``kind`` (the
-model's class, e.g. "LSTM") and ``config`` (JSON of the constructor
-arguments). On load the configuration is validated first, the model is built
+model's class: "RNN", "LSTM", "GRU" or "LanguageModel") and ``config`` (JSON
+of the constructor arguments); a language model adds ``vocab`` (JSON:
+``{"level": "char"|"word", "tokens": [...]}``). A training checkpoint is a
+model file plus ``training`` (JSON: epoch, schedule, ...) and the optimizer's
+buffers as tensors named ``optimizer/...``; load() reads the model from it. On load the configuration is validated first, the model is built
 from it, and every tensor's name, dtype and shape must match that model
 before anything is copied. Writes are atomic: a temporary file in the same
 folder, flushed to disk, then renamed over the target, so an interrupted save
@@ -17,6 +20,8 @@ import tempfile
 import numpy as np
 
 from .layers import GRU, LSTM, RNN, RNNBase
+from .lm import CELLS, LanguageModel
+from .text import Vocabulary
 
 __all__ = ["save", "load"]
 
@@ -28,6 +33,10 @@ _LAYER_CONFIG = {"input_size": int, "hidden_size": int, "num_layers": int, "bias
 # no layer of a real model is this large; a hostile header must not make
 # load() allocate absurd memory before the tensors are checked
 MAX_ELEMENTS = 1 << 31
+MAX_VOCAB = 1 << 24
+OPTIMIZER_PREFIX = "optimizer/"
+_LM_CONFIG = {"cell": str, "embed_size": int, "hidden_size": int, "num_layers": int,
+              "dropout": float, "tied": bool, "init_scale": (float, type(None))}
 
 
 # per kind, the constructor arguments of its own
@@ -41,15 +50,32 @@ def _layer_config(layer):
 
 
 def save(model, path):
-    """Write `model` (an RNN, LSTM or GRU layer) to `path` as safetensors,
-    atomically. Returns the path."""
+    """Write `model` (an RNN, LSTM or GRU layer, or a LanguageModel) to `path`
+    as safetensors, atomically. Returns the path."""
+    return write_checkpoint(model, path)
+
+
+def write_checkpoint(model, path, training=None, optimizer_tensors=None):
+    """save(), plus (for training checkpoints) the JSON-able dict `training`
+    in the metadata and `optimizer_tensors` (name -> float32 array) stored
+    under ``optimizer/<name>``."""
     from safetensors.numpy import save_file
-    if not isinstance(model, RNNBase):
-        raise TypeError(f"model must be an rnncore RNN, LSTM or GRU, got {type(model).__name__}")
-    path = os.fspath(path)
-    metadata = {"format": FORMAT, "format_version": FORMAT_VERSION,
-                "kind": type(model).__name__, "config": json.dumps(_layer_config(model))}
+    if isinstance(model, RNNBase):
+        metadata = {"kind": type(model).__name__, "config": json.dumps(_layer_config(model))}
+    elif isinstance(model, LanguageModel):
+        metadata = {"kind": "LanguageModel", "config": json.dumps(model.config()),
+                    "vocab": json.dumps({"level": model.vocab.level,
+                                         "tokens": model.vocab.tokens})}
+    else:
+        raise TypeError(f"model must be an rnncore RNN, LSTM, GRU or LanguageModel, got "
+                        f"{type(model).__name__}")
+    metadata.update(format=FORMAT, format_version=FORMAT_VERSION)
     tensors = {k: np.ascontiguousarray(v) for k, v in model.state_dict().items()}
+    if training is not None:
+        metadata["training"] = json.dumps(training)
+        for k, v in (optimizer_tensors or {}).items():
+            tensors[OPTIMIZER_PREFIX + k] = np.ascontiguousarray(v, dtype=np.float32)
+    path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".rnncore-", suffix=".tmp", dir=folder)
     os.close(fd)
@@ -69,6 +95,28 @@ def _bad(path, why):
     return ValueError(f"{path}: not a valid rnncore model file: {why}")
 
 
+def _typed(value, typ):
+    if isinstance(typ, tuple):
+        return any(_typed(value, t) for t in typ)
+    if typ is type(None):
+        return value is None
+    if typ is bool:
+        return isinstance(value, bool)
+    if typ is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, typ) and not isinstance(value, bool)
+
+
+def _json(path, metadata, key):
+    try:
+        value = json.loads(metadata.get(key, ""))
+    except ValueError as exc:
+        raise _bad(path, f"{key} is not JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise _bad(path, f"{key} is not a JSON object")
+    return value
+
+
 def _config_from(path, metadata):
     if metadata is None or metadata.get("format") != FORMAT:
         raise _bad(path, "no rnncore metadata (format != 'rnncore')")
@@ -76,30 +124,43 @@ def _config_from(path, metadata):
         raise _bad(path, f"format_version {metadata.get('format_version')!r} is not "
                          f"{FORMAT_VERSION!r}")
     kind = metadata.get("kind")
-    if kind not in _LAYERS:
-        raise _bad(path, f"kind {kind!r} is not one of {sorted(_LAYERS)}")
-    try:
-        cfg = json.loads(metadata.get("config", ""))
-    except ValueError as exc:
-        raise _bad(path, f"config is not JSON ({exc})") from None
-    if not isinstance(cfg, dict):
-        raise _bad(path, "config is not a JSON object")
-    expected = dict(_LAYER_CONFIG, **_KIND_CONFIG[kind])
+    if kind not in _LAYERS and kind != "LanguageModel":
+        raise _bad(path, f"kind {kind!r} is not one of {sorted(_LAYERS) + ['LanguageModel']}")
+    cfg = _json(path, metadata, "config")
+    expected = _LM_CONFIG if kind == "LanguageModel" else dict(_LAYER_CONFIG, **_KIND_CONFIG[kind])
     if set(cfg) != set(expected):
         raise _bad(path, f"config keys {sorted(cfg)} != {sorted(expected)}")
     for key, typ in expected.items():
-        value = cfg[key]
-        ok = (isinstance(value, bool) if typ is bool else
-              isinstance(value, (int, float)) and not isinstance(value, bool) if typ is float else
-              isinstance(value, typ) and not isinstance(value, bool))
-        if not ok:
-            raise _bad(path, f"config[{key!r}] = {value!r} is not a {typ.__name__}")
+        if not _typed(cfg[key], typ):
+            raise _bad(path, f"config[{key!r}] = {cfg[key]!r} has the wrong type")
     return kind, cfg
 
 
-def _parameter_count(kind, cfg):
-    """Parameters a layer of this configuration has (Python integers: no
+def _vocab_from(path, metadata):
+    v = _json(path, metadata, "vocab")
+    tokens = v.get("tokens")
+    if set(v) != {"level", "tokens"} or not isinstance(tokens, list):
+        raise _bad(path, "vocab must be {'level': ..., 'tokens': [...]}")
+    if len(tokens) > MAX_VOCAB:
+        raise _bad(path, f"vocab has {len(tokens)} tokens (more than {MAX_VOCAB})")
+    try:
+        return Vocabulary(tokens, v["level"])
+    except (TypeError, ValueError) as exc:
+        raise _bad(path, f"vocab rejected: {exc}") from None
+
+
+def _parameter_count(kind, cfg, vocab_size=0):
+    """Parameters a model of this configuration has (Python integers: no
     overflow whatever the file says)."""
+    if kind == "LanguageModel":
+        if cfg["cell"] not in CELLS or min(cfg["embed_size"], cfg["hidden_size"]) < 1:
+            return 0  # the constructor rejects it with a clear message
+        cls, _ = CELLS[cfg["cell"]]
+        rnn = _parameter_count(cls.__name__, {
+            "input_size": cfg["embed_size"], "hidden_size": cfg["hidden_size"],
+            "num_layers": cfg["num_layers"], "bidirectional": False, "bias": True})
+        E, H = cfg["embed_size"], cfg["hidden_size"]
+        return rnn + vocab_size * (E + 1 + (0 if cfg["tied"] else H))
     G = {"RNN": 1, "LSTM": 4, "GRU": 3}[kind]
     H, L, D = cfg["hidden_size"], cfg["num_layers"], 2 if cfg["bidirectional"] else 1
     if min(H, L, cfg["input_size"]) < 1:
@@ -113,35 +174,56 @@ def _parameter_count(kind, cfg):
 
 
 def load(path):
-    """The model saved at `path` by :func:`save`. Raises ValueError (naming the
-    file and the problem) for anything that is not such a file: another
-    format, truncated or corrupt data, wrong metadata, a tensor of the wrong
-    name, dtype or shape."""
+    """The model saved at `path` by :func:`save` (or the model of a training
+    checkpoint). Raises ValueError (naming the file and the problem) for
+    anything that is not such a file: another format, truncated or corrupt
+    data, wrong metadata, a tensor of the wrong name, dtype or shape."""
+    return read_checkpoint(path)[0]
+
+
+def read_checkpoint(path):
+    """``(model, training, optimizer_tensors)`` of a file written by
+    write_checkpoint (training None and no tensors for a plain model file)."""
     from safetensors import SafetensorError, safe_open
     path = os.fspath(path)
     try:
         with safe_open(path, framework="numpy") as f:
-            kind, cfg = _config_from(path, f.metadata())
-            if _parameter_count(kind, cfg) > MAX_ELEMENTS:  # before building anything
+            metadata = f.metadata()
+            kind, cfg = _config_from(path, metadata)
+            vocab = _vocab_from(path, metadata) if kind == "LanguageModel" else None
+            count = _parameter_count(kind, cfg, len(vocab) if vocab else 0)
+            if count > MAX_ELEMENTS:  # before building anything
                 raise _bad(path, "config describes more than 2^31 parameters")
             try:
-                model = _LAYERS[kind](**cfg, seed=0)
+                if vocab is not None:
+                    model = LanguageModel(vocab, **cfg, seed=0)
+                else:
+                    model = _LAYERS[kind](**cfg, seed=0)
             except (TypeError, ValueError) as exc:
                 raise _bad(path, f"config rejected: {exc}") from None
+            training = _json(path, metadata, "training") if "training" in metadata else None
             shapes = {k: v.shape for k, v in model.state_dict().items()}
             names = set(f.keys())
-            if names != set(shapes):
-                raise _bad(path, f"tensors {sorted(names ^ set(shapes))} missing or unexpected")
-            for name, shape in shapes.items():
+            extra = {n for n in names if n.startswith(OPTIMIZER_PREFIX)} if training else set()
+            if names - extra != set(shapes):
+                raise _bad(path, f"tensors {sorted((names - extra) ^ set(shapes))} missing or "
+                                 "unexpected")
+            expected = dict(shapes, **{n: None for n in extra})
+            total = 0
+            for name, shape in expected.items():
                 sl = f.get_slice(name)
                 dtype, got = sl.get_dtype(), tuple(sl.get_shape())
-                if dtype != "F32" or got != shape:
+                if dtype != "F32" or (shape is not None and got != shape):
                     raise _bad(path, f"tensor {name!r} is {dtype} {got}, expected F32 {shape}")
+                total += int(np.prod(got, dtype=object))
+            if total > 2 * MAX_ELEMENTS:
+                raise _bad(path, "the optimizer tensors are larger than the model allows")
             model.load_state_dict({name: f.get_tensor(name) for name in shapes})
+            optimizer = {n[len(OPTIMIZER_PREFIX):]: f.get_tensor(n) for n in sorted(extra)}
     except SafetensorError as exc:
         raise _bad(path, str(exc)) from None
     except OSError as exc:
         if isinstance(exc, FileNotFoundError):
             raise
         raise _bad(path, str(exc)) from None
-    return model
+    return model, training, optimizer

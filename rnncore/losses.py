@@ -32,17 +32,9 @@ def softmax_cross_entropy(logits, targets, *, reduction="mean", grad=True):
         raise ValueError(f"targets must be < V = {V} (or negative to ignore), got {t.max()}")
     z2 = np.ascontiguousarray(z.reshape(-1, V))
     t2 = np.ascontiguousarray(t.reshape(-1), dtype=np.int64)
-    M = z2.shape[0]
     counted = int((t2 >= 0).sum())
     scale = 1.0 / counted if reduction == "mean" and counted else 1.0
-    if M == 0:
-        losses, dz = np.zeros(0, np.float32), np.zeros_like(z2)
-    elif _api.backend() == "c":
-        losses = np.empty(M, np.float32)
-        dz = np.empty_like(z2) if grad else None
-        _api._core.softmax_xent(z2, t2, losses, dz, scale, _api.get_num_threads())
-    else:
-        losses, dz = _reference(z2, t2, scale, grad)
+    losses, dz = rows_xent(z2, t2, scale, grad)
     if reduction == "none":
         loss = losses.reshape(t.shape)
     else:
@@ -51,6 +43,21 @@ def softmax_cross_entropy(logits, targets, *, reduction="mean", grad=True):
         if reduction == "mean" and not counted:
             loss = float("nan")  # as PyTorch: the mean of nothing
     return loss, (dz.reshape(z.shape) if dz is not None else None)
+
+
+def rows_xent(z2, t2, scale, grad, in_place=False):
+    """Per-row losses of checked C-contiguous float32 logits [M, V] and int64
+    targets [M], and dz = scale * d loss / dz (None without grad; written
+    over z2 itself with in_place, which saves a pass over M x V floats)."""
+    M = z2.shape[0]
+    if M == 0:
+        return np.zeros(0, np.float32), (np.zeros_like(z2) if grad else None)
+    if _api.backend() == "c":
+        losses = np.empty(M, np.float32)
+        dz = (z2 if in_place else np.empty_like(z2)) if grad else None
+        _api._core.softmax_xent(z2, t2, losses, dz, scale, _api.get_num_threads())
+        return losses, dz
+    return _reference(z2, t2, scale, grad)
 
 
 def _reference(z, t, scale, grad):

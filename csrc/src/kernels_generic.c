@@ -122,6 +122,7 @@ static void postgemm(const rnc_post *p, int64_t n0, int64_t n1, int64_t u0, int6
  * float partial sums the compiler keeps in vectors, added in double (a single
  * double accumulator kept the loop scalar: 11 ns an element). */
 static void xent_row(int64_t V, const float *z, int64_t k, float *loss, float *dz, float scale) {
+    const float zk = z[k]; /* read before dz (which may be z) is overwritten */
     float m = -INFINITY;
     for (int64_t j = 0; j < V; j++) m = z[j] > m ? z[j] : m; /* a NaN reaches s below */
     float part[16] = {0}, e[16];
@@ -141,7 +142,6 @@ static void xent_row(int64_t V, const float *z, int64_t k, float *loss, float *d
         s += ej;
     }
     for (int i = 0; i < 16; i++) s += part[i];
-    const float zk = z[k]; /* read before dz (which may be z) is overwritten */
     *loss = (float)(log(s) + m - zk);
     if (dz) {
         const float inv = (float)(scale / s);

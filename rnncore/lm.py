@@ -1,0 +1,347 @@
+"""Recurrent language models: embedding -> stacked RNN/LSTM/GRU -> linear ->
+softmax, trained with cross-entropy and truncated BPTT (Zaremba, Sutskever &
+Vinyals 2014).
+
+Dropout, as in that paper, is applied to the non-recurrent connections only:
+the embedding output, between the stacked layers (the recurrent layer's own
+``dropout``) and the top layer's output before the decoder. With
+``tied=True`` the decoder's weight is the embedding matrix (Press & Wolf
+2017; needs embed_size == hidden_size).
+
+Arrays are time-major: token ids ``(T, N)``, logits ``(T, N, V)``.
+
+>>> vocab = rnncore.Vocabulary.build("hello world\\n", "char")
+>>> lm = rnncore.LanguageModel(vocab, "lstm", embed_size=16, hidden_size=32, seed=0)
+>>> print(lm.generate("he", max_tokens=5, seed=1))   # doctest: +SKIP
+"""
+import math
+
+import numpy as np
+
+from . import _api
+from .layers import GRU, LSTM, RNN, _check_bool, _make_rng
+from .losses import rows_xent
+from .text import Vocabulary, batchify, bptt_batches
+
+__all__ = ["LanguageModel", "CELLS"]
+
+CELLS = {"lstm": (LSTM, {}), "gru": (GRU, {}), "rnn_tanh": (RNN, {"nonlinearity": "tanh"}),
+         "rnn_relu": (RNN, {"nonlinearity": "relu"})}
+
+
+def _dropout_mask(shape, p, rng):
+    """Inverted dropout: keep with probability 1 - p, scaled by 1 / (1 - p)."""
+    if p == 0.0:
+        return None
+    keep = rng.random(shape, dtype=np.float32) >= p
+    return keep * np.float32(0.0 if p == 1.0 else 1.0 / (1.0 - p))
+
+
+class LanguageModel:
+    """A recurrent language model over `vocab` (a :class:`rnncore.Vocabulary`).
+
+    cell: 'lstm', 'gru', 'rnn_tanh' or 'rnn_relu'. init_scale: draw every
+    parameter from U(-s, s) (Zaremba's init, 0.1 for the small PTB model);
+    None: the recurrent layer's PyTorch-style init, embedding and decoder
+    U(-0.1, 0.1), decoder bias 0 (PyTorch's word_language_model).
+
+    Parameters (``named_parameters()``): ``encoder.weight`` (V, E),
+    ``rnn.<name>`` (the recurrent layer's, PyTorch names), ``decoder.weight``
+    (V, H; absent when tied) and ``decoder.bias`` (V,). ``grads`` holds one
+    gradient array per parameter; the model plugs into rnncore.optim.
+    """
+
+    def __init__(self, vocab, cell="lstm", embed_size=200, hidden_size=200, num_layers=2,
+                 dropout=0.0, tied=False, *, init_scale=None, seed=None):
+        if not isinstance(vocab, Vocabulary):
+            raise TypeError(f"vocab must be an rnncore.Vocabulary, got {type(vocab).__name__}")
+        if cell not in CELLS:
+            raise ValueError(f"cell must be one of {sorted(CELLS)}, got {cell!r}")
+        self.vocab, self.cell = vocab, cell
+        self.embed_size = _api.check_int("embed_size", embed_size, minimum=1)
+        self.tied = _check_bool("tied", tied)
+        if init_scale is not None:
+            init_scale = float(init_scale)
+            if not init_scale > 0 or not math.isfinite(init_scale):
+                raise ValueError(f"init_scale must be a positive number, got {init_scale}")
+        rng = _make_rng(seed)
+        cls, kwargs = CELLS[cell]
+        self.rnn = cls(self.embed_size, hidden_size, num_layers, dropout=dropout, seed=rng,
+                       **kwargs)
+        H = self.rnn.hidden_size
+        if self.tied and self.embed_size != H:
+            raise ValueError(f"tied embeddings need embed_size == hidden_size, got "
+                             f"{self.embed_size} and {H}")
+        V, E = len(vocab), self.embed_size
+        self._own = {"encoder.weight": (V, E), "decoder.bias": (V,)}
+        if not self.tied:
+            self._own["decoder.weight"] = (V, H)
+        self.params = {}
+        s = 0.1 if init_scale is None else init_scale
+        for name, shape in self._own.items():
+            r = 0.0 if name == "decoder.bias" and init_scale is None else s
+            self.params[name] = rng.uniform(-r, r, size=shape).astype(np.float32)
+        if init_scale is not None:
+            self.rnn.load_state_dict({k: rng.uniform(-s, s, size=v.shape).astype(np.float32)
+                                      for k, v in self.rnn.named_parameters()})
+        self.init_scale = init_scale
+        self.generator = np.random.default_rng(rng.integers(2**63))  # dropout masks
+        self.grads = {}
+        self.zero_grad()
+
+    # ------------------------------------------------------------ configuration
+
+    @property
+    def hidden_size(self):
+        return self.rnn.hidden_size
+
+    @property
+    def num_layers(self):
+        return self.rnn.num_layers
+
+    @property
+    def dropout(self):
+        return self.rnn.dropout
+
+    def config(self):
+        """The constructor arguments (without vocab and seed), as saved in
+        model files."""
+        return {"cell": self.cell, "embed_size": self.embed_size,
+                "hidden_size": self.hidden_size, "num_layers": self.num_layers,
+                "dropout": self.dropout, "tied": self.tied, "init_scale": self.init_scale}
+
+    def __repr__(self):
+        c = self.config()
+        return (f"LanguageModel({self.vocab!r}, {c['cell']!r}, embed_size={c['embed_size']}, "
+                f"hidden_size={c['hidden_size']}, num_layers={c['num_layers']}, "
+                f"dropout={c['dropout']}, tied={c['tied']})")
+
+    # ------------------------------------------------------------ parameters
+
+    def _decoder_weight(self):
+        return self.params["encoder.weight" if self.tied else "decoder.weight"]
+
+    def named_parameters(self):
+        yield "encoder.weight", self.params["encoder.weight"]
+        for name, p in self.rnn.named_parameters():
+            yield "rnn." + name, p
+        if not self.tied:
+            yield "decoder.weight", self.params["decoder.weight"]
+        yield "decoder.bias", self.params["decoder.bias"]
+
+    def parameters(self):
+        return [p for _, p in self.named_parameters()]
+
+    def num_parameters(self):
+        return sum(p.size for p in self.parameters())
+
+    def state_dict(self):
+        return dict(self.named_parameters())
+
+    def load_state_dict(self, state_dict, strict=True):
+        """Set parameters from a mapping name -> array (names as in
+        named_parameters()). strict: exactly those names. All-or-nothing:
+        every value is checked before any is set."""
+        names = [n for n, _ in self.named_parameters()]
+        missing = [n for n in names if n not in state_dict]
+        unexpected = [k for k in state_dict if k not in names]
+        if strict and (missing or unexpected):
+            raise KeyError(f"load_state_dict: missing {missing}, unexpected {unexpected}")
+        own = {}
+        for name, shape in self._own.items():
+            if name in state_dict:
+                arr = _api.as_float32(name, state_dict[name])
+                _api.check_shape(name, arr, shape, str(shape))
+                own[name] = arr
+        rnn = {k[4:]: v for k, v in state_dict.items() if k.startswith("rnn.")}
+        self.rnn.load_state_dict(rnn, strict=strict)  # validates all before setting any
+        for name, arr in own.items():
+            self.params[name] = np.array(arr, dtype=np.float32, order="C")
+        return missing, unexpected
+
+    def zero_grad(self):
+        self.rnn.zero_grad()
+        for name, shape in self._own.items():
+            g = self.grads.get(name)
+            if g is None:
+                self.grads[name] = np.zeros(shape, np.float32)
+            else:
+                g.fill(0.0)
+        for name, g in self.rnn.grads.items():
+            self.grads["rnn." + name] = g
+
+    # ------------------------------------------------------------ running
+
+    def init_state(self, batch_size):
+        """Zero state for `batch_size` streams (a pair for LSTM)."""
+        shape = (self.num_layers, batch_size, self.hidden_size)
+        h = np.zeros(shape, np.float32)
+        return (h, np.zeros(shape, np.float32)) if self.cell == "lstm" else h
+
+    def _ids(self, name, ids):
+        arr = np.asarray(ids)
+        if arr.dtype.kind not in "iu":
+            raise TypeError(f"{name} must be integer token ids, got dtype {arr.dtype}")
+        if arr.ndim != 2 or 0 in arr.shape:
+            raise ValueError(f"{name} must be (T, N) token ids with T, N >= 1, got shape "
+                             f"{_api.shape_str(arr.shape)}")
+        if arr.min() < 0 or arr.max() >= len(self.vocab):
+            raise ValueError(f"{name} must be in [0, {len(self.vocab)}), got values "
+                             f"{arr.min()}..{arr.max()}")
+        return np.ascontiguousarray(arr, dtype=np.int64)
+
+    def _logits(self, y):
+        """y (M, H) -> logits (M, V) = y W_d^T + b_d."""
+        z = y @ self._decoder_weight().T
+        z += self.params["decoder.bias"]
+        return z
+
+    def forward(self, ids, state=None):
+        """``logits, state = lm.forward(ids, state)``: ids (T, N), logits
+        (T, N, V) float32, state carried (None: zeros). No dropout."""
+        ids = self._ids("ids", ids)
+        T, N = ids.shape
+        x = self.params["encoder.weight"][ids]
+        y, state = self.rnn(x, state)
+        return self._logits(y.reshape(T * N, -1)).reshape(T, N, -1), state
+
+    def train_step(self, inputs, targets, state=None, *, rng=None):
+        """Forward and backward over one BPTT window; gradients are added to
+        ``grads``. Returns ``(loss, state)``: loss = sum over the T steps of
+        the mean over the N streams of the negative log-likelihood in nats
+        (Zaremba's training loss; divide by T for the per-token mean), and
+        the final state to carry into the next window."""
+        inputs, targets = self._ids("inputs", inputs), self._ids("targets", targets)
+        if inputs.shape != targets.shape:
+            raise ValueError(f"targets must have the shape of inputs {inputs.shape}, got "
+                             f"{targets.shape}")
+        rng = self.generator if rng is None else rng
+        T, N = inputs.shape
+        E, H, p = self.embed_size, self.hidden_size, self.dropout
+        enc = self.params["encoder.weight"]
+        x = enc[inputs]
+        mask_in = _dropout_mask(x.shape, p, rng)
+        if mask_in is not None:
+            x *= mask_in
+        y, state, tape = self.rnn.forward_train(x, state, rng=rng)
+        mask_out = _dropout_mask(y.shape, p, rng)
+        if mask_out is not None:
+            y = y * mask_out
+        y2 = y.reshape(T * N, H)
+        z = self._logits(y2)
+        # dz = d(sum_t mean_n nll) / dz, written over the logits
+        losses, dz = rows_xent(z, targets.reshape(-1), 1.0 / N, True, in_place=True)
+        loss = float(losses.sum(dtype=np.float64)) / N
+        wd = self._decoder_weight()
+        gd = self.grads["encoder.weight" if self.tied else "decoder.weight"]
+        gd += dz.T @ y2
+        self.grads["decoder.bias"] += dz.sum(axis=0)
+        dy = (dz @ wd).reshape(T, N, H)
+        del z, dz
+        if mask_out is not None:
+            dy *= mask_out
+        dx, _ = self.rnn.backward(tape, dy)
+        if mask_in is not None:
+            dx *= mask_in
+        np.add.at(self.grads["encoder.weight"], inputs.reshape(-1), dx.reshape(T * N, E))
+        return loss, state
+
+    def evaluate(self, ids, *, batch_size=1, chunk=256):
+        """Mean negative log-likelihood of a token stream: `ids` cut into
+        batch_size continuous streams (1: the whole stream with state
+        carried throughout), each token predicted from all before it in its
+        stream. Returns ``{"loss", "perplexity", "bits_per_token",
+        "tokens"}`` (nats per token, exp(loss), loss / ln 2, tokens
+        predicted)."""
+        data = batchify(ids, batch_size)
+        state, total, count = None, 0.0, 0
+        for inputs, targets in bptt_batches(data, chunk):
+            logits, state = self.forward(inputs, state)
+            z = logits.reshape(-1, logits.shape[-1])
+            losses, _ = rows_xent(z, targets.reshape(-1), 1.0, False)
+            total += float(losses.sum(dtype=np.float64))
+            count += losses.size
+        loss = total / count
+        return {"loss": loss, "perplexity": math.exp(min(loss, 700.0)),
+                "bits_per_token": loss / math.log(2), "tokens": count}
+
+    # ------------------------------------------------------------ generation
+
+    def generate(self, prompt="", max_tokens=200, *, temperature=1.0, top_k=None, top_p=None,
+                 seed=None, num_samples=1, on_token=None):
+        """Text continuing `prompt`: greedy with ``temperature=0``, else sampled
+        from softmax(logits / temperature), restricted to the top_k most
+        likely tokens and/or to the smallest set whose probability reaches
+        top_p (nucleus sampling). num_samples > 1 draws that many samples in
+        one batch and returns a list. on_token(ids) is called with the (N,)
+        ids of every step as it is produced (for streamed output)."""
+        max_tokens = _api.check_int("max_tokens", max_tokens, minimum=0)
+        num_samples = _api.check_int("num_samples", num_samples, minimum=1)
+        temperature = float(temperature)
+        if not temperature >= 0 or not math.isfinite(temperature):
+            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        if top_k is not None:
+            top_k = _api.check_int("top_k", top_k, minimum=1)
+        if top_p is not None:
+            top_p = float(top_p)
+            if not 0.0 < top_p <= 1.0:
+                raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+        if not isinstance(prompt, str):
+            raise TypeError(f"prompt must be a str, got {type(prompt).__name__}")
+        rng = np.random.default_rng(seed)
+        ids = self.vocab.encode(prompt)
+        if self.vocab.level == "word" and len(ids) and prompt and not prompt.endswith("\n"):
+            ids = ids[:-1]  # a prompt that does not end its line does not end the sentence
+        eos = self.vocab.index.get("<eos>")
+        if len(ids) == 0:  # start of a text: after a line end (word) or a newline (char)
+            start = eos if eos is not None else self.vocab.index.get("\n", 0)
+            ids = np.array([start], np.int64)
+            prompt_text = False
+        else:
+            prompt_text = True
+        state = None
+        enc = self.params["encoder.weight"]
+        if len(ids) > 1:
+            _, state = self.rnn(enc[ids[:-1]][:, None, :], None)
+        if state is not None and num_samples > 1:
+            state = (tuple(np.repeat(s, num_samples, axis=1) for s in state)
+                     if isinstance(state, tuple) else np.repeat(state, num_samples, axis=1))
+        last = np.full(num_samples, ids[-1], np.int64)
+        out = np.empty((max_tokens, num_samples), np.int64)
+        for t in range(max_tokens):
+            y, state = self.rnn.step(enc[last], state)
+            z = self._logits(y)
+            last = self._pick(z, temperature, top_k, top_p, rng)
+            out[t] = last
+            if on_token is not None:
+                on_token(last)
+        texts = []
+        for n in range(num_samples):
+            head = ids if prompt_text else ids[:0]
+            texts.append(self.vocab.decode(np.concatenate([head, out[:, n]])))
+        return texts if num_samples > 1 else texts[0]
+
+    @staticmethod
+    def _pick(z, temperature, top_k, top_p, rng):
+        """One token id per row of logits z (N, V)."""
+        if temperature == 0.0:
+            return z.argmax(axis=1)
+        z = z.astype(np.float64) / temperature
+        V = z.shape[1]
+        if top_k is not None and top_k < V:
+            kth = np.partition(z, V - top_k, axis=1)[:, V - top_k][:, None]
+            z = np.where(z >= kth, z, -np.inf)
+        z -= z.max(axis=1, keepdims=True)
+        p = np.exp(z)
+        p /= p.sum(axis=1, keepdims=True)
+        if top_p is not None and top_p < 1.0:
+            order = np.argsort(-p, axis=1)
+            sorted_p = np.take_along_axis(p, order, axis=1)
+            # keep the most likely tokens until their mass reaches top_p (at least one)
+            keep_sorted = np.cumsum(sorted_p, axis=1) - sorted_p < top_p
+            keep = np.zeros_like(keep_sorted)
+            np.put_along_axis(keep, order, keep_sorted, axis=1)
+            p = np.where(keep, p, 0.0)
+            p /= p.sum(axis=1, keepdims=True)
+        u = rng.random((p.shape[0], 1))
+        return np.minimum((np.cumsum(p, axis=1) < u).sum(axis=1), V - 1).astype(np.int64)
