@@ -64,7 +64,10 @@ DEFAULT_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models
 def _load_lm(path):
     from .io import load
     from .lm import LanguageModel
-    model = load(path or DEFAULT_MODEL)
+    try:
+        model = load(path or DEFAULT_MODEL)
+    except (ValueError, OSError) as exc:
+        raise SystemExit(f"rnncore: {exc}") from None
     if not isinstance(model, LanguageModel):
         raise SystemExit(f"rnncore: {path} holds a {type(model).__name__} layer, not a "
                          "language model")

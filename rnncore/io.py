@@ -49,17 +49,21 @@ def _layer_config(layer):
     return {k: getattr(layer, k) for k in dict(_LAYER_CONFIG, **_KIND_CONFIG[kind])}
 
 
-def save(model, path):
+def save(model, path, *, dtype="float32"):
     """Write `model` (an RNN, LSTM or GRU layer, or a LanguageModel) to `path`
-    as safetensors, atomically. Returns the path."""
-    return write_checkpoint(model, path)
+    as safetensors, atomically. dtype="float16" stores the parameters at half
+    the size (rounded to float16; load() returns float32 parameters).
+    Returns the path."""
+    return write_checkpoint(model, path, dtype=dtype)
 
 
-def write_checkpoint(model, path, training=None, optimizer_tensors=None):
+def write_checkpoint(model, path, training=None, optimizer_tensors=None, dtype="float32"):
     """save(), plus (for training checkpoints) the JSON-able dict `training`
     in the metadata and `optimizer_tensors` (name -> float32 array) stored
     under ``optimizer/<name>``."""
     from safetensors.numpy import save_file
+    if dtype not in ("float32", "float16"):
+        raise ValueError(f"dtype must be 'float32' or 'float16', got {dtype!r}")
     if isinstance(model, RNNBase):
         metadata = {"kind": type(model).__name__, "config": json.dumps(_layer_config(model))}
     elif isinstance(model, LanguageModel):
@@ -70,7 +74,7 @@ def write_checkpoint(model, path, training=None, optimizer_tensors=None):
         raise TypeError(f"model must be an rnncore RNN, LSTM, GRU or LanguageModel, got "
                         f"{type(model).__name__}")
     metadata.update(format=FORMAT, format_version=FORMAT_VERSION)
-    tensors = {k: np.ascontiguousarray(v) for k, v in model.state_dict().items()}
+    tensors = {k: np.ascontiguousarray(v, dtype=dtype) for k, v in model.state_dict().items()}
     if training is not None:
         metadata["training"] = json.dumps(training)
         for k, v in (optimizer_tensors or {}).items():
@@ -213,12 +217,15 @@ def read_checkpoint(path):
             for name, shape in expected.items():
                 sl = f.get_slice(name)
                 dtype, got = sl.get_dtype(), tuple(sl.get_shape())
-                if dtype != "F32" or (shape is not None and got != shape):
-                    raise _bad(path, f"tensor {name!r} is {dtype} {got}, expected F32 {shape}")
+                allowed = ("F32", "F16") if shape is not None else ("F32",)
+                if dtype not in allowed or (shape is not None and got != shape):
+                    raise _bad(path, f"tensor {name!r} is {dtype} {got}, expected "
+                                     f"{' or '.join(allowed)} {shape}")
                 total += int(np.prod(got, dtype=object))
             if total > 2 * MAX_ELEMENTS:
                 raise _bad(path, "the optimizer tensors are larger than the model allows")
-            model.load_state_dict({name: f.get_tensor(name) for name in shapes})
+            model.load_state_dict({name: f.get_tensor(name).astype(np.float32)
+                                   for name in shapes})
             optimizer = {n[len(OPTIMIZER_PREFIX):]: f.get_tensor(n) for n in sorted(extra)}
     except SafetensorError as exc:
         raise _bad(path, str(exc)) from None

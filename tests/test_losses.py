@@ -68,3 +68,21 @@ def test_errors_name_the_argument():
         rnncore.softmax_cross_entropy(z, np.zeros(4, np.int64), reduction="avg")
     with pytest.raises(TypeError, match="logits must be float32"):
         rnncore.softmax_cross_entropy(z.astype(np.int32), np.zeros(4, np.int64))
+
+
+@pytest.mark.usefixtures("isa")
+@pytest.mark.parametrize("V", [5, 67, 10000])
+def test_in_place_gradient_keeps_the_loss(V, rng):
+    """rows_xent(in_place=True) writes dz over the logits; the loss must still
+    be read from the logits (a kernel once read the target's logit after
+    overwriting it)."""
+    from rnncore.losses import rows_xent
+    z = (rng.standard_normal((9, V)) * 3).astype(np.float32)
+    t = rng.integers(0, V, size=9)
+    ref_losses, ref_dz = rows_xent(z.copy(), t, 0.5, True)
+    buf = z.copy()
+    losses, dz = rows_xent(buf, t, 0.5, True, in_place=True)
+    assert dz is buf
+    np.testing.assert_array_equal(losses, ref_losses)
+    np.testing.assert_array_equal(dz, ref_dz)
+    np.testing.assert_allclose(losses, numpy_xent(z, t)[0], rtol=1e-5, atol=1e-5)
