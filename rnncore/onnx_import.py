@@ -8,10 +8,12 @@ ConstantOfShape, Expand). The returned object's
 Supported operator attributes: ``hidden_size``, ``direction`` (forward,
 reverse, bidirectional), ``layout`` 0 and 1, ``linear_before_reset`` 0 and 1,
 ``input_forget``, peepholes ``P``, ``sequence_lens``, ``initial_h`` /
-``initial_c`` and the outputs ``Y``, ``Y_h``, ``Y_c``; ``activations`` the
-defaults (and Relu for RNN). Other activations and ``clip`` raise
-NotImplementedError at load. Gate blocks are converted to PyTorch's order
-once, at load.
+``initial_c`` and the outputs ``Y``, ``Y_h``, ``Y_c``; ``activations`` (every
+function of the specification, with ``activation_alpha`` / ``activation_beta``)
+and ``clip``. Nodes with the default activations (or Relu for RNN) and no
+clip run on the C kernels; the others run on a float32 NumPy loop that
+follows the specification's equations (about 10-50x slower). Gate blocks are
+converted to PyTorch's order once, at load.
 """
 import numpy as np
 
@@ -25,6 +27,20 @@ __all__ = ["from_onnx", "OnnxModel"]
 _TO_TORCH = {op: np.argsort(order).tolist() for op, order in GATE_ORDER.items()}
 _DEFAULT_ACTIVATIONS = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"],
                         "RNN": ["Tanh"]}
+# ONNX activation functions: (function of x, alpha, beta), default alpha/beta
+_ACTIVATIONS = {
+    "Relu": (lambda x, a, b: np.maximum(x, 0), None, None),
+    "Tanh": (lambda x, a, b: np.tanh(x), None, None),
+    "Sigmoid": (lambda x, a, b: 1 / (1 + np.exp(-x)), None, None),
+    "Affine": (lambda x, a, b: a * x + b, 1.0, 0.0),
+    "LeakyRelu": (lambda x, a, b: np.where(x >= 0, x, a * x), 0.01, None),
+    "ThresholdedRelu": (lambda x, a, b: np.where(x >= a, x, 0), 1.0, None),
+    "ScaledTanh": (lambda x, a, b: a * np.tanh(b * x), 1.0, 1.0),
+    "HardSigmoid": (lambda x, a, b: np.clip(a * x + b, 0, 1), 0.2, 0.5),
+    "Elu": (lambda x, a, b: np.where(x >= 0, x, a * np.expm1(np.minimum(x, 0))), 1.0, None),
+    "Softsign": (lambda x, a, b: x / (1 + np.abs(x)), None, None),
+    "Softplus": (lambda x, a, b: np.logaddexp(0, x), None, None),
+}
 _DTYPES = {1: np.float32, 6: np.int32, 7: np.int64, 9: np.bool_, 11: np.float64}
 
 
@@ -40,15 +56,23 @@ class _RecurrentNode:
         if self.direction not in ("forward", "reverse", "bidirectional"):
             raise ValueError(f"{op} node {node.name!r}: direction {self.direction!r}")
         self.layout = int(attrs.get("layout", 0))
-        if attrs.get("clip") is not None:
-            raise NotImplementedError(f"{op} node {node.name!r}: the clip attribute is not supported")
         acts = [a.decode() if isinstance(a, bytes) else a for a in attrs.get("activations", [])]
         D = 2 if self.direction == "bidirectional" else 1
         default = _DEFAULT_ACTIVATIONS[op]
+        if acts and len(acts) != len(default) * D:
+            raise ValueError(f"{op} node {node.name!r}: {len(acts)} activations, expected "
+                             f"{len(default) * D} ({len(default)} per direction)")
+        unknown = sorted(set(acts) - set(_ACTIVATIONS))
+        if unknown:
+            raise NotImplementedError(f"{op} node {node.name!r}: activations {unknown} are not "
+                                      f"ONNX activation functions ({sorted(_ACTIVATIONS)})")
+        self.clip = attrs.get("clip")
         self.relu = op == "RNN" and acts == ["Relu"] * D
-        if acts and acts != default * D and not self.relu:
-            raise NotImplementedError(f"{op} node {node.name!r}: activations {acts} are not supported "
-                                      f"(only {default}{' or Relu' if op == 'RNN' else ''})")
+        self.functions = None  # None: the C kernels; else per direction the NumPy functions
+        if (acts and acts != default * D and not self.relu) or self.clip is not None:
+            self.functions = self._functions(acts or default * D,
+                                             list(attrs.get("activation_alpha", [])),
+                                             list(attrs.get("activation_beta", [])), D)
         self.linear_before_reset = int(attrs.get("linear_before_reset", 0))
         self.input_forget = int(attrs.get("input_forget", 0))
         inputs = list(node.input) + [""] * (8 - len(node.input))
@@ -59,6 +83,22 @@ class _RecurrentNode:
                 raise NotImplementedError(f"{op} node {node.name!r}: {name} must be an initializer")
         self.D = D
         self.layers = [self._layer(consts, d) for d in range(D)]
+
+    @staticmethod
+    def _functions(acts, alphas, betas, D):
+        """Per direction, the activation functions with their alpha/beta:
+        the attribute lists are consumed in order by the functions that take
+        them, ONNX's operator defaults otherwise."""
+        fns = []
+        for name in acts:
+            fn, a, b = _ACTIVATIONS[name]
+            if a is not None and alphas:
+                a = alphas.pop(0)
+            if b is not None and betas:
+                b = betas.pop(0)
+            fns.append(lambda x, fn=fn, a=a, b=b: fn(x, np.float32(a or 0), np.float32(b or 0)))
+        per = len(fns) // D
+        return [fns[d * per:(d + 1) * per] for d in range(D)]
 
     def _layer(self, consts, d):
         op, H = self.op, self.H
@@ -109,8 +149,11 @@ class _RecurrentNode:
                 h = np.zeros((1, N, self.H), np.float32) if h0 is None else h0[d:d + 1]
                 c = np.zeros((1, N, self.H), np.float32) if c0 is None else c0[d:d + 1]
                 hx = (h, c) if self.op == "LSTM" else h
-            y, state = layer(np.ascontiguousarray(src), hx, lengths=lengths)
-            h_n, c_n = state if self.op == "LSTM" else (state, None)
+            if self.functions is None:
+                y, state = layer(np.ascontiguousarray(src), hx, lengths=lengths)
+                h_n, c_n = state if self.op == "LSTM" else (state, None)
+            else:
+                y, h_n, c_n = self._numpy_direction(layer, self.functions[d], src, hx, lengths)
             ys.append(reverse_within(y, lengths) if reverse else y)
             hs.append(h_n[0])
             cs.append(c_n[0] if c_n is not None else None)
@@ -122,6 +165,54 @@ class _RecurrentNode:
             Y_c = None if Y_c is None else Y_c.transpose(1, 0, 2)
         out = [Y, Y_h, Y_c]
         return {name: value for name, value in zip(self.node.output, out) if name}
+
+
+    def _numpy_direction(self, layer, fns, x, hx, lengths):
+        """One direction by the specification's equations in float32 NumPy
+        (for activations and clip the kernels do not have), on the layer's
+        PyTorch-ordered parameters: returns y [T, N, H] (0 past each
+        length), h_n [1, N, H], c_n or None."""
+        T, N, _ = x.shape
+        H, sd = self.H, layer.state_dict()
+        W, R = sd["weight_ih_l0"], sd["weight_hh_l0"]
+        Wb = sd.get("bias_ih_l0", np.zeros(W.shape[0], np.float32))
+        Rb = sd.get("bias_hh_l0", np.zeros(W.shape[0], np.float32))
+        lstm = self.op == "LSTM"
+        h = np.zeros((N, H), np.float32) if hx is None else np.array(hx[0] if lstm else hx)[0]
+        c = (np.zeros((N, H), np.float32) if hx is None else np.array(hx[1])[0]) if lstm else None
+        clip = (lambda v: np.clip(v, -self.clip, self.clip)) if self.clip is not None else (lambda v: v)  # noqa: E731
+        y = np.zeros((T, N, H), np.float32)
+        gx_all = x @ W.T + Wb  # [T, N, G*H]
+        for t in range(T):
+            live = (t < lengths)[:, None]
+            gx, gh = gx_all[t], h @ R.T + Rb
+            if lstm:  # PyTorch order i, f, g, o; fns = (f, g, h)
+                f, g, hf = fns
+                pre = gx + gh
+                if layer.peephole:
+                    p = sd["peephole_l0"]
+                    pre[:, :H] += p[:H] * c
+                    pre[:, H:2 * H] += p[H:2 * H] * c
+                i_t = f(clip(pre[:, :H]))
+                f_t = 1 - i_t if layer.input_forget else f(clip(pre[:, H:2 * H]))
+                c_new = f_t * c + i_t * g(clip(pre[:, 2 * H:3 * H]))
+                o_pre = pre[:, 3 * H:] + (sd["peephole_l0"][2 * H:] * c_new if layer.peephole else 0)
+                h_new = f(clip(o_pre)) * hf(clip(c_new))
+                c = np.where(live, c_new, c).astype(np.float32)
+            elif self.op == "GRU":  # PyTorch order r, z, n; fns = (f, g)
+                f, g = fns
+                r = f(clip(gx[:, :H] + gh[:, :H]))
+                z = f(clip(gx[:, H:2 * H] + gh[:, H:2 * H]))
+                if self.linear_before_reset:
+                    n = g(clip(gx[:, 2 * H:] + r * gh[:, 2 * H:]))
+                else:
+                    n = g(clip(gx[:, 2 * H:] + (r * h) @ R[2 * H:].T + Rb[2 * H:]))
+                h_new = (1 - z) * n + z * h
+            else:
+                h_new = fns[0](clip(gx + gh))
+            h = np.where(live, h_new, h).astype(np.float32)
+            y[t] = np.where(live, h, 0)
+        return y, h[None], (c[None] if lstm else None)
 
 
 def _tensor(proto):

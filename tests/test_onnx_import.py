@@ -35,7 +35,8 @@ def test_round_trip_of_exported_layers(mode, rng, tmp_path):
 
 
 def single_node(op, *, direction="forward", layout=0, lengths=False, peephole=False,
-                input_forget=0, linear_before_reset=None, activations=None, clip=None, rng):
+                input_forget=0, linear_before_reset=None, activations=None, clip=None,
+                alpha=None, beta=None, rng):
     G = {"LSTM": 4, "GRU": 3, "RNN": 1}[op]
     D = 2 if direction == "bidirectional" else 1
     I, H = 3, 5
@@ -55,6 +56,10 @@ def single_node(op, *, direction="forward", layout=0, lengths=False, peephole=Fa
         attrs["activations"] = activations
     if clip is not None:
         attrs["clip"] = clip
+    if alpha is not None:
+        attrs["activation_alpha"] = alpha
+    if beta is not None:
+        attrs["activation_beta"] = beta
     states = ["h", "c"] if op == "LSTM" else ["h"]
     outputs = ["Y"] + [f"Y_{s}" for s in states]
     node = helper.make_node(op, inputs, outputs, **attrs)
@@ -118,12 +123,41 @@ def test_cell_variants_match_onnx_runtime(variant, direction, rng):
     both(model, feeds)
 
 
+# every ONNX activation function, in each slot of each operator, with and
+# without explicit alpha/beta, and clip (tight enough to act: inputs here
+# reach |x| ~ 4)
+ACTIVATION_CASES = [
+    ("RNN", ["Softsign"], None, None, None), ("RNN", ["Softplus"], None, None, None),
+    ("RNN", ["Elu"], [0.7], None, None), ("RNN", ["LeakyRelu"], None, None, None),
+    ("RNN", ["ThresholdedRelu"], [0.3], None, None), ("RNN", ["Affine"], [0.5], [0.1], None),
+    ("RNN", ["Tanh"], None, None, 0.8), ("RNN", ["Relu"], None, None, 1.0),
+    ("GRU", ["HardSigmoid", "Tanh"], None, None, None),
+    ("GRU", ["HardSigmoid", "ScaledTanh"], [0.3, 1.5], [0.4, 0.7], None),
+    ("GRU", ["Sigmoid", "Softsign"], None, None, 0.5),
+    ("LSTM", ["HardSigmoid", "Tanh", "Softsign"], [0.25], [0.45], None),
+    ("LSTM", ["Sigmoid", "ScaledTanh", "Tanh"], [1.2], [0.8], None),
+    ("LSTM", ["Sigmoid", "Tanh", "Tanh"], None, None, 1.5),
+    ("LSTM", ["Sigmoid", "Elu", "LeakyRelu"], [0.9, 0.05], None, 2.0),
+]
+
+
+@pytest.mark.parametrize("op, acts, alpha, beta, clip", ACTIVATION_CASES)
+@pytest.mark.parametrize("direction", ["forward", "bidirectional"])
+def test_activations_and_clip_match_onnx_runtime(op, acts, alpha, beta, clip, direction, rng):
+    D = 2 if direction == "bidirectional" else 1
+    model, feeds = single_node(op, direction=direction, lengths=True, activations=acts * D,
+                               alpha=None if alpha is None else alpha * D,
+                               beta=None if beta is None else beta * D, clip=clip, rng=rng,
+                               peephole=op == "LSTM", linear_before_reset=0 if op == "GRU" else None)
+    both(model, feeds)
+
+
 def test_unsupported_attributes_and_bad_feeds_are_clear(rng):
-    model, feeds = single_node("LSTM", clip=3.0, rng=rng)
-    with pytest.raises(NotImplementedError, match="clip"):
+    model, feeds = single_node("GRU", activations=["Gelu", "Tanh"], rng=rng)
+    with pytest.raises(NotImplementedError, match="Gelu"):
         rnncore.from_onnx(model)
-    model, feeds = single_node("GRU", activations=["HardSigmoid", "Tanh"], rng=rng)
-    with pytest.raises(NotImplementedError, match="activations"):
+    model, feeds = single_node("GRU", activations=["Sigmoid"], rng=rng)
+    with pytest.raises(ValueError, match="1 activations, expected 2"):
         rnncore.from_onnx(model)
     model, feeds = single_node("RNN", rng=rng)
     session = rnncore.from_onnx(model)
