@@ -182,6 +182,28 @@ def softmax_xent(const float[:, ::1] z, const int64_t[::1] target, float[::1] lo
     _check(status)
 
 
+def gemm(const float[:, :] a, const float[:, :] b, float[:, ::1] c, bint accumulate,
+         float[::1] scratch, int n_threads):
+    """rnc_gemm: c (+)= a @ b for float32 matrices of any strides (a
+    transposed view is a stride swap, no copy); scratch holds
+    gemm_workspace_floats(n_threads) floats."""
+    cdef int64_t M = a.shape[0], K = a.shape[1], N = b.shape[1]
+    _need(M > 0 and K > 0 and N > 0, "a")
+    _need(b.shape[0] == K, "b")
+    _need(c.shape[0] == M and c.shape[1] == N, "c")
+    _need(scratch.shape[0] >= rnc_gemm_workspace_floats(n_threads), "scratch")
+    cdef int64_t a_rs = a.strides[0] // 4, a_cs = a.strides[1] // 4
+    cdef int64_t b_rs = b.strides[0] // 4, b_cs = b.strides[1] // 4
+    with nogil:
+        status = rnc_gemm(M, N, K, &a[0, 0], a_rs, a_cs, &b[0, 0], b_rs, b_cs, &c[0, 0], N,
+                          accumulate, &scratch[0], n_threads)
+    _check(status)
+
+
+def gemm_workspace_floats(int n_threads):
+    return rnc_gemm_workspace_floats(n_threads)
+
+
 def tape_floats(int cell, int64_t T, int64_t N, int64_t I, int64_t H):
     """Floats of the tape of a forward pass for training (0 for RNN cells)."""
     cdef rnc_dims d = rnc_dims(T, N, I, H, <rnc_cell>cell)

@@ -81,6 +81,10 @@ cdef extern from "rnncore.h" nogil:
     rnc_status rnc_softmax_xent(int64_t M, int64_t V, const float *z, int64_t ldz,
                                 const int64_t *target, float *loss, float *dz, int64_t lddz,
                                 float scale, int n_threads) noexcept
+    int64_t rnc_gemm_workspace_floats(int n_threads) noexcept
+    rnc_status rnc_gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t a_rs,
+                        int64_t a_cs, const float *B, int64_t b_rs, int64_t b_cs, float *C,
+                        int64_t ldc, int accumulate, float *scratch, int n_threads) noexcept
     size_t rnc_packed_floats(rnc_cell cell, int64_t H, int64_t K) noexcept
     rnc_status rnc_pack_weights(rnc_cell cell, int64_t H, int64_t K, const float *src, float *dst) noexcept
     void rnc_init() noexcept

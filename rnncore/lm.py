@@ -192,7 +192,7 @@ class LanguageModel:
 
     def _logits(self, y):
         """y (M, H) -> logits (M, V) = y W_d^T + b_d."""
-        z = y @ self._decoder_weight().T
+        z = _api.matmul(y, self._decoder_weight().T)
         z += self.params["decoder.bias"]
         return z
 
@@ -234,9 +234,9 @@ class LanguageModel:
         loss = float(losses.sum(dtype=np.float64)) / N
         wd = self._decoder_weight()
         gd = self.grads["encoder.weight" if self.tied else "decoder.weight"]
-        gd += dz.T @ y2
+        _api.matmul(dz.T, y2, out=gd, accumulate=True)
         self.grads["decoder.bias"] += dz.sum(axis=0)
-        dy = (dz @ wd).reshape(T, N, H)
+        dy = _api.matmul(dz, wd).reshape(T, N, H)
         del z, dz
         if mask_out is not None:
             dy *= mask_out

@@ -199,6 +199,7 @@ def train(cfg, log=print):
         if cfg.max_steps is not None:
             n_windows = min(n_windows, cfg.max_steps)
         bar = _progress(n_windows * cfg.unroll * cfg.batch, f"epoch {epoch}", cfg.progress)
+        last_note = t0
         for inputs, targets in bptt_batches(data, cfg.unroll):
             if steps == n_windows:
                 break
@@ -214,9 +215,14 @@ def train(cfg, log=print):
             steps += 1
             tokens += inputs.size
             bar.update(inputs.size)
+            now = time.perf_counter()
             if steps % 10 == 0 or steps == n_windows:
-                rate = tokens / (time.perf_counter() - t0)
-                bar.set_postfix(loss=f"{total / (tokens / cfg.batch):.3f}", tok_s=f"{rate:,.0f}")
+                bar.set_postfix(loss=f"{total / (tokens / cfg.batch):.3f}",
+                                tok_s=f"{tokens / (now - t0):,.0f}")
+            if not cfg.progress and now - last_note > 60:  # a sign of life in logs
+                last_note = now
+                log(f"epoch {epoch}: step {steps}/{n_windows}, loss "
+                    f"{total / (tokens / cfg.batch):.4f}, {tokens / (now - t0):,.0f} tok/s")
         bar.close()
         seconds = time.perf_counter() - t0
         train_loss = total / (tokens / cfg.batch)  # per token

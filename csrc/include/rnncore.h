@@ -185,6 +185,20 @@ rnc_status rnc_softmax_xent(int64_t M, int64_t V, const float *z, int64_t ldz,
                             float scale, int n_threads);
 
 /*
+ * General single-precision GEMM on the library's blocked kernels:
+ * C[M, N] (+)= A[M, K] B[K, N], with A(i, k) at A[i*a_rs + k*a_cs] and
+ * B(k, j) at B[k*b_rs + j*b_cs] (any strides: a transpose is a stride swap),
+ * C row-major with row stride ldc >= N; accumulate != 0 adds to C. scratch:
+ * rnc_gemm_workspace_floats(n_threads) floats. Results do not depend on the
+ * thread count. For a language model's output layer (logits, and the
+ * decoder's weight and input gradients).
+ */
+int64_t rnc_gemm_workspace_floats(int n_threads);
+rnc_status rnc_gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t a_rs, int64_t a_cs,
+                    const float *B, int64_t b_rs, int64_t b_cs, float *C, int64_t ldc,
+                    int accumulate, float *scratch, int n_threads);
+
+/*
  * Packed weights. rnc_packed_floats: floats of the packed form of a [G*H, K]
  * weight of this cell (0 for invalid sizes). rnc_pack_weights: src [G*H, K]
  * row-major (PyTorch's layout) -> dst (caller-allocated, that many floats).

@@ -14,6 +14,10 @@
 
 #include "kernels.h"
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #if defined(__SSE2__) || defined(_M_X64)
 #include <emmintrin.h>
 #define RNC_PACK_SSE 1
@@ -158,4 +162,49 @@ void rnc_gemm_part(const rnc_kernels *kern, int64_t M, int64_t Nc, int64_t K,
             }
         }
     }
+}
+
+/* Threads of a public GEMM: at most one per 2 MFLOP (below that the fork
+ * costs more than the work it shares) and per column panel or row block. */
+static int gemm_threads(int64_t M, int64_t N, int64_t K, int n_threads) {
+    int nt = rnc_resolve_threads(n_threads);
+    const int64_t by_work = M * N * K / (1 << 20);
+    const int64_t by_blocks = ((N + RNC_PANEL - 1) / RNC_PANEL) * ((M + GEMM_MC - 1) / GEMM_MC);
+    if (nt > by_work) nt = (int)(by_work > 1 ? by_work : 1);
+    if (nt > by_blocks) nt = (int)by_blocks;
+    return nt;
+}
+
+int64_t rnc_gemm_workspace_floats(int n_threads) {
+    return rnc_gemm_scratch_floats() * rnc_resolve_threads(n_threads);
+}
+
+rnc_status rnc_gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t a_rs, int64_t a_cs,
+                    const float *B, int64_t b_rs, int64_t b_cs, float *C, int64_t ldc,
+                    int accumulate, float *scratch, int n_threads) {
+    if (M < 1 || N < 1 || K < 1 || !A || !B || !C || !scratch || ldc < N)
+        return RNC_ERR_INVALID_ARG;
+    const int64_t limit = rnc_float_limit();
+    if (rnc_mul_checked(M, ldc, limit) < 0 || rnc_mul_checked(M, K, limit) < 0 ||
+        rnc_mul_checked(K, N, limit) < 0)
+        return RNC_ERR_INVALID_ARG;
+    const rnc_kernels *kern = rnc_active_kernels();
+    const rnc_mat a = {A, a_rs, a_cs}, b = {B, b_rs, b_cs};
+    const int nt = gemm_threads(M, N, K, n_threads);
+    const int64_t per = rnc_gemm_scratch_floats();
+    const unsigned int saved_csr = rnc_ftz_begin();
+#ifdef _OPENMP
+    if (nt > 1) {
+#pragma omp parallel num_threads(nt)
+        {
+            const unsigned int csr = rnc_ftz_begin();
+            const int tid = omp_get_thread_num(), team = omp_get_num_threads();
+            rnc_gemm_part(kern, M, N, K, a, b, C, ldc, accumulate, scratch + tid * per, tid, team);
+            rnc_ftz_end(csr);
+        }
+    } else
+#endif
+        rnc_gemm_part(kern, M, N, K, a, b, C, ldc, accumulate, scratch, 0, 1);
+    rnc_ftz_end(saved_csr);
+    return RNC_OK;
 }
