@@ -205,6 +205,9 @@ rnc_status rnc_gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t a_r
     } else
 #endif
         rnc_gemm_part(kern, M, N, K, a, b, C, ldc, accumulate, scratch, 0, 1);
+#ifndef _OPENMP
+    (void)nt; (void)per;
+#endif
     rnc_ftz_end(saved_csr);
     return RNC_OK;
 }
