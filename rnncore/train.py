@@ -17,7 +17,6 @@ import os
 import sys
 import time
 
-import numpy as np
 
 from . import _api, optim
 from .io import read_checkpoint, write_checkpoint
