@@ -4,6 +4,9 @@ linked into one extension module, rnncore._core.
 Environment switches:
   RNNCORE_NO_OPENMP=1  build serially even where OpenMP works.
   RNNCORE_NATIVE=1     add -march=native (local benchmarking only; never wheels).
+  RNNCORE_SANITIZE=1   build with AddressSanitizer + UndefinedBehaviorSanitizer
+                       (-O1, any finding aborts); run Python with libasan
+                       preloaded, see .ci/run.
 
 CPU paths: csrc/src/isa/kernels_<isa>.c are the only files compiled with ISA
 flags; each is built when the compiler accepts its flags, and rnc_init()
@@ -32,6 +35,8 @@ C_HEADERS = sorted(str(p) for p in CSRC.rglob("*.h")) + sorted(str(p) for p in C
 
 BASE_FLAGS = ["-O3", "-std=c99", "-Wall", "-Wextra"]
 OPTIONAL_FLAGS = ["-fopenmp-simd", "-fno-math-errno"]
+SANITIZE_FLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all",
+                  "-fno-omit-frame-pointer", "-g"]
 
 OPENMP_PROBE = r"""
 #include <omp.h>
@@ -84,6 +89,9 @@ class BuildExt(build_ext):
     def build_extensions(self):
         flags = list(BASE_FLAGS) + [f for f in OPTIONAL_FLAGS if self._compiles([f])]
         flags += ["-march=native"] if _env_on("RNNCORE_NATIVE") else []  # local benchmarking only
+        sanitize = SANITIZE_FLAGS if _env_on("RNNCORE_SANITIZE") else []
+        if sanitize:
+            flags = [f for f in flags if f != "-O3"] + ["-O1"] + sanitize
         omp_flags, omp_status = self._openmp_flags()
         omp_compile = [f for f in omp_flags if not f.startswith("-l")]
 
@@ -109,13 +117,14 @@ class BuildExt(build_ext):
         ) + isa_objects
         for ext in self.extensions:
             ext.extra_objects = objects + ext.extra_objects
-            ext.extra_compile_args = ext.extra_compile_args + omp_compile
-            ext.extra_link_args = ext.extra_link_args + omp_flags
+            ext.extra_compile_args = ext.extra_compile_args + omp_compile + sanitize
+            ext.extra_link_args = ext.extra_link_args + omp_flags + sanitize
 
         self._write_build_info(
             openmp=bool(omp_flags),
             openmp_status=omp_status,
             c_flags=flags + omp_compile,
+            sanitize=bool(sanitize),
             isas=isas + ["generic"],
             compiler=" ".join(self.compiler.compiler_so[:1]),
         )
