@@ -183,3 +183,46 @@ def test_omp_num_threads_is_respected():
                          env=dict(os.environ, OMP_NUM_THREADS="3"), cwd="/")
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "3"
+
+
+def test_set_num_threads_during_concurrent_calls(rng, restore_threads):
+    """8 threads running forward passes, the fused loss, the GEMM and a
+    language model while another changes the thread count all the time:
+    every result equals the serial one (results do not depend on the thread
+    count)."""
+    from rnncore import _api
+    lstm = rnncore.LSTM(16, 64, num_layers=2, seed=0)
+    vocab = rnncore.Vocabulary.build("the quick brown fox\n", "char")
+    lm = rnncore.LanguageModel(vocab, "gru", 8, 32, 2, seed=0)
+    x = rng.standard_normal((10, 4, 16)).astype(np.float32)
+    z = rng.standard_normal((50, 300)).astype(np.float32)
+    t = rng.integers(0, 300, 50)
+    a, b = (rng.standard_normal(s).astype(np.float32) for s in ((70, 90), (90, 130)))
+    ids = vocab.encode("the quick brown fox jumps\n" * 3)
+    expected = (lstm(x)[0], rnncore.softmax_cross_entropy(z, t)[1], _api.matmul(a, b),
+                lm.evaluate(ids)["loss"])
+    stop = threading.Event()
+
+    def churn():
+        n = 0
+        while not stop.is_set():
+            rnncore.set_num_threads(1 + n % 4)
+            n += 1
+
+    changer = threading.Thread(target=churn)
+    changer.start()
+    results = [None] * 8
+
+    def worker(i):
+        for _ in range(10):
+            results[i] = (lstm(x)[0], rnncore.softmax_cross_entropy(z, t)[1], _api.matmul(a, b),
+                          lm.evaluate(ids)["loss"])
+
+    try:
+        run_in_threads(worker, 8)
+    finally:
+        stop.set()
+        changer.join()
+    for got in results:
+        for g, e in zip(got, expected):
+            np.testing.assert_array_equal(g, e)
