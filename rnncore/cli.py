@@ -112,7 +112,10 @@ def cmd_eval(args):
 def cmd_generate(args):
     model = _load_lm(args.model)
     vocab, out = model.vocab, sys.stdout
-    previous = [None]
+    # the token before the first generated one, for word spacing: a line end
+    # for an empty prompt or one that ends its line, else a word
+    at_line_start = not args.prompt or args.prompt.endswith("\n")
+    previous = [vocab.index.get("<eos>") if at_line_start else vocab.unk]
     if args.samples == 1:
         out.write(args.prompt)
         out.flush()

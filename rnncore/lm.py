@@ -292,21 +292,19 @@ class LanguageModel:
         ids = self.vocab.encode(prompt)
         if self.vocab.level == "word" and len(ids) and prompt and not prompt.endswith("\n"):
             ids = ids[:-1]  # a prompt that does not end its line does not end the sentence
-        eos = self.vocab.index.get("<eos>")
-        if len(ids) == 0:  # start of a text: after a line end (word) or a newline (char)
-            start = eos if eos is not None else self.vocab.index.get("\n", 0)
-            ids = np.array([start], np.int64)
-            prompt_text = False
+        if len(ids) == 0:  # start of a text: after a line end (<eos>, or a newline for chars)
+            start = self.vocab.index.get("<eos>", self.vocab.index.get("\n", 0))
+            context = np.array([start], np.int64)
         else:
-            prompt_text = True
+            context = ids
         state = None
         enc = self.params["encoder.weight"]
-        if len(ids) > 1:
-            _, state = self.rnn(enc[ids[:-1]][:, None, :], None)
+        if len(context) > 1:
+            _, state = self.rnn(enc[context[:-1]][:, None, :], None)
         if state is not None and num_samples > 1:
             state = (tuple(np.repeat(s, num_samples, axis=1) for s in state)
                      if isinstance(state, tuple) else np.repeat(state, num_samples, axis=1))
-        last = np.full(num_samples, ids[-1], np.int64)
+        last = np.full(num_samples, context[-1], np.int64)
         out = np.empty((max_tokens, num_samples), np.int64)
         for t in range(max_tokens):
             y, state = self.rnn.step(enc[last], state)
@@ -315,10 +313,7 @@ class LanguageModel:
             out[t] = last
             if on_token is not None:
                 on_token(last)
-        texts = []
-        for n in range(num_samples):
-            head = ids if prompt_text else ids[:0]
-            texts.append(self.vocab.decode(np.concatenate([head, out[:, n]])))
+        texts = [self.vocab.decode(np.concatenate([ids, out[:, n]])) for n in range(num_samples)]
         return texts if num_samples > 1 else texts[0]
 
     @staticmethod

@@ -365,6 +365,17 @@ def test_train_save_load_eval_generate_end_to_end(corpus):
     assert two.count("--- sample") == 2
 
 
+def test_word_level_generation_is_streamed_with_its_spacing(corpus, tmp_path):
+    vocab = Vocabulary.build(TEXT, "word")
+    lm = rnncore.LanguageModel(vocab, "gru", 8, 8, 1, init_scale=0.5, seed=2)
+    rnncore.save(lm, corpus / "w.safetensors")
+    for prompt in ("First Citizen:", "", "All:\n"):
+        args = ([prompt] if prompt else []) + ["--model", "w.safetensors", "--max-tokens", "12",
+                                               "--temperature", "0"]
+        text = run_cli("generate", *args, cwd=corpus).stdout
+        assert text == lm.generate(prompt, 12, temperature=0) + "\n", prompt
+
+
 def test_resume_continues_bit_for_bit(corpus):
     run_cli("train", "train.txt", "valid.txt", *TRAIN_ARGS, "--optimizer", "adam",
             "--epochs", "2", "--out", "full.safetensors", cwd=corpus)
