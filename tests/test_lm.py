@@ -396,3 +396,36 @@ def test_commands_report_bad_input_clearly(corpus):
                               capture_output=True, text=True, timeout=120)
         assert proc.returncode != 0 and match in proc.stderr, proc.stderr
         assert "Traceback" not in proc.stderr
+
+
+def test_a_checkpoint_write_killed_midway_leaves_the_previous_one(corpus):
+    """A training run is SIGKILLed while writing its epoch-2 checkpoint over
+    the epoch-1 one: the epoch-1 checkpoint still loads and resumes."""
+    import signal
+    import textwrap
+    from rnncore.io import read_checkpoint
+    path = corpus / "ck.safetensors"
+    child = textwrap.dedent(f"""
+        import json, time
+        from safetensors import numpy as st
+        from rnncore.train import TrainConfig, train
+        real = st.save_file
+        def slow(tensors, filename, metadata=None):
+            real(tensors, filename, metadata=metadata)
+            if json.loads((metadata or {{}}).get("training", '{{"epoch": 0}}'))["epoch"] == 2:
+                print("written", flush=True)  # the temporary is complete, not yet renamed
+                time.sleep(60)
+        st.save_file = slow
+        train(TrainConfig(train="train.txt", valid="valid.txt", embed_size=8, hidden_size=16,
+                          epochs=2, unroll=20, batch=4, out={str(path)!r}, progress=False),
+              log=lambda msg: None)
+    """)
+    with subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, text=True,
+                          cwd=corpus) as proc:
+        assert proc.stdout.readline().strip() == "written"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    model, training, _ = read_checkpoint(path)
+    assert training["epoch"] == 1 and isinstance(model, rnncore.LanguageModel)
+    run_cli("train", "--resume", path.name, "--epochs", "2", "--no-progress", cwd=corpus)
+    assert read_checkpoint(path)[1]["epoch"] == 2
