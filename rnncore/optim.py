@@ -267,8 +267,9 @@ def clip_grad_norm(params, max_norm, error_if_nonfinite=False):
         raise FloatingPointError(f"the total gradient norm is {total}")
     coef = max_norm / (total + 1e-6)
     if not coef >= 1.0:  # also for NaN
-        for g in grads:
-            g *= np.float32(coef)
+        with np.errstate(invalid="ignore", over="ignore"):  # inf * 0 -> NaN, as torch
+            for g in grads:
+                g *= np.float32(coef)
     return total
 
 

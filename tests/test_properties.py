@@ -210,3 +210,74 @@ def test_damaged_model_files_load_or_raise_cleanly(edits, cut, tmp_path_factory)
         assert "not a valid rnncore model file" in str(exc)
         return
     assert isinstance(model, rnncore.LSTM)  # a harmless edit (e.g. inside a weight)
+
+
+VOCAB = rnncore.Vocabulary.build("the cat sat on the mat\n", "char")
+LM = rnncore.LanguageModel(VOCAB, "lstm", 4, 6, 2, dropout=0.2, seed=0)
+
+
+@SETTINGS
+@given(shape=st.tuples(st.integers(0, 4), st.integers(0, 3)), ndim=st.integers(1, 3),
+       low=st.integers(-2, 0), high=st.integers(1, len(VOCAB) + 2),
+       dtype=st.sampled_from([np.int64, np.int32, np.uint8, np.float32]), data=st.data())
+def test_language_model_token_inputs_work_or_raise(shape, ndim, low, high, dtype, data):
+    full = shape + (2,) * (ndim - 2) if ndim >= 2 else shape[:1]
+    ids = np.asarray(data.draw(hnp.arrays(np.int64, full, elements=st.integers(low, high - 1))),
+                     dtype=dtype)
+    valid = (ndim == 2 and 0 not in full and dtype != np.float32 and ids.min() >= 0
+             and ids.max() < len(VOCAB))
+    kind, result = outcome(lambda: LM.train_step(ids, ids))
+    assert kind == ("ok" if valid else "error"), (kind, result)
+    if kind == "ok":
+        assert np.isfinite(result[0])
+        LM.zero_grad()
+    kind, result = outcome(lambda: LM.forward(ids))
+    assert kind == ("ok" if valid else "error")
+
+
+@SETTINGS
+@given(prompt=st.text(max_size=8), max_tokens=st.integers(-1, 6),
+       temperature=st.sampled_from([0.0, 0.5, 1.0, -1.0, np.nan, np.inf]),
+       top_k=st.sampled_from([None, 0, 1, 3, 1000]), top_p=st.sampled_from([None, 0.0, 0.3, 1.0, 2.0]),
+       num_samples=st.integers(0, 3))
+def test_generate_works_or_raises(prompt, max_tokens, temperature, top_k, top_p, num_samples):
+    kind, result = outcome(lambda: LM.generate(prompt, max_tokens, temperature=temperature,
+                                               top_k=top_k, top_p=top_p, seed=0,
+                                               num_samples=num_samples))
+    valid = (max_tokens >= 0 and 0 <= temperature < np.inf and top_k != 0
+             and top_p not in (0.0, 2.0) and num_samples >= 1)
+    assert kind == ("ok" if valid else "error"), (kind, result)
+    if kind == "ok":
+        texts = result if num_samples > 1 else [result]
+        assert len(texts) == num_samples
+        assert all(isinstance(t, str) for t in texts)
+
+
+@SETTINGS
+@given(lr=st.sampled_from([1e-3, 0.0, -1.0, np.nan, np.inf]),
+       max_norm=st.sampled_from([1.0, 0.0, -1.0, np.nan]),
+       grad=st.sampled_from([0.0, 1.0, np.nan, np.inf, 1e30]))
+def test_optimizers_and_clipping_work_or_raise(lr, max_norm, grad):
+    layer = rnncore.GRU(2, 3, seed=0)
+    for g in layer.grads.values():
+        g.fill(grad)
+    for make in (rnncore.optim.SGD, rnncore.optim.Adam):
+        kind, _ = outcome(lambda: make(layer, lr=lr))
+        assert kind == ("ok" if np.isfinite(lr) and lr >= 0 else "error")
+    kind, norm = outcome(lambda: rnncore.optim.clip_grad_norm(layer, max_norm))
+    assert kind == ("ok" if np.isfinite(max_norm) and max_norm > 0 else "error")
+    if kind == "ok" and np.isfinite(grad):
+        assert norm >= 0
+
+
+@SETTINGS
+@given(shape=st.lists(st.integers(0, 4), min_size=1, max_size=4), data=st.data())
+def test_onnx_model_feeds_work_or_raise(shape, data):
+    onnx = pytest.importorskip("onnx")
+    model = rnncore.GRU(3, 4, seed=0).to_onnx()
+    session = rnncore.from_onnx(onnx.ModelProto.FromString(model.SerializeToString()))
+    name = session.inputs[0]
+    x = data.draw(arrays(tuple(shape)))
+    kind, result = outcome(lambda: session.run(None, {name: x}))
+    if kind == "ok":
+        assert all(np.asarray(r).dtype == np.float32 for r in result)
