@@ -181,13 +181,17 @@ def _add_lm_commands(sub):
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.set_defaults(func=cmd_eval)
     ge = sub.add_parser("generate", help="generate text, streamed to stdout")
-    ge.add_argument("prompt", nargs="?", default="")
+    ge.add_argument("prompt", nargs="?", default="",
+                    help="text to continue (default: the start of a text)")
     ge.add_argument("--model", help="model file (default: the embedded Shakespeare char model)")
-    ge.add_argument("--max-tokens", type=int, default=500)
+    ge.add_argument("--max-tokens", type=int, default=500,
+                    help="tokens (characters or words) to generate (default 500)")
     ge.add_argument("--temperature", type=float, default=0.8, help="0: greedy (default 0.8)")
-    ge.add_argument("--top-k", type=int, default=None)
-    ge.add_argument("--top-p", type=float, default=None)
-    ge.add_argument("--seed", type=int, default=None)
+    ge.add_argument("--top-k", type=int, default=None,
+                    help="sample among the k most likely tokens only")
+    ge.add_argument("--top-p", type=float, default=None,
+                    help="sample among the most likely tokens holding probability p (nucleus)")
+    ge.add_argument("--seed", type=int, default=None, help="random seed (default: fresh)")
     ge.add_argument("--samples", type=int, default=1, help="samples drawn in one batch")
     ge.set_defaults(func=cmd_generate)
 
