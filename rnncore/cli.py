@@ -133,6 +133,9 @@ def cmd_generate(args):
                                num_samples=args.samples, on_token=on_token)
     except (TypeError, ValueError) as exc:
         raise SystemExit(f"rnncore generate: {exc}") from None
+    except BrokenPipeError:  # the reader stopped (| head): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     if args.samples == 1:
         out.write("\n")
     else:
