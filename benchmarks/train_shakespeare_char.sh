@@ -11,7 +11,7 @@ out="${1:-shakespeare}"
 mkdir -p "$out"
 time rnncore train "$text" --valid-fraction 0.1 --level char --cell gru \
     --embed-size 64 --hidden-size 512 --layers 2 --dropout 0.2 --unroll 100 --batch 32 \
-    --optimizer adam --lr 0.002 --lr-decay 0.85 --decay-after 3 --clip 5 --epochs 14 \
+    --optimizer adam --lr 0.002 --lr-decay 0.85 --decay-after 3 --clip 5 --epochs 6 \
     --seed 0 --threads "${2:-2}" --no-progress \
     --out "$out/shakespeare.safetensors" 2>&1 | tee "$out/train.out"
 python - "$out/shakespeare.best.safetensors" "$here/../rnncore/models/shakespeare-char.safetensors" <<'PY'
