@@ -178,7 +178,13 @@ def matmul(a, b, out=None, accumulate=False):
     language-model step took 901 ms, 744 ms with OPENBLAS_NUM_THREADS=1);
     one thread pool avoids that. The GEMMs alone run at about the same speed
     as OpenBLAS's for a 10k-word decoder (37-58 GFLOP/s on 1 thread here)."""
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
+        raise ValueError(f"matmul: a {shape_str(a.shape)} and b {shape_str(b.shape)} must be "
+                         "2-D with b's rows = a's columns")
     M, N = a.shape[0], b.shape[1]
+    if out is not None and out.shape != (M, N):
+        raise ValueError(f"matmul: out must have shape {shape_str((M, N))}, got "
+                         f"{shape_str(out.shape)}")
     if out is None:
         out = np.empty((M, N), np.float32)
         accumulate = False

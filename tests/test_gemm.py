@@ -7,7 +7,6 @@ import pytest
 import rnncore
 from rnncore import _api
 
-pytestmark = pytest.mark.skipif(_api._core is None, reason="needs the C extension")
 
 
 @pytest.mark.usefixtures("isa")
@@ -50,7 +49,7 @@ def test_same_result_for_every_thread_count(rng):
 
 def test_bad_shapes_are_rejected():
     a, b = np.ones((3, 4), np.float32), np.ones((5, 2), np.float32)
-    with pytest.raises(ValueError, match="b"):
+    with pytest.raises(ValueError, match="b's rows"):
         _api.matmul(a, b)
-    with pytest.raises(ValueError, match="c"):
+    with pytest.raises(ValueError, match="out must have shape"):
         _api.matmul(a, np.ones((4, 2), np.float32), out=np.ones((3, 3), np.float32))
