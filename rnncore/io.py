@@ -7,9 +7,10 @@ model's class: "RNN", "LSTM", "GRU" or "LanguageModel") and ``config`` (JSON
 of the constructor arguments); a language model adds ``vocab`` (JSON:
 ``{"level": "char"|"word", "tokens": [...]}``). A training checkpoint is a
 model file plus ``training`` (JSON: epoch, schedule, ...) and the optimizer's
-buffers as tensors named ``optimizer/...``; load() reads the model from it. On load the configuration is validated first, the model is built
-from it, and every tensor's name, dtype and shape must match that model
-before anything is copied. Writes are atomic: a temporary file in the same
+buffers as tensors named ``optimizer/...``; load() reads the model from it.
+On load the configuration is validated first, the model is built from it,
+and every tensor's name, dtype and shape must match that model before
+anything is copied. Writes are atomic: a temporary file in the same
 folder, flushed to disk, then renamed over the target, so an interrupted save
 leaves the previous file intact.
 """
@@ -182,12 +183,13 @@ def load(path):
     checkpoint). Raises ValueError (naming the file and the problem) for
     anything that is not such a file: another format, truncated or corrupt
     data, wrong metadata, a tensor of the wrong name, dtype or shape."""
-    return read_checkpoint(path)[0]
+    return read_checkpoint(path, optimizer=False)[0]
 
 
-def read_checkpoint(path):
+def read_checkpoint(path, optimizer=True):
     """``(model, training, optimizer_tensors)`` of a file written by
-    write_checkpoint (training None and no tensors for a plain model file)."""
+    write_checkpoint (training None and no tensors for a plain model file);
+    optimizer=False checks the optimizer tensors but does not read them."""
     from safetensors import SafetensorError, safe_open
     path = os.fspath(path)
     try:
@@ -224,13 +226,14 @@ def read_checkpoint(path):
                 total += int(np.prod(got, dtype=object))
             if total > 2 * MAX_ELEMENTS:
                 raise _bad(path, "the optimizer tensors are larger than the model allows")
-            model.load_state_dict({name: f.get_tensor(name).astype(np.float32)
+            model.load_state_dict({name: f.get_tensor(name).astype(np.float32, copy=False)
                                    for name in shapes})
-            optimizer = {n[len(OPTIMIZER_PREFIX):]: f.get_tensor(n) for n in sorted(extra)}
+            buffers = {n[len(OPTIMIZER_PREFIX):]: f.get_tensor(n)
+                       for n in sorted(extra)} if optimizer else {}
     except SafetensorError as exc:
         raise _bad(path, str(exc)) from None
     except OSError as exc:
         if isinstance(exc, FileNotFoundError):
             raise
         raise _bad(path, str(exc)) from None
-    return model, training, optimizer
+    return model, training, buffers

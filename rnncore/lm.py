@@ -86,8 +86,9 @@ class LanguageModel:
                                       for k, v in self.rnn.named_parameters()})
         self.init_scale = init_scale
         self.generator = np.random.default_rng(rng.integers(2**63))  # dropout masks
-        self.grads = {}
-        self.zero_grad()
+        # one gradient array per parameter, the recurrent layer's being its own
+        self.grads = {name: np.zeros(shape, np.float32) for name, shape in self._own.items()}
+        self.grads.update(("rnn." + name, g) for name, g in self.rnn.grads.items())
 
     # ------------------------------------------------------------ configuration
 
@@ -160,23 +161,10 @@ class LanguageModel:
         return missing, unexpected
 
     def zero_grad(self):
-        self.rnn.zero_grad()
-        for name, shape in self._own.items():
-            g = self.grads.get(name)
-            if g is None:
-                self.grads[name] = np.zeros(shape, np.float32)
-            else:
-                g.fill(0.0)
-        for name, g in self.rnn.grads.items():
-            self.grads["rnn." + name] = g
+        for g in self.grads.values():  # the rnn's own arrays among them
+            g.fill(0.0)
 
     # ------------------------------------------------------------ running
-
-    def init_state(self, batch_size):
-        """Zero state for `batch_size` streams (a pair for LSTM)."""
-        shape = (self.num_layers, batch_size, self.hidden_size)
-        h = np.zeros(shape, np.float32)
-        return (h, np.zeros(shape, np.float32)) if self.cell == "lstm" else h
 
     def _ids(self, name, ids):
         arr = np.asarray(ids)

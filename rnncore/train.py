@@ -17,7 +17,6 @@ import os
 import sys
 import time
 
-
 from . import _api, optim
 from .io import read_checkpoint, write_checkpoint
 from .lm import CELLS, LanguageModel
@@ -215,16 +214,17 @@ def train(cfg, log=print):
             tokens += inputs.size
             bar.update(inputs.size)
             now = time.perf_counter()
+            per_token = total * cfg.batch / tokens  # loss is summed over the window's steps
             if steps % 10 == 0 or steps == n_windows:
-                bar.set_postfix(loss=f"{total / (tokens / cfg.batch):.3f}",
+                bar.set_postfix(loss=f"{per_token:.3f}",
                                 tok_s=f"{tokens / (now - t0):,.0f}")
             if not cfg.progress and now - last_note > 60:  # a sign of life in logs
                 last_note = now
                 log(f"epoch {epoch}: step {steps}/{n_windows}, loss "
-                    f"{total / (tokens / cfg.batch):.4f}, {tokens / (now - t0):,.0f} tok/s")
+                    f"{per_token:.4f}, {tokens / (now - t0):,.0f} tok/s")
         bar.close()
         seconds = time.perf_counter() - t0
-        train_loss = total / (tokens / cfg.batch)  # per token
+        train_loss = total * cfg.batch / tokens  # per token
         valid = model.evaluate(valid_ids)
         record = {"epoch": epoch, "lr": opt.lr, "train_loss": train_loss,
                   "train_perplexity": math.exp(min(train_loss, 700.0)),
@@ -241,8 +241,7 @@ def train(cfg, log=print):
             "epoch": epoch, "config": dataclasses.asdict(cfg), "optimizer": opt_meta,
             "schedule": sched.state_dict(), "rng": model.generator.bit_generator.state,
             "history": history, "best_valid": best}, optimizer_tensors=opt_arrays)
-        with open(log_path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        _append_json(log_path, record)
         log(f"epoch {epoch}: lr {record['lr']:.4g}, train loss {train_loss:.4f} (ppl "
             f"{record['train_perplexity']:.2f}), valid loss {valid['loss']:.4f} (ppl "
             f"{valid['perplexity']:.2f}, {valid['bits_per_token']:.3f} bits/token), "
@@ -254,11 +253,15 @@ def train(cfg, log=print):
         record = {"test_loss": test["loss"], "test_perplexity": test["perplexity"],
                   "test_bits_per_token": test["bits_per_token"], "tokens": test["tokens"]}
         history.append(record)
-        with open(log_path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        _append_json(log_path, record)
         log(f"test (last epoch's model): loss {test['loss']:.4f}, perplexity "
             f"{test['perplexity']:.2f}")
     return model, history
+
+
+def _append_json(path, record):
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
 
 
 def _sibling(path, suffix):
