@@ -198,7 +198,9 @@ class SGD(Optimizer):
                 buf *= np.float32(self.momentum)
                 buf += np.float32(1.0 - self.dampening) * g
             g = g + np.float32(self.momentum) * buf if self.nesterov else buf
-        return p - np.float32(self.lr) * g
+        new = g * np.float32(-self.lr)  # p - lr g, one temporary
+        new += p
+        return new
 
 
 class Adam(Optimizer):
@@ -252,6 +254,29 @@ class AdamW(Adam):
 
 # ------------------------------------------------------------ clipping
 
+_CHUNK = 1 << 15
+
+
+def _sum_of_squares(g):
+    """sum(g**2) as a Python float: float32 squares summed pairwise (NumPy's
+    add.reduce) per 32k-element chunk, the chunks added in float64. Converting
+    whole gradients to float64 first cost 35 ms of a 229 ms PTB step; this
+    costs ~3 ms and stays within float32 rounding of the float64 sum."""
+    flat = g.reshape(-1)
+    if flat.dtype != np.float32:
+        return float(np.dot(flat.astype(np.float64), flat.astype(np.float64)))
+    buf = np.empty(min(flat.size, _CHUNK), np.float32)
+    total = 0.0
+    with np.errstate(over="ignore", invalid="ignore"):
+        for i in range(0, flat.size, _CHUNK):
+            chunk = flat[i:i + _CHUNK]
+            part = np.multiply(chunk, chunk, out=buf[:chunk.size]).sum(dtype=np.float32)
+            if not np.isfinite(part):  # overflow (|g| > 1.8e19) or inf/NaN: redo in float64
+                part = np.dot(chunk.astype(np.float64), chunk.astype(np.float64))
+            total += float(part)
+    return total
+
+
 def clip_grad_norm(params, max_norm, error_if_nonfinite=False):
     """Scale every gradient in place so that their global L2 norm is at most
     max_norm (torch.nn.utils.clip_grad_norm_: factor max_norm / (norm + 1e-6)
@@ -261,8 +286,7 @@ def clip_grad_norm(params, max_norm, error_if_nonfinite=False):
     gradients are scaled by a NaN factor."""
     max_norm = _positive_float("max_norm", max_norm)
     grads = _grad_arrays(params)
-    total = math.sqrt(sum(float(np.dot(g.reshape(-1).astype(np.float64),
-                                       g.reshape(-1).astype(np.float64))) for g in grads))
+    total = math.sqrt(sum(_sum_of_squares(g) for g in grads))
     if error_if_nonfinite and not math.isfinite(total):
         raise FloatingPointError(f"the total gradient norm is {total}")
     coef = max_norm / (total + 1e-6)

@@ -192,3 +192,16 @@ def test_two_layer_lstm_learns_a_delayed_copy_task():
         opt.step()
     assert losses[0] > 1.5
     assert losses[-1] < 0.02, losses[::30]
+
+
+def test_clip_grad_norm_float32_sums_match_float64():
+    """The norm is summed in float32 chunks: it must stay within float32
+    rounding of the float64 norm for big gradients, and fall back to float64
+    where float32 squares overflow (|g| > 1.8e19)."""
+    rng = np.random.default_rng(3)
+    for g in (rng.standard_normal(1_000_003).astype(np.float32),
+              np.full(70_000, 3e20, np.float32),
+              np.array([1e-30, -2e-30], np.float32)):
+        exact = float(np.sqrt(np.sum(g.astype(np.float64) ** 2)))
+        got = optim.clip_grad_norm(g.copy(), 1e38)
+        assert got == pytest.approx(exact, rel=1e-5), (g[:2], got, exact)
