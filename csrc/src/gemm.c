@@ -4,11 +4,12 @@
  * on the same packed micro-kernel as the forward (rnc_kernels.gemm_panel).
  *
  * Blocking (BLIS order): for each group of up to GEMM_NCP column panels of 32,
- * for each block of GEMM_KC rows of K: pack those rows of B (up to 512 KB,
- * L2-resident); for each block of GEMM_MC rows of A: pack it (96 KB) and run
- * the micro-kernel over the group's panels (each 32 KB panel stays in L1 while
- * the row tiles stream past it). With 8 panels per group A was packed twice
- * for 512 columns, and packing took 8% of an LSTM training step.
+ * for each block of GEMM_KC rows of K: pack those rows of B (up to 1 MB); for
+ * each block of GEMM_MC rows of A: pack it (192 KB, L2-resident) and run the
+ * micro-kernel over the group's panels (it walks each panel in chunks of 128
+ * rows of K, 16 KB, that stay in L1 while the row tiles pass). With 8 panels
+ * per group A was packed twice for 512 columns, and packing took 8% of an
+ * LSTM training step.
  */
 #include <string.h>
 
