@@ -259,9 +259,10 @@ _CHUNK = 1 << 15
 
 def _sum_of_squares(g):
     """sum(g**2) as a Python float: float32 squares summed pairwise (NumPy's
-    add.reduce) per 32k-element chunk, the chunks added in float64. Converting
-    whole gradients to float64 first cost 35 ms of a 229 ms PTB step; this
-    costs ~3 ms and stays within float32 rounding of the float64 sum."""
+    add.reduce) per 32k-element chunk, the chunks added in float64; a chunk
+    whose float32 sum is not finite is redone in float64, so large finite
+    gradients keep a finite norm. Converting whole gradients to float64 made
+    clip_grad_norm 35 ms of a 229 ms PTB step; 11 ms this way."""
     flat = g.reshape(-1)
     if flat.dtype != np.float32:
         return float(np.dot(flat.astype(np.float64), flat.astype(np.float64)))
