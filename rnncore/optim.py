@@ -265,7 +265,7 @@ def _sum_of_squares(g):
     clip_grad_norm 35 ms of a 229 ms PTB step; 11 ms this way."""
     flat = g.reshape(-1)
     if flat.dtype != np.float32:
-        return float(np.dot(flat.astype(np.float64), flat.astype(np.float64)))
+        return _sum_of_squares_f64(flat)
     buf = np.empty(min(flat.size, _CHUNK), np.float32)
     total = 0.0
     with np.errstate(over="ignore", invalid="ignore"):
@@ -273,9 +273,14 @@ def _sum_of_squares(g):
             chunk = flat[i:i + _CHUNK]
             part = np.multiply(chunk, chunk, out=buf[:chunk.size]).sum(dtype=np.float32)
             if not np.isfinite(part):  # overflow (|g| > 1.8e19) or inf/NaN: redo in float64
-                part = np.dot(chunk.astype(np.float64), chunk.astype(np.float64))
+                part = _sum_of_squares_f64(chunk)
             total += float(part)
     return total
+
+
+def _sum_of_squares_f64(x):
+    x = x.astype(np.float64)  # one copy, used twice
+    return float(np.dot(x, x))
 
 
 def clip_grad_norm(params, max_norm, error_if_nonfinite=False):
