@@ -76,6 +76,10 @@ cdef extern from "rnncore.h" nogil:
     size_t rnc_fwd_workspace_floats(const rnc_dims *d, int n_threads) noexcept
     rnc_status rnc_forward(const rnc_dims *d, const rnc_fwd_args *a, int n_threads) noexcept
     size_t rnc_tape_floats(const rnc_dims *d) noexcept
+    rnc_status rnc_forward_step(rnc_cell cell, int64_t L, int64_t N, int64_t I, int64_t H,
+                                const rnc_fwd_args *layers, const float *x, const float *h0,
+                                const float *c0, float *h, float *c, float *ws,
+                                int n_threads) noexcept
     size_t rnc_bwd_workspace_floats(const rnc_dims *d, int n_threads) noexcept
     rnc_status rnc_backward(const rnc_dims *d, const rnc_bwd_args *a, int n_threads) noexcept
     rnc_status rnc_softmax_xent(int64_t M, int64_t V, const float *z, int64_t ldz,

@@ -6,19 +6,23 @@ PyTorch-shaped NumPy API.
 >>> y, (h_n, c_n) = lstm(np.zeros((10, 3, 32), np.float32))
 >>> y.shape, h_n.shape
 ((10, 3, 64), (2, 3, 64))
+
+Layout (imports point down only; tests/test_imports.py holds it):
+``reference`` (the specification) <- ``engine`` (cells, checks, Ops,
+runtime, stacking, layers, losses) <- ``optim``, ``lm``, ``interop`` <-
+``files`` <- ``tools`` (the command line; nothing imports it).
 """
-from ._api import backend, get_num_threads, set_num_threads
-from ._config import config, show_config
-from . import optim
-from .interop import from_keras_weights, from_torch
-from .io import load, save
-from .onnx_import import from_onnx
-from .losses import softmax_cross_entropy
-from .layers import GRU, LSTM, RNN, Tape
-from .lm import LanguageModel
-from .text import Vocabulary
+from . import optim, reference
+from ._version import __version__
+from .engine.config import config, show_config
+from .engine.layers import GRU, LSTM, RNN, Tape
+from .engine.losses import softmax_cross_entropy
+from .engine.runtime import backend, get_num_threads, set_num_threads
+from .files import load, save
+from .interop import from_keras_weights, from_onnx, from_torch
+from .lm import LanguageModel, Vocabulary, text
 
-__version__ = "0.1.0"
-
-__all__ = ["RNN", "LSTM", "GRU", "Tape", "LanguageModel", "Vocabulary", "optim", "from_torch", "from_keras_weights", "save", "load", "from_onnx", "softmax_cross_entropy", "backend", "config", "show_config",
-           "set_num_threads", "get_num_threads", "__version__"]
+__all__ = ["RNN", "LSTM", "GRU", "Tape", "LanguageModel", "Vocabulary", "optim", "reference",
+           "from_torch", "from_keras_weights", "from_onnx", "save", "load",
+           "softmax_cross_entropy", "backend", "config", "show_config", "set_num_threads",
+           "get_num_threads", "__version__"]

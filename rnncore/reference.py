@@ -1,15 +1,22 @@
-"""Pure-NumPy reference of the rnncore kernels: the test oracle, the fallback
-backend (``RNNCORE_BACKEND=reference``) and the executable specification of
-gate order and layout.
+"""The specification of rnncore in NumPy: every cell's forward and backward
+pass, padded batches, stacking, the fused softmax cross-entropy and matmul.
 
-Everything computes in the dtype it is given (float64 in the tests) with an
-explicit loop over time. Conventions are PyTorch's:
+It is the test oracle, the backend that runs where the C extension is
+missing (or with ``RNNCORE_BACKEND=reference``, see rnncore.engine.ops) and
+the executable statement of gate order and layout. Everything computes in
+the dtype it is given (float64 in the tests and the reference backend) with
+an explicit loop over time. It imports nothing of rnncore's.
+
+Conventions are PyTorch's:
 
 * Weights ``w_ih`` ``[G*H, I]``, ``w_hh`` ``[G*H, H]``, biases ``[G*H]``, gates
-  stored as contiguous blocks of ``H`` rows.
-* RNN (G = 1): ``h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)``,
-  ``act`` = tanh or relu.
-* LSTM (G = 4), gate order **i, f, g, o**::
+  stored as contiguous blocks of ``H`` rows. Sequences are time-major:
+  ``x`` ``[T, N, I]``, ``y`` ``[T, N, H]``, states ``[N, H]``.
+* RNN (G = 1, modes "RNN_TANH" and "RNN_RELU")::
+
+      h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh),  act = tanh or relu
+
+* LSTM (G = 4, mode "LSTM"), gate order **i, f, g, o**::
 
       i = sigmoid(W_ii x + b_ii + W_hi h + b_hi)
       f = sigmoid(W_if x + b_if + W_hf h + b_hf)
@@ -18,36 +25,53 @@ explicit loop over time. Conventions are PyTorch's:
       c_t = f * c_{t-1} + i * g
       h_t = o * tanh(c_t)
 
-* GRU (G = 3), gate order **r, z, n**, reset applied after the recurrent
-  product ("linear before reset")::
+  ONNX's variants: ``peephole`` [3H] = (p_i, p_f, p_o) adds p_i*c_{t-1},
+  p_f*c_{t-1} and p_o*c_t to the i, f and o pre-activations;
+  ``input_forget`` couples f = 1 - i.
+
+* GRU (G = 3, mode "GRU"), gate order **r, z, n**, the reset applied after the
+  recurrent product ("linear before reset")::
 
       r = sigmoid(W_ir x + b_ir + W_hr h + b_hr)
       z = sigmoid(W_iz x + b_iz + W_hz h + b_hz)
       n = tanh(W_in x + b_in + r * (W_hn h + b_hn))
       h_t = (1 - z) * n + z * h_{t-1}
 
-* GRU with the reset gate applied *before* the recurrent product (mode
-  "GRU_RB": ONNX's default ``linear_before_reset=0``, Keras
-  ``reset_after=False``)::
+* GRU with the reset before the recurrent product (mode "GRU_RB": ONNX's
+  default ``linear_before_reset=0``, Keras ``reset_after=False``)::
 
       n = tanh(W_in x + b_in + W_hn (r * h) + b_hn)
 
-Backward (:func:`layer_backward`) is plain BPTT over the same equations, with
-the derivatives written out step by step (see its docstring).
+* Activations: the functions above are the defaults. ONNX models may name
+  others: ``acts`` = (f, g, h) replaces (sigmoid, tanh, tanh) of an LSTM,
+  (f, g) replaces (sigmoid, tanh) of a GRU and (f,) the RNN's act; ``clip``
+  bounds every activation's input to [-clip, clip]. Backward is defined for
+  the defaults only.
 
-Sequences are time-major here: ``x`` is ``[T, N, I]``; the layer wrappers in
-:mod:`rnncore.layers` handle ``batch_first``, unbatched input, stacking and
-directions.
+* Padded batches: with ``lengths`` [N], sequence n has lengths[n] steps. Its
+  outputs past them are 0, its final state is the one after its last step,
+  and a reverse direction starts at that step (PyTorch's
+  pack_padded_sequence -> layer -> pad_packed_sequence). Each sequence is
+  computed alone, so a padded batch gives exactly what the sequences give
+  one at a time.
 """
 import numpy as np
 
-__all__ = ["sigmoid", "rnn_forward", "lstm_forward", "gru_forward", "layer_forward",
-           "layer_backward"]
+__all__ = ["sigmoid", "layer_forward", "layer_backward", "stack_forward", "softmax_xent",
+           "matmul", "reverse_within"]
 
 
 def sigmoid(x):
     """Logistic function, written through tanh so it never overflows."""
     return 0.5 * (np.tanh(0.5 * x) + 1.0)
+
+
+def _relu(x):
+    return np.maximum(x, 0)
+
+
+def _no_clip(v):
+    return v
 
 
 def _gate_input(x, w_ih, b_ih, b_hh, recurrent_bias_blocks):
@@ -66,173 +90,162 @@ def _steps(T, reverse):
     return range(T - 1, -1, -1) if reverse else range(T)
 
 
-def rnn_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, nonlinearity="tanh", reverse=False):
-    """Elman RNN over a sequence.
+# ------------------------------------------------------------ cells, forward
+#
+# Each cell's forward walks the sequence once. With `tape` (a list) it appends,
+# per step in processing order, what its backward needs:
+# (t, h_{t-1}, c_{t-1}, values), the values being the activated gates
+# (LSTM i, f, g, o, c_t; GRU r, z, n, hn = W_hn h_{t-1} + b_hn;
+# GRU_RB r, z, n, rh = r * h_{t-1}; RNN h_t).
 
-    ``h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)``, act = tanh or relu.
-
-    Parameters: x ``[T, N, I]``, h0 ``[N, H]``, w_ih ``[H, I]``, w_hh ``[H, H]``,
-    b_ih, b_hh ``[H]`` or None. ``reverse`` runs from t = T-1 down to 0.
-    Returns ``y [T, N, H]`` and ``h_n [N, H]``.
-    """
-    act = {"tanh": np.tanh, "relu": lambda v: np.maximum(v, 0)}[nonlinearity]
-    T = x.shape[0]
+def _rnn(x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, reverse, act, clip, tape, **_):
     H = w_hh.shape[1]
     gx = _gate_input(x, w_ih, b_ih, b_hh, H)
     y = np.empty(x.shape[:2] + (H,), dtype=gx.dtype)
     h = h0
-    for t in _steps(T, reverse):
+    for t in _steps(x.shape[0], reverse):
         # 1. h_t = act(gx_t + W_hh h_{t-1})
-        h = act(gx[t] + h @ w_hh.T)
+        h_prev, h = h, act[0](clip(gx[t] + h @ w_hh.T))
+        if tape is not None:
+            tape.append((t, h_prev, None, (h,)))
         y[t] = h
-    return y, h
+    return y, h, None
 
 
-def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, *, reverse=False,
-                 peephole=None, input_forget=False):
-    """LSTM over a sequence, gate order i, f, g, o (equations in the module
-    docstring). ONNX's variants: ``peephole`` [3H] (p_i, p_f, p_o) adds
-    p_i*c_{t-1}, p_f*c_{t-1} and p_o*c_t to the i, f and o pre-activations;
-    ``input_forget`` couples f = 1 - i.
-
-    Parameters: x ``[T, N, I]``, h0, c0 ``[N, H]``, w_ih ``[4H, I]``,
-    w_hh ``[4H, H]``, b_ih, b_hh ``[4H]`` or None.
-    Returns ``y [T, N, H]``, ``h_n [N, H]``, ``c_n [N, H]``.
-    """
-    T = x.shape[0]
+def _lstm(x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, reverse, act, clip, tape, peephole=None,
+          input_forget=False):
     H = w_hh.shape[1]
     gx = _gate_input(x, w_ih, b_ih, b_hh, 4 * H)
     y = np.empty(x.shape[:2] + (H,), dtype=gx.dtype)
+    f_act, g_act, h_act = act
     h, c = h0, c0
     p = np.zeros(3 * H) if peephole is None else peephole
-    for t in _steps(T, reverse):
+    for t in _steps(x.shape[0], reverse):
         # 1. gates = gx_t + W_hh h_{t-1} (+ peepholes)
         a = gx[t] + h @ w_hh.T
-        i = sigmoid(a[:, 0 * H:1 * H] + p[:H] * c)
-        f = 1.0 - i if input_forget else sigmoid(a[:, 1 * H:2 * H] + p[H:2 * H] * c)
-        g = np.tanh(a[:, 2 * H:3 * H])
+        i = f_act(clip(a[:, 0 * H:1 * H] + p[:H] * c))
+        f = 1.0 - i if input_forget else f_act(clip(a[:, 1 * H:2 * H] + p[H:2 * H] * c))
+        g = g_act(clip(a[:, 2 * H:3 * H]))
         # 2. c_t = f * c_{t-1} + i * g
-        c = f * c + i * g
+        c_new = f * c + i * g
         # 3. h_t = o * tanh(c_t)
-        o = sigmoid(a[:, 3 * H:4 * H] + p[2 * H:] * c)
-        h = o * np.tanh(c)
+        o = f_act(clip(a[:, 3 * H:4 * H] + p[2 * H:] * c_new))
+        if tape is not None:
+            tape.append((t, h, c, (i, f, g, o, c_new)))
+        c, h = c_new, o * h_act(clip(c_new))
         y[t] = h
     return y, h, c
 
 
-def gru_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, reverse=False):
-    """GRU over a sequence, gate order r, z, n, reset after the recurrent
-    product (equations in the module docstring).
-
-    Parameters: x ``[T, N, I]``, h0 ``[N, H]``, w_ih ``[3H, I]``,
-    w_hh ``[3H, H]``, b_ih, b_hh ``[3H]`` or None.
-    Returns ``y [T, N, H]`` and ``h_n [N, H]``.
-    """
-    T = x.shape[0]
+def _gru(x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, reverse, act, clip, tape, **_):
     H = w_hh.shape[1]
     gx = _gate_input(x, w_ih, b_ih, b_hh, 2 * H)  # b_hn stays inside the reset product
     b_hn = b_hh[2 * H:] if b_hh is not None else 0.0
     y = np.empty(x.shape[:2] + (H,), dtype=gx.dtype)
+    f_act, g_act = act
     h = h0
-    for t in _steps(T, reverse):
+    for t in _steps(x.shape[0], reverse):
         # 1. a = W_hh h_{t-1}
         a = h @ w_hh.T
-        r = sigmoid(gx[t][:, 0 * H:1 * H] + a[:, 0 * H:1 * H])
-        z = sigmoid(gx[t][:, 1 * H:2 * H] + a[:, 1 * H:2 * H])
+        r = f_act(clip(gx[t][:, 0 * H:1 * H] + a[:, 0 * H:1 * H]))
+        z = f_act(clip(gx[t][:, 1 * H:2 * H] + a[:, 1 * H:2 * H]))
         # 2. n = tanh(W_in x + b_in + r * (W_hn h + b_hn))
-        n = np.tanh(gx[t][:, 2 * H:3 * H] + r * (a[:, 2 * H:3 * H] + b_hn))
+        hn = a[:, 2 * H:3 * H] + b_hn
+        n = g_act(clip(gx[t][:, 2 * H:3 * H] + r * hn))
+        if tape is not None:
+            tape.append((t, h, None, (r, z, n, hn)))
         # 3. h_t = (1 - z) * n + z * h_{t-1}
         h = (1.0 - z) * n + z * h
         y[t] = h
-    return y, h
+    return y, h, None
 
 
-def gru_rb_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, reverse=False):
-    """GRU with the reset gate before the recurrent product (module
-    docstring). Same parameters and results as :func:`gru_forward`."""
-    T = x.shape[0]
+def _gru_rb(x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, reverse, act, clip, tape, **_):
     H = w_hh.shape[1]
     gx = _gate_input(x, w_ih, b_ih, b_hh, 3 * H)  # every recurrent bias is outside a product
     y = np.empty(x.shape[:2] + (H,), dtype=gx.dtype)
+    f_act, g_act = act
     h = h0
-    for t in _steps(T, reverse):
+    for t in _steps(x.shape[0], reverse):
         # 1. r, z from W_h{r,z} h_{t-1}
         a = h @ w_hh[:2 * H].T
-        r = sigmoid(gx[t][:, :H] + a[:, :H])
-        z = sigmoid(gx[t][:, H:2 * H] + a[:, H:])
+        r = f_act(clip(gx[t][:, :H] + a[:, :H]))
+        z = f_act(clip(gx[t][:, H:2 * H] + a[:, H:]))
         # 2. n = tanh(W_in x + b_in + b_hn + W_hn (r * h_{t-1}))
-        n = np.tanh(gx[t][:, 2 * H:] + (r * h) @ w_hh[2 * H:].T)
+        rh = r * h
+        n = g_act(clip(gx[t][:, 2 * H:] + rh @ w_hh[2 * H:].T))
+        if tape is not None:
+            tape.append((t, h, None, (r, z, n, rh)))
         # 3. h_t = (1 - z) * n + z * h_{t-1}
         h = (1.0 - z) * n + z * h
         y[t] = h
-    return y, h
+    return y, h, None
+
+
+# mode -> (forward, default activations)
+_CELLS = {
+    "RNN_TANH": (_rnn, (np.tanh,)),
+    "RNN_RELU": (_rnn, (_relu,)),
+    "LSTM": (_lstm, (sigmoid, np.tanh, np.tanh)),
+    "GRU": (_gru, (sigmoid, np.tanh)),
+    "GRU_RB": (_gru_rb, (sigmoid, np.tanh)),
+}
+
+
+def _check_mode(mode):
+    if mode not in _CELLS:
+        raise ValueError(f"mode must be one of {sorted(_CELLS)}, got {mode!r}")
+
+
+def _one_sequence_at_a_time(x, lengths, run):
+    """Apply run(x_n [len_n, 1, F], n) -> (y_n, h_n, c_n) to each sequence of
+    a padded batch and assemble (y, h_n, c_n) (y zero past each length)."""
+    y = h_n = c_n = None
+    for n, ln in enumerate(np.asarray(lengths).tolist()):
+        yn, hn, cn = run(x[:ln, n:n + 1], n)
+        if y is None:
+            y = np.zeros(x.shape[:2] + yn.shape[2:], yn.dtype)
+            h_n = np.empty((x.shape[1],) + hn.shape[1:], hn.dtype)
+            c_n = None if cn is None else np.empty_like(h_n)
+        y[:ln, n] = yn[:, 0]
+        h_n[n] = hn[0]
+        if c_n is not None:
+            c_n[n] = cn[0]
+    return y, h_n, c_n
 
 
 def layer_forward(mode, x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, *, reverse=False,
-                  peephole=None, input_forget=False):
-    """One layer-direction of any cell: ``mode`` is 'RNN_TANH', 'RNN_RELU',
-    'LSTM', 'GRU' or 'GRU_RB'. Returns ``(y, h_n, c_n)`` with ``c_n`` None unless LSTM.
+                  peephole=None, input_forget=False, lengths=None, acts=None, clip=None,
+                  tape=None):
+    """One layer-direction of any cell over a sequence.
+
+    mode: 'RNN_TANH', 'RNN_RELU', 'LSTM', 'GRU' or 'GRU_RB'. x ``[T, N, I]``,
+    h0 and c0 ``[N, H]`` (c0 used by LSTM only), weights as in the module
+    docstring, ``reverse`` runs from t = T-1 down to 0; ``peephole`` and
+    ``input_forget``: the LSTM variants; ``lengths``: a padded batch;
+    ``acts`` and ``clip``: ONNX's activation functions (module docstring).
+    ``tape``: a list that receives what :func:`layer_backward` needs (no
+    lengths). Returns ``(y [T, N, H], h_n [N, H], c_n [N, H] or None)``.
 
     IEEE semantics: NaN and Inf propagate as they would in exact arithmetic, so
     floating-point warnings are silenced here rather than raised.
     """
+    _check_mode(mode)
+    forward, default = _CELLS[mode]
+    kw = dict(reverse=reverse, act=acts or default,
+              clip=_no_clip if clip is None else (lambda v: np.clip(v, -clip, clip)),
+              peephole=peephole, input_forget=input_forget)
     with np.errstate(all="ignore"):
-        if mode == "LSTM":
-            return lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse=reverse,
-                                peephole=peephole, input_forget=input_forget)
-        if mode == "GRU":
-            return gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse=reverse) + (None,)
-        if mode == "GRU_RB":
-            return gru_rb_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse=reverse) + (None,)
-        nonlinearity = {"RNN_TANH": "tanh", "RNN_RELU": "relu"}[mode]
-        return rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh,
-                           nonlinearity=nonlinearity, reverse=reverse) + (None,)
+        if lengths is None:
+            return forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, tape=tape, **kw)
+        if tape is not None:
+            raise ValueError("a tape is recorded for whole sequences only")
+        return _one_sequence_at_a_time(x, lengths, lambda xn, n: forward(
+            xn, h0[n:n + 1], None if c0 is None else c0[n:n + 1], w_ih, w_hh, b_ih, b_hh,
+            tape=None, **kw))
 
 
-def _forward_steps(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse, peephole=None,
-                   input_forget=False):
-    """The forward pass keeping, per step in processing order, what BPTT
-    needs: (t, h_prev, c_prev, gates) with gates the activated values (LSTM
-    i, f, g, o and c_t; GRU r, z, n and hn = W_hn h_prev + b_hn; GRU_RB r, z,
-    n and rh = r * h_prev; RNN h_t)."""
-    H = w_hh.shape[1]
-    bi = b_ih if b_ih is not None else np.zeros(w_ih.shape[0])
-    bh = b_hh if b_hh is not None else np.zeros(w_hh.shape[0])
-    h, c, steps = h0, c0, []
-    for t in _steps(x.shape[0], reverse):
-        gi = x[t] @ w_ih.T + bi
-        gh = h @ w_hh.T + bh
-        if mode == "LSTM":
-            a = gi + gh
-            p = np.zeros(3 * H) if peephole is None else peephole
-            i = sigmoid(a[:, :H] + p[:H] * c)
-            f = 1.0 - i if input_forget else sigmoid(a[:, H:2 * H] + p[H:2 * H] * c)
-            g = np.tanh(a[:, 2 * H:3 * H])
-            c_new = f * c + i * g
-            o = sigmoid(a[:, 3 * H:] + p[2 * H:] * c_new)
-            steps.append((t, h, c, (i, f, g, o, c_new)))
-            c, h = c_new, o * np.tanh(c_new)
-        elif mode == "GRU_RB":
-            r = sigmoid(gi[:, :H] + gh[:, :H])
-            z = sigmoid(gi[:, H:2 * H] + gh[:, H:2 * H])
-            rh = r * h
-            n = np.tanh(gi[:, 2 * H:] + bh[2 * H:] + rh @ w_hh[2 * H:].T)
-            steps.append((t, h, None, (r, z, n, rh)))
-            h = (1.0 - z) * n + z * h
-        elif mode == "GRU":
-            r = sigmoid(gi[:, :H] + gh[:, :H])
-            z = sigmoid(gi[:, H:2 * H] + gh[:, H:2 * H])
-            hn = gh[:, 2 * H:]
-            n = np.tanh(gi[:, 2 * H:] + r * hn)
-            steps.append((t, h, None, (r, z, n, hn)))
-            h = (1.0 - z) * n + z * h
-        else:
-            pre = gi + gh
-            h_new = np.tanh(pre) if mode == "RNN_TANH" else np.maximum(pre, 0)
-            steps.append((t, h, None, (h_new,)))
-            h = h_new
-    return steps
-
+# ------------------------------------------------------------ cells, backward
 
 def layer_backward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, dy, dh_n=None, dc_n=None, *,
                    reverse=False, peephole=None, input_forget=False):
@@ -240,10 +253,10 @@ def layer_backward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, dy, dh_n=None, dc_n=
 
     Same arguments as :func:`layer_forward` (c0 is ignored unless LSTM), plus
     dy ``[T, N, H]`` (gradient of the loss with respect to y), dh_n and dc_n
-    ``[N, H]`` or None. The forward pass is recomputed here. Per step, from the
-    last processed to the first, with dh = dy_t + the gradient from step t+1
-    and dA the gradient of a gate's pre-activation (input plus recurrent
-    part, biases included)::
+    ``[N, H]`` or None. The forward pass is recomputed here (with its tape).
+    Per step, from the last processed to the first, with dh = dy_t + the
+    gradient from step t+1 and dA the gradient of a gate's pre-activation
+    (input plus recurrent part, biases included)::
 
         RNN   dA = dh * (1 - h_t^2)  (tanh)  or  dh * [h_t > 0]  (relu)
         LSTM  dc = dc + dh * o * (1 - tanh(c_t)^2)
@@ -273,8 +286,9 @@ def layer_backward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, dy, dh_n=None, dc_n=
     peepholes).
     """
     with np.errstate(all="ignore"):
-        steps = _forward_steps(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse, peephole,
-                               input_forget)
+        steps = []
+        layer_forward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse=reverse,
+                      peephole=peephole, input_forget=input_forget, tape=steps)
         H = w_hh.shape[1]
         p = np.zeros(3 * H) if peephole is None else peephole
         dp = np.zeros(3 * H)
@@ -288,12 +302,15 @@ def layer_backward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, dy, dh_n=None, dc_n=
             if mode == "LSTM":
                 i, f, g, o, c = gates
                 tc = np.tanh(c)
+                # d3. h_t = o * tanh(c_t)
                 ao = dh * tc * o * (1 - o)
                 dc = dc + dh * o * (1.0 - tc * tc) + ao * p[2 * H:]
+                # d2. c_t = f * c_{t-1} + i * g
                 if input_forget:
                     ai, af = dc * (g - c_prev) * i * (1 - i), np.zeros_like(dc)
                 else:
                     ai, af = dc * g * i * (1 - i), dc * c_prev * f * (1 - f)
+                # d1. gates
                 da = np.concatenate([ai, af, dc * i * (1 - g * g), ao], axis=1)
                 da_x = da_h = da
                 dp += np.concatenate([(ai * c_prev).sum(0), (af * c_prev).sum(0), (ao * c).sum(0)])
@@ -301,9 +318,11 @@ def layer_backward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, dy, dh_n=None, dc_n=
                 direct = 0.0
             elif mode == "GRU_RB":
                 r, z, n, rh = gates
+                # d3, d2
                 dn = dh * (1 - z) * (1 - n * n)
                 dz = dh * (h_prev - n) * z * (1 - z)
                 q = dn @ w_hh[2 * H:]
+                # d1
                 dr = q * h_prev * r * (1 - r)
                 da_x = da_h = np.concatenate([dr, dz, dn], axis=1)
                 dx[t] = da_x @ w_ih
@@ -316,7 +335,9 @@ def layer_backward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, dy, dh_n=None, dc_n=
                 continue
             elif mode == "GRU":
                 r, z, n, hn = gates
+                # d3, d2
                 dn = dh * (1 - z) * (1 - n * n)
+                # d1
                 dr = dn * hn * r * (1 - r)
                 dz = dh * (h_prev - n) * z * (1 - z)
                 da_x = np.concatenate([dr, dz, dn], axis=1)
@@ -324,6 +345,7 @@ def layer_backward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, dy, dh_n=None, dc_n=
                 direct = dh * z
             else:
                 (h_t,) = gates
+                # d1. h_t = act(...)
                 da = dh * (1 - h_t * h_t) if mode == "RNN_TANH" else dh * (h_t > 0)
                 da_x = da_h = da
                 direct = 0.0
@@ -336,3 +358,81 @@ def layer_backward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, dy, dh_n=None, dc_n=
         return {"dx": dx, "dh0": dh, "dc0": dc if mode == "LSTM" else None,
                 "dw_ih": dw_ih, "dw_hh": dw_hh, "db_ih": db_ih, "db_hh": db_hh,
                 "dpeephole": dp if peephole is not None else None}
+
+
+# ------------------------------------------------------------ stacking
+
+def stack_forward(mode, x, h0, c0, layers, *, lengths=None):
+    """Stacked, optionally bidirectional layers: the meaning of num_layers and
+    bidirectional.
+
+    x ``[T, N, I]``; h0, c0 ``[L*D, N, H]`` or None (zeros); layers: per layer a
+    list of D (1 or 2) dicts with 'w_ih', 'w_hh', 'b_ih', 'b_hh' (None without
+    bias) and optionally 'peephole' and 'input_forget'. Direction 1 runs in
+    reverse. Layer l > 0 reads the concatenation (forward first) of layer
+    l-1's directions; layer l direction d starts from state l*D + d.
+    Returns ``(y [T, N, D*H], h_n [L*D, N, H], c_n or None)``.
+    """
+    inp = x
+    N = x.shape[1]
+    hs, cs = [], []
+    for li, directions in enumerate(layers):
+        outs = []
+        for d, p in enumerate(directions):
+            k = li * len(directions) + d
+            H = p["w_hh"].shape[1]
+            h = np.zeros((N, H), x.dtype) if h0 is None else h0[k]
+            c = np.zeros((N, H), x.dtype) if c0 is None else c0[k]
+            y, hk, ck = layer_forward(mode, inp, h, c, p["w_ih"], p["w_hh"], p.get("b_ih"),
+                                      p.get("b_hh"), reverse=d == 1, lengths=lengths,
+                                      peephole=p.get("peephole"),
+                                      input_forget=p.get("input_forget", False))
+            outs.append(y)
+            hs.append(hk)
+            cs.append(ck)
+        inp = np.concatenate(outs, axis=2)
+    return inp, np.stack(hs), (np.stack(cs) if mode == "LSTM" else None)
+
+
+def reverse_within(a, lengths):
+    """Each sequence (axis 1) of time-major a [T, N, F] reversed within its
+    length, zeros past it: ``rev[s, n] = a[len_n - 1 - s, n]`` for s < len_n,
+    its own inverse on the valid part."""
+    out = np.zeros_like(a)
+    for n, ln in enumerate(np.asarray(lengths).tolist()):
+        out[:ln, n] = a[ln - 1::-1, n]
+    return out
+
+
+# ------------------------------------------------------------ output layer
+
+def softmax_xent(z, t, scale, grad):
+    """Per-row cross-entropy of softmax(z) against targets, in float64.
+
+    z ``[M, V]``, t ``[M]`` integers (negative: ignored, loss 0 and no
+    gradient). ``loss_r = log(sum_v exp(z_rv)) - z_r,t_r`` (computed as
+    ``log(sum exp(z - max)) + max - z_t``); ``dz = scale * (softmax(z) -
+    onehot(t))``. Returns (losses float32 [M], dz float32 [M, V] or None).
+    """
+    z64 = z.astype(np.float64)
+    with np.errstate(all="ignore"):
+        m = z64.max(axis=1, keepdims=True)
+        e = np.exp(z64 - m)
+        s = e.sum(axis=1, keepdims=True)
+        keep = t >= 0
+        rows = np.arange(z.shape[0])
+        picked = z64[rows, np.where(keep, t, 0)]
+        losses = np.where(keep, np.log(s[:, 0]) + m[:, 0] - picked, 0.0).astype(np.float32)
+        dz = None
+        if grad:
+            p = e / s
+            p[rows[keep], t[keep]] -= 1.0
+            p[~keep] = 0.0
+            dz = (p * scale).astype(np.float32)
+    return losses, dz
+
+
+def matmul(a, b):
+    """a @ b, in the arrays' own dtype (NumPy's product: the reference
+    backend's GEMM)."""
+    return a @ b

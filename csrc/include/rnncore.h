@@ -132,6 +132,21 @@ size_t rnc_fwd_workspace_floats(const rnc_dims *d, int n_threads);
 rnc_status rnc_forward(const rnc_dims *d, const rnc_fwd_args *a, int n_threads);
 
 /*
+ * rnc_forward_step: one time step of L stacked unidirectional layers
+ * (streaming inference). Layer l reads x (l = 0) or layer l-1's new h,
+ * starts from h0[l] / c0[l] and writes h[l] / c[l]; the top layer's output
+ * is h[L-1]. layers[l] gives layer l's packed weights, biases and variant
+ * (its x, y, h0, h_n, c0, c_n, ws, tape and lengths fields are ignored).
+ *
+ * x [N, I]; h0, c0 [L, N, H] or NULL for zeros (c0: LSTM only); h, c
+ * [L, N, H] (c: LSTM only, else NULL); ws: rnc_fwd_workspace_floats of a
+ * T = 1 layer with max(I, H) inputs. Status and threads as rnc_forward.
+ */
+rnc_status rnc_forward_step(rnc_cell cell, int64_t L, int64_t N, int64_t I, int64_t H,
+                            const rnc_fwd_args *layers, const float *x, const float *h0,
+                            const float *c0, float *h, float *c, float *ws, int n_threads);
+
+/*
  * Backward pass (BPTT) of one layer-direction, after rnc_forward with a tape.
  *
  * x, h0, c0, y/ldy, batch_first and reverse exactly as in the forward call;

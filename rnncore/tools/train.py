@@ -17,10 +17,11 @@ import os
 import sys
 import time
 
-from . import _api, optim
-from .io import read_checkpoint, write_checkpoint
-from .lm import CELLS, LanguageModel
-from .text import LEVELS, Vocabulary, batchify, bptt_batches, read_text
+from .. import optim
+from ..engine import cells, runtime
+from ..files import read_checkpoint, write_checkpoint
+from ..lm import LanguageModel
+from ..lm.text import LEVELS, Vocabulary, batchify, bptt_batches, read_text
 
 __all__ = ["TrainConfig", "train", "load_corpus"]
 
@@ -66,8 +67,7 @@ class TrainConfig:
     def check(self):
         if self.level not in LEVELS:
             raise ValueError(f"level must be one of {LEVELS}, got {self.level!r}")
-        if self.cell not in CELLS:
-            raise ValueError(f"cell must be one of {sorted(CELLS)}, got {self.cell!r}")
+        cells.by_name(self.cell)
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         for name in ("embed_size", "hidden_size", "layers", "unroll", "batch", "epochs"):
@@ -163,7 +163,7 @@ def train(cfg, log=print):
     (plus a final ``test`` record when a test file is given)."""
     cfg.check()
     if cfg.threads is not None:
-        _api.set_num_threads(cfg.threads)
+        runtime.set_num_threads(cfg.threads)
     history, epoch0, best = [], 0, math.inf
     if cfg.resume is not None:
         model, training, arrays = read_checkpoint(cfg.resume)
@@ -190,7 +190,7 @@ def train(cfg, log=print):
     log_path = cfg.log or _sibling(cfg.out, ".log.jsonl")
     data = batchify(train_ids, cfg.batch)
     log(f"{model!r}: {model.num_parameters():,} parameters; train {len(train_ids):,} tokens, "
-        f"valid {len(valid_ids):,}; {_api.get_num_threads()} thread(s)")
+        f"valid {len(valid_ids):,}; {runtime.get_num_threads()} thread(s)")
     for epoch in range(epoch0 + 1, cfg.epochs + 1):
         t0, state, total, steps, tokens = time.perf_counter(), None, 0.0, 0, 0
         n_windows = -(-(data.shape[0] - 1) // cfg.unroll)

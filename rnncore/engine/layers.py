@@ -18,26 +18,12 @@ from collections import namedtuple
 
 import numpy as np
 
-from . import _api, _bptt
-from ._api import as_float32, as_state, check_int, check_shape, shape_str
+from . import cells, runtime, stack
+from .checks import as_float32, as_state, check_bool, check_int, check_shape, make_rng, shape_str
 
-__all__ = ["RNN", "LSTM", "GRU", "IncompatibleKeys", "Tape"]
+__all__ = ["RNN", "LSTM", "GRU", "RNNBase", "IncompatibleKeys", "Tape"]
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
-
-
-def _check_bool(name, value):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
-    return bool(value)
-
-
-def _make_rng(seed):
-    if isinstance(seed, np.random.Generator):
-        return seed
-    if seed is not None:
-        seed = check_int("seed", seed, minimum=0)
-    return np.random.default_rng(seed)
 
 
 class RNNBase:
@@ -45,16 +31,15 @@ class RNNBase:
 
     def __init__(self, mode, input_size, hidden_size, num_layers=1, bias=True,
                  batch_first=False, dropout=0.0, bidirectional=False, *, seed=None):
-        if mode not in _api.MODES:
-            raise ValueError(f"mode must be one of {_api.MODES}, got {mode!r}")
         d = self.__dict__  # plain attributes, set before __setattr__ knows the parameters
+        d["cell"] = cells.cell(mode)
         d["mode"] = mode
         d["input_size"] = check_int("input_size", input_size, minimum=1)
         d["hidden_size"] = check_int("hidden_size", hidden_size, minimum=1)
         d["num_layers"] = check_int("num_layers", num_layers, minimum=1)
-        d["bias"] = _check_bool("bias", bias)
-        d["batch_first"] = _check_bool("batch_first", batch_first)
-        d["bidirectional"] = _check_bool("bidirectional", bidirectional)
+        d["bias"] = check_bool("bias", bias)
+        d["batch_first"] = check_bool("batch_first", batch_first)
+        d["bidirectional"] = check_bool("bidirectional", bidirectional)
         if isinstance(dropout, (bool, np.bool_)) or not isinstance(dropout, (int, float, np.floating, np.integer)):
             raise TypeError(f"dropout must be a number in [0, 1], got {type(dropout).__name__}")
         if not 0.0 <= float(dropout) <= 1.0:
@@ -66,7 +51,7 @@ class RNNBase:
         d["_tape_pool"] = []  # tape buffers consumed by backward, reused by forward_train
         d["_plans"] = threading.local()  # step(): a compiled plan (with its workspace) per thread
         d["_shapes"] = self._parameter_shapes()
-        rng = _make_rng(seed)
+        rng = make_rng(seed)
         self.reset_parameters(seed=rng)
         # the dropout masks' own stream, seeded after the parameters
         d["generator"] = np.random.default_rng(rng.integers(2**63))
@@ -80,7 +65,7 @@ class RNNBase:
 
     @property
     def gates(self):
-        return _api.GATES[self.mode]
+        return self.cell.gates
 
     def _parameter_shapes(self):
         """PyTorch's parameter names, in its order, with their shapes."""
@@ -103,7 +88,7 @@ class RNNBase:
         """Draw every parameter from U(-1/sqrt(H), 1/sqrt(H)) as PyTorch does,
         in PyTorch's parameter order, from ``seed`` (an int, a
         ``numpy.random.Generator`` or None for fresh entropy)."""
-        rng = _make_rng(seed)
+        rng = make_rng(seed)
         bound = 1.0 / np.sqrt(self.hidden_size)
         for name, shape in self._shapes.items():
             self._store(name, rng.uniform(-bound, bound, size=shape).astype(np.float32))
@@ -128,7 +113,7 @@ class RNNBase:
         arr = np.array(arr, dtype=np.float32, order="C", copy=True)
         arr.flags.writeable = False
         if name.startswith("weight"):  # pack first: a failure leaves both unchanged
-            self._packed[name] = _api.pack_weights(self.mode, self.hidden_size, arr)
+            self._packed[name] = runtime.pack(self.cell, self.hidden_size, arr)
         self._params[name] = arr
         self.__dict__["_version"] += 1
 
@@ -145,7 +130,7 @@ class RNNBase:
             if not isinstance(value, np.random.Generator):
                 raise TypeError(f"generator must be a numpy.random.Generator, got {type(value).__name__}")
             self.__dict__["generator"] = value
-        elif name in self.__dict__ or name in ("mode", "input_size", "hidden_size", "num_layers",
+        elif name in self.__dict__ or name in ("mode", "cell", "input_size", "hidden_size", "num_layers",
                                                "bias", "batch_first", "bidirectional", "dropout",
                                                "reset_after", "peephole", "input_forget"):
             raise AttributeError(f"{name} is fixed at construction; build a new layer instead")
@@ -190,14 +175,15 @@ class RNNBase:
                 for layer in range(self.num_layers)]
 
     def _layer_params(self):
-        """Per layer, per direction: the kernels' view of the parameters."""
+        """Per layer, per direction: the Ops' view of the parameters
+        (rnncore.engine.ops)."""
         p, packed = self._params, self._packed
         coupled = getattr(self, "input_forget", False)
         return self._per_direction(lambda sfx: {
             "w_ih": p["weight_ih" + sfx], "w_hh": p["weight_hh" + sfx],
             "b_ih": p.get("bias_ih" + sfx), "b_hh": p.get("bias_hh" + sfx),
             "w_ih_p": packed["weight_ih" + sfx], "w_hh_p": packed["weight_hh" + sfx],
-            "peep": p.get("peephole" + sfx), "coupled": coupled})
+            "peephole": p.get("peephole" + sfx), "input_forget": coupled})
 
     # ------------------------------------------------------------ forward
 
@@ -257,18 +243,18 @@ class RNNBase:
             h0 = self._check_state("h0", h0, batched, N)
         if c0 is not None:
             c0 = self._check_state("c0", c0, batched, N)
-        masks = record = None
+        masks = None
         if train:
             if rng is None:
                 rng = self.generator
             elif not isinstance(rng, np.random.Generator):
                 raise TypeError(f"rng must be a numpy.random.Generator or None, got {type(rng).__name__}")
-            masks, record = self._dropout_masks(x, rng), {}
-        y, h_n, c_n = _api.run_layers(
-            self.mode, x, h0, c0, self._layer_params(), hidden_size=self.hidden_size,
-            bidirectional=self.bidirectional, batch_first=self.batch_first, masks=masks,
-            record=record, pool=self._tape_pool, lengths=lengths)
-        tape = Tape(self, record, masks, h0, c0, batched, y.shape, h_n.shape) if train else None
+            masks = self._dropout_masks(x, rng)
+        y, h_n, c_n, record = stack.forward(
+            runtime.ops(), self.cell, x, h0, c0, self._layer_params(),
+            batch_first=self.batch_first, n_threads=runtime.get_num_threads(), lengths=lengths,
+            masks=masks, train=train, pool=self._tape_pool)
+        tape = Tape(self, record, batched, y.shape, h_n.shape) if train else None
         if not batched:
             y = y[:, 0, :] if not self.batch_first else y[0]
             h_n = h_n[:, 0, :]
@@ -280,15 +266,15 @@ class RNNBase:
 
     def to_torch(self):
         """The equivalent ``torch.nn`` module with a copy of the weights
-        (needs PyTorch; see rnncore.interop)."""
-        from .interop import to_torch
+        (needs PyTorch; see rnncore.interop.pytorch)."""
+        from ..interop.pytorch import to_torch  # the facade: interop builds on the layers
         return to_torch(self)
 
     def to_onnx(self, path=None, *, initial_state=False):
         """This layer as an ONNX model (ONNX's RNN/GRU/LSTM operators, opset
         14; needs the onnx package), written to `path` when given; see
-        rnncore.onnx_export."""
-        from .onnx_export import to_onnx
+        rnncore.interop.onnx_export."""
+        from ..interop.onnx_export import to_onnx  # the facade: interop builds on the layers
         return to_onnx(self, path, initial_state=initial_state)
 
     # ------------------------------------------------------------ streaming
@@ -299,16 +285,19 @@ class RNNBase:
         previous step returns them) go straight to the compiled plan, which
         checks them; anything else (or an error there) takes the validating
         path, which converts or raises a clear error."""
-        plan = getattr(self._plans, "plan", None)
-        if plan is not None and _api._backend == "c" and type(x_t) is np.ndarray:
+        cached = getattr(self._plans, "plan", None)
+        if cached is not None and cached[1] is not None and type(x_t) is np.ndarray:
+            key, plan = cached
             try:
-                key = (x_t.shape[0] if x_t.ndim == 2 else 1, _api.get_num_threads(), self._version)
-                if x_t.ndim == 2 and plan[0] == key:
-                    return plan[1].step(x_t, h, c)
-                if x_t.ndim == 1 and plan[0] == key:
-                    y, h_new, c_new = plan[1].step(x_t[None], None if h is None else h[:, None],
-                                                   None if c is None else c[:, None])
-                    return y[0], h_new[:, 0], (c_new[:, 0] if c_new is not None else None)
+                if key == (x_t.shape[0] if x_t.ndim == 2 else 1, runtime.get_num_threads(),
+                           self._version, runtime.ops()):
+                    if x_t.ndim == 2:
+                        y, (h_new, c_new) = plan.step(x_t, (h, c))
+                        return y, h_new, c_new
+                    if x_t.ndim == 1:
+                        y, (h_new, c_new) = plan.step(x_t[None], (
+                            None if h is None else h[:, None], None if c is None else c[:, None]))
+                        return y[0], h_new[:, 0], (c_new[:, 0] if c_new is not None else None)
             except (TypeError, ValueError, IndexError):
                 pass  # the validating path below explains what is wrong
         return self._step_checked(x_t, h, c)
@@ -329,32 +318,30 @@ class RNNBase:
             raise ValueError("x_t has an empty batch (N = 0)")
         h = None if h is None else self._check_state("h", h, batched, N)
         c = None if c is None else self._check_state("c", c, batched, N)
-        if _api.backend() == "reference":
+        plan = self._step_plan(N)
+        if plan is None:  # no compiled step on this Ops: a sequence of one step
             y, h_new, c_new = self._run(x[:, None] if self.batch_first else x[None], h, c)
             y = y[:, 0] if self.batch_first else y[0]
         else:
-            y, h_new, c_new = self._step_plan(N).step(
-                x, None if h is None else np.ascontiguousarray(h),
-                None if c is None else np.ascontiguousarray(c))
+            y, (h_new, c_new) = plan.step(x, (None if h is None else np.ascontiguousarray(h),
+                                             None if c is None else np.ascontiguousarray(c)))
         if not batched:
             return y[0], h_new[:, 0], (c_new[:, 0] if c_new is not None else None)
         return y, h_new, c_new
 
     def _step_plan(self, N):
-        """The compiled plan of one step for batch N, one per Python thread
-        (a plan owns its workspace: two threads sharing one corrupted each
-        other's steps), cached until the parameters or the thread count
-        change."""
-        n_threads = _api.get_num_threads()
-        key = (N, n_threads, self._version)
-        plan = getattr(self._plans, "plan", None)
-        if plan is None or plan[0] != key:
-            layers = [(d[0]["w_ih_p"], d[0]["w_hh_p"], d[0]["b_ih"], d[0]["b_hh"], d[0]["peep"],
-                       d[0]["coupled"]) for d in self._layer_params()]
-            plan = (key, _api._core.StepPlan(_api.cell_code(self.mode), N, self.input_size,
-                                             self.hidden_size, layers, n_threads))
-            self._plans.plan = plan
-        return plan[1]
+        """The Ops' compiled plan of one step for batch N (or None), one per
+        Python thread (a plan owns its workspace: two threads sharing one
+        corrupted each other's steps), cached until the parameters, the
+        thread count or the backend change."""
+        ops, n_threads = runtime.ops(), runtime.get_num_threads()
+        key = (N, n_threads, self._version, ops)
+        cached = getattr(self._plans, "plan", None)
+        if cached is None or cached[0] != key:
+            plan = ops.step_plan(self.cell, N, self.input_size, self.hidden_size,
+                                 [d[0] for d in self._layer_params()], n_threads)
+            cached = self._plans.plan = (key, plan)
+        return cached[1]
 
     # ------------------------------------------------------------ training
 
@@ -369,20 +356,13 @@ class RNNBase:
         return self._per_direction(lambda sfx: {
             "w_ih": g["weight_ih" + sfx], "w_hh": g["weight_hh" + sfx],
             "b_ih": g.get("bias_ih" + sfx), "b_hh": g.get("bias_hh" + sfx),
-            "peep": g.get("peephole" + sfx)})
+            "peephole": g.get("peephole" + sfx)})
 
     def _dropout_masks(self, x, rng):
-        """Per layer, the inverted-dropout mask of its input (None for layer 0):
-        keep with probability 1 - p, kept values scaled by 1 / (1 - p)."""
-        p = self.dropout
-        masks = [None] * self.num_layers
-        if p == 0.0 or self.num_layers == 1:
-            return masks
+        """Per layer, the inverted-dropout mask of its input (None for layer 0)."""
         shape = x.shape[:2] + (self.num_directions * self.hidden_size,)
-        for layer in range(1, self.num_layers):
-            keep = rng.random(shape) >= p
-            masks[layer] = keep.astype(np.float32) * np.float32(0.0 if p == 1.0 else 1.0 / (1.0 - p))
-        return masks
+        return [None] + [stack.dropout_mask(shape, self.dropout, rng)
+                         for _ in range(1, self.num_layers)]
 
     def _check_grad(self, name, value, shape, batched):
         """A gradient argument shaped like the output it belongs to, as float32
@@ -411,13 +391,11 @@ class RNNBase:
         if dc_n is not None:
             dc_n = self._check_grad("dc_n", dc_n, tape._h_shape, tape._batched)
         tape._used = True
-        tape_record, tape._record = tape._record, None  # release the buffers with the tape
-        dx, dh0, dc0 = _bptt.backward(
-            self.mode, tape_record, self._layer_params(), self._layer_grads(), tape._masks,
-            d_out, dh_n, dc_n, tape._h0, tape._c0, hidden_size=self.hidden_size,
-            bidirectional=self.bidirectional, batch_first=self.batch_first,
-            input_grad=bool(input_grad))
-        _api.recycle(tape_record, self._tape_pool, limit=self.num_layers * self.num_directions)
+        record, tape._record = tape._record, None  # release the buffers with the tape
+        dx, dh0, dc0 = stack.backward(
+            self.cell, record, self._layer_params(), self._layer_grads(), d_out, dh_n, dc_n,
+            input_grad=bool(input_grad), n_threads=runtime.get_num_threads(),
+            pool=self._tape_pool, pool_limit=self.num_layers * self.num_directions)
         if not tape._batched:
             if dx is not None:
                 dx = dx[:, 0, :] if not self.batch_first else dx[0]
@@ -453,12 +431,10 @@ class Tape:
     the initial states. Opaque; usable once, with the layer that made it, and
     only while that layer's parameters are unchanged."""
 
-    def __init__(self, layer, record, masks, h0, c0, batched, y_shape, h_shape):
+    def __init__(self, layer, record, batched, y_shape, h_shape):
         self._layer = weakref.ref(layer)
         self._version = layer._version
         self._record = record
-        self._masks = masks
-        self._h0, self._c0 = h0, c0
         self._batched = batched
         self._y_shape, self._h_shape = tuple(y_shape), tuple(h_shape)
         self._used = False
@@ -566,7 +542,7 @@ class GRU(_SingleStateRNN):
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, *, reset_after=True, seed=None):
-        reset_after = _check_bool("reset_after", reset_after)
+        reset_after = check_bool("reset_after", reset_after)
         self.__dict__["reset_after"] = reset_after
         super().__init__("GRU" if reset_after else "GRU_RB", input_size, hidden_size, num_layers,
                          bias, batch_first, dropout, bidirectional, seed=seed)
@@ -583,8 +559,8 @@ class LSTM(RNNBase):
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, *, peephole=False, input_forget=False,
                  seed=None):
-        self.__dict__["peephole"] = _check_bool("peephole", peephole)
-        self.__dict__["input_forget"] = _check_bool("input_forget", input_forget)
+        self.__dict__["peephole"] = check_bool("peephole", peephole)
+        self.__dict__["input_forget"] = check_bool("input_forget", input_forget)
         super().__init__("LSTM", input_size, hidden_size, num_layers, bias, batch_first,
                          dropout, bidirectional, seed=seed)
 
@@ -647,3 +623,12 @@ class LSTM(RNNBase):
         dh_n, dc_n = self._pair("d_hn", d_hn)
         dx, dh0, dc0 = self._train_backward(tape, d_out, dh_n, dc_n, input_grad)
         return dx, (dh0, dc0)
+
+
+LAYERS = {"RNN": RNN, "LSTM": LSTM, "GRU": GRU}
+
+
+def make_layer(cell, input_size, hidden_size, **kwargs):
+    """A new layer of `cell` (an rnncore.engine.cells.Cell): its class with
+    the options that select the cell, plus `kwargs`."""
+    return LAYERS[cell.layer](input_size, hidden_size, **dict(cell.layer_options), **kwargs)

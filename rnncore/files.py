@@ -20,14 +20,18 @@ import tempfile
 
 import numpy as np
 
-from .layers import GRU, LSTM, RNN, RNNBase
-from .lm import CELLS, LanguageModel
-from .text import Vocabulary
+from .engine import cells
+from .engine.layers import LAYERS, RNNBase
+from .lm import LanguageModel, Vocabulary
 
 __all__ = ["save", "load"]
 
 FORMAT, FORMAT_VERSION = "rnncore", "1"
-_LAYERS = {"RNN": RNN, "LSTM": LSTM, "GRU": GRU}
+# the embedded model: a 2 x 512 GRU on Tiny Shakespeare characters
+# (benchmarks/train_shakespeare_char.sh)
+DEFAULT_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models",
+                             "shakespeare-char.safetensors")
+_GATES = {c.layer: c.gates for c in cells.CELLS.values()}  # per layer class
 # constructor arguments kept in the file, with their types
 _LAYER_CONFIG = {"input_size": int, "hidden_size": int, "num_layers": int, "bias": bool,
                  "batch_first": bool, "dropout": float, "bidirectional": bool}
@@ -129,8 +133,8 @@ def _config_from(path, metadata):
         raise _bad(path, f"format_version {metadata.get('format_version')!r} is not "
                          f"{FORMAT_VERSION!r}")
     kind = metadata.get("kind")
-    if kind not in _LAYERS and kind != "LanguageModel":
-        raise _bad(path, f"kind {kind!r} is not one of {sorted(_LAYERS) + ['LanguageModel']}")
+    if kind not in LAYERS and kind != "LanguageModel":
+        raise _bad(path, f"kind {kind!r} is not one of {sorted(LAYERS) + ['LanguageModel']}")
     cfg = _json(path, metadata, "config")
     expected = _LM_CONFIG if kind == "LanguageModel" else dict(_LAYER_CONFIG, **_KIND_CONFIG[kind])
     if set(cfg) != set(expected):
@@ -158,15 +162,18 @@ def _parameter_count(kind, cfg, vocab_size=0):
     """Parameters a model of this configuration has (Python integers: no
     overflow whatever the file says)."""
     if kind == "LanguageModel":
-        if cfg["cell"] not in CELLS or min(cfg["embed_size"], cfg["hidden_size"]) < 1:
+        try:
+            layer_class = cells.by_name(cfg["cell"]).layer
+        except ValueError:
             return 0  # the constructor rejects it with a clear message
-        cls, _ = CELLS[cfg["cell"]]
-        rnn = _parameter_count(cls.__name__, {
+        if min(cfg["embed_size"], cfg["hidden_size"]) < 1:
+            return 0
+        rnn = _parameter_count(layer_class, {
             "input_size": cfg["embed_size"], "hidden_size": cfg["hidden_size"],
             "num_layers": cfg["num_layers"], "bidirectional": False, "bias": True})
         E, H = cfg["embed_size"], cfg["hidden_size"]
         return rnn + vocab_size * (E + 1 + (0 if cfg["tied"] else H))
-    G = {"RNN": 1, "LSTM": 4, "GRU": 3}[kind]
+    G = _GATES[kind]
     H, L, D = cfg["hidden_size"], cfg["num_layers"], 2 if cfg["bidirectional"] else 1
     if min(H, L, cfg["input_size"]) < 1:
         return 0  # the constructor rejects it with a clear message
@@ -204,7 +211,7 @@ def read_checkpoint(path, optimizer=True):
                 if vocab is not None:
                     model = LanguageModel(vocab, **cfg, seed=0)
                 else:
-                    model = _LAYERS[kind](**cfg, seed=0)
+                    model = LAYERS[kind](**cfg, seed=0)
             except (TypeError, ValueError) as exc:
                 raise _bad(path, f"config rejected: {exc}") from None
             training = _json(path, metadata, "training") if "training" in metadata else None

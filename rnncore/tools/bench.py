@@ -34,8 +34,14 @@ import time
 
 import numpy as np
 
-CELLS = ("RNN", "LSTM", "GRU")
-GATES = {"RNN": 1, "LSTM": 4, "GRU": 3}
+from ..engine import cells, runtime
+from ..engine.config import config
+from ..interop.gates import reorder_gates
+
+# the benchmarked cells, named by their PyTorch class (as in the case names)
+CELL = {"RNN": cells.cell("RNN_TANH"), "LSTM": cells.cell("LSTM"), "GRU": cells.cell("GRU")}
+CELLS = tuple(CELL)
+GATES = {name: c.gates for name, c in CELL.items()}
 BACKENDS = ("rnncore", "torch", "onnxruntime", "reference")
 PAUSE_S = 0.05  # between two backends' turns: idle thread pools go to sleep
 FULL = dict(cells=CELLS, hidden=(256, 512, 1024), batch=(1, 16, 64), steps=100, threads=(1, 2))
@@ -93,16 +99,13 @@ def onnx_model(cell, H, sd, with_state=False):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from .onnx_export import GATE_ORDER, reorder_gates
-
     def reorder(a):
-        return reorder_gates(a, GATE_ORDER[cell], H)[None]
+        return reorder_gates(a, CELL[cell].onnx_order, H)[None]
 
     W, R = reorder(sd["weight_ih_l0"]), reorder(sd["weight_hh_l0"])
     B = np.concatenate([reorder(sd["bias_ih_l0"]), reorder(sd["bias_hh_l0"])], axis=1)
     attrs = {"hidden_size": H}
-    if cell == "GRU":
-        attrs["linear_before_reset"] = 1
+    attrs.update(CELL[cell].onnx_options)
     inputs, outputs = ["X", "W", "R", "B"], ["Y"]
     graph_in = [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["T", "N", H])]
     graph_out = [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["T", 1, "N", H])]
@@ -283,7 +286,7 @@ def worker(backend, threads):
 # `python -m` and `-c` put the working directory first on sys.path, and from a
 # source checkout (the README's command) they imported the unbuilt tree and
 # timed the NumPy fallback.
-_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _available(backend):
@@ -308,7 +311,7 @@ class _Worker:
         env["RNNCORE_BACKEND"] = "reference" if backend == "reference" else "c"
         self.backend = backend
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "rnncore.bench", "--worker", backend, "--threads", str(threads)],
+            [sys.executable, "-m", "rnncore.tools.bench", "--worker", backend, "--threads", str(threads)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
             cwd=_PACKAGE_PARENT)
 
@@ -408,8 +411,7 @@ def machine_line():
 
 def probes(thread_counts, seconds=0.3):
     """Measured FMA peak and read bandwidths per thread count."""
-    from . import _api
-    core = _api._core
+    core = runtime.c_ops()
     if core is None:
         raise RuntimeError("the probes need the C extension")
     l2, l3 = _cache_bytes(2), _cache_bytes(3)
@@ -448,7 +450,6 @@ def floor_ms(cell, T, N, H, threads, probe, machine):
 
 def run(cells, hidden, batch, steps, threads, backends, repeat, budget_s, progress=print,
         kind="forward", layers=1):
-    from . import config
     machine = machine_line()
     progress(f"machine: {machine['cpu']} | {machine['isa_flags']} | {machine['cores']} cores")
     cfg = config()
@@ -607,7 +608,7 @@ def main_from_args(args):
 
 
 def _worker_main(argv):
-    p = argparse.ArgumentParser(prog="python -m rnncore.bench")
+    p = argparse.ArgumentParser(prog="python -m rnncore.tools.bench")
     p.add_argument("--worker", choices=BACKENDS, required=True)
     p.add_argument("--threads", type=int, required=True)
     a = p.parse_args(argv)

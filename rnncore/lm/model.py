@@ -18,23 +18,21 @@ import math
 
 import numpy as np
 
-from . import _api
-from .layers import GRU, LSTM, RNN, _check_bool, _make_rng
-from .losses import rows_xent
+from ..engine import cells
+from ..engine.checks import as_float32, check_bool, check_int, check_shape, make_rng, shape_str
+from ..engine.layers import make_layer
+from ..engine.losses import rows_xent
+from ..engine.runtime import matmul
+from ..engine.stack import dropout_mask
+from .sampling import pick
 from .text import Vocabulary, batchify, bptt_batches
 
-__all__ = ["LanguageModel", "CELLS"]
-
-CELLS = {"lstm": (LSTM, {}), "gru": (GRU, {}), "rnn_tanh": (RNN, {"nonlinearity": "tanh"}),
-         "rnn_relu": (RNN, {"nonlinearity": "relu"})}
+__all__ = ["LanguageModel"]
 
 
 def _dropout_mask(shape, p, rng):
-    """Inverted dropout: keep with probability 1 - p, scaled by 1 / (1 - p)."""
-    if p == 0.0:
-        return None
-    keep = rng.random(shape, dtype=np.float32) >= p
-    return keep * np.float32(0.0 if p == 1.0 else 1.0 / (1.0 - p))
+    """The embedding and output dropout (uniform draws in float32)."""
+    return dropout_mask(shape, p, rng, draw_dtype=np.float32)
 
 
 class LanguageModel:
@@ -55,19 +53,17 @@ class LanguageModel:
                  dropout=0.0, tied=False, *, init_scale=None, seed=None):
         if not isinstance(vocab, Vocabulary):
             raise TypeError(f"vocab must be an rnncore.Vocabulary, got {type(vocab).__name__}")
-        if cell not in CELLS:
-            raise ValueError(f"cell must be one of {sorted(CELLS)}, got {cell!r}")
+        kind = cells.by_name(cell)
         self.vocab, self.cell = vocab, cell
-        self.embed_size = _api.check_int("embed_size", embed_size, minimum=1)
-        self.tied = _check_bool("tied", tied)
+        self.embed_size = check_int("embed_size", embed_size, minimum=1)
+        self.tied = check_bool("tied", tied)
         if init_scale is not None:
             init_scale = float(init_scale)
             if not init_scale > 0 or not math.isfinite(init_scale):
                 raise ValueError(f"init_scale must be a positive number, got {init_scale}")
-        rng = _make_rng(seed)
-        cls, kwargs = CELLS[cell]
-        self.rnn = cls(self.embed_size, hidden_size, num_layers, dropout=dropout, seed=rng,
-                       **kwargs)
+        rng = make_rng(seed)
+        self.rnn = make_layer(kind, self.embed_size, hidden_size, num_layers=num_layers,
+                              dropout=dropout, seed=rng)
         H = self.rnn.hidden_size
         if self.tied and self.embed_size != H:
             raise ValueError(f"tied embeddings need embed_size == hidden_size, got "
@@ -151,8 +147,8 @@ class LanguageModel:
         own = {}
         for name, shape in self._own.items():
             if name in state_dict:
-                arr = _api.as_float32(name, state_dict[name])
-                _api.check_shape(name, arr, shape, str(shape))
+                arr = as_float32(name, state_dict[name])
+                check_shape(name, arr, shape, str(shape))
                 own[name] = arr
         rnn = {k[4:]: v for k, v in state_dict.items() if k.startswith("rnn.")}
         self.rnn.load_state_dict(rnn, strict=strict)  # validates all before setting any
@@ -172,7 +168,7 @@ class LanguageModel:
             raise TypeError(f"{name} must be integer token ids, got dtype {arr.dtype}")
         if arr.ndim != 2 or 0 in arr.shape:
             raise ValueError(f"{name} must be (T, N) token ids with T, N >= 1, got shape "
-                             f"{_api.shape_str(arr.shape)}")
+                             f"{shape_str(arr.shape)}")
         if arr.min() < 0 or arr.max() >= len(self.vocab):
             raise ValueError(f"{name} must be in [0, {len(self.vocab)}), got values "
                              f"{arr.min()}..{arr.max()}")
@@ -180,7 +176,7 @@ class LanguageModel:
 
     def _logits(self, y):
         """y (M, H) -> logits (M, V) = y W_d^T + b_d."""
-        z = _api.matmul(y, self._decoder_weight().T)
+        z = matmul(y, self._decoder_weight().T)
         z += self.params["decoder.bias"]
         return z
 
@@ -222,9 +218,9 @@ class LanguageModel:
         loss = float(losses.sum(dtype=np.float64)) / N
         wd = self._decoder_weight()
         gd = self.grads["encoder.weight" if self.tied else "decoder.weight"]
-        _api.matmul(dz.T, y2, out=gd, accumulate=True)
+        matmul(dz.T, y2, out=gd, accumulate=True)
         self.grads["decoder.bias"] += dz.sum(axis=0)
-        dy = _api.matmul(dz, wd).reshape(T, N, H)
+        dy = matmul(dz, wd).reshape(T, N, H)
         del z, dz
         if mask_out is not None:
             dy *= mask_out
@@ -263,13 +259,13 @@ class LanguageModel:
         top_p (nucleus sampling). num_samples > 1 draws that many samples in
         one batch and returns a list. on_token(ids) is called with the (N,)
         ids of every step as it is produced (for streamed output)."""
-        max_tokens = _api.check_int("max_tokens", max_tokens, minimum=0)
-        num_samples = _api.check_int("num_samples", num_samples, minimum=1)
+        max_tokens = check_int("max_tokens", max_tokens, minimum=0)
+        num_samples = check_int("num_samples", num_samples, minimum=1)
         temperature = float(temperature)
         if not temperature >= 0 or not math.isfinite(temperature):
             raise ValueError(f"temperature must be >= 0, got {temperature}")
         if top_k is not None:
-            top_k = _api.check_int("top_k", top_k, minimum=1)
+            top_k = check_int("top_k", top_k, minimum=1)
         if top_p is not None:
             top_p = float(top_p)
             if not 0.0 < top_p <= 1.0:
@@ -297,34 +293,9 @@ class LanguageModel:
         for t in range(max_tokens):
             y, state = self.rnn.step(enc[last], state)
             z = self._logits(y)
-            last = self._pick(z, temperature, top_k, top_p, rng)
+            last = pick(z, temperature, top_k, top_p, rng)
             out[t] = last
             if on_token is not None:
                 on_token(last)
         texts = [self.vocab.decode(np.concatenate([ids, out[:, n]])) for n in range(num_samples)]
         return texts if num_samples > 1 else texts[0]
-
-    @staticmethod
-    def _pick(z, temperature, top_k, top_p, rng):
-        """One token id per row of logits z (N, V)."""
-        if temperature == 0.0:
-            return z.argmax(axis=1)
-        z = z.astype(np.float64) / temperature
-        V = z.shape[1]
-        if top_k is not None and top_k < V:
-            kth = np.partition(z, V - top_k, axis=1)[:, V - top_k][:, None]
-            z = np.where(z >= kth, z, -np.inf)
-        z -= z.max(axis=1, keepdims=True)
-        p = np.exp(z)
-        p /= p.sum(axis=1, keepdims=True)
-        if top_p is not None and top_p < 1.0:
-            order = np.argsort(-p, axis=1)
-            sorted_p = np.take_along_axis(p, order, axis=1)
-            # keep the most likely tokens until their mass reaches top_p (at least one)
-            keep_sorted = np.cumsum(sorted_p, axis=1) - sorted_p < top_p
-            keep = np.zeros_like(keep_sorted)
-            np.put_along_axis(keep, order, keep_sorted, axis=1)
-            p = np.where(keep, p, 0.0)
-            p /= p.sum(axis=1, keepdims=True)
-        u = rng.random((p.shape[0], 1))
-        return np.minimum((np.cumsum(p, axis=1) < u).sum(axis=1), V - 1).astype(np.int64)

@@ -12,16 +12,12 @@ i,o,f,c; GRU r,z,n -> z,r,h; peepholes p_i,p_f,p_o -> ONNX P i,o,f).
 """
 import numpy as np
 
+from ..engine.layers import RNNBase
+from .gates import reorder_gates
+
 __all__ = ["to_onnx"]
 
-# per ONNX operator, the PyTorch gate block at each ONNX position
-GATE_ORDER = {"RNN": [0], "LSTM": [0, 3, 1, 2], "GRU": [1, 0, 2]}
 OPSET = 14
-
-
-def reorder_gates(a, order, H):
-    """The H-row gate blocks of a ([G*H, ...] or [G*H]) in the given order."""
-    return np.concatenate([a[g * H:(g + 1) * H] for g in order])
 
 
 def to_onnx(layer, path=None, *, initial_state=False):
@@ -30,13 +26,11 @@ def to_onnx(layer, path=None, *, initial_state=False):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from .layers import RNNBase
     if not isinstance(layer, RNNBase):
         raise TypeError(f"layer must be an rnncore RNN, LSTM or GRU, got {type(layer).__name__}")
     mode, H, L = layer.mode, layer.hidden_size, layer.num_layers
     D = layer.num_directions
-    op = {"RNN_TANH": "RNN", "RNN_RELU": "RNN", "LSTM": "LSTM", "GRU": "GRU", "GRU_RB": "GRU"}[mode]
-    order = GATE_ORDER[op]
+    op, order = layer.cell.onnx, layer.cell.onnx_order
     sd = layer.state_dict()
     lstm = mode == "LSTM"
     nodes, inits = [], []
@@ -79,10 +73,8 @@ def to_onnx(layer, path=None, *, initial_state=False):
         while inputs and inputs[-1] == "":
             inputs.pop()
         attrs = {"hidden_size": H, "direction": "bidirectional" if D == 2 else "forward"}
-        if mode == "RNN_RELU":
-            attrs["activations"] = ["Relu"] * D
-        if op == "GRU":
-            attrs["linear_before_reset"] = 1 if mode == "GRU" else 0
+        for key, value in layer.cell.onnx_options:  # the attributes that select this cell
+            attrs[key] = list(value) * D if key == "activations" else value
         if lstm and getattr(layer, "input_forget", False):
             attrs["input_forget"] = 1
         outputs = [f"Y{li}"] + [f"Y_{s}{li}" for s in states]

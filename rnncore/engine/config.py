@@ -2,28 +2,28 @@
 OpenMP, threads."""
 import platform
 
-from . import _api
+from .._version import __version__
+from . import runtime
 
 
 def config():
     """The build and runtime configuration as a dict (see :func:`show_config`)."""
-    from . import __version__
-    core = _api._core
+    c = runtime.c_ops()
     try:
-        from . import _build_info as info
+        from .. import _build_info as info
         build = {"openmp_status": info.openmp_status, "c_flags": " ".join(info.c_flags),
                  "compiler": info.compiler}
     except ImportError:
         build = {}
     return {
         "version": __version__,
-        "backend": _api.backend(),
-        "extension": "loaded" if core is not None else f"missing ({_api._CORE_ERROR})",
-        "compiled_cpu_paths": core.compiled_isas() if core else [],
-        "cpu_paths": [i for i in core.compiled_isas() if core.isa_available(i)] if core else [],
-        "cpu_path": core.isa() if core is not None and _api.backend() == "c" else "numpy",
-        "openmp": bool(core is not None and core.has_openmp()),
-        "num_threads": _api.get_num_threads(),
+        "backend": runtime.backend(),
+        "extension": "loaded" if c is not None else f"missing ({runtime.CORE_ERROR})",
+        "compiled_cpu_paths": c.compiled_isas() if c else [],
+        "cpu_paths": [i for i in c.compiled_isas() if c.isa_available(i)] if c else [],
+        "cpu_path": c.isa() if c is not None and runtime.ops() is c else "numpy",
+        "openmp": bool(c is not None and c.has_openmp()),
+        "num_threads": runtime.get_num_threads(),
         "machine": platform.machine(),
         **build,
     }

@@ -5,65 +5,28 @@ forward pass of each cell on the active backend and on the float64 NumPy
 reference, and prints both times and the largest difference.
 
 ``rnncore bench`` compares rnncore with PyTorch, ONNX Runtime and the
-reference (see rnncore/bench.py); ``rnncore bench --quick`` is a one-minute
+reference (see rnncore/tools/bench.py); ``rnncore bench --quick`` is a one-minute
 subset.
 
-Language models: ``rnncore train`` (see rnncore/train.py), ``rnncore eval
+Language models: ``rnncore train`` (see rnncore/tools/train.py), ``rnncore eval
 FILE`` and ``rnncore generate [PROMPT]``; the last two use the embedded
 character-level Tiny Shakespeare model when no ``--model`` is given.
 """
 import argparse
 import dataclasses
 import json
-import os
 import sys
-import time
 
-import numpy as np
-
-from . import _api
-from ._config import show_config
-from .layers import GRU, LSTM, RNN
-
-
-def _median_ms(fn, repeat):
-    fn()  # warm-up
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return float(np.median(times))
-
-
-def cmd_info(args):
-    show_config()
-    print()
-    T, N, H = args.steps, args.batch, args.hidden
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((T, N, H), dtype=np.float32)
-    print(f"forward pass, T={T} N={N} I=H={H}, {args.layers} layer(s), "
-          f"{_api.get_num_threads()} thread(s), median of {args.repeat}")
-    print(f"{'cell':>6} {_api.backend() + ' ms':>10} {'reference ms':>13} {'speed-up':>9} {'max |diff|':>11}")
-    for name, cls in (("rnn", RNN), ("lstm", LSTM), ("gru", GRU)):
-        layer = cls(H, H, num_layers=args.layers, seed=0)
-        fast_ms = _median_ms(lambda: layer(x), args.repeat)
-        y_fast = layer(x)[0]
-        with _api.using_backend("reference"):
-            ref_ms = _median_ms(lambda: layer(x), max(1, args.repeat // 3))
-            y_ref = layer(x)[0]
-        diff = float(np.max(np.abs(y_fast - y_ref)))
-        print(f"{name:>6} {fast_ms:>10.3f} {ref_ms:>13.3f} {ref_ms / fast_ms:>8.1f}x {diff:>11.2e}")
-    return 0
-
-
-DEFAULT_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models",
-                             "shakespeare-char.safetensors")
+from ..engine import cells, runtime
+from ..files import DEFAULT_MODEL, load
+from ..lm import LanguageModel
+from ..lm.text import read_text
+from . import bench as bench_module
+from . import info as info_module
+from .train import TrainConfig, train
 
 
 def _load_lm(path):
-    from .io import load
-    from .lm import LanguageModel
     try:
         model = load(path or DEFAULT_MODEL)
     except (ValueError, OSError) as exc:
@@ -75,7 +38,6 @@ def _load_lm(path):
 
 
 def cmd_train(args):
-    from .train import TrainConfig, train
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
     files = args.files or []
@@ -90,7 +52,6 @@ def cmd_train(args):
 
 
 def cmd_eval(args):
-    from .text import read_text
     model = _load_lm(args.model)
     try:
         ids = model.vocab.encode(read_text(args.file))
@@ -145,7 +106,6 @@ def cmd_generate(args):
 
 
 def _add_lm_commands(sub):
-    from .train import TrainConfig
     d = TrainConfig()
     tr = sub.add_parser("train", help="train a language model on text files")
     tr.add_argument("files", nargs="*", help="train [valid [test]] text files")
@@ -153,7 +113,7 @@ def _add_lm_commands(sub):
     tr.add_argument("--valid-fraction", type=float, default=d.valid_fraction,
                     help="without a valid file: hold out this tail of train (default 0.1)")
     tr.add_argument("--level", choices=["char", "word"], default=d.level)
-    tr.add_argument("--cell", choices=["lstm", "gru", "rnn_tanh", "rnn_relu"], default=d.cell)
+    tr.add_argument("--cell", choices=[c.name for c in cells.CELLS.values()], default=d.cell)
     for name, typ, help_ in (("embed-size", int, "embedding size"), ("hidden-size", int, "hidden units"),
                              ("layers", int, "stacked layers"),
                              ("dropout", float, "dropout on non-recurrent connections"),
@@ -203,15 +163,9 @@ def build_parser():
     parser = argparse.ArgumentParser(prog="rnncore", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command")
     info = sub.add_parser("info", help="configuration and a small timed forward pass (default)")
-    info.add_argument("--steps", type=int, default=50, help="sequence length T (default 50)")
-    info.add_argument("--batch", type=int, default=16, help="batch size N (default 16)")
-    info.add_argument("--hidden", type=int, default=256, help="I = H (default 256)")
-    info.add_argument("--layers", type=int, default=1, help="stacked layers (default 1)")
-    info.add_argument("--repeat", type=int, default=10, help="timed repeats (default 10)")
-    info.add_argument("--threads", type=int, default=None, help="kernel threads (default: all cores)")
-    info.set_defaults(func=cmd_info)
+    info_module.add_arguments(info)
+    info.set_defaults(func=info_module.main_from_args)
     bench = sub.add_parser("bench", help="speed against PyTorch, ONNX Runtime and the reference")
-    from . import bench as bench_module
     bench_module.add_arguments(bench)
     bench.set_defaults(func=bench_module.main_from_args)
     _add_lm_commands(sub)
@@ -231,5 +185,5 @@ def main(argv=None):
         if args.threads is not None:
             if args.threads < 1:
                 parser.error("--threads must be >= 1")
-            _api.set_num_threads(args.threads)
+            runtime.set_num_threads(args.threads)
     return args.func(args)

@@ -11,20 +11,22 @@ reverse, bidirectional), ``layout`` 0 and 1, ``linear_before_reset`` 0 and 1,
 ``initial_c`` and the outputs ``Y``, ``Y_h``, ``Y_c``; ``activations`` (every
 function of the specification, with ``activation_alpha`` / ``activation_beta``)
 and ``clip``. Nodes with the default activations (or Relu for RNN) and no
-clip run on the C kernels; the others run on a float32 NumPy loop that
-follows the specification's equations (about 10-50x slower). Gate blocks are
+clip run on the C kernels; the others on rnncore.reference (float64 NumPy)
+with the node's activation functions and clip (about 10-50x slower). Gate blocks are
 converted to PyTorch's order once, at load.
 """
 import numpy as np
 
-from ._lengths import reverse_within
-from .layers import GRU, LSTM, RNN
-from .onnx_export import GATE_ORDER, reorder_gates
+from .. import reference
+from ..engine import cells
+from ..engine.layers import GRU, LSTM, RNN
+from ..reference import reverse_within
+from .gates import inverse, reorder_gates
 
 __all__ = ["from_onnx", "OnnxModel"]
 
-# per operator, the ONNX gate block at each PyTorch position (GATE_ORDER inverted)
-_TO_TORCH = {op: np.argsort(order).tolist() for op, order in GATE_ORDER.items()}
+# per operator, the ONNX gate block at each PyTorch position
+_TO_TORCH = {c.onnx: inverse(c.onnx_order) for c in cells.CELLS.values()}
 _DEFAULT_ACTIVATIONS = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"],
                         "RNN": ["Tanh"]}
 # ONNX activation functions: (function of x, alpha, beta), default alpha/beta
@@ -68,7 +70,7 @@ class _RecurrentNode:
                                       f"ONNX activation functions ({sorted(_ACTIVATIONS)})")
         self.clip = attrs.get("clip")
         self.relu = op == "RNN" and acts == ["Relu"] * D
-        self.functions = None  # None: the C kernels; else per direction the NumPy functions
+        self.functions = None  # None: the C kernels; else per direction the activations
         if (acts and acts != default * D and not self.relu) or self.clip is not None:
             self.functions = self._functions(acts or default * D,
                                              list(attrs.get("activation_alpha", [])),
@@ -153,7 +155,7 @@ class _RecurrentNode:
                 y, state = layer(np.ascontiguousarray(src), hx, lengths=lengths)
                 h_n, c_n = state if self.op == "LSTM" else (state, None)
             else:
-                y, h_n, c_n = self._numpy_direction(layer, self.functions[d], src, hx, lengths)
+                y, h_n, c_n = self._reference_direction(layer, self.functions[d], src, hx, lengths)
             ys.append(reverse_within(y, lengths) if reverse else y)
             hs.append(h_n[0])
             cs.append(c_n[0] if c_n is not None else None)
@@ -167,52 +169,23 @@ class _RecurrentNode:
         return {name: value for name, value in zip(self.node.output, out) if name}
 
 
-    def _numpy_direction(self, layer, fns, x, hx, lengths):
-        """One direction by the specification's equations in float32 NumPy
-        (for activations and clip the kernels do not have), on the layer's
-        PyTorch-ordered parameters: returns y [T, N, H] (0 past each
-        length), h_n [1, N, H], c_n or None."""
-        T, N, _ = x.shape
-        H, sd = self.H, layer.state_dict()
-        W, R = sd["weight_ih_l0"], sd["weight_hh_l0"]
-        Wb = sd.get("bias_ih_l0", np.zeros(W.shape[0], np.float32))
-        Rb = sd.get("bias_hh_l0", np.zeros(W.shape[0], np.float32))
+    def _reference_direction(self, layer, fns, x, hx, lengths):
+        """One direction on rnncore.reference (float64) with the node's
+        activation functions and clip, on the layer's PyTorch-ordered
+        parameters: returns y [T, N, H] (0 past each length), h_n [1, N, H]
+        and c_n (or None), float32."""
+        N, H = x.shape[1], self.H
+        sd = {k: v.astype(np.float64) for k, v in layer.state_dict().items()}
         lstm = self.op == "LSTM"
-        h = np.zeros((N, H), np.float32) if hx is None else np.array(hx[0] if lstm else hx)[0]
-        c = (np.zeros((N, H), np.float32) if hx is None else np.array(hx[1])[0]) if lstm else None
-        clip = (lambda v: np.clip(v, -self.clip, self.clip)) if self.clip is not None else (lambda v: v)  # noqa: E731
-        y = np.zeros((T, N, H), np.float32)
-        gx_all = x @ W.T + Wb  # [T, N, G*H]
-        for t in range(T):
-            live = (t < lengths)[:, None]
-            gx, gh = gx_all[t], h @ R.T + Rb
-            if lstm:  # PyTorch order i, f, g, o; fns = (f, g, h)
-                f, g, hf = fns
-                pre = gx + gh
-                if layer.peephole:
-                    p = sd["peephole_l0"]
-                    pre[:, :H] += p[:H] * c
-                    pre[:, H:2 * H] += p[H:2 * H] * c
-                i_t = f(clip(pre[:, :H]))
-                f_t = 1 - i_t if layer.input_forget else f(clip(pre[:, H:2 * H]))
-                c_new = f_t * c + i_t * g(clip(pre[:, 2 * H:3 * H]))
-                o_pre = pre[:, 3 * H:] + (sd["peephole_l0"][2 * H:] * c_new if layer.peephole else 0)
-                h_new = f(clip(o_pre)) * hf(clip(c_new))
-                c = np.where(live, c_new, c).astype(np.float32)
-            elif self.op == "GRU":  # PyTorch order r, z, n; fns = (f, g)
-                f, g = fns
-                r = f(clip(gx[:, :H] + gh[:, :H]))
-                z = f(clip(gx[:, H:2 * H] + gh[:, H:2 * H]))
-                if self.linear_before_reset:
-                    n = g(clip(gx[:, 2 * H:] + r * gh[:, 2 * H:]))
-                else:
-                    n = g(clip(gx[:, 2 * H:] + (r * h) @ R[2 * H:].T + Rb[2 * H:]))
-                h_new = (1 - z) * n + z * h
-            else:
-                h_new = fns[0](clip(gx + gh))
-            h = np.where(live, h_new, h).astype(np.float32)
-            y[t] = np.where(live, h, 0)
-        return y, h[None], (c[None] if lstm else None)
+        zeros = np.zeros((N, H))
+        h0 = zeros if hx is None else np.asarray(hx[0] if lstm else hx, np.float64)[0]
+        c0 = (zeros if hx is None else np.asarray(hx[1], np.float64)[0]) if lstm else None
+        y, h_n, c_n = reference.layer_forward(
+            layer.mode, x.astype(np.float64), h0, c0, sd["weight_ih_l0"], sd["weight_hh_l0"],
+            sd.get("bias_ih_l0"), sd.get("bias_hh_l0"), peephole=sd.get("peephole_l0"),
+            input_forget=lstm and layer.input_forget, lengths=lengths, acts=fns, clip=self.clip)
+        return (y.astype(np.float32), h_n[None].astype(np.float32),
+                None if c_n is None else c_n[None].astype(np.float32))
 
 
 def _tensor(proto):

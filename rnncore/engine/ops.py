@@ -1,0 +1,149 @@
+"""The primitives the engine is built of, on the reference: ``Ops``.
+
+Everything above (the stacking loop, the layers, the losses, the language
+models) calls ``ops.<primitive>``; ``Ops`` implements every primitive with
+rnncore.reference in float64 NumPy, and ``rnncore.engine.c_ops.COps``
+subclasses it and overrides what the C kernels accelerate (thinc's ``Ops`` /
+``NumpyOps`` is the model). The reference backend is simply this class, so
+it is always complete.
+
+Shapes and arguments of the layer primitives (one layer-direction):
+
+* ``inp``: the layer input in the Ops' own sequence form, from
+  :meth:`enter`; ``y``: the layer output from :meth:`new_layer_output`, of
+  which this direction owns the ``H`` features from ``col``. ``T``, ``N``:
+  time steps and batch; ``batch_first``: the row order :meth:`enter` chose.
+* ``p``: the direction's parameters, a dict with 'w_ih', 'w_hh', 'b_ih',
+  'b_hh' (biases None without bias), 'w_ih_p', 'w_hh_p' (packed, see
+  rnncore.engine.runtime.pack), 'peephole' (None) and 'input_forget'.
+  ``g``: the gradient arrays 'w_ih', 'w_hh', 'b_ih', 'b_hh', 'peephole'
+  (float32, added to; None where the parameter is absent).
+* states travel as pairs ``(h, c)`` of float32 ``[N, H]`` arrays (``c`` None
+  unless LSTM; an initial state None means zeros).
+* ``lengths``: None or int64 ``[N]`` steps per sequence (rnncore.reference's
+  padded batches); when ``sorts_lengths`` is set the stacking loop sorts the
+  batch by decreasing length first.
+"""
+import numpy as np
+
+from .. import reference
+
+__all__ = ["Ops"]
+
+
+def _f64(a):
+    return None if a is None else a.astype(np.float64)
+
+
+def _state64(s, N, H):
+    return np.zeros((N, H)) if s is None else s.astype(np.float64)
+
+
+class Ops:
+    """The reference implementation of every primitive (float64 NumPy;
+    results returned as float32)."""
+
+    name = "reference"
+    sorts_lengths = False  # padded batches run in the caller's order
+
+    # ------------------------------------------------------------ sequences
+
+    def enter(self, a, batch_first):
+        """A caller's sequence array ([T, N, F], or [N, T, F] if batch_first)
+        in the form the layer primitives take, and the row order they will
+        see: here float64, time-major."""
+        a = np.asarray(a, dtype=np.float64)
+        return (a.transpose(1, 0, 2) if batch_first else a), False
+
+    def leave(self, a, T, N, batch_first):
+        """The inverse of enter, as float32."""
+        a = a.astype(np.float32)
+        return np.ascontiguousarray(a.transpose(1, 0, 2)) if batch_first else a
+
+    def new_layer_output(self, T, N, F):
+        return np.empty((T, N, F))
+
+    def new_input_grad(self, inp, lengths):
+        """The gradient of a layer input, to which each direction adds."""
+        return np.zeros_like(inp)
+
+    # ------------------------------------------------------------ layers
+
+    def layer_forward(self, cell, inp, state0, p, *, T, N, batch_first, reverse, lengths, y, col,
+                      state_n, train, pool, n_threads):
+        """One layer-direction: writes this direction's part of y and the
+        final state pair state_n; returns what layer_backward needs beyond
+        inp and y (its "tape"; the reference recomputes, so None)."""
+        h0, c0 = state0
+        H = p["w_hh"].shape[1]
+        yd, h_n, c_n = reference.layer_forward(
+            cell.mode, inp, _state64(h0, N, H), _state64(c0, N, H), _f64(p["w_ih"]),
+            _f64(p["w_hh"]), _f64(p["b_ih"]), _f64(p["b_hh"]), reverse=reverse,
+            peephole=_f64(p["peephole"]), input_forget=p["input_forget"], lengths=lengths)
+        y[..., col:col + H] = yd
+        state_n[0][...] = h_n
+        if state_n[1] is not None:
+            state_n[1][...] = c_n
+        return None
+
+    def layer_backward(self, cell, inp, y, tape, state0, p, g, *, T, N, batch_first, reverse,
+                       lengths, dy, col, dstate_n, dinp, accumulate, dstate0, n_threads):
+        """One layer-direction's BPTT: adds the parameter gradients to g and
+        this direction's input gradient to dinp (None: not needed; with
+        ``accumulate`` false the C implementation overwrites instead), and
+        writes the initial-state gradients into the pair dstate0. dy: the
+        gradient of the whole layer output (this direction's part from col)."""
+        H = p["w_hh"].shape[1]
+        h0, c0 = _state64(state0[0], N, H), _state64(state0[1], N, H)
+        dh_n, dc_n = (_f64(s) for s in dstate_n)
+        w = [_f64(p[name]) for name in ("w_ih", "w_hh", "b_ih", "b_hh")]
+        dy = dy[..., col:col + H]
+        # each sequence of a padded batch alone, in the caller's order (so
+        # float32 gradient sums add up in the same order as for a batch)
+        sequences = ([(slice(None), slice(None))] if lengths is None else
+                     [(slice(0, ln), slice(n, n + 1)) for n, ln in enumerate(lengths.tolist())])
+        for ts, ns in sequences:
+            r = reference.layer_backward(
+                cell.mode, inp[ts, ns], h0[ns], c0[ns], *w, dy[ts, ns],
+                None if dh_n is None else dh_n[ns], None if dc_n is None else dc_n[ns],
+                reverse=reverse, peephole=_f64(p["peephole"]), input_forget=p["input_forget"])
+            if dinp is not None:
+                dinp[ts, ns] += r["dx"]
+            dstate0[0][ns] = r["dh0"]
+            if dstate0[1] is not None:
+                dstate0[1][ns] = r["dc0"]
+            for name in ("w_ih", "w_hh", "b_ih", "b_hh"):
+                if g[name] is not None:
+                    g[name] += r["d" + name].astype(np.float32)
+            if g["peephole"] is not None:
+                g["peephole"] += r["dpeephole"].astype(np.float32)
+
+    def release(self, tapes, pool, limit):
+        """Hand the buffers of consumed tapes back to `pool`."""
+
+    def step_plan(self, cell, N, I, H, layers, n_threads):
+        """A compiled plan of one time step through stacked unidirectional
+        layers (``plan.step(x, (h, c)) -> (y, (h, c))``), or None: the layers
+        then run a T = 1 sequence instead."""
+        return None
+
+    # ------------------------------------------------------------ output layer
+
+    def matmul(self, a, b, out, accumulate, n_threads):
+        """out (+)= a @ b for float32 2-D arrays (shapes checked by the caller)."""
+        r = reference.matmul(a, b)
+        if accumulate:
+            out += r
+        else:
+            out[...] = r
+        return out
+
+    def softmax_xent(self, z2, t2, scale, grad, in_place, n_threads):
+        """Per-row losses of C-contiguous float32 logits [M, V] against int64
+        targets [M] and dz = scale * d loss / dz (None without grad; written
+        over z2 with in_place). M > 0."""
+        losses, dz = reference.softmax_xent(z2, t2, scale, grad)
+        if in_place and dz is not None:
+            z2[...] = dz
+            dz = z2
+        return losses, dz

@@ -1,0 +1,128 @@
+"""Where the engine runs: the Ops in use (the C kernels, or the NumPy
+reference where the extension is missing or ``RNNCORE_BACKEND=reference``
+asks for it), the thread count, and the two entry points the models above
+share (packing weights, matmul)."""
+import contextlib
+import os
+import threading
+import warnings
+
+import numpy as np
+
+from .checks import check_int, shape_str
+from .ops import Ops
+
+try:
+    from .c_ops import COps
+    _C_OPS, CORE_ERROR = COps(), None
+except ImportError as exc:  # the extension was not built: the reference still works
+    _C_OPS, CORE_ERROR = None, f"{type(exc).__name__}: {exc}"
+
+REFERENCE_OPS = Ops()
+
+
+def _select():
+    requested = os.environ.get("RNNCORE_BACKEND", "").strip().lower()
+    if requested not in ("", "c", "reference"):
+        raise ValueError(f"RNNCORE_BACKEND must be 'c' or 'reference', got {requested!r}")
+    if requested == "reference":
+        return REFERENCE_OPS
+    if _C_OPS is None:
+        if requested == "c":
+            raise ImportError(f"RNNCORE_BACKEND=c but the C extension failed to import: {CORE_ERROR}")
+        warnings.warn(f"rnncore: C extension unavailable ({CORE_ERROR}); "
+                      "using the slow NumPy reference backend", RuntimeWarning, stacklevel=4)
+        return REFERENCE_OPS
+    return _C_OPS
+
+
+_ops = _select()
+
+
+def ops():
+    """The Ops every layer, loss and model runs on now."""
+    return _ops
+
+
+def c_ops():
+    """The C kernels' Ops (whether in use or not), or None when the extension
+    is missing."""
+    return _C_OPS
+
+
+def backend():
+    """Name of the active backend: ``'c'`` (compiled kernels) or ``'reference'``
+    (pure NumPy, forced by ``RNNCORE_BACKEND=reference`` or used when the
+    extension is missing)."""
+    return _ops.name
+
+
+@contextlib.contextmanager
+def using_backend(name):
+    """Run on `name` ('c' or 'reference') inside the block: for the tests and
+    ``rnncore info``; it switches the whole process."""
+    global _ops
+    chosen = {"c": _C_OPS, "reference": REFERENCE_OPS}.get(name)
+    if chosen is None:
+        raise ValueError(f"backend {name!r} is not available")
+    saved, _ops = _ops, chosen
+    try:
+        yield chosen
+    finally:
+        _ops = saved
+
+
+# ---------------------------------------------------------------- threads
+
+_threads_lock = threading.Lock()
+_num_threads = None  # None: follow OpenMP (OMP_NUM_THREADS, threadpoolctl limits, cores)
+
+
+def set_num_threads(n):
+    """Set the number of threads the kernels may use (>= 1), or None to follow
+    the OpenMP runtime again: ``OMP_NUM_THREADS`` when set, limits applied with
+    ``threadpoolctl``, otherwise the cores available to the process. Small
+    problems run on fewer threads whatever the setting."""
+    if n is not None:
+        n = check_int("n", n, minimum=1)
+    global _num_threads
+    with _threads_lock:
+        _num_threads = n
+
+
+def get_num_threads():
+    """Number of threads the kernels may use."""
+    if _num_threads is not None:
+        return _num_threads
+    if _C_OPS is not None:
+        return _C_OPS.default_threads()
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+# ---------------------------------------------------------------- shared entry points
+
+def pack(cell, hidden_size, w):
+    """The kernels' packed form of a [G*H, K] weight, read-only, or None when
+    the extension is missing. Packed whatever the backend in use, so that
+    switching backends never needs a re-pack."""
+    return None if _C_OPS is None else _C_OPS.pack(cell, hidden_size, w)
+
+
+def matmul(a, b, out=None, accumulate=False):
+    """a @ b for float32 2-D arrays of any strides (``w.T`` is a stride swap,
+    not a copy) on the active Ops (the C backend's blocked GEMM), into `out`
+    (added to it with accumulate)."""
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
+        raise ValueError(f"matmul: a {shape_str(a.shape)} and b {shape_str(b.shape)} must be "
+                         "2-D with b's rows = a's columns")
+    M, N = a.shape[0], b.shape[1]
+    if out is not None and out.shape != (M, N):
+        raise ValueError(f"matmul: out must have shape {shape_str((M, N))}, got "
+                         f"{shape_str(out.shape)}")
+    if out is None:
+        out = np.empty((M, N), np.float32)
+        accumulate = False
+    return _ops.matmul(a, b, out, accumulate, get_num_threads())
