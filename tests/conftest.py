@@ -1,17 +1,32 @@
-"""Shared fixtures: seeded data, the independent float64 oracle for stacked
-layers, tolerances and backend switching."""
+"""Shared fixtures: seeded data, the float64 oracle for stacked layers,
+tolerances, and the three axes every kernel test runs over:
+
+* ``ops``: the reference and the C backend (the active Ops inside the test);
+* ``isa``: every CPU path this machine offers (C tests only; it puts the
+  test on the C backend);
+* ``n_threads``: 1 and 4 kernel threads.
+
+CI's reference stage runs the suite on a copy of the installed package
+without its extension (``RNNCORE_BACKEND=reference``): tests of the C
+backend skip there, and everything else runs on the fallback that ships.
+"""
 import os
 
 import numpy as np
 import pytest
 
 import rnncore
-from rnncore import _api, reference
+from rnncore import reference
+from rnncore.engine import cells, runtime
+from rnncore.engine.layers import make_layer as _make
 
+ON_REFERENCE = os.environ.get("RNNCORE_BACKEND", "").lower() == "reference"
 # The compiled backend must be the one under test unless the run asks for the
 # reference explicitly: a missing extension must fail loudly, not fall back.
-if os.environ.get("RNNCORE_BACKEND", "").lower() != "reference":
-    assert rnncore.backend() == "c", f"C extension not loaded: {_api._CORE_ERROR}"
+if not ON_REFERENCE:
+    assert rnncore.backend() == "c", f"C extension not loaded: {runtime.CORE_ERROR}"
+
+C_OPS = runtime.c_ops()
 
 # float32 kernels against the float64 reference. Sums run over at most
 # I + H = 97 terms of O(1) values per gate, nine steps and three layers deep;
@@ -19,36 +34,53 @@ if os.environ.get("RNNCORE_BACKEND", "").lower() != "reference":
 # activation approximations add <= 2.4e-7 (see csrc/src/activations.h).
 RTOL, ATOL = 1e-4, 1e-5
 
-CLASSES = {"RNN_TANH": rnncore.RNN, "RNN_RELU": rnncore.RNN, "LSTM": rnncore.LSTM,
-           "GRU": rnncore.GRU, "GRU_RB": rnncore.GRU,
-           # test names of the LSTM variants (their layers' mode is "LSTM")
-           "LSTM_PEEP": rnncore.LSTM, "LSTM_CIFG": rnncore.LSTM, "LSTM_PEEP_CIFG": rnncore.LSTM}
-VARIANTS = {"GRU_RB": {"reset_after": False}, "LSTM_PEEP": {"peephole": True},
-            "LSTM_CIFG": {"input_forget": True},
-            "LSTM_PEEP_CIFG": {"peephole": True, "input_forget": True}}
+# every cell kind and variant, by the cell table's names
+MODES = list(cells.VARIANTS)
+TORCH_MODES = [m for m, c in cells.CELLS.items() if c.torch]  # GRU_RB has no torch.nn twin
 
 
 def make_layer(mode, I, H, **kw):
-    cls = CLASSES[mode]
-    if mode.startswith("RNN"):
-        kw.setdefault("nonlinearity", "tanh" if mode == "RNN_TANH" else "relu")
-    kw.update(VARIANTS.get(mode, {}))
-    return cls(I, H, **kw)
+    """A layer of a cells.VARIANTS entry (e.g. 'LSTM_PEEPHOLE')."""
+    base, options = cells.VARIANTS[mode]
+    return _make(cells.cell(base), I, H, **dict(options), **kw)
 
 
-ISAS = ([i for i in _api._core.compiled_isas() if _api._core.isa_available(i)]
-        if _api._core is not None else [])
+ISAS = [i for i in C_OPS.compiled_isas() if C_OPS.isa_available(i)] if C_OPS else []
+
+
+def _need_c():
+    if C_OPS is None:
+        pytest.skip("C extension not available (reference run)")
 
 
 @pytest.fixture(params=ISAS or [None])
 def isa(request):
-    """Run the test once per CPU path this machine offers (avx512, avx2, generic)."""
+    """Run the test on the C backend once per CPU path (avx512, avx2, generic)."""
     if request.param is None:
-        pytest.skip("C extension not built")
-    saved = _api._core.isa()
-    _api._core.set_isa(request.param)
+        _need_c()
+    saved = C_OPS.isa()
+    C_OPS.set_isa(request.param)
+    with runtime.using_backend("c"):
+        yield request.param
+    C_OPS.set_isa(saved)
+
+
+@pytest.fixture(params=["reference", "c"])
+def ops(request):
+    """Run the test on each backend: the active Ops inside it."""
+    if request.param == "c":
+        _need_c()
+    with runtime.using_backend(request.param) as chosen:
+        yield chosen
+
+
+@pytest.fixture(params=[1, 4])
+def n_threads(request):
+    """Run the test at 1 and at 4 kernel threads."""
+    saved = runtime._num_threads
+    rnncore.set_num_threads(request.param)
     yield request.param
-    _api._core.set_isa(saved)
+    rnncore.set_num_threads(saved)
 
 
 @pytest.fixture
@@ -57,47 +89,40 @@ def rng():
 
 
 def backend(name):
-    """Run the layers on `name` ('c' or 'reference') inside the block."""
-    if name == "c" and _api._core is None:
-        pytest.skip("C extension not built")
-    return _api.using_backend(name)
+    """Run on `name` ('c' or 'reference') inside the block (skips on a
+    reference run for 'c')."""
+    if name == "c":
+        _need_c()
+    return runtime.using_backend(name)
 
 
-def oracle(layer, x, h0=None, c0=None):
-    """The float64 result of `layer` on time-major batched x, written
-    independently of rnncore's own stacking code: returns y, h_n, c_n."""
+def oracle(layer, x, h0=None, c0=None, lengths=None):
+    """The float64 result of `layer` on batched x by rnncore.reference's
+    stacking (the specification), independent of the engine's loop:
+    returns y, h_n, c_n."""
     sd = {k: v.astype(np.float64) for k, v in layer.state_dict().items()}
     inp = np.asarray(x, np.float64)
     if layer.batch_first:
         inp = inp.transpose(1, 0, 2)
-    L, D, H = layer.num_layers, 2 if layer.bidirectional else 1, layer.hidden_size
-    N = inp.shape[1]
-    h0 = np.zeros((L * D, N, H)) if h0 is None else np.asarray(h0, np.float64)
-    c0 = np.zeros((L * D, N, H)) if c0 is None else np.asarray(c0, np.float64)
-    hs, cs = [], []
-    for layer_i in range(L):
-        outs = []
-        for d in range(D):
-            sfx = f"_l{layer_i}" + ("_reverse" if d else "")
-            y, h, c = reference.layer_forward(
-                layer.mode, inp, h0[layer_i * D + d], c0[layer_i * D + d],
-                sd["weight_ih" + sfx], sd["weight_hh" + sfx],
-                sd.get("bias_ih" + sfx), sd.get("bias_hh" + sfx), reverse=d == 1,
-                peephole=sd.get("peephole" + sfx),
-                input_forget=getattr(layer, "input_forget", False))
-            outs.append(y)
-            hs.append(h)
-            cs.append(c)
-        inp = np.concatenate(outs, axis=2)
+    params = [[{"w_ih": sd["weight_ih" + sfx], "w_hh": sd["weight_hh" + sfx],
+                "b_ih": sd.get("bias_ih" + sfx), "b_hh": sd.get("bias_hh" + sfx),
+                "peephole": sd.get("peephole" + sfx),
+                "input_forget": getattr(layer, "input_forget", False)}
+               for sfx in [f"_l{li}" + ("_reverse" if d else "")
+                           for d in range(layer.num_directions)]]
+              for li in range(layer.num_layers)]
+    as64 = lambda s: None if s is None else np.asarray(s, np.float64)  # noqa: E731
+    y, h, c = reference.stack_forward(layer.mode, inp, as64(h0), as64(c0), params,
+                                      lengths=lengths)
     if layer.batch_first:
-        inp = inp.transpose(1, 0, 2)
-    return inp, np.stack(hs), (np.stack(cs) if layer.mode == "LSTM" else None)
+        y = y.transpose(1, 0, 2)
+    return y, h, c
 
 
-def call(layer, x, h0=None, c0=None):
+def call(layer, x, h0=None, c0=None, **kw):
     """layer(x, state) for any cell, returning (y, h_n, c_n or None)."""
     if layer.mode == "LSTM":
-        y, (h, c) = layer(x, None if h0 is None else (h0, c0))
+        y, (h, c) = layer(x, None if h0 is None else (h0, c0), **kw)
         return y, h, c
-    y, h = layer(x, h0)
+    y, h = layer(x, h0, **kw)
     return y, h, None

@@ -49,7 +49,7 @@ def test_command_line_info(tmp_path):
                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "backend" in out.stdout
-    lines = [ln.split() for ln in out.stdout.splitlines() if ln.split()[:1] in (["lstm"], ["gru"], ["rnn"])]
+    lines = [ln.split() for ln in out.stdout.splitlines() if ln.split()[:1] in (["lstm"], ["gru"], ["rnn_tanh"])]
     assert len(lines) == 3 and all(float(ln[-1]) < 1e-4 for ln in lines)
     bad = subprocess.run([sys.executable, "-m", "rnncore", "--steps", "0"],
                          capture_output=True, text=True, timeout=300, cwd=tmp_path)

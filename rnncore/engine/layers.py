@@ -254,7 +254,7 @@ class RNNBase:
             runtime.ops(), self.cell, x, h0, c0, self._layer_params(),
             batch_first=self.batch_first, n_threads=runtime.get_num_threads(), lengths=lengths,
             masks=masks, train=train, pool=self._tape_pool)
-        tape = Tape(self, record, batched, y.shape, h_n.shape) if train else None
+        tape = Tape(self, record, masks, batched, y.shape, h_n.shape) if train else None
         if not batched:
             y = y[:, 0, :] if not self.batch_first else y[0]
             h_n = h_n[:, 0, :]
@@ -431,10 +431,11 @@ class Tape:
     the initial states. Opaque; usable once, with the layer that made it, and
     only while that layer's parameters are unchanged."""
 
-    def __init__(self, layer, record, batched, y_shape, h_shape):
+    def __init__(self, layer, record, masks, batched, y_shape, h_shape):
         self._layer = weakref.ref(layer)
         self._version = layer._version
         self._record = record
+        self._masks = masks  # per layer, in the caller's layout (None: no dropout)
         self._batched = batched
         self._y_shape, self._h_shape = tuple(y_shape), tuple(h_shape)
         self._used = False

@@ -10,8 +10,8 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-MODES = ["RNN_TANH", "RNN_RELU", "LSTM", "GRU", "GRU_RB", "LSTM_PEEP", "LSTM_CIFG",
-         "LSTM_PEEP_CIFG"]
+MODES = ["RNN_TANH", "RNN_RELU", "LSTM", "GRU", "GRU_RB", "LSTM_PEEPHOLE", "LSTM_CIFG",
+         "LSTM_PEEPHOLE_CIFG"]
 
 
 def both(model, feeds):

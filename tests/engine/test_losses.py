@@ -76,7 +76,7 @@ def test_in_place_gradient_keeps_the_loss(V, rng):
     """rows_xent(in_place=True) writes dz over the logits; the loss must still
     be read from the logits (a kernel once read the target's logit after
     overwriting it)."""
-    from rnncore.losses import rows_xent
+    from rnncore.engine.losses import rows_xent
     z = (rng.standard_normal((9, V)) * 3).astype(np.float32)
     t = rng.integers(0, V, size=9)
     ref_losses, ref_dz = rows_xent(z.copy(), t, 0.5, True)

@@ -18,7 +18,7 @@ from safetensors.numpy import save_file  # noqa: E402
 
 
 @pytest.mark.parametrize("mode", ["RNN_TANH", "RNN_RELU", "LSTM", "GRU", "GRU_RB",
-                                  "LSTM_PEEP_CIFG"])
+                                  "LSTM_PEEPHOLE_CIFG"])
 def test_round_trip(mode, tmp_path, rng):
     layer = make_layer(mode, 5, 7, num_layers=2, bidirectional=True, batch_first=True,
                        dropout=0.25, seed=1)

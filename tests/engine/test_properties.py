@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import rnncore
-from conftest import CLASSES, backend, call, make_layer
+from conftest import MODES, backend, call, make_layer
 
 hyp = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
@@ -86,7 +86,7 @@ def same_all(fast, ref):
 
 
 layer_config = st.fixed_dictionaries({
-    "mode": st.sampled_from(sorted(CLASSES)),
+    "mode": st.sampled_from(MODES),
     "I": st.integers(1, 6), "H": st.integers(1, 9), "layers": st.integers(1, 2),
     "bidirectional": st.booleans(), "batch_first": st.booleans(), "bias": st.booleans()})
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import rnncore
-from rnncore import _api
+from rnncore.engine import runtime
 from conftest import ATOL, RTOL, call, make_layer, oracle
 
 pytestmark = pytest.mark.usefixtures("isa")  # every CPU path
@@ -20,9 +20,9 @@ MODES = ["RNN_TANH", "RNN_RELU", "LSTM", "GRU"]
 
 @pytest.fixture
 def restore_threads():
-    saved = _api._num_threads
+    saved = runtime._num_threads
     yield
-    _api._num_threads = saved
+    runtime._num_threads = saved
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -190,7 +190,7 @@ def test_set_num_threads_during_concurrent_calls(rng, restore_threads):
     language model while another changes the thread count all the time:
     every result equals the serial one (results do not depend on the thread
     count)."""
-    from rnncore import _api
+    from rnncore.engine import runtime
     lstm = rnncore.LSTM(16, 64, num_layers=2, seed=0)
     vocab = rnncore.Vocabulary.build("the quick brown fox\n", "char")
     lm = rnncore.LanguageModel(vocab, "gru", 8, 32, 2, seed=0)
@@ -199,7 +199,7 @@ def test_set_num_threads_during_concurrent_calls(rng, restore_threads):
     t = rng.integers(0, 300, 50)
     a, b = (rng.standard_normal(s).astype(np.float32) for s in ((70, 90), (90, 130)))
     ids = vocab.encode("the quick brown fox jumps\n" * 3)
-    expected = (lstm(x)[0], rnncore.softmax_cross_entropy(z, t)[1], _api.matmul(a, b),
+    expected = (lstm(x)[0], rnncore.softmax_cross_entropy(z, t)[1], runtime.matmul(a, b),
                 lm.evaluate(ids)["loss"])
     stop = threading.Event()
 
@@ -215,7 +215,7 @@ def test_set_num_threads_during_concurrent_calls(rng, restore_threads):
 
     def worker(i):
         for _ in range(10):
-            results[i] = (lstm(x)[0], rnncore.softmax_cross_entropy(z, t)[1], _api.matmul(a, b),
+            results[i] = (lstm(x)[0], rnncore.softmax_cross_entropy(z, t)[1], runtime.matmul(a, b),
                           lm.evaluate(ids)["loss"])
 
     try:

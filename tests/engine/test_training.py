@@ -21,8 +21,8 @@ from rnncore import reference
 from conftest import backend, make_layer
 
 G_RTOL, G_ATOL = 1e-4, 1e-4
-MODES = ["RNN_TANH", "RNN_RELU", "LSTM", "GRU", "GRU_RB", "LSTM_PEEP", "LSTM_CIFG",
-         "LSTM_PEEP_CIFG"]
+MODES = ["RNN_TANH", "RNN_RELU", "LSTM", "GRU", "GRU_RB", "LSTM_PEEPHOLE", "LSTM_CIFG",
+         "LSTM_PEEPHOLE_CIFG"]
 TORCH_MODES = ["RNN_TANH", "RNN_RELU", "LSTM", "GRU"]  # GRU_RB has no torch.nn twin
 
 
@@ -151,7 +151,7 @@ def test_c_backward_matches_reference(mode, num_layers, bidirectional, batch_fir
 
 
 @pytest.mark.usefixtures("isa")
-@pytest.mark.parametrize("mode", ["LSTM", "GRU", "GRU_RB", "LSTM_PEEP_CIFG"])
+@pytest.mark.parametrize("mode", ["LSTM", "GRU", "GRU_RB", "LSTM_PEEPHOLE_CIFG"])
 def test_c_backward_large_hidden(mode):
     """H = 1000 (31 full panels and a partial one), I = 33, without initial states."""
     rng = np.random.default_rng(3)

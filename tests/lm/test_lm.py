@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 import rnncore
-from rnncore.text import EOS, UNK, Vocabulary, batchify, bptt_batches
+from rnncore.lm.sampling import pick
+from rnncore.lm.text import EOS, UNK, Vocabulary, batchify, bptt_batches
 
-DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
+DATA = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data")
 TEXT = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n"
         "First Citizen:\nYou are all resolved rather to die than to famish?\n") * 4
 CELLS = ["lstm", "gru", "rnn_tanh", "rnn_relu"]
@@ -40,7 +41,7 @@ def test_word_vocabulary_appends_eos_per_line():
 
 @pytest.mark.skipif(not os.path.isdir(os.path.join(DATA, "ptb")), reason="needs ../shared/data")
 def test_ptb_vocabulary_is_the_standard_one():
-    from rnncore.text import read_text
+    from rnncore.lm.text import read_text
     v = Vocabulary.build(read_text(os.path.join(DATA, "ptb", "ptb.train.txt")), "word")
     assert len(v) == 10000
     assert len(v.encode(read_text(os.path.join(DATA, "ptb", "ptb.valid.txt")))) == 73760
@@ -237,11 +238,11 @@ def test_generate_greedy_sampled_and_batched():
 
 def test_top_k_and_top_p_restrict_the_choice(rng):
     z = np.log(np.array([[0.5, 0.3, 0.15, 0.05]]))
-    picks = [int(rnncore.LanguageModel._pick(z, 1.0, 2, None, rng)[0]) for _ in range(300)]
+    picks = [int(pick(z, 1.0, 2, None, rng)[0]) for _ in range(300)]
     assert set(picks) == {0, 1}
-    picks = [int(rnncore.LanguageModel._pick(z, 1.0, None, 0.85, rng)[0]) for _ in range(300)]
+    picks = [int(pick(z, 1.0, None, 0.85, rng)[0]) for _ in range(300)]
     assert set(picks) == {0, 1, 2}
-    picks = [int(rnncore.LanguageModel._pick(z, 1.0, None, None, rng)[0]) for _ in range(2000)]
+    picks = [int(pick(z, 1.0, None, None, rng)[0]) for _ in range(2000)]
     assert np.bincount(picks, minlength=4)[3] > 40
 
 
@@ -304,7 +305,7 @@ def test_hostile_language_model_metadata_is_rejected(tmp_path, monkeypatch):
         "absurd size": dict(meta, config=json.dumps(dict(lm.config(), hidden_size=10**9))),
         "wrong cell": dict(meta, config=json.dumps(dict(lm.config(), cell="transformer"))),
     }
-    monkeypatch.setattr(rnncore.io, "MAX_VOCAB", 3)  # the bound, not 2^24 tokens of JSON
+    monkeypatch.setattr(rnncore.files, "MAX_VOCAB", 3)  # the bound, not 2^24 tokens of JSON
     for what, m in cases.items():
         bad = tmp_path / "bad.safetensors"
         save_file(tensors, str(bad), metadata=m)
@@ -403,12 +404,12 @@ def test_a_checkpoint_write_killed_midway_leaves_the_previous_one(corpus):
     the epoch-1 one: the epoch-1 checkpoint still loads and resumes."""
     import signal
     import textwrap
-    from rnncore.io import read_checkpoint
+    from rnncore.files import read_checkpoint
     path = corpus / "ck.safetensors"
     child = textwrap.dedent(f"""
         import json, time
         from safetensors import numpy as st
-        from rnncore.train import TrainConfig, train
+        from rnncore.tools.train import TrainConfig, train
         real = st.save_file
         def slow(tensors, filename, metadata=None):
             real(tensors, filename, metadata=metadata)

@@ -6,7 +6,7 @@ import pytest
 import rnncore
 from conftest import backend, call, make_layer
 
-MODES = ["RNN_TANH", "RNN_RELU", "LSTM", "GRU", "GRU_RB", "LSTM_PEEP_CIFG"]
+MODES = ["RNN_TANH", "RNN_RELU", "LSTM", "GRU", "GRU_RB", "LSTM_PEEPHOLE_CIFG"]
 # One step's input projection is summed in another order than the sequence's
 # chunked GEMM (different tile heights): float32 rounding, ~1e-7 relative per
 # step, compounded over 9 steps and 3 layers.

@@ -1,11 +1,11 @@
-"""rnc_gemm (rnncore._api.matmul): the blocked GEMM behind the language
+"""rnc_gemm (rnncore.engine.runtime.matmul): the blocked GEMM behind the language
 model's decoder, against float64 NumPy for odd sizes, transposed (strided)
 operands, accumulation, every CPU path and thread count."""
 import numpy as np
 import pytest
 
 import rnncore
-from rnncore import _api
+from rnncore.engine import runtime
 
 
 
@@ -22,9 +22,9 @@ def test_matches_float64(M, K, N, ta, tb, threads, rng):
     saved = rnncore.get_num_threads()
     rnncore.set_num_threads(threads)
     try:
-        out = _api.matmul(a, b)
+        out = runtime.matmul(a, b)
         acc = np.ones((M, N), np.float32)
-        _api.matmul(a, b, out=acc, accumulate=True)
+        runtime.matmul(a, b, out=acc, accumulate=True)
     finally:
         rnncore.set_num_threads(saved)
     tol = 1e-5 * np.sqrt(K) * np.abs(expected).max() + 1e-6
@@ -40,7 +40,7 @@ def test_same_result_for_every_thread_count(rng):
         outs = []
         for t in (1, 2, 4):
             rnncore.set_num_threads(t)
-            outs.append(_api.matmul(a, b.T.copy().T))
+            outs.append(runtime.matmul(a, b.T.copy().T))
     finally:
         rnncore.set_num_threads(saved)
     for o in outs[1:]:
@@ -50,6 +50,6 @@ def test_same_result_for_every_thread_count(rng):
 def test_bad_shapes_are_rejected():
     a, b = np.ones((3, 4), np.float32), np.ones((5, 2), np.float32)
     with pytest.raises(ValueError, match="b's rows"):
-        _api.matmul(a, b)
+        runtime.matmul(a, b)
     with pytest.raises(ValueError, match="out must have shape"):
-        _api.matmul(a, np.ones((4, 2), np.float32), out=np.ones((3, 3), np.float32))
+        runtime.matmul(a, np.ones((4, 2), np.float32), out=np.ones((3, 3), np.float32))

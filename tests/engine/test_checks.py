@@ -5,10 +5,9 @@ import numpy as np
 import pytest
 
 import rnncore
-from rnncore import _api
+from rnncore.engine import runtime
 from conftest import ATOL, RTOL, call, make_layer, oracle
 
-pytestmark = pytest.mark.usefixtures("isa")  # every CPU path
 
 MODES = ["RNN_TANH", "RNN_RELU", "LSTM", "GRU"]
 
@@ -222,6 +221,7 @@ def test_parameters_are_read_only_and_assignment_repacks(layer, rng):
 
 # ------------------------------------------------------------- layouts
 
+@pytest.mark.usefixtures("isa")  # the kernels on every CPU path
 def test_strided_reversed_fortran_inputs(layer, rng):
     x = x_of(layer, rng, T=6, N=4)
     h0 = rng.standard_normal((2, 4, 6)).astype(np.float32)
@@ -240,6 +240,7 @@ def test_strided_reversed_fortran_inputs(layer, rng):
 
 # ------------------------------------------------------------- values
 
+@pytest.mark.usefixtures("isa")  # the kernels on every CPU path
 def test_nan_and_inf_propagate_like_the_reference(layer, rng):
     x = x_of(layer, rng, T=6, N=3)
     x[2, 1, 0] = np.nan
@@ -252,6 +253,7 @@ def test_nan_and_inf_propagate_like_the_reference(layer, rng):
     np.testing.assert_allclose(h, h_ref, rtol=RTOL, atol=ATOL, equal_nan=True)
 
 
+@pytest.mark.usefixtures("isa")  # the kernels on every CPU path
 @pytest.mark.parametrize("mode", ["RNN_TANH", "LSTM", "GRU"])
 @pytest.mark.parametrize("scale", [1e30, -1e30, 3e37])
 def test_huge_finite_inputs_saturate(mode, scale, rng):
@@ -265,6 +267,7 @@ def test_huge_finite_inputs_saturate(mode, scale, rng):
     np.testing.assert_allclose(y, y_ref, rtol=RTOL, atol=ATOL)
 
 
+@pytest.mark.usefixtures("isa")  # the kernels on every CPU path
 def test_relu_rnn_huge_inputs_stay_exact(rng):
     layer = make_layer("RNN_RELU", 4, 6, seed=0)
     x = (rng.standard_normal((3, 2, 4)) * 1e30).astype(np.float32)
@@ -275,19 +278,17 @@ def test_relu_rnn_huge_inputs_stay_exact(rng):
 
 # ------------------------------------------------------------- low level
 
-@pytest.mark.skipif(_api._core is None, reason="C extension not built")
 def test_core_rechecks_shapes():
     """Even a direct call of the private bindings cannot index out of bounds."""
-    core = _api._core
-    cell, T, N, I, H = core.CELL_LSTM, 3, 2, 3, 2
+    core = pytest.importorskip("rnncore._core", reason="C extension not built")
+    cell, T, N, I, H = core.CELL_ENUM["RNC_CELL_LSTM"], 3, 2, 3, 2
     f = np.zeros
     args = dict(x=f((6, 3), np.float32), w_ih_p=f(core.packed_floats(cell, H, I), np.float32),
-                w_hh_p=f(core.packed_floats(cell, H, H), np.float32),
-                y=f((6, 2), np.float32), ws=f(core.fwd_workspace_floats(cell, T, N, I, H, 1), np.float32))
+                w_hh_p=f(core.packed_floats(cell, H, H), np.float32), y=f((6, 2), np.float32),
+                ws=f(core.fwd_workspace_floats(cell, T, N, I, H, n_threads=1), np.float32))
 
-    def run(a, y_col=0):
-        core.forward(cell, T, N, I, H, False, False, a["x"], None, None, a["w_ih_p"], a["w_hh_p"],
-                     None, None, a["y"], y_col, None, None, a["ws"], 1)
+    def run(a, **kw):
+        core.forward(cell, T, N, I, H, n_threads=1, **{**a, **kw})
 
     run(args)
     for key, bad in [("x", f((5, 3), np.float32)), ("w_hh_p", f(7, np.float32)),
@@ -296,10 +297,26 @@ def test_core_rechecks_shapes():
             run(dict(args, **{key: bad}))
     with pytest.raises(ValueError, match="y"):
         run(args, y_col=1)
+    with pytest.raises(ValueError, match="h0"):
+        run(args, state0=(f((3, 2), np.float32), None))
+    with pytest.raises(ValueError, match="state0"):
+        run(args, state0=f((2, 2), np.float32))  # not a pair
+    with pytest.raises(TypeError):
+        core.forward(cell, T, N, I, H, args["x"])  # everything after the sizes is by keyword
     with pytest.raises(ValueError, match="packed"):
-        core.pack_weights(cell, H, f((8, 3), np.float32), f(5, np.float32))
+        core.pack_weights(cell, H, w=f((8, 3), np.float32), packed=f(5, np.float32))
+    plan = core.StepPlan(cell, N, I, H, n_threads=1, layers=[
+        {"w_ih_p": args["w_ih_p"], "w_hh_p": args["w_hh_p"], "b_ih": None, "b_hh": None,
+         "peephole": None, "input_forget": False}])
+    y, (h, c) = plan.step(f((N, I), np.float32))
+    assert y.shape == (N, H) and h.shape == c.shape == (1, N, H)
+    with pytest.raises(ValueError, match="x"):
+        plan.step(f((N + 1, I), np.float32))
+    with pytest.raises(ValueError, match="h0"):
+        plan.step(f((N, I), np.float32), (f((2, N, H), np.float32), None))
 
 
+@pytest.mark.usefixtures("isa")  # the kernels on every CPU path
 def test_denormal_values_give_the_reference_answer(layer, rng):
     """Denormals are flushed inside the kernels (FTZ/DAZ): the results stay
     within the tolerance of the float64 reference, which keeps them."""

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import rnncore
-from rnncore import bench
+from rnncore.tools import bench
 from conftest import ATOL, RTOL
 
 

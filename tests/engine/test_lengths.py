@@ -74,7 +74,7 @@ def test_lengths_match_torch_packed_sequences(mode, bidirectional, batch_first, 
     assert_same(got, theirs(torch, layer, x, lengths, h0, c0, d_out, dh_n, dc_n), mode)
 
 
-@pytest.mark.parametrize("mode", MODES + ["GRU_RB", "LSTM_PEEP_CIFG"])
+@pytest.mark.parametrize("mode", MODES + ["GRU_RB", "LSTM_PEEPHOLE_CIFG"])
 def test_reference_backend_with_lengths_and_dropout(mode, rng):
     layer, x, lengths, (h0, c0, dh_n, dc_n), d_out = case(mode, rng, bf=True)
     layer = make_layer(mode, 4, 9, num_layers=2, bidirectional=True, batch_first=True,

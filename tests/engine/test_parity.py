@@ -12,7 +12,7 @@ from conftest import ATOL, RTOL, backend, call, make_layer, oracle
 
 pytestmark = pytest.mark.usefixtures("isa")  # every CPU path
 
-MODES = ["RNN_TANH", "RNN_RELU", "LSTM", "GRU", "GRU_RB", "LSTM_PEEP", "LSTM_CIFG", "LSTM_PEEP_CIFG"]
+MODES = ["RNN_TANH", "RNN_RELU", "LSTM", "GRU", "GRU_RB", "LSTM_PEEPHOLE", "LSTM_CIFG", "LSTM_PEEPHOLE_CIFG"]
 GRID = list(itertools.product([1, 5], [1, 9], [1, 7, 17, 64], [1, 3, 33]))  # N, T, H, I
 
 

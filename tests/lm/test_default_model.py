@@ -10,10 +10,10 @@ import sys
 import pytest
 
 import rnncore
-from rnncore.cli import DEFAULT_MODEL
-from rnncore.text import read_text
+from rnncore.files import DEFAULT_MODEL
+from rnncore.lm.text import read_text
 
-DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data",
+DATA = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data",
                     "tinyshakespeare", "input.txt")
 
 

@@ -5,8 +5,8 @@ import pytest
 
 from conftest import ATOL, RTOL, call, make_layer
 
-MODES = ["RNN_TANH", "RNN_RELU", "LSTM", "GRU", "GRU_RB", "LSTM_PEEP", "LSTM_CIFG",
-         "LSTM_PEEP_CIFG"]
+MODES = ["RNN_TANH", "RNN_RELU", "LSTM", "GRU", "GRU_RB", "LSTM_PEEPHOLE", "LSTM_CIFG",
+         "LSTM_PEEPHOLE_CIFG"]
 
 
 @pytest.mark.parametrize("config", [dict(num_layers=2, bidirectional=True, batch_first=True),
