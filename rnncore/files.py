@@ -19,6 +19,8 @@ import os
 import tempfile
 
 import numpy as np
+from safetensors import SafetensorError, safe_open
+from safetensors.numpy import save_file
 
 from .engine import cells
 from .engine.layers import LAYERS, RNNBase
@@ -66,7 +68,6 @@ def write_checkpoint(model, path, training=None, optimizer_tensors=None, dtype="
     """save(), plus (for training checkpoints) the JSON-able dict `training`
     in the metadata and `optimizer_tensors` (name -> float32 array) stored
     under ``optimizer/<name>``."""
-    from safetensors.numpy import save_file
     if dtype not in ("float32", "float16"):
         raise ValueError(f"dtype must be 'float32' or 'float16', got {dtype!r}")
     if isinstance(model, RNNBase):
@@ -197,7 +198,6 @@ def read_checkpoint(path, optimizer=True):
     """``(model, training, optimizer_tensors)`` of a file written by
     write_checkpoint (training None and no tensors for a plain model file);
     optimizer=False checks the optimizer tensors but does not read them."""
-    from safetensors import SafetensorError, safe_open
     path = os.fspath(path)
     try:
         with safe_open(path, framework="numpy") as f:

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 import rnncore
 
@@ -61,12 +62,20 @@ def test_docstring_example():
     assert failures == 0
 
 
+@pytest.mark.skipif(rnncore.backend() != "c", reason="needs the C extension")
 def test_isa_can_be_disabled_by_environment():
+    """Disabling the best paths selects the next one; every x86-64 build
+    has the generic path, and this machine's best path is the default."""
     code = "import rnncore; print(rnncore.config()['cpu_path'])"
-    cfg = rnncore.config()
-    for disabled, expected in [("avx512", "avx2"), ("avx512,avx2", "generic")]:
-        if rnncore.backend() != "c" or expected not in cfg["cpu_paths"]:
+    paths = rnncore.config()["cpu_paths"]
+    assert paths[-1] == "generic" and rnncore.config()["cpu_path"] == paths[0]
+    cases = [("avx512", "avx2"), ("avx512,avx2", "generic")]
+    checked = 0
+    for disabled, expected in cases:
+        if expected not in paths:
             continue
         out = run_python(code, RNNCORE_DISABLE_ISA=disabled)
         assert out.returncode == 0, out.stderr
         assert out.stdout.strip() == expected
+        checked += 1
+    assert checked >= 1  # generic is always there, so at least one case ran

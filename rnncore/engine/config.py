@@ -5,16 +5,18 @@ import platform
 from .._version import __version__
 from . import runtime
 
+try:
+    from .. import _build_info  # written by setup.py
+except ImportError:  # a source tree that was never built
+    _build_info = None
+
 
 def config():
     """The build and runtime configuration as a dict (see :func:`show_config`)."""
     c = runtime.c_ops()
-    try:
-        from .. import _build_info as info
-        build = {"openmp_status": info.openmp_status, "c_flags": " ".join(info.c_flags),
-                 "compiler": info.compiler}
-    except ImportError:
-        build = {}
+    info = _build_info
+    build = {} if info is None else {"openmp_status": info.openmp_status,
+                                     "c_flags": " ".join(info.c_flags), "compiler": info.compiler}
     return {
         "version": __version__,
         "backend": runtime.backend(),

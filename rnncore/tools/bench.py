@@ -36,6 +36,7 @@ import numpy as np
 
 from ..engine import cells, runtime
 from ..engine.config import config
+from ..engine.layers import make_layer
 from ..interop.gates import reorder_gates
 
 # the benchmarked cells, named by their PyTorch class (as in the case names)
@@ -134,9 +135,8 @@ def _train_runner(backend, cell, H, threads, layers, d_out):
     cleared, forward with the values backward needs, backward of
     sum(out * d_out) into every parameter (not into x)."""
     if backend in ("rnncore", "reference"):
-        import rnncore
-        rnncore.set_num_threads(threads)
-        layer = getattr(rnncore, cell)(H, H, num_layers=layers, seed=0)
+        runtime.set_num_threads(threads)
+        layer = make_layer(CELL[cell], H, H, num_layers=layers, seed=0)
 
         def step(x):
             layer.zero_grad()
@@ -171,9 +171,8 @@ def _step_runner(backend, cell, H, threads):
     [N, H], carrying the state from step to step."""
     sd = state_dict(cell, H)
     if backend in ("rnncore", "reference"):
-        import rnncore
-        rnncore.set_num_threads(threads)
-        layer = getattr(rnncore, cell)(H, H)
+        runtime.set_num_threads(threads)
+        layer = make_layer(CELL[cell], H, H)
         layer.load_state_dict(sd)
 
         def steps(x):
@@ -224,9 +223,8 @@ def _runner(backend, cell, H, threads):
     """A zero-argument callable running one forward pass of `backend` on x."""
     sd = state_dict(cell, H)
     if backend in ("rnncore", "reference"):
-        import rnncore
-        rnncore.set_num_threads(threads)
-        layer = getattr(rnncore, cell)(H, H)
+        runtime.set_num_threads(threads)
+        layer = make_layer(CELL[cell], H, H)
         layer.load_state_dict(sd)
         return lambda x: layer(x)
     if backend == "torch":

@@ -17,6 +17,8 @@ import os
 import sys
 import time
 
+from tqdm import tqdm
+
 from .. import optim
 from ..engine import cells, runtime
 from ..files import read_checkpoint, write_checkpoint
@@ -152,7 +154,6 @@ def _plot(history, path):
 
 
 def _progress(total, desc, enabled):
-    from tqdm import tqdm
     return tqdm(total=total, desc=desc, unit="tok", unit_scale=True, disable=not enabled,
                 dynamic_ncols=True, leave=False, file=sys.stderr)
 

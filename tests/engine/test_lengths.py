@@ -4,10 +4,11 @@ every CPU path and on the reference backend."""
 import numpy as np
 import pytest
 
-from conftest import backend, make_layer
+from rnncore.engine import runtime, stack
+from conftest import G_ATOL, G_RTOL, backend, make_layer
 
 MODES = ["RNN_TANH", "RNN_RELU", "LSTM", "GRU"]
-TOL = dict(rtol=1e-4, atol=1e-4)
+TOL = dict(rtol=G_RTOL, atol=G_ATOL)  # outputs and gradients alike (conftest states why)
 
 
 def case(mode, rng, *, L=2, bi=True, bf=False, T=7, N=5, I=4, H=9):
@@ -104,9 +105,49 @@ def test_padding_never_leaks(rng):
         np.testing.assert_array_equal(clean[6][k], dirty[6][k])
 
 
-def test_full_lengths_equal_no_lengths(rng):
-    layer, x, _, (h0, c0, _, _), _ = case("GRU", rng)
-    np.testing.assert_array_equal(layer(x, h0, lengths=[7] * 5)[0], layer(x, h0)[0])
+@pytest.mark.parametrize("stacked", [False, True], ids=["1x1", "2x2"])
+@pytest.mark.parametrize("bf", [False, True], ids=["tmajor", "bfirst"])
+@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+def test_full_lengths_equal_no_lengths(ops, mode, bf, stacked, rng):
+    """The padded-batch path with every length = T gives the plain path's
+    answer, forward and backward. layer() hands all-full lengths to the plain
+    path itself, so the padded path is forced here through the engine's loop.
+
+    Bit for bit, except where the float32 summation order differs by design:
+    the kernels' plain path adds the reverse direction's input gradient
+    inside its GEMM (per K block) while the padded path adds each direction's
+    finished product, so below a bidirectional layer the gradients agree to
+    float32 rounding; the padded path is time-major, so for a batch-first
+    input the weight gradients sum the same rows in another order; the
+    reference sums a padded batch's parameter
+    gradients one sequence at a time."""
+    L, bi = (2, True) if stacked else (1, False)
+    layer, x, _, (h0, c0, dh_n, dc_n), d_out = case(mode, rng, bf=bf, L=L, bi=bi)
+    c0 = c0 if mode == "LSTM" else None
+    dc_n = dc_n if mode == "LSTM" else None
+    params = layer._layer_params()
+    full = np.full(x.shape[0 if bf else 1], x.shape[1 if bf else 0], np.int64)
+    results = []
+    for lengths in (None, full):
+        grads = [[{k: (None if v is None else np.zeros_like(v)) for k, v in g.items()}
+                  for g in per_layer] for per_layer in layer._layer_grads()]
+        y, h_n, c_n, record = stack.forward(ops, layer.cell, x, h0, c0, params, batch_first=bf,
+                                            n_threads=runtime.get_num_threads(),
+                                            lengths=lengths, train=True)
+        assert (record.sorted is not None) == (lengths is not None and ops.sorts_lengths)
+        dx, dh0, dc0 = stack.backward(layer.cell, record, params, grads, d_out, dh_n, dc_n,
+                                      input_grad=True, n_threads=runtime.get_num_threads())
+        flat = [g[k] for per_layer in grads for g in per_layer for k in sorted(g)
+                if g[k] is not None]
+        results.append([y, h_n, c_n, dx, dh0, dc0] + flat)
+    exact_backward = not stacked and not bf and ops.name == "c"
+    for i, (plain, padded) in enumerate(zip(*results)):
+        if plain is None:
+            continue
+        if i < 3 or exact_backward:
+            np.testing.assert_array_equal(plain, padded)
+        else:
+            np.testing.assert_allclose(plain, padded, rtol=1e-5, atol=1e-6)
 
 
 def test_lengths_errors_name_the_argument(rng):

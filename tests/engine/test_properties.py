@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import rnncore
-from conftest import MODES, backend, call, make_layer
+from conftest import ATOL, MODES, RTOL, backend, call, make_layer
 
 hyp = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
@@ -54,7 +54,7 @@ def same(a, b):
     np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
     fin = np.isfinite(b) & np.isfinite(a)
     np.testing.assert_array_equal(np.isinf(a), np.isinf(b))
-    np.testing.assert_allclose(a[fin], b[fin], rtol=2e-3, atol=2e-4)
+    np.testing.assert_allclose(a[fin], b[fin], rtol=RTOL, atol=ATOL)
 
 
 def outcome(fn):

@@ -1,0 +1,38 @@
+"""Results are bit-identical to those of the code before the package layout
+change (tests/golden: the grid, and the hashes the old code recorded per
+backend and CPU path), at every thread count."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+import rnncore
+from rnncore.engine import runtime
+from conftest import C_OPS, ISAS
+
+GOLDEN = Path(__file__).resolve().parents[1] / "golden"
+sys.path.insert(0, str(GOLDEN))
+from grid import digest, run_grid  # noqa: E402
+
+HASHES = json.loads((GOLDEN / "hashes.json").read_text())
+
+
+@pytest.mark.parametrize("path", ["reference", "avx512", "avx2", "generic"])
+def test_bit_identical_to_the_recorded_results(path, n_threads):
+    if path != "reference" and path not in ISAS:
+        pytest.skip(f"CPU path {path} is not available here")
+    saved = C_OPS.isa() if C_OPS else None
+    try:
+        if path != "reference":
+            C_OPS.set_isa(path)
+        with runtime.using_backend("reference" if path == "reference" else "c"):
+            got = run_grid()
+    finally:
+        if saved:
+            C_OPS.set_isa(saved)
+    expected = HASHES[path]
+    assert sorted(got) == sorted(expected)
+    differ = [key for key in expected if digest(got[key]) != expected[key]]
+    assert not differ, f"{len(differ)} of {len(expected)} arrays differ, e.g. {differ[:5]}"
+    assert rnncore.get_num_threads() == n_threads
