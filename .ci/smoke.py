@@ -6,7 +6,7 @@ import tempfile
 import numpy as np
 
 import rnncore
-from rnncore import _api
+from rnncore.engine import runtime
 
 rng = np.random.default_rng(0)
 for cls, kw in ((rnncore.LSTM, {"peephole": True}), (rnncore.GRU, {"reset_after": False}),
@@ -19,7 +19,7 @@ for cls, kw in ((rnncore.LSTM, {"peephole": True}), (rnncore.GRU, {"reset_after"
     uni = cls(5, 7, num_layers=2, **kw)
     uni.step(x[0])
 rnncore.softmax_cross_entropy(rng.standard_normal((4, 33)).astype(np.float32), np.array([0, 5, -1, 32]))
-_api.matmul(rng.standard_normal((13, 9)).astype(np.float32), rng.standard_normal((9, 40)).astype(np.float32))
+runtime.matmul(rng.standard_normal((13, 9)).astype(np.float32), rng.standard_normal((9, 40)).astype(np.float32))
 vocab = rnncore.Vocabulary.build("to be or not to be\n", "char")
 lm = rnncore.LanguageModel(vocab, "lstm", 8, 16, 2, seed=0)
 lm.train_step(*rng.integers(0, len(vocab), (2, 5, 2)))

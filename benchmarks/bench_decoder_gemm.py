@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 import rnncore
-from rnncore import _api
+from rnncore.engine import runtime
 
 M, H, V = 2240, 512, 10000
 
@@ -29,11 +29,11 @@ def main():
     dz = rng.standard_normal((M, V), dtype=np.float32)
     th, tw, tdz = map(torch.from_numpy, (h, w, dz))
     cases = {  # name: (rnncore, torch); out arrays preallocated, as in the LM step
-        "logits h W^T (K = 512)": (lambda o=np.empty((M, V), np.float32): _api.matmul(h, w.T, out=o),
+        "logits h W^T (K = 512)": (lambda o=np.empty((M, V), np.float32): runtime.matmul(h, w.T, out=o),
                                    lambda: torch.mm(th, tw.T)),
-        "weight gradient dz^T h (K = 2240)": (lambda o=np.empty((V, H), np.float32): _api.matmul(dz.T, h, out=o),
+        "weight gradient dz^T h (K = 2240)": (lambda o=np.empty((V, H), np.float32): runtime.matmul(dz.T, h, out=o),
                                               lambda: torch.mm(tdz.T, th)),
-        "input gradient dz W (K = 10k)": (lambda o=np.empty((M, H), np.float32): _api.matmul(dz, w, out=o),
+        "input gradient dz W (K = 10k)": (lambda o=np.empty((M, H), np.float32): runtime.matmul(dz, w, out=o),
                                           lambda: torch.mm(tdz, tw)),
     }
     gflop = 2 * M * H * V / 1e9

@@ -1,12 +1,12 @@
 """Forward-pass comparison of rnncore, PyTorch, ONNX Runtime and the NumPy
-reference; the same program as ``rnncore bench`` (see rnncore/bench.py).
+reference; the same program as ``rnncore bench`` (see rnncore/tools/bench.py).
 
     python benchmarks/bench_forward.py --quick
     python benchmarks/bench_forward.py --json results.json      # the full grid
 """
 import argparse
 
-from rnncore import bench
+from rnncore.tools import bench
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

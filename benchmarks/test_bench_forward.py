@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 
 import rnncore
-from rnncore.bench import case_name, state_dict
+from rnncore.tools.bench import state_dict
+from rnncore.tools.cases import REGRESSION, case_name
 
 pytest.importorskip("pytest_benchmark")
 
-CASES = [(cell, 100, n, h) for cell in ("RNN", "LSTM", "GRU") for h in (256, 512) for n in (1, 16, 64)]
+CASES = REGRESSION
 
 
 @pytest.mark.parametrize("cell, T, N, H", CASES, ids=[case_name(*c) for c in CASES])

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import rnncore
-from rnncore.bench import case_name
+from rnncore.tools.cases import case_name
 
 pytest.importorskip("pytest_benchmark")
 

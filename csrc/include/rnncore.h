@@ -98,7 +98,7 @@ typedef struct {
 /*
  * Variable lengths (rnc_fwd_args.lengths, rnc_bwd_args.lengths): sequence n
  * runs for lengths[n] steps, 1 <= lengths[n] <= T, and the lengths must be
- * non-increasing in n (callers sort the batch; rnncore/_api.py does). Only
+ * non-increasing in n (callers sort the batch; rnncore/engine/lengths.py does). Only
  * time-major and forward in time (batch_first = reverse = 0; a reverse
  * direction is a forward pass over each sequence reversed within its own
  * length). Step t computes only the lengths[n] > t rows, so the work follows

@@ -34,36 +34,19 @@ import time
 
 import numpy as np
 
-from ..engine import cells, runtime
+from ..engine import runtime
 from ..engine.config import config
 from ..engine.layers import make_layer
 from ..interop.gates import reorder_gates
+from .cases import (CELL, CELLS, FULL, QUICK, STEP_FULL, STEP_QUICK, TRAIN_FULL, TRAIN_QUICK,
+                    case_name)
 
-# the benchmarked cells, named by their PyTorch class (as in the case names)
-CELL = {"RNN": cells.cell("RNN_TANH"), "LSTM": cells.cell("LSTM"), "GRU": cells.cell("GRU")}
-CELLS = tuple(CELL)
 GATES = {name: c.gates for name, c in CELL.items()}
 BACKENDS = ("rnncore", "torch", "onnxruntime", "reference")
 PAUSE_S = 0.05  # between two backends' turns: idle thread pools go to sleep
-FULL = dict(cells=CELLS, hidden=(256, 512, 1024), batch=(1, 16, 64), steps=100, threads=(1, 2))
-QUICK = dict(cells=CELLS, hidden=(256,), batch=(1, 16), steps=100, threads=(1,))
-# training: the issue's 2-layer, N = 64, T = 35 step (Zaremba et al.'s unroll)
-TRAIN_FULL = dict(cells=CELLS, hidden=(256, 512), batch=(64,), steps=35, threads=(1, 2))
-TRAIN_QUICK = dict(cells=CELLS, hidden=(256,), batch=(64,), steps=35, threads=(1,))
 TRAIN_BACKENDS = ("rnncore", "torch", "reference")  # ONNX Runtime does not train
-# streaming: one time step at N = 1 (layer.step; torch's *Cell modules; ONNX
-# Runtime on a T = 1 graph), timed over STEP_REPS steps a call
-STEP_FULL = dict(cells=CELLS, hidden=(256, 512, 1024), batch=(1,), steps=1, threads=(1, 2))
-STEP_QUICK = dict(cells=CELLS, hidden=(512,), batch=(1,), steps=1, threads=(1,))
-STEP_REPS = 200
-
-
-def case_name(cell, T, N, H, kind="forward", layers=1):
-    if kind == "train":
-        return f"train_{cell.lower()}_l{layers}_t{T}_n{N}_h{H}"
-    if kind == "step":
-        return f"step_{cell.lower()}_n{N}_h{H}"
-    return f"{cell.lower()}_t{T}_n{N}_i{H}_h{H}"
+STEP_REPS = 200  # streaming cases: single steps timed per call (layer.step; torch's
+                 # *Cell modules; ONNX Runtime on a T = 1 graph)
 
 
 def flops(cell, T, N, H):

@@ -2,8 +2,6 @@
 foundation issue: every cell x num_layers 1-3 x both directions x both layouts
 x N in {1, 5} x T in {1, 9} x H in {1, 7, 17, 64} x I in {1, 3, 33}, with
 non-zero initial states."""
-import itertools
-
 import numpy as np
 import pytest
 
@@ -13,7 +11,7 @@ from conftest import ATOL, RTOL, backend, call, make_layer, oracle
 pytestmark = pytest.mark.usefixtures("isa")  # every CPU path
 
 MODES = ["RNN_TANH", "RNN_RELU", "LSTM", "GRU", "GRU_RB", "LSTM_PEEPHOLE", "LSTM_CIFG", "LSTM_PEEPHOLE_CIFG"]
-GRID = list(itertools.product([1, 5], [1, 9], [1, 7, 17, 64], [1, 3, 33]))  # N, T, H, I
+from rnncore.tools.cases import KERNEL_GRID as GRID  # (N, T, H, I)
 
 
 @pytest.mark.parametrize("batch_first", [False, True], ids=["tmajor", "bfirst"])
