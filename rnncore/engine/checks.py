@@ -47,7 +47,8 @@ def as_float32(name, value):
 
 
 def shape_str(shape):
-    return "(" + ", ".join(str(s) for s in shape) + ")"
+    """A shape as Python writes it: (3, 4), (5,), ()."""
+    return str(tuple(int(s) for s in shape))
 
 
 def check_shape(name, arr, expected, what):

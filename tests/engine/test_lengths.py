@@ -66,7 +66,7 @@ def assert_same(a, b, where):
 @pytest.mark.parametrize("batch_first", [False, True], ids=["tmajor", "bfirst"])
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
 @pytest.mark.parametrize("mode", MODES)
-def test_lengths_match_torch_packed_sequences(mode, bidirectional, batch_first, rng):
+def test_lengths_match_torch_packed_sequences(mode, bidirectional, batch_first, rng, n_threads):
     torch = pytest.importorskip("torch")
     layer, x, lengths, (h0, c0, dh_n, dc_n), d_out = case(mode, rng, bi=bidirectional,
                                                           bf=batch_first)
@@ -108,7 +108,7 @@ def test_padding_never_leaks(rng):
 @pytest.mark.parametrize("stacked", [False, True], ids=["1x1", "2x2"])
 @pytest.mark.parametrize("bf", [False, True], ids=["tmajor", "bfirst"])
 @pytest.mark.parametrize("mode", ["LSTM", "GRU"])
-def test_full_lengths_equal_no_lengths(ops, mode, bf, stacked, rng):
+def test_full_lengths_equal_no_lengths(ops, mode, bf, stacked, rng, n_threads):
     """The padded-batch path with every length = T gives the plain path's
     answer, forward and backward. layer() hands all-full lengths to the plain
     path itself, so the padded path is forced here through the engine's loop.

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import rnncore
-from conftest import backend
+from conftest import C_OPS, ISAS, backend
 
 
 def numpy_xent(z, t):
@@ -13,16 +13,28 @@ def numpy_xent(z, t):
     return -np.take_along_axis(logp, t[..., None], axis=-1)[..., 0], np.exp(logp)
 
 
-@pytest.mark.usefixtures("isa")
-@pytest.mark.parametrize("name", ["c", "reference"])
+@pytest.fixture(params=[f"c-{isa}" for isa in ISAS] + ["reference"])
+def xent_path(request):
+    """The fused loss on every CPU path (its row kernel is dispatched), and
+    on the reference."""
+    if request.param == "reference":
+        with backend("reference"):
+            yield request.param
+        return
+    saved = C_OPS.isa()
+    C_OPS.set_isa(request.param[2:])
+    with backend("c"):
+        yield request.param
+    C_OPS.set_isa(saved)
+
+
 @pytest.mark.parametrize("V", [1, 7, 10000])
-def test_matches_float64(name, V, rng):
+def test_matches_float64(xent_path, V, rng):
     z = (rng.standard_normal((3, 11, V)) * 4).astype(np.float32)
     t = rng.integers(0, V, size=(3, 11))
-    with backend(name):
-        losses, dz = rnncore.softmax_cross_entropy(z, t, reduction="none")
-        mean, dz_mean = rnncore.softmax_cross_entropy(z, t)
-        total, _ = rnncore.softmax_cross_entropy(z, t, reduction="sum", grad=False)
+    losses, dz = rnncore.softmax_cross_entropy(z, t, reduction="none")
+    mean, dz_mean = rnncore.softmax_cross_entropy(z, t)
+    total, _ = rnncore.softmax_cross_entropy(z, t, reduction="sum", grad=False)
     ref, p = numpy_xent(z, t)
     np.testing.assert_allclose(losses, ref, rtol=1e-5, atol=1e-5)
     onehot = np.zeros_like(p)

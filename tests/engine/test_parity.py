@@ -8,12 +8,12 @@ import pytest
 import rnncore
 from conftest import ATOL, RTOL, backend, call, make_layer, oracle
 
-pytestmark = pytest.mark.usefixtures("isa")  # every CPU path
 
 MODES = ["RNN_TANH", "RNN_RELU", "LSTM", "GRU", "GRU_RB", "LSTM_PEEPHOLE", "LSTM_CIFG", "LSTM_PEEPHOLE_CIFG"]
 from rnncore.tools.cases import KERNEL_GRID as GRID  # (N, T, H, I)
 
 
+@pytest.mark.usefixtures("isa")  # the kernels on every CPU path
 @pytest.mark.parametrize("batch_first", [False, True], ids=["tmajor", "bfirst"])
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
 @pytest.mark.parametrize("num_layers", [1, 2, 3])
@@ -38,6 +38,7 @@ def test_parity_grid(mode, num_layers, bidirectional, batch_first, rng):
             np.testing.assert_allclose(c, c_ref, rtol=RTOL, atol=ATOL, err_msg=where)
 
 
+@pytest.mark.usefixtures("isa")  # the kernels on every CPU path
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("bias", [True, False])
 def test_parity_without_bias_and_zero_state(mode, bias, rng):
@@ -56,6 +57,7 @@ def test_parity_without_bias_and_zero_state(mode, bias, rng):
     assert len(layer.state_dict()) == (16 if bias else 8) + extra  # 2 layers x 2 directions
 
 
+@pytest.mark.usefixtures("isa")  # the kernels on every CPU path
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("batch_first", [False, True])
 def test_unbatched_equals_batch_of_one(mode, batch_first, rng):
@@ -74,6 +76,7 @@ def test_unbatched_equals_batch_of_one(mode, batch_first, rng):
         np.testing.assert_array_equal(c, cb[:, 0])
 
 
+@pytest.mark.usefixtures("isa")  # the kernels on every CPU path
 @pytest.mark.parametrize("mode", MODES)
 def test_large_hidden_multi_tile(mode, rng):
     """H = 1000 (not a multiple of the 16-unit tile) and I = 130, several threads."""
@@ -88,6 +91,7 @@ def test_large_hidden_multi_tile(mode, rng):
         np.testing.assert_allclose(c, c_ref, rtol=RTOL, atol=ATOL)
 
 
+@pytest.mark.usefixtures("isa")  # the kernels on every CPU path
 @pytest.mark.parametrize("mode", MODES)
 def test_reference_backend_matches_c(mode, rng):
     layer = make_layer(mode, 8, 12, num_layers=2, bidirectional=True, batch_first=True, seed=2)
@@ -105,6 +109,7 @@ def test_backend_name():
     assert rnncore.backend() in ("c", "reference")
 
 
+@pytest.mark.usefixtures("isa")  # the kernels on every CPU path
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("batch_first", [False, True], ids=["tmajor", "bfirst"])
 @pytest.mark.parametrize("N, T", [(40, 13), (3, 200), (100, 5)])

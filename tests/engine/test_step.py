@@ -27,7 +27,7 @@ def stepped(layer, x, h0=None, c0=None):
 @pytest.mark.usefixtures("isa")
 @pytest.mark.parametrize("num_layers", [1, 3])
 @pytest.mark.parametrize("mode", MODES)
-def test_steps_equal_the_whole_sequence(mode, num_layers, rng):
+def test_steps_equal_the_whole_sequence(mode, num_layers, rng, n_threads):
     for N, H, I in [(1, 7, 3), (5, 17, 1), (4, 64, 33), (2, 1, 2)]:
         layer = make_layer(mode, I, H, num_layers=num_layers, seed=int(rng.integers(1 << 30)))
         x = rng.standard_normal((9, N, I)).astype(np.float32)

@@ -13,7 +13,6 @@ import rnncore
 from rnncore.engine import runtime
 from conftest import ATOL, RTOL, call, make_layer, oracle
 
-pytestmark = pytest.mark.usefixtures("isa")  # every CPU path
 
 MODES = ["RNN_TANH", "RNN_RELU", "LSTM", "GRU"]
 
@@ -25,6 +24,7 @@ def restore_threads():
     runtime._num_threads = saved
 
 
+@pytest.mark.usefixtures("isa")  # the kernels on every CPU path
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("batch_first", [False, True])
 def test_every_thread_count_gives_identical_results(mode, batch_first, rng, restore_threads):
@@ -45,6 +45,7 @@ def test_every_thread_count_gives_identical_results(mode, batch_first, rng, rest
     np.testing.assert_allclose(results[0][0], y_ref, rtol=RTOL, atol=ATOL)
 
 
+@pytest.mark.usefixtures("isa")  # the kernels on every CPU path
 def test_concurrent_calls_on_one_model(rng):
     lstm = rnncore.LSTM(32, 96, num_layers=2, seed=0)
     inputs = [rng.standard_normal((20, 4, 32)).astype(np.float32) for _ in range(8)]
@@ -86,6 +87,7 @@ def run_in_threads(worker, n):
     assert not errors, errors
 
 
+@pytest.mark.usefixtures("isa")  # the kernels on every CPU path
 def test_concurrent_streaming_steps_on_one_model(rng):
     """8 threads stepping their own streams through one layer (each thread
     gets its own compiled plan and workspace)."""
@@ -111,6 +113,7 @@ def test_concurrent_streaming_steps_on_one_model(rng):
         np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.usefixtures("isa")  # the kernels on every CPU path
 def test_concurrent_training_on_separate_models_and_inference_on_one(rng):
     """Training passes of different layers and inference calls of a shared
     one, from 8 threads at once, equal the serial results."""
@@ -139,6 +142,7 @@ def test_concurrent_training_on_separate_models_and_inference_on_one(rng):
             np.testing.assert_array_equal(grads[i][k], expected_grads[i][k])
 
 
+@pytest.mark.usefixtures("isa")  # the kernels on every CPU path
 def test_absurd_thread_count_is_capped(restore_threads, rng):
     rnncore.set_num_threads(10 ** 6)
     lstm = rnncore.LSTM(16, 300, seed=0)
@@ -185,6 +189,7 @@ def test_omp_num_threads_is_respected():
     assert out.stdout.strip() == "3"
 
 
+@pytest.mark.usefixtures("isa")  # the kernels on every CPU path
 def test_set_num_threads_during_concurrent_calls(rng, restore_threads):
     """8 threads running forward passes, the fused loss, the GEMM and a
     language model while another changes the thread count all the time:

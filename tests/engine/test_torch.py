@@ -9,7 +9,6 @@ from conftest import ATOL, RTOL, call, make_layer
 
 torch = pytest.importorskip("torch")
 
-pytestmark = pytest.mark.usefixtures("isa")  # every CPU path
 
 TORCH = {"RNN_TANH": (torch.nn.RNN, {"nonlinearity": "tanh"}),
          "RNN_RELU": (torch.nn.RNN, {"nonlinearity": "relu"}),
@@ -36,6 +35,7 @@ def torch_call(module, x, h0=None, c0=None, dtype=torch.float32):
     return y.numpy(), state.numpy(), None
 
 
+@pytest.mark.usefixtures("isa")  # the kernels on every CPU path
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("batch_first", [False, True])
 @pytest.mark.parametrize("bidirectional", [False, True])
@@ -60,6 +60,7 @@ def test_torch_weights_load_unchanged(mode, num_layers, bidirectional, batch_fir
             np.testing.assert_allclose(a, b, rtol=RTOL, atol=ATOL)
 
 
+@pytest.mark.usefixtures("isa")  # the kernels on every CPU path
 @pytest.mark.parametrize("mode", list(TORCH))
 def test_torch_unbatched_and_default_state(mode, rng):
     module = torch_module(mode, 4, 5, num_layers=2, bidirectional=True)
@@ -74,6 +75,7 @@ def test_torch_unbatched_and_default_state(mode, rng):
             np.testing.assert_allclose(a, b, rtol=RTOL, atol=ATOL)
 
 
+@pytest.mark.usefixtures("isa")  # the kernels on every CPU path
 @pytest.mark.parametrize("mode", list(TORCH))
 def test_our_weights_load_into_torch(mode, rng):
     layer = make_layer(mode, 3, 8, num_layers=2, seed=11)
