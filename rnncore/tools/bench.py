@@ -430,13 +430,13 @@ def floor_ms(cell, T, N, H, threads, probe, machine):
 # ------------------------------------------------------------------ report
 
 def run(cells, hidden, batch, steps, threads, backends, repeat, budget_s, progress=print,
-        kind="forward", layers=1):
+        kind="forward", layers=1, probe_seconds=0.3):
     machine = machine_line()
     progress(f"machine: {machine['cpu']} | {machine['isa_flags']} | {machine['cores']} cores")
     cfg = config()
     progress(f"rnncore {cfg['version']}: backend {cfg['backend']}, cpu path {cfg['cpu_path']}, "
              f"openmp {'on' if cfg['openmp'] else 'off'}; numpy {np.__version__}")
-    probe = probes(threads)
+    probe = probes(threads, probe_seconds)
     for t, p in probe.items():
         progress(f"probes, {t} thread(s): peak {p['peak_gflops']:.0f} GFLOP/s, read L2 "
                  f"{p['l2_gbps']:.0f} / L3 {p['l3_gbps']:.0f} / DRAM {p['dram_gbps']:.0f} GB/s")
@@ -548,6 +548,8 @@ def add_arguments(parser):
     parser.add_argument("--budget", type=float, default=5.0,
                         help="seconds per case after which fewer (>= 3) repeats suffice")
     parser.add_argument("--json", metavar="PATH", help="also write the report as JSON")
+    parser.add_argument("--probe-seconds", type=float, default=0.3,
+                        help="duration of each machine probe, best of 3 (default 0.3)")
 
 
 def main_from_args(args):
@@ -570,13 +572,15 @@ def main_from_args(args):
     for key in ("hidden", "batch", "threads"):
         if any(v < 1 for v in grid[key]):
             raise SystemExit(f"rnncore bench: --{key} values must be >= 1")
+    if not 0 < args.probe_seconds <= 60:
+        raise SystemExit("rnncore bench: --probe-seconds must be in (0, 60]")
     if grid["steps"] < 1 or args.repeat < 1 or args.layers < 1:
         raise SystemExit("rnncore bench: --steps, --repeat and --layers must be >= 1")
     report = run(grid["cells"], grid["hidden"], grid["batch"], grid["steps"], grid["threads"],
                  backends, args.repeat, args.budget,
                  progress=lambda s: print(s, file=sys.stderr, flush=True),
                  kind="train" if args.train else "step" if args.step else "forward",
-                 layers=args.layers if args.train else 1)
+                 layers=args.layers if args.train else 1, probe_seconds=args.probe_seconds)
     print(format_table(report))
     scaling = format_scaling(report)
     if scaling:

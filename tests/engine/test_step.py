@@ -43,19 +43,17 @@ def test_steps_equal_the_whole_sequence(mode, num_layers, rng, n_threads):
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_step_on_the_reference_backend_and_batch_first(mode, rng):
+def test_steps_on_each_backend_with_batch_first(ops, mode, rng):
     layer = make_layer(mode, 3, 6, num_layers=2, batch_first=True, seed=1)
     x = rng.standard_normal((4, 5, 3)).astype(np.float32)  # (N, T, I)
     y_seq, h_seq, _ = call(layer, x)
-    for name in ("c", "reference"):
-        with backend(name):
-            state, outs = None, []
-            for t in range(5):
-                y, state = layer.step(x[:, t], state)
-                outs.append(y)
-        h = state[0] if mode.startswith("LSTM") else state
-        np.testing.assert_allclose(np.stack(outs, axis=1), y_seq, rtol=1e-4, atol=1e-5)
-        np.testing.assert_allclose(h, h_seq, rtol=1e-4, atol=1e-5)
+    state, outs = None, []
+    for t in range(5):
+        y, state = layer.step(x[:, t], state)
+        outs.append(y)
+    h = state[0] if mode.startswith("LSTM") else state
+    np.testing.assert_allclose(np.stack(outs, axis=1), y_seq, rtol=STEP_RTOL, atol=STEP_ATOL)
+    np.testing.assert_allclose(h, h_seq, rtol=STEP_RTOL, atol=STEP_ATOL)
 
 
 def test_unbatched_steps_and_state_shapes(rng):

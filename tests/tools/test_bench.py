@@ -54,7 +54,8 @@ def test_floor_definition():
 
 def test_quick_bench_command(tmp_path):
     report_path = tmp_path / "r.json"
-    out = subprocess.run([sys.executable, "-m", "rnncore", "bench", "--cells", "LSTM", "--hidden", "32",
+    out = subprocess.run([sys.executable, "-m", "rnncore", "bench", "--probe-seconds", "0.02",
+                          "--cells", "LSTM", "--hidden", "32",
                           "--batch", "2", "--steps", "4", "--threads", "1", "--repeat", "3",
                           "--backends", "rnncore", "reference", "--json", str(report_path)],
                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
@@ -75,7 +76,8 @@ def test_train_flops_definition():
 
 def test_train_bench_command(tmp_path):
     report_path = tmp_path / "r.json"
-    out = subprocess.run([sys.executable, "-m", "rnncore", "bench", "--train", "--cells", "GRU",
+    out = subprocess.run([sys.executable, "-m", "rnncore", "bench", "--probe-seconds", "0.02",
+                          "--train", "--cells", "GRU",
                           "--hidden", "32", "--batch", "2", "--steps", "4", "--threads", "1",
                           "--repeat", "3", "--backends", "rnncore", "reference",
                           "--json", str(report_path)],
@@ -85,9 +87,13 @@ def test_train_bench_command(tmp_path):
     row = json.loads(report_path.read_text())["rows"][0]
     assert row["kind"] == "train" and row["layers"] == 2 and set(row["ms"]) == {"rnncore", "reference"}
     assert 0 < row["pct_peak"] and row["floor_ms"] > 0
-    bad = subprocess.run([sys.executable, "-m", "rnncore", "bench", "--train", "--backends",
+    bad = subprocess.run([sys.executable, "-m", "rnncore", "bench", "--probe-seconds", "0.02",
+                          "--train", "--backends",
                           "onnxruntime"], capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert bad.returncode != 0 and "cannot" not in bad.stdout
+    bad = subprocess.run([sys.executable, "-m", "rnncore", "bench", "--probe-seconds", "0"],
+                         capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert bad.returncode != 0 and "--probe-seconds must be in (0, 60]" in bad.stderr
 
 
 @pytest.mark.parametrize("cell", bench.CELLS)
@@ -112,7 +118,8 @@ def test_onnx_stateful_graph_carries_the_state_like_step(cell):
 
 
 def test_step_bench_command(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "rnncore", "bench", "--step", "--cells", "LSTM",
+    out = subprocess.run([sys.executable, "-m", "rnncore", "bench", "--probe-seconds", "0.02",
+                          "--step", "--cells", "LSTM",
                           "--hidden", "32", "--threads", "1", "--repeat", "3",
                           "--backends", "rnncore", "reference", "--json", str(tmp_path / "r.json")],
                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
@@ -133,7 +140,8 @@ def test_bench_workers_import_the_installed_package(tmp_path):
     fake = tmp_path / "rnncore"
     fake.mkdir()
     (fake / "__init__.py").write_text("raise ImportError('imported the wrong rnncore')\n")
-    out = subprocess.run([exe, "bench", "--cells", "GRU", "--hidden", "16", "--batch", "2",
+    out = subprocess.run([exe, "bench", "--probe-seconds", "0.02",
+                          "--cells", "GRU", "--hidden", "16", "--batch", "2",
                           "--steps", "3", "--threads", "1", "--repeat", "3", "--backends", "rnncore"],
                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
