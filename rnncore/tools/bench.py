@@ -553,6 +553,9 @@ def add_arguments(parser):
 
 
 def main_from_args(args):
+    if runtime.c_ops() is None:
+        raise SystemExit("rnncore bench: needs the C extension, which failed to import "
+                         f"({runtime.CORE_ERROR}); rebuild with pip install .")
     if args.train and args.step:
         raise SystemExit("rnncore bench: --train and --step exclude each other")
     if args.step:

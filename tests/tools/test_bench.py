@@ -10,7 +10,9 @@ import pytest
 
 import rnncore
 from rnncore.tools import bench
-from conftest import ATOL, RTOL
+from conftest import ATOL, C_OPS, RTOL
+
+needs_c = pytest.mark.skipif(C_OPS is None, reason="rnncore bench times the C extension")
 
 
 @pytest.mark.parametrize("cell", bench.CELLS)
@@ -27,6 +29,7 @@ def test_onnx_model_matches_rnncore(cell):
     np.testing.assert_allclose(y_onnx[:, 0], layer(x)[0], rtol=RTOL, atol=ATOL)
 
 
+@needs_c
 def test_worker_protocol(tmp_path):
     w = bench._Worker("rnncore", 1)
     try:
@@ -52,6 +55,7 @@ def test_floor_definition():
     assert bench.floor_ms("LSTM", T, 64, H, 1, probe, machine) == pytest.approx((f_in + f_rec) / 100e9 * 1e3)
 
 
+@needs_c
 def test_quick_bench_command(tmp_path):
     report_path = tmp_path / "r.json"
     out = subprocess.run([sys.executable, "-m", "rnncore", "bench", "--probe-seconds", "0.02",
@@ -74,6 +78,7 @@ def test_train_flops_definition():
     assert bench.train_flops("RNN", 35, 64, 512, 1) == pytest.approx(5 * one / 4)
 
 
+@needs_c
 def test_train_bench_command(tmp_path):
     report_path = tmp_path / "r.json"
     out = subprocess.run([sys.executable, "-m", "rnncore", "bench", "--probe-seconds", "0.02",
@@ -117,6 +122,7 @@ def test_onnx_stateful_graph_carries_the_state_like_step(cell):
         np.testing.assert_allclose(out[0][0, 0], y, rtol=RTOL, atol=ATOL)
 
 
+@needs_c
 def test_step_bench_command(tmp_path):
     out = subprocess.run([sys.executable, "-m", "rnncore", "bench", "--probe-seconds", "0.02",
                           "--step", "--cells", "LSTM",
@@ -129,6 +135,7 @@ def test_step_bench_command(tmp_path):
     assert row["kind"] == "step" and row["us"]["rnncore"] > 0 and row["floor_us"] > 0
 
 
+@needs_c
 def test_bench_workers_import_the_installed_package(tmp_path):
     """From a folder holding another `rnncore` (a source checkout: the
     README runs `rnncore bench` from one), the workers still import the
@@ -146,3 +153,10 @@ def test_bench_workers_import_the_installed_package(tmp_path):
                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "gru_t3_n2_i16_h16" in out.stdout and "rnncore ms" in out.stdout, out.stdout
+
+
+@pytest.mark.skipif(C_OPS is not None, reason="runs where the extension is missing")
+def test_bench_without_the_extension_says_so(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "rnncore", "bench", "--quick"],
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert out.returncode != 0 and "rnncore bench: needs the C extension" in out.stderr
