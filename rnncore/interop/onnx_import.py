@@ -8,7 +8,9 @@ ConstantOfShape, Expand). The returned object's
 Supported operator attributes: ``hidden_size``, ``direction`` (forward,
 reverse, bidirectional), ``layout`` 0 and 1, ``linear_before_reset`` 0 and 1,
 ``input_forget``, peepholes ``P``, ``sequence_lens``, ``initial_h`` /
-``initial_c`` and the outputs ``Y``, ``Y_h``, ``Y_c``; ``activations`` (every
+``initial_c`` and the outputs ``Y``, ``Y_h``, ``Y_c``; ``W``, ``R``, ``B`` and
+``P`` as initializers or as graph inputs (layers built from the first run's
+values, rebuilt when they change; ONNX's own node cases pass them so); ``activations`` (every
 function of the specification, with ``activation_alpha`` / ``activation_beta``)
 and ``clip``. Nodes with the default activations (or Relu for RNN) and no
 clip run on the C kernels; the others on rnncore.reference (float64 NumPy)
@@ -80,11 +82,13 @@ class _RecurrentNode:
         inputs = list(node.input) + [""] * (8 - len(node.input))
         self.names = dict(zip(["X", "W", "R", "B", "sequence_lens", "initial_h", "initial_c", "P"],
                               inputs))
-        for name in ("W", "R"):
-            if self.names[name] not in consts:
-                raise NotImplementedError(f"{op} node {node.name!r}: {name} must be an initializer")
         self.D = D
-        self.layers = [self._layer(consts, d) for d in range(D)]
+        # weights, biases and peepholes given as graph inputs rather than
+        # initializers: their layers are built from the first run's values
+        self.fed = [self.names[n] for n in ("W", "R", "B", "P")
+                    if self.names[n] and self.names[n] not in consts]
+        self.layers = None if self.fed else [self._layer(consts, d) for d in range(D)]
+        self._built = None  # (the fed arrays, their layers)
 
     @staticmethod
     def _functions(acts, alphas, betas, D):
@@ -102,10 +106,27 @@ class _RecurrentNode:
         per = len(fns) // D
         return [fns[d * per:(d + 1) * per] for d in range(D)]
 
+    def _layers_from(self, values):
+        """The layers of weights fed as graph inputs, rebuilt (and re-packed)
+        only when the fed arrays change between runs."""
+        fed = [np.asarray(values[name]) for name in self.fed]
+        built = self._built
+        if built is None or any(a.shape != b.shape or not np.array_equal(a, b)
+                                for a, b in zip(fed, built[0])):
+            built = self._built = ([a.copy() for a in fed],
+                                   [self._layer(values, d) for d in range(self.D)])
+        return built[1]
+
     def _layer(self, consts, d):
+        """Direction d's layer from the node's weights in `consts` (the
+        initializers, or every value of a run)."""
         op, H = self.op, self.H
         order = _TO_TORCH[op]
-        W, R = consts[self.names["W"]][d], consts[self.names["R"]][d]
+        W, R = np.asarray(consts[self.names["W"]]), np.asarray(consts[self.names["R"]])
+        if W.ndim != 3 or R.ndim != 3 or d >= min(W.shape[0], R.shape[0]):
+            raise ValueError(f"{op} node {self.node.name!r}: W {W.shape} and R {R.shape} must be "
+                             f"[num_directions = {self.D}, gates*hidden_size, ...]")
+        W, R = W[d], R[d]
         G = len(order)
         if W.shape[0] != G * H or R.shape != (G * H, H):
             raise ValueError(f"{op} node {self.node.name!r}: W {W.shape} / R {R.shape} do not match "
@@ -143,7 +164,7 @@ class _RecurrentNode:
             h0 = None if h0 is None else np.asarray(h0).transpose(1, 0, 2)
             c0 = None if c0 is None else np.asarray(c0).transpose(1, 0, 2)
         ys, hs, cs = [], [], []
-        for d, layer in enumerate(self.layers):
+        for d, layer in enumerate(self.layers or self._layers_from(values)):
             reverse = self.direction == "reverse" or d == 1
             src = reverse_within(x, lengths) if reverse else x
             hx = None
