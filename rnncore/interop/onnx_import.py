@@ -214,6 +214,13 @@ def _tensor(proto):
     return numpy_helper.to_array(proto)
 
 
+# the operators run here: recurrent nodes on the kernels, the rest by _shape_op
+RECURRENT_OPS = ("LSTM", "GRU", "RNN")
+SHAPE_OPS = ("Identity", "Transpose", "Reshape", "Squeeze", "Unsqueeze", "Concat", "Slice",
+             "Shape", "Gather", "Cast", "ConstantOfShape", "Expand")
+SUPPORTED_OPS = tuple(sorted(RECURRENT_OPS + SHAPE_OPS + ("Constant",)))
+
+
 def _shape_op(node, attrs, args):
     """The shape-only ONNX operators exporters put around recurrent nodes."""
     op = node.op_type
@@ -272,14 +279,27 @@ class OnnxModel:
         self.inputs = [i.name for i in graph.input if i.name not in self.consts]
         self.outputs = [o.name for o in graph.output]
         self.steps = []
-        for node in graph.node:
+        known = set(self.consts) | set(self.inputs) | {""}  # "": an omitted optional input
+        for index, node in enumerate(graph.node):
+            what = f"node {index} ({node.op_type} {node.name!r})"
+            if node.domain not in ("", "ai.onnx") or node.op_type not in SUPPORTED_OPS:
+                raise NotImplementedError(f"ONNX operator {node.op_type} ({what}) is not "
+                                          f"supported; supported: {', '.join(SUPPORTED_OPS)}")
+            unknown = [i for i in node.input if i not in known]
+            if unknown:  # ONNX graphs are in topological order: a cycle or a missing value
+                raise ValueError(f"ONNX graph: {what} reads {unknown}, which no graph input, "
+                                 "initializer or earlier node provides")
+            known.update(node.output)
             attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-            if node.op_type in ("LSTM", "GRU", "RNN"):
+            if node.op_type in RECURRENT_OPS:
                 self.steps.append(_RecurrentNode(node, attrs, self.consts))
             elif node.op_type == "Constant":
                 self.consts[node.output[0]] = numpy_helper.to_array(attrs["value"])
             else:
                 self.steps.append((node, attrs))
+        unmade = [o for o in self.outputs if o not in known]
+        if unmade:
+            raise ValueError(f"ONNX graph: outputs {unmade} are not produced by any node")
 
     def run(self, output_names, feeds):
         """Like onnxruntime.InferenceSession.run: the named outputs (all for

@@ -193,3 +193,27 @@ def test_shape_only_nodes_around_the_operator(rng):
         g.input.pop()
     g.output.append(helper.make_tensor_value_info("Y_squeezed", TensorProto.FLOAT, ["T", "N", H]))
     both(model, {"X": feeds["X"]})
+
+
+def _graph(nodes, inputs=("X",), outputs=("Y",)):
+    vi = lambda n: helper.make_tensor_value_info(n, TensorProto.FLOAT, None)  # noqa: E731
+    graph = helper.make_graph(nodes, "g", [vi(n) for n in inputs], [vi(n) for n in outputs])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+
+
+def test_hostile_graphs_are_refused_at_load_naming_the_node():
+    with pytest.raises(NotImplementedError, match=r"ONNX operator Gelu \(node 0 \(Gelu 'act'\)\) "
+                                                  r"is not supported; supported: .*LSTM"):
+        rnncore.from_onnx(_graph([helper.make_node("Gelu", ["X"], ["Y"], name="act")]))
+    cycle = [helper.make_node("Identity", ["B"], ["A"], name="a"),
+             helper.make_node("Identity", ["A"], ["B"], name="b"),
+             helper.make_node("Identity", ["X"], ["Y"])]
+    with pytest.raises(ValueError, match=r"node 0 \(Identity 'a'\) reads \['B'\]"):
+        rnncore.from_onnx(_graph(cycle))
+    with pytest.raises(ValueError, match=r"reads \['nowhere'\]"):
+        rnncore.from_onnx(_graph([helper.make_node("Identity", ["nowhere"], ["Y"])]))
+    with pytest.raises(ValueError, match=r"outputs \['Y'\] are not produced"):
+        rnncore.from_onnx(_graph([helper.make_node("Identity", ["X"], ["Z"])]))
+    custom = helper.make_node("Identity", ["X"], ["Y"], domain="com.example")
+    with pytest.raises(NotImplementedError, match="not supported"):
+        rnncore.from_onnx(_graph([custom]))
