@@ -1,9 +1,11 @@
-"""``rnncore.from_onnx(path_or_model)``: run ONNX graphs whose compute nodes are
-ONNX ``RNN``, ``GRU`` and ``LSTM`` operators on rnncore's kernels, with the
-small shape-only nodes exporters put around them (Identity, Transpose, Reshape,
-Squeeze, Unsqueeze, Concat, Slice, Shape, Gather, Cast, Constant,
-ConstantOfShape, Expand). The returned object's
-``run(output_names, feeds)`` behaves like ``onnxruntime.InferenceSession.run``.
+"""``rnncore.from_onnx(path_or_model)``: run ONNX graphs whose recurrent nodes
+(ONNX ``RNN``, ``GRU`` and ``LSTM``) run on rnncore's kernels, with the
+operators real exports put around them (embeddings, linear layers, softmax,
+pooling, shape arithmetic: rnncore.interop.onnx_ops, SUPPORTED_OPS). The
+graph is checked at load (operators, values read before they are made,
+outputs nobody makes) and nodes whose inputs are all constant are computed
+once there. The returned object's ``run(output_names, feeds)`` behaves like
+``onnxruntime.InferenceSession.run``.
 
 Supported operator attributes: ``hidden_size``, ``direction`` (forward,
 reverse, bidirectional), ``layout`` 0 and 1, ``linear_before_reset`` 0 and 1,
@@ -24,6 +26,7 @@ from ..engine import cells
 from ..engine.layers import GRU, LSTM, RNN
 from ..reference import reverse_within
 from .gates import inverse, reorder_gates
+from .onnx_ops import OPS
 
 __all__ = ["from_onnx", "OnnxModel"]
 
@@ -45,7 +48,6 @@ _ACTIVATIONS = {
     "Softsign": (lambda x, a, b: x / (1 + np.abs(x)), None, None),
     "Softplus": (lambda x, a, b: np.logaddexp(0, x), None, None),
 }
-_DTYPES = {1: np.float32, 6: np.int32, 7: np.int64, 9: np.bool_, 11: np.float64}
 
 
 class _RecurrentNode:
@@ -209,62 +211,33 @@ class _RecurrentNode:
                 None if c_n is None else c_n[None].astype(np.float32))
 
 
-def _tensor(proto):
-    from onnx import numpy_helper
-    return numpy_helper.to_array(proto)
-
-
-# the operators run here: recurrent nodes on the kernels, the rest by _shape_op
+# the operators run here: recurrent nodes on the kernels, the rest in onnx_ops
 RECURRENT_OPS = ("LSTM", "GRU", "RNN")
-SHAPE_OPS = ("Identity", "Transpose", "Reshape", "Squeeze", "Unsqueeze", "Concat", "Slice",
-             "Shape", "Gather", "Cast", "ConstantOfShape", "Expand")
-SUPPORTED_OPS = tuple(sorted(RECURRENT_OPS + SHAPE_OPS + ("Constant",)))
+SUPPORTED_OPS = tuple(sorted(RECURRENT_OPS + tuple(OPS) + ("Constant",)))
 
 
-def _shape_op(node, attrs, args):
-    """The shape-only ONNX operators exporters put around recurrent nodes."""
-    op = node.op_type
-    if op == "Identity":
-        return [args[0]]
-    if op == "Transpose":
-        perm = attrs.get("perm")
-        return [np.transpose(args[0], perm)]
-    if op == "Reshape":
-        shape = [int(s) for s in args[1]]
-        shape = [args[0].shape[i] if s == 0 else s for i, s in enumerate(shape)]
-        return [np.reshape(args[0], shape)]
-    if op in ("Squeeze", "Unsqueeze"):
-        axes = attrs.get("axes") if len(args) < 2 or args[1] is None else [int(a) for a in args[1]]
-        if op == "Squeeze":
-            return [np.squeeze(args[0], axis=tuple(axes) if axes is not None else None)]
-        out = args[0]
-        for ax in sorted(a % (out.ndim + len(axes)) for a in axes):
-            out = np.expand_dims(out, ax)
-        return [out]
-    if op == "Concat":
-        return [np.concatenate(args, axis=attrs["axis"])]
-    if op == "Slice":
-        data, starts, ends = args[0], args[1], args[2]
-        axes = args[3] if len(args) > 3 and args[3] is not None else range(len(starts))
-        steps = args[4] if len(args) > 4 and args[4] is not None else [1] * len(starts)
-        index = [slice(None)] * data.ndim
-        for s, e, ax, st in zip(starts, ends, axes, steps):
-            index[int(ax)] = slice(int(s), int(e), int(st))
-        return [data[tuple(index)]]
-    if op == "Shape":
-        return [np.array(args[0].shape, np.int64)]
-    if op == "Gather":
-        return [np.take(args[0], args[1], axis=attrs.get("axis", 0))]
-    if op == "Cast":
-        return [args[0].astype(_DTYPES[attrs["to"]])]
-    if op == "ConstantOfShape":
-        value = attrs.get("value")
-        fill = np.zeros(1, np.float32) if value is None else _tensor(value)
-        return [np.full([int(d) for d in args[0]], fill.reshape(-1)[0], dtype=fill.dtype)]
-    if op == "Expand":
-        shape = np.broadcast_shapes(args[0].shape, tuple(int(d) for d in args[1]))
-        return [np.broadcast_to(args[0], shape).copy()]
-    raise NotImplementedError(f"ONNX operator {op} (node {node.name!r}) is not supported")
+def _constant(attrs):
+    """The value of a Constant node, from whichever attribute holds it."""
+    from onnx import numpy_helper
+    if "value" in attrs:
+        return numpy_helper.to_array(attrs["value"])
+    for key, dtype in (("value_float", np.float32), ("value_floats", np.float32),
+                       ("value_int", np.int64), ("value_ints", np.int64)):
+        if key in attrs:
+            return np.array(attrs[key], dtype)
+    if "value_string" in attrs:
+        return np.array(attrs["value_string"].decode(), dtype=object)
+    if "value_strings" in attrs:
+        return np.array([v.decode() for v in attrs["value_strings"]], dtype=object)
+    raise NotImplementedError(f"Constant attributes {sorted(attrs)} are not supported")
+
+
+def _run_op(node, attrs, opset, values):
+    """One NumPy operator node: its outputs by name."""
+    args = [values[i] if i else None for i in node.input]
+    with np.errstate(all="ignore"):  # IEEE semantics: NaN and Inf flow, as in ONNX Runtime
+        results = OPS[node.op_type](args, attrs, opset)
+    return {name: value for name, value in zip(node.output, results) if name}
 
 
 class OnnxModel:
@@ -278,6 +251,8 @@ class OnnxModel:
         self.consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
         self.inputs = [i.name for i in graph.input if i.name not in self.consts]
         self.outputs = [o.name for o in graph.output]
+        self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")),
+                          21)
         self.steps = []
         known = set(self.consts) | set(self.inputs) | {""}  # "": an omitted optional input
         for index, node in enumerate(graph.node):
@@ -291,10 +266,14 @@ class OnnxModel:
                                  "initializer or earlier node provides")
             known.update(node.output)
             attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+            attrs["_outputs"] = len(node.output)
             if node.op_type in RECURRENT_OPS:
                 self.steps.append(_RecurrentNode(node, attrs, self.consts))
             elif node.op_type == "Constant":
-                self.consts[node.output[0]] = numpy_helper.to_array(attrs["value"])
+                self.consts[node.output[0]] = _constant(attrs)
+            elif all(i in self.consts or i == "" for i in node.input) and node.op_type != "Dropout":
+                # constant folding (shape arithmetic on initializers): once, at load
+                self.consts.update(_run_op(node, attrs, self.opset, self.consts))
             else:
                 self.steps.append((node, attrs))
         unmade = [o for o in self.outputs if o not in known]
@@ -316,13 +295,13 @@ class OnnxModel:
                 values.update(step.run(values))
             else:
                 node, attrs = step
-                args = [values[i] if i else None for i in node.input]
-                values.update(zip(node.output, _shape_op(node, attrs, args)))
+                values.update(_run_op(node, attrs, self.opset, values))
         names = self.outputs if output_names is None else list(output_names)
         bad = [n for n in names if n not in self.outputs]
         if bad:
             raise ValueError(f"unknown outputs {bad}; the graph's are {self.outputs}")
-        return [values[n] for n in names]
+        # a folded constant is the model's own: hand out copies
+        return [values[n].copy() if n in self.consts else values[n] for n in names]
 
 
 def from_onnx(model):

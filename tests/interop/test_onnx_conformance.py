@@ -1,6 +1,10 @@
 """ONNX's own operator test cases (the node cases shipped inside the onnx
-package, onnx.backend.test) for RNN, GRU and LSTM, run by rnncore.from_onnx
-against their expected outputs. They pass W, R and B as graph inputs."""
+package, onnx.backend.test), run by rnncore.from_onnx against their expected
+outputs at their own tolerances: every case of RNN, GRU and LSTM (they pass
+W, R and B as graph inputs) and of every other operator from_onnx runs.
+
+Dropout in training mode draws random masks; rnncore runs graphs for
+inference, and those cases must be refused with a clear error instead."""
 import warnings
 
 import numpy as np
@@ -11,17 +15,51 @@ import rnncore
 node = pytest.importorskip("onnx.backend.test.case.node", reason="needs the onnx package")
 
 
+from onnx import TensorProto, numpy_helper  # noqa: E402
+
+from rnncore.interop.onnx_import import RECURRENT_OPS, SUPPORTED_OPS  # noqa: E402
+
+
 def _cases():
-    """The node cases whose graph is one RNN, GRU or LSTM node."""
+    """The node cases whose graph is one node of an operator from_onnx runs."""
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # some generators of other operators' cases overflow
         found = node.collect_testcases(None)
     return sorted((c for c in found if c.kind == "node" and len(c.model.graph.node) == 1
-                   and c.model.graph.node[0].op_type in ("RNN", "GRU", "LSTM")),
+                   and c.model.graph.node[0].op_type in SUPPORTED_OPS),
                   key=lambda c: c.name)
 
 
-CASES = _cases()
+ALL_CASES = _cases()
+CASES = [c for c in ALL_CASES if c.model.graph.node[0].op_type in RECURRENT_OPS]
+OTHER_CASES = [c for c in ALL_CASES if c.model.graph.node[0].op_type not in RECURRENT_OPS]
+
+
+def _array(value):
+    return numpy_helper.to_array(value) if isinstance(value, TensorProto) else np.asarray(value)
+
+
+def _random_training(case):
+    """A Dropout case in training mode with a non-zero ratio (random masks)."""
+    n = case.model.graph.node[0]
+    return n.op_type == "Dropout" and case.name.startswith("test_training_dropout") \
+        and "zero_ratio" not in case.name
+
+
+def run_case(case):
+    session = rnncore.from_onnx(case.model)
+    names = [i.name for i in case.model.graph.input]
+    for inputs, expected in case.data_sets:
+        got = session.run(None, dict(zip(names, [_array(v) for v in inputs])))
+        assert len(got) == len(expected)
+        for g, e in zip(got, (_array(v) for v in expected)):
+            g = np.asarray(g)
+            assert g.shape == e.shape and g.dtype == e.dtype, (g.shape, g.dtype, e.shape, e.dtype)
+            if e.dtype.kind in "fc":  # the case's own tolerances
+                np.testing.assert_allclose(g.astype(np.float64), e.astype(np.float64),
+                                           rtol=case.rtol, atol=case.atol)
+            else:
+                np.testing.assert_array_equal(g, e)
 
 
 def test_every_recurrent_case_is_here():
@@ -31,15 +69,23 @@ def test_every_recurrent_case_is_here():
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_node_case(case):
-    session = rnncore.from_onnx(case.model)
-    names = [i.name for i in case.model.graph.input]
-    for inputs, expected in case.data_sets:
-        got = session.run(None, dict(zip(names, inputs)))
-        assert len(got) == len(expected)
-        for g, e in zip(got, expected):
-            assert g.shape == e.shape
-            np.testing.assert_allclose(g, e, rtol=case.rtol, atol=case.atol)  # the case's own
+def test_recurrent_node_case(case):
+    run_case(case)
+
+
+def test_every_other_operator_has_cases():
+    ops = {c.model.graph.node[0].op_type for c in OTHER_CASES}
+    assert ops >= set(SUPPORTED_OPS) - set(RECURRENT_OPS) - {"Constant"}, \
+        sorted(set(SUPPORTED_OPS) - ops)
+
+
+@pytest.mark.parametrize("case", OTHER_CASES, ids=[c.name for c in OTHER_CASES])
+def test_operator_node_case(case):
+    if _random_training(case):
+        with pytest.raises(NotImplementedError, match="training mode"):
+            run_case(case)
+    else:
+        run_case(case)
 
 
 def test_fed_weights_that_change_between_runs_are_used():

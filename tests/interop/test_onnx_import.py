@@ -217,3 +217,23 @@ def test_hostile_graphs_are_refused_at_load_naming_the_node():
     custom = helper.make_node("Identity", ["X"], ["Y"], domain="com.example")
     with pytest.raises(NotImplementedError, match="not supported"):
         rnncore.from_onnx(_graph([custom]))
+
+
+@pytest.mark.parametrize("op, inputs", [
+    ("ConstantOfShape", [np.array([1 << 20, 1 << 20], np.int64)]),
+    ("Expand", [np.ones((1, 1), np.float32), np.array([1 << 20, 1 << 20], np.int64)]),
+    ("Range", [np.array(0.0, np.float32), np.array(1e12, np.float32), np.array(1.0, np.float32)]),
+    ("Range", [np.array(0, np.int64), np.array(5, np.int64), np.array(0, np.int64)]),
+    ("ConstantOfShape", [np.array([-3], np.int64)]),
+])
+def test_absurd_sizes_are_refused_without_allocating(op, inputs):
+    names = [f"in{i}" for i in range(len(inputs))]
+    graph = helper.make_graph(
+        [helper.make_node(op, names, ["Y"])], "g",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT if v.dtype == np.float32
+                                       else TensorProto.INT64, v.shape)
+         for n, v in zip(names, inputs)],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)])
+    session = rnncore.from_onnx(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)]))
+    with pytest.raises(ValueError, match=op):
+        session.run(None, dict(zip(names, inputs)))

@@ -1,0 +1,94 @@
+"""Whole models exported by torch.onnx.export (the TorchScript exporter),
+with the layers around the recurrent ones, run by rnncore.from_onnx and
+compared with the torch module and with ONNX Runtime on the same file.
+
+Tolerance: float32 end to end; the recurrent layers agree with torch to
+RTOL/ATOL of conftest, and the layers around them (embedding lookups,
+matrix products over at most 64 inputs, log-softmax) add float32 rounding
+of the same order: rtol 1e-4, atol 1e-5."""
+import io
+import warnings
+
+import numpy as np
+import pytest
+
+import rnncore
+
+torch = pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+
+TOL = dict(rtol=1e-4, atol=1e-5)
+
+
+class LanguageModel(torch.nn.Module):
+    """Embedding -> 2 x bidirectional LSTM -> Linear -> log_softmax."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = torch.nn.Embedding(50, 16)
+        self.rnn = torch.nn.LSTM(16, 32, num_layers=2, bidirectional=True)
+        self.out = torch.nn.Linear(64, 50)
+
+    def forward(self, ids):
+        y, _ = self.rnn(self.emb(ids))
+        return torch.log_softmax(self.out(y), -1)
+
+
+class Classifier(torch.nn.Module):
+    """Embedding -> GRU (batch first) -> mean pooling -> Linear -> sigmoid."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = torch.nn.Embedding(50, 8)
+        self.rnn = torch.nn.GRU(8, 16, batch_first=True)
+        self.out = torch.nn.Linear(16, 1)
+
+    def forward(self, ids):
+        y, _ = self.rnn(self.emb(ids))
+        return torch.sigmoid(self.out(y.mean(1)))
+
+
+class ReluRNN(torch.nn.Module):
+    """A vanilla RNN with relu and a linear head on its last state."""
+
+    def __init__(self):
+        super().__init__()
+        self.rnn = torch.nn.RNN(5, 12, nonlinearity="relu", num_layers=2)
+        self.out = torch.nn.Linear(12, 3)
+
+    def forward(self, x):
+        _, h = self.rnn(x)
+        return self.out(h[-1])
+
+
+def _export(module, example):
+    f = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (example,), f, dynamo=False, input_names=["x"],
+                          output_names=["y"], dynamic_axes={"x": {0: "a", 1: "b"}})
+    return f.getvalue()
+
+
+def _ids(shape):
+    return torch.randint(0, 50, shape)
+
+
+@pytest.mark.parametrize("make, sample, shapes", [
+    (LanguageModel, _ids, [(7, 3), (4, 5), (1, 1)]),
+    (Classifier, _ids, [(3, 9), (5, 2)]),
+    (ReluRNN, lambda shape: torch.randn(*shape, 5), [(6, 4), (2, 7)]),
+], ids=["lstm_lm", "gru_classifier", "relu_rnn"])
+def test_exported_model_matches_torch_and_onnxruntime(make, sample, shapes):
+    ort = pytest.importorskip("onnxruntime")
+    torch.manual_seed(0)
+    module = make().eval()
+    data = _export(module, sample(shapes[0]))
+    session = rnncore.from_onnx(onnx.load_from_string(data))
+    reference = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    for shape in shapes:  # the export's sizes and others (the axes are dynamic)
+        x = sample(shape)
+        got = session.run(None, {"x": x.numpy()})[0]
+        with torch.no_grad():
+            np.testing.assert_allclose(got, module(x).numpy(), **TOL)
+        np.testing.assert_allclose(got, reference.run(None, {"x": x.numpy()})[0], **TOL)
