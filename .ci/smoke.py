@@ -20,6 +20,8 @@ for cls, kw in ((rnncore.LSTM, {"peephole": True}), (rnncore.GRU, {"reset_after"
     uni.step(x[0])
 rnncore.softmax_cross_entropy(rng.standard_normal((4, 33)).astype(np.float32), np.array([0, 5, -1, 32]))
 runtime.matmul(rng.standard_normal((13, 9)).astype(np.float32), rng.standard_normal((9, 40)).astype(np.float32))
+runtime.Linear(rng.standard_normal((37, 9)).astype(np.float32), np.ones(37, np.float32))(
+    rng.standard_normal((50, 9)).astype(np.float32))
 vocab = rnncore.Vocabulary.build("to be or not to be\n", "char")
 lm = rnncore.LanguageModel(vocab, "lstm", 8, 16, 2, seed=0)
 lm.train_step(*rng.integers(0, len(vocab), (2, 5, 2)))

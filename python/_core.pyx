@@ -305,6 +305,29 @@ def gemm(const float[:, :] a, const float[:, :] b, *, float[:, ::1] c, bint accu
     _check(status)
 
 
+def linear_workspace_floats(int64_t K, *, int n_threads):
+    """Floats of workspace `linear` needs, or 0 when K is out of range."""
+    return rnc_linear_workspace_floats(K, n_threads)
+
+
+def linear(const float[:, :] x, const float[::1] w_p, *, int64_t n_out,
+           const float[::1] bias=None, float[:, ::1] y, float[::1] ws, int n_threads):
+    """rnc_linear: y = x W^T (+ bias), W [n_out, K] packed by pack_weights
+    (RNN cell, H = n_out); x rows of any stride, columns contiguous."""
+    cdef int64_t M = x.shape[0], K = x.shape[1]
+    _need(M > 0 and K > 0 and n_out > 0, "x")
+    _need(x.strides[1] == 4 and x.strides[0] % 4 == 0 and x.strides[0] // 4 >= K, "x")
+    _need(w_p.shape[0] == <Py_ssize_t>rnc_packed_floats(RNC_CELL_RNN_TANH, n_out, K) > 0, "w_p")
+    _need(y.shape[0] == M and y.shape[1] == n_out, "y")
+    _need(ws.shape[0] >= <Py_ssize_t>rnc_linear_workspace_floats(K, n_threads) > 0, "ws")
+    cdef const float *pb = _in1(bias, n_out, "bias")
+    cdef int64_t ldx = x.strides[0] // 4
+    with nogil:
+        status = rnc_linear(M, K, n_out, &x[0, 0], ldx, &w_p[0], pb, &y[0, 0], n_out, &ws[0],
+                            n_threads)
+    _check(status)
+
+
 def gemm_workspace_floats(int n_threads):
     return rnc_gemm_workspace_floats(n_threads)
 

@@ -89,6 +89,10 @@ cdef extern from "rnncore.h" nogil:
     rnc_status rnc_gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t a_rs,
                         int64_t a_cs, const float *B, int64_t b_rs, int64_t b_cs, float *C,
                         int64_t ldc, int accumulate, float *scratch, int n_threads) noexcept
+    size_t rnc_linear_workspace_floats(int64_t K, int n_threads) noexcept
+    rnc_status rnc_linear(int64_t M, int64_t K, int64_t Nout, const float *x, int64_t ldx,
+                          const float *w_p, const float *bias, float *y, int64_t ldy, float *ws,
+                          int n_threads) noexcept
     size_t rnc_packed_floats(rnc_cell cell, int64_t H, int64_t K) noexcept
     rnc_status rnc_pack_weights(rnc_cell cell, int64_t H, int64_t K, const float *src, float *dst) noexcept
     void rnc_init() noexcept

@@ -214,6 +214,20 @@ rnc_status rnc_gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t a_r
                     int accumulate, float *scratch, int n_threads);
 
 /*
+ * A linear layer with constant weights: y[M, Nout] = x[M, K] W^T (+ bias),
+ * W [Nout, K] packed once by rnc_pack_weights(RNC_CELL_RNN_TANH, Nout, K)
+ * (one gate of Nout units); x rows of stride ldx >= K, y rows of stride
+ * ldy >= Nout, bias [Nout] or NULL. ws: rnc_linear_workspace_floats(K,
+ * n_threads) floats (0 when K is out of range). Results do not depend on
+ * n_threads. Status: RNC_ERR_INVALID_ARG for NULL pointers, sizes < 1 or
+ * overflowing, short strides.
+ */
+size_t rnc_linear_workspace_floats(int64_t K, int n_threads);
+rnc_status rnc_linear(int64_t M, int64_t K, int64_t Nout, const float *x, int64_t ldx,
+                      const float *w_p, const float *bias, float *y, int64_t ldy, float *ws,
+                      int n_threads);
+
+/*
  * Packed weights. rnc_packed_floats: floats of the packed form of a [G*H, K]
  * weight of this cell (0 for invalid sizes). rnc_pack_weights: src [G*H, K]
  * row-major (PyTorch's layout) -> dst (caller-allocated, that many floats).

@@ -138,6 +138,14 @@ class Ops:
             out[...] = r
         return out
 
+    def linear(self, x, w, w_p, bias, n_threads):
+        """x @ w.T (+ bias) for float32 x [M, K] (rows of any stride) and a
+        constant w [Nout, K] whose packed form is w_p (runtime.pack); M > 0."""
+        y = reference.matmul(x, w.T)
+        if bias is not None:
+            y += bias
+        return y
+
     def softmax_xent(self, z2, t2, scale, grad, in_place, n_threads):
         """Per-row losses of C-contiguous float32 logits [M, V] against int64
         targets [M] and dz = scale * d loss / dz (None without grad; written

@@ -9,8 +9,12 @@ import warnings
 
 import numpy as np
 
+from . import cells
 from .checks import check_int, shape_str
 from .ops import Ops
+
+# a linear layer's weights are packed as one gate of Nout units
+_LINEAR_CELL = cells.cell("RNN_TANH")
 
 try:
     from .c_ops import COps
@@ -109,6 +113,29 @@ def pack(cell, hidden_size, w):
     the extension is missing. Packed whatever the backend in use, so that
     switching backends never needs a re-pack."""
     return None if _C_OPS is None else _C_OPS.pack(cell, hidden_size, w)
+
+
+class Linear:
+    """A linear layer with constant float32 weights w [Nout, K] (and bias
+    [Nout] or None), packed once for the kernels: ``lin(x)`` is
+    ``x @ w.T + bias`` for x [M, K] on the active Ops."""
+
+    def __init__(self, w, bias=None):
+        self.w = np.ascontiguousarray(w, np.float32)
+        if self.w.ndim != 2 or self.w.size == 0:
+            raise ValueError(f"Linear: w must be a non-empty 2-D array, got {shape_str(self.w.shape)}")
+        self.bias = None if bias is None else np.ascontiguousarray(bias, np.float32)
+        if self.bias is not None and self.bias.shape != (self.w.shape[0],):
+            raise ValueError(f"Linear: bias must have shape ({self.w.shape[0]},), got "
+                             f"{shape_str(self.bias.shape)}")
+        self.w_p = None if _C_OPS is None else _C_OPS.pack(_LINEAR_CELL, self.w.shape[0], self.w)
+
+    def __call__(self, x):
+        if x.ndim != 2 or x.shape[1] != self.w.shape[1]:
+            raise ValueError(f"Linear: x must be (M, {self.w.shape[1]}), got {shape_str(x.shape)}")
+        if x.shape[0] == 0:
+            return np.zeros((0, self.w.shape[0]), np.float32)
+        return _ops.linear(x, self.w, self.w_p, self.bias, get_num_threads())
 
 
 def matmul(a, b, out=None, accumulate=False):

@@ -26,7 +26,7 @@ from ..engine import cells
 from ..engine.layers import GRU, LSTM, RNN
 from ..reference import reverse_within
 from .gates import inverse, reorder_gates
-from .onnx_ops import OPS
+from .onnx_ops import OPS, plan_constant_weight
 
 __all__ = ["from_onnx", "OnnxModel"]
 
@@ -276,9 +276,36 @@ class OnnxModel:
                 self.consts.update(_run_op(node, attrs, self.opset, self.consts))
             else:
                 self.steps.append((node, attrs))
+        # the plan: a node may write into an input that is an intermediate
+        # (made by a node at run time) no other node reads and that is not a
+        # graph output (onnx_ops: "_reusable")
+        made = {o for step in self.steps for o in (step.node if isinstance(
+            step, _RecurrentNode) else step[0]).output}
+        reads = {}
+        for n in graph.node:
+            for i in n.input:
+                reads[i] = reads.get(i, 0) + 1
+        for step in self.steps:
+            if not isinstance(step, _RecurrentNode):
+                self._plan_weights(*step)
+                step[1]["_reusable"] = tuple(
+                    k for k, i in enumerate(step[0].input)
+                    if i in made and reads.get(i) == 1 and i not in self.outputs)
         unmade = [o for o in self.outputs if o not in known]
         if unmade:
             raise ValueError(f"ONNX graph: outputs {unmade} are not produced by any node")
+
+    def _plan_weights(self, node, attrs):
+        """A MatMul or Gemm whose second operand is a constant float32 matrix
+        gets it packed once, here (onnx_ops.plan_constant_weight)."""
+        if node.op_type not in ("MatMul", "Gemm") or len(node.input) < 2:
+            return
+        B = self.consts.get(node.input[1])
+        if B is None or B.dtype != np.float32 or B.ndim != 2 or B.size == 0:
+            return
+        if node.op_type == "Gemm" and attrs.get("transB", 0):
+            B = B.T
+        attrs["_linear"] = plan_constant_weight(B)
 
     def run(self, output_names, feeds):
         """Like onnxruntime.InferenceSession.run: the named outputs (all for

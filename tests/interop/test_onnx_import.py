@@ -237,3 +237,25 @@ def test_absurd_sizes_are_refused_without_allocating(op, inputs):
     session = rnncore.from_onnx(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)]))
     with pytest.raises(ValueError, match=op):
         session.run(None, dict(zip(names, inputs)))
+
+
+@pytest.mark.parametrize("rows", [1, 35, 192, 193, 600])
+def test_constant_weight_matmul_and_gemm_on_both_paths(rows, rng):
+    """MatMul / Gemm with a constant weight: rnc_linear up to
+    onnx_ops.LINEAR_MAX_ROWS rows, the GEMM beyond; both equal NumPy's."""
+    from rnncore.interop.onnx_ops import LINEAR_MAX_ROWS
+    assert LINEAR_MAX_ROWS == 192
+    B = rng.standard_normal((24, 40)).astype(np.float32)
+    C = rng.standard_normal(40).astype(np.float32)
+    x = rng.standard_normal((rows, 24)).astype(np.float32)
+    for op, inits, attrs, expected in [
+            ("MatMul", [numpy_helper.from_array(B, "B")], {}, x @ B),
+            ("Gemm", [numpy_helper.from_array(B.T.copy(), "B"), numpy_helper.from_array(C, "C")],
+             {"transB": 1, "alpha": 0.5}, 0.5 * (x @ B) + C)]:
+        names = ["x", "B"] + (["C"] if op == "Gemm" else [])
+        graph = helper.make_graph(
+            [helper.make_node(op, names, ["y"], **attrs)], "g",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["M", 24])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], initializer=inits)
+        session = rnncore.from_onnx(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)]))
+        np.testing.assert_allclose(session.run(None, {"x": x})[0], expected, rtol=1e-5, atol=1e-5)

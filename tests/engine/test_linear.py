@@ -1,0 +1,60 @@
+"""rnc_linear (rnncore.engine.runtime.Linear): a linear layer with weights
+packed once, against float64 on every CPU path, identical for every thread
+count, and its argument checks."""
+import numpy as np
+import pytest
+
+import rnncore
+from rnncore.engine import runtime
+from conftest import backend
+
+# float32 products over K <= 513 terms, weights scaled by 1/sqrt(K) so that
+# outputs are O(1) (as a layer's initialisation): rounding grows like
+# sqrt(K) * 6e-8 relative to the terms, under 1e-5 here
+TOL = dict(rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.usefixtures("isa")
+@pytest.mark.parametrize("M, K, N", [(1, 1, 1), (1, 7, 17), (35, 512, 1000), (49, 33, 65),
+                                     (200, 17, 31), (3, 513, 32), (97, 64, 33)])
+@pytest.mark.parametrize("bias", [True, False])
+def test_matches_float64(M, K, N, bias, rng, n_threads):
+    w = (rng.standard_normal((N, K)) / np.sqrt(K)).astype(np.float32)
+    b = rng.standard_normal(N).astype(np.float32) if bias else None
+    x = rng.standard_normal((M, K)).astype(np.float32)
+    y = runtime.Linear(w, b)(x)
+    ref = x.astype(np.float64) @ w.T.astype(np.float64) + (0 if b is None else b)
+    assert y.dtype == np.float32 and y.shape == (M, N)
+    np.testing.assert_allclose(y, ref, **TOL)
+    strided = np.zeros((M, K + 5), np.float32)
+    strided[:, :K] = x
+    np.testing.assert_array_equal(runtime.Linear(w, b)(strided[:, :K]), y)  # rows of any stride
+
+
+@pytest.mark.usefixtures("isa")
+def test_same_result_for_every_thread_count(rng):
+    w = rng.standard_normal((1000, 96)).astype(np.float32)
+    x = rng.standard_normal((150, 96)).astype(np.float32)
+    lin = runtime.Linear(w, rng.standard_normal(1000).astype(np.float32))
+    outs = []
+    for n in (1, 2, 3, 4):
+        rnncore.set_num_threads(n)
+        outs.append(lin(x))
+    rnncore.set_num_threads(None)
+    for y in outs[1:]:
+        np.testing.assert_array_equal(y, outs[0])
+
+
+def test_reference_backend_and_errors(rng):
+    w = rng.standard_normal((5, 3)).astype(np.float32)
+    lin = runtime.Linear(w)
+    x = rng.standard_normal((4, 3)).astype(np.float32)
+    with backend("reference"):
+        np.testing.assert_allclose(lin(x), x @ w.T, **TOL)
+    assert lin(np.zeros((0, 3), np.float32)).shape == (0, 5)
+    with pytest.raises(ValueError, match=r"x must be \(M, 3\)"):
+        lin(np.zeros((4, 2), np.float32))
+    with pytest.raises(ValueError, match="bias must have shape"):
+        runtime.Linear(w, np.zeros(4, np.float32))
+    with pytest.raises(ValueError, match="non-empty 2-D"):
+        runtime.Linear(np.zeros((0, 3), np.float32))
