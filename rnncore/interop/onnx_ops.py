@@ -179,14 +179,14 @@ def _dropout(x, a, o):
 
 
 def _cast(x, a, o):
-    to = _np_dtype(a["to"])
+    to = np.dtype(_np_dtype(a["to"]))
     v = x[0]
-    if v.dtype.kind in "US" or v.dtype == object:
-        return [np.asarray(v, dtype=str).astype(np.float64).astype(to)] if to != object \
-            else [v.astype(object)]
-    if to == object or np.dtype(to).kind in "US":
-        return [np.vectorize(lambda s: str(s), otypes=[object])(v.astype(np.float32)
-                                                              if v.dtype.kind == "f" else v)]
+    to_text, from_text = to == object or to.kind in "US", v.dtype == object or v.dtype.kind in "US"
+    if from_text:  # ONNX strings (object arrays): parsed as numbers
+        return [v.astype(object) if to_text else np.asarray(v, str).astype(np.float64).astype(to)]
+    if to_text:  # numbers as text, floats printed from their float32 value as ONNX does
+        shown = v.astype(np.float32) if v.dtype.kind == "f" else v
+        return [np.vectorize(str, otypes=[object])(shown)]
     if np.dtype(to).name == "float8_e8m0fnu" and v.dtype.kind == "f":
         return [_to_e8m0(v, to, a)]
     if "float8" in np.dtype(to).name and a.get("saturate", 1) and v.dtype.kind == "f":
