@@ -24,5 +24,5 @@ from .lm import LanguageModel, Vocabulary, text
 
 __all__ = ["RNN", "LSTM", "GRU", "Tape", "LanguageModel", "Vocabulary", "optim", "reference",
            "from_torch", "from_keras_weights", "from_onnx", "save", "load",
-           "softmax_cross_entropy", "backend", "config", "show_config", "set_num_threads",
+           "softmax_cross_entropy", "text", "backend", "config", "show_config", "set_num_threads",
            "get_num_threads", "__version__"]

@@ -15,6 +15,7 @@ character-level Tiny Shakespeare model when no ``--model`` is given.
 import argparse
 import dataclasses
 import json
+import os
 import sys
 
 from ..engine import cells, runtime

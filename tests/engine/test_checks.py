@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 import rnncore
-from rnncore.engine import runtime
 from conftest import ATOL, RTOL, call, make_layer, oracle
 
 

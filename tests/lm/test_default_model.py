@@ -47,3 +47,17 @@ def test_held_out_loss_is_at_most_1_50_nats_per_char():
     valid = text[int(len(text) * 0.9):]
     result = lm.evaluate(lm.vocab.encode(valid))
     assert result["loss"] <= 1.50, result
+
+
+def test_generate_stops_quietly_when_the_reader_closes_the_pipe():
+    """`rnncore generate | head -c 50`: the reader leaves early; the command
+    ends with status 0 and no traceback."""
+    proc = subprocess.Popen([sys.executable, "-m", "rnncore", "generate", "ROMEO:",
+                             "--max-tokens", "20000", "--seed", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/")
+    with proc:
+        head = proc.stdout.read(50)
+        proc.stdout.close()
+        err = proc.stderr.read().decode()
+        assert proc.wait(timeout=120) == 0, err
+    assert head.startswith(b"ROMEO:") and "Traceback" not in err
