@@ -90,21 +90,23 @@ def default_threads():
     return rnc_default_threads()
 
 
-def fwd_workspace_floats(int cell, int64_t T, int64_t N, int64_t I, int64_t H, *, int n_threads):
+def fwd_workspace_floats(int cell, int64_t T, int64_t N, int64_t I, int64_t H, *, int n_threads,
+                         int64_t proj=0):
     """Floats of workspace `forward` needs with n_threads, or 0 when the sizes overflow."""
-    cdef rnc_dims d = rnc_dims(T, N, I, H, <rnc_cell>cell)
+    cdef rnc_dims d = rnc_dims(T, N, I, H, <rnc_cell>cell, proj)
     return rnc_fwd_workspace_floats(&d, n_threads)
 
 
-def bwd_workspace_floats(int cell, int64_t T, int64_t N, int64_t I, int64_t H, *, int n_threads):
+def bwd_workspace_floats(int cell, int64_t T, int64_t N, int64_t I, int64_t H, *, int n_threads,
+                         int64_t proj=0):
     """Floats of workspace `backward` needs with n_threads, or 0 when the sizes overflow."""
-    cdef rnc_dims d = rnc_dims(T, N, I, H, <rnc_cell>cell)
+    cdef rnc_dims d = rnc_dims(T, N, I, H, <rnc_cell>cell, proj)
     return rnc_bwd_workspace_floats(&d, n_threads)
 
 
 def tape_floats(int cell, int64_t T, int64_t N, int64_t I, int64_t H):
     """Floats of the tape of a forward pass for training (0 for RNN cells)."""
-    cdef rnc_dims d = rnc_dims(T, N, I, H, <rnc_cell>cell)
+    cdef rnc_dims d = rnc_dims(T, N, I, H, <rnc_cell>cell, 0)
     return rnc_tape_floats(&d)
 
 
@@ -170,30 +172,34 @@ def forward(int cell, int64_t T, int64_t N, int64_t I, int64_t H, *,
             float[:, ::1] y, int64_t y_col=0, float[::1] ws, int n_threads,
             bint batch_first=False, bint reverse=False, float[::1] tape=None,
             const int64_t[::1] lengths=None, const float[::1] peephole=None,
-            bint input_forget=False):
+            bint input_forget=False, int64_t proj=0, const float[::1] w_hr_p=None):
     """One layer-direction: rnc_forward. x: [T*N, I] rows; y: [T*N, ldy] rows,
-    this direction's H columns starting at y_col; state0 = (h0, c0) and
-    state_n = (h_n, c_n), each [N, H] or None; tape: tape_floats(...) floats
-    for training, or None; lengths: [N] non-increasing steps per sequence
-    (time-major, forward only), or None; peephole [3H] and input_forget: the
-    LSTM variants of rnncore.h."""
-    cdef rnc_dims d = rnc_dims(T, N, I, H, <rnc_cell>cell)
+    this direction's R columns starting at y_col (R = proj if proj else H);
+    state0 = (h0, c0) and state_n = (h_n, c_n), h [N, R] and c [N, H], or
+    None; tape: tape_floats(...) floats for training, or None; lengths: [N]
+    non-increasing steps per sequence (time-major, forward only), or None;
+    peephole [3H] and input_forget: the LSTM variants of rnncore.h; proj and
+    w_hr_p (packed as an RNN cell of proj units over H): the projection."""
+    cdef rnc_dims d = rnc_dims(T, N, I, H, <rnc_cell>cell, proj)
     cdef int G = rnc_cell_gates(<rnc_cell>cell)
-    _need(G > 0 and T > 0 and N > 0 and I > 0 and H > 0, "sizes")
+    _need(G > 0 and T > 0 and N > 0 and I > 0 and H > 0 and proj >= 0, "sizes")
+    cdef int64_t R = proj if proj > 0 else H
     h0, c0 = _pair(state0, "state0")
     h_n, c_n = _pair(state_n, "state_n")
     cdef rnc_fwd_args a
     a.x = _in2(x, T * N, I, "x")
-    a.h0 = _in2(h0, N, H, "h0")
+    a.h0 = _in2(h0, N, R, "h0")
     a.c0 = _in2(c0, N, H, "c0")
     a.w_ih_p = _in1(w_ih_p, rnc_packed_floats(<rnc_cell>cell, H, I), "w_ih_p")
-    a.w_hh_p = _in1(w_hh_p, rnc_packed_floats(<rnc_cell>cell, H, H), "w_hh_p")
+    a.w_hh_p = _in1(w_hh_p, rnc_packed_floats(<rnc_cell>cell, H, R), "w_hh_p")
     a.b_ih = _in1(b_ih, G * H, "b_ih")
     a.b_hh = _in1(b_hh, G * H, "b_hh")
-    _need(y.shape[0] == T * N and 0 <= y_col and y_col + H <= y.shape[1], "y")
+    a.w_hr_p = _in1(w_hr_p, rnc_packed_floats(RNC_CELL_RNN_TANH, proj, H), "w_hr_p")
+    _need((proj > 0) == (a.w_hr_p != NULL), "w_hr_p")
+    _need(y.shape[0] == T * N and 0 <= y_col and y_col + R <= y.shape[1], "y")
     a.y = &y[0, y_col]
     a.ldy = y.shape[1]
-    a.h_n = _out2(h_n, N, H, "h_n")
+    a.h_n = _out2(h_n, N, R, "h_n")
     a.c_n = _out2(c_n, N, H, "c_n")
     _need(n_threads > 0, "n_threads")
     _need(ws.shape[0] >= <Py_ssize_t>rnc_fwd_workspace_floats(&d, n_threads), "ws")
@@ -219,41 +225,48 @@ def backward(int cell, int64_t T, int64_t N, int64_t I, int64_t H, *,
              float[::1] db_hh=None, float[::1] dpeephole=None,
              float[::1] ws, int n_threads, bint batch_first=False, bint reverse=False,
              const int64_t[::1] lengths=None, const float[::1] peephole=None,
-             bint input_forget=False):
+             bint input_forget=False, int64_t proj=0, const float[:, ::1] w_hr=None,
+             float[:, ::1] dw_hr=None):
     """One layer-direction: rnc_backward after forward(..., tape=...). y and
-    dy: [T*N, ldy] rows, this direction's H columns from y_col; dx: [T*N, I]
-    or None; state0 = (h0, c0), dstate_n = (dh_n, dc_n) and dstate0 =
-    (dh0, dc0), each [N, H] or None; parameter gradients are added to."""
-    cdef rnc_dims d = rnc_dims(T, N, I, H, <rnc_cell>cell)
+    dy: [T*N, ldy] rows, this direction's R columns from y_col (R = proj if
+    proj else H); dx: [T*N, I] or None; state0 = (h0, c0), dstate_n =
+    (dh_n, dc_n) and dstate0 = (dh0, dc0), h-like [N, R] and c-like [N, H],
+    or None; w_hr [proj, H] with a projection; parameter gradients (dw_hr
+    too) are added to."""
+    cdef rnc_dims d = rnc_dims(T, N, I, H, <rnc_cell>cell, proj)
     cdef int G = rnc_cell_gates(<rnc_cell>cell)
-    _need(G > 0 and T > 0 and N > 0 and I > 0 and H > 0, "sizes")
+    _need(G > 0 and T > 0 and N > 0 and I > 0 and H > 0 and proj >= 0, "sizes")
+    cdef int64_t R = proj if proj > 0 else H
     h0, c0 = _pair(state0, "state0")
     dh_n, dc_n = _pair(dstate_n, "dstate_n")
     dh0, dc0 = _pair(dstate0, "dstate0")
     cdef rnc_bwd_args a
     a.x = _in2(x, T * N, I, "x")
-    a.h0 = _in2(h0, N, H, "h0")
+    a.h0 = _in2(h0, N, R, "h0")
     a.c0 = _in2(c0, N, H, "c0")
     a.w_ih = _in2(w_ih, G * H, I, "w_ih")
-    a.w_hh = _in2(w_hh, G * H, H, "w_hh")
-    _need(y.shape[0] == T * N and 0 <= y_col and y_col + H <= y.shape[1], "y")
+    a.w_hh = _in2(w_hh, G * H, R, "w_hh")
+    a.w_hr = _in2(w_hr, proj, H, "w_hr") if proj > 0 else NULL
+    a.dw_hr = _out2(dw_hr, proj, H, "dw_hr") if proj > 0 else NULL
+    _need((proj > 0) == (a.w_hr != NULL and a.dw_hr != NULL), "w_hr/dw_hr")
+    _need(y.shape[0] == T * N and 0 <= y_col and y_col + R <= y.shape[1], "y")
     a.y = &y[0, y_col]
     a.ldy = y.shape[1]
     _need((tape is None and rnc_tape_floats(&d) == 0)
           or (tape is not None and tape.shape[0] == <Py_ssize_t>rnc_tape_floats(&d) > 0), "tape")
     a.tape = &tape[0] if tape is not None else NULL
-    _need(dy.shape[0] == T * N and y_col + H <= dy.shape[1], "dy")
+    _need(dy.shape[0] == T * N and y_col + R <= dy.shape[1], "dy")
     a.dy = &dy[0, y_col]
     a.lddy = dy.shape[1]
-    a.dh_n = _in2(dh_n, N, H, "dh_n")
+    a.dh_n = _in2(dh_n, N, R, "dh_n")
     a.dc_n = _in2(dc_n, N, H, "dc_n")
     a.dx = _out2(dx, T * N, I, "dx")
     a.lddx = I
     a.dx_accumulate = dx_accumulate
-    a.dh0 = _out2(dh0, N, H, "dh0")
+    a.dh0 = _out2(dh0, N, R, "dh0")
     a.dc0 = _out2(dc0, N, H, "dc0")
     a.dw_ih = _out2(dw_ih, G * H, I, "dw_ih")
-    a.dw_hh = _out2(dw_hh, G * H, H, "dw_hh")
+    a.dw_hh = _out2(dw_hh, G * H, R, "dw_hh")
     _need(a.dw_ih != NULL and a.dw_hh != NULL, "dw_ih/dw_hh")
     a.db_ih = _out1(db_ih, G * H, "db_ih")
     a.db_hh = _out1(db_hh, G * H, "db_hh")
@@ -353,7 +366,7 @@ cdef class StepPlan:
         """layers: per layer a dict with 'w_ih_p', 'w_hh_p', 'b_ih', 'b_hh',
         'peephole' (each array or None) and 'input_forget'."""
         cdef int G = rnc_cell_gates(<rnc_cell>cell)
-        cdef rnc_dims d = rnc_dims(1, N, I if I > H else H, H, <rnc_cell>cell)
+        cdef rnc_dims d = rnc_dims(1, N, I if I > H else H, H, <rnc_cell>cell, 0)
         _need(G > 0 and N > 0 and I > 0 and H > 0 and n_threads > 0 and len(layers) > 0, "sizes")
         cdef size_t floats = rnc_fwd_workspace_floats(&d, n_threads)
         _need(floats > 0, "sizes")
@@ -377,6 +390,7 @@ cdef class StepPlan:
             self.args[l].b_hh = _in1(p["b_hh"], G * H, "b_hh")
             self.args[l].peephole = _in1(p["peephole"], 3 * H, "peephole")
             self.args[l].input_forget = bool(p["input_forget"])
+            self.args[l].w_hr_p = NULL  # projected LSTMs step as T = 1 sequences
 
     def __dealloc__(self):
         PyMem_Free(self.args)

@@ -19,6 +19,7 @@ cdef extern from "rnncore.h" nogil:
     ctypedef struct rnc_dims:
         int64_t T, N, I, H
         rnc_cell cell
+        int64_t proj
 
     ctypedef struct rnc_fwd_args:
         const float *x
@@ -39,6 +40,7 @@ cdef extern from "rnncore.h" nogil:
         const int64_t *lengths
         const float *peephole
         int input_forget
+        const float *w_hr_p
 
     ctypedef struct rnc_bwd_args:
         const float *x
@@ -69,6 +71,8 @@ cdef extern from "rnncore.h" nogil:
         const float *peephole
         int input_forget
         float *dpeephole
+        const float *w_hr
+        float *dw_hr
 
     const char *RNC_VERSION
     const char *rnc_status_str(rnc_status s) noexcept

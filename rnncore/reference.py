@@ -27,7 +27,10 @@ Conventions are PyTorch's:
 
   ONNX's variants: ``peephole`` [3H] = (p_i, p_f, p_o) adds p_i*c_{t-1},
   p_f*c_{t-1} and p_o*c_t to the i, f and o pre-activations;
-  ``input_forget`` couples f = 1 - i.
+  ``input_forget`` couples f = 1 - i. PyTorch's projection (``proj_size``
+  R): ``w_hr`` ``[R, H]`` maps the cell output to the state,
+  ``h_t = W_hr (o * tanh(c_t))`` (h, y and ``w_hh`` ``[4H, R]`` are R wide;
+  c stays H wide).
 
 * GRU (G = 3, mode "GRU"), gate order **r, z, n**, the reset applied after the
   recurrent product ("linear before reset")::
@@ -113,10 +116,10 @@ def _rnn(x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, reverse, act, clip, tape, **_):
 
 
 def _lstm(x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, reverse, act, clip, tape, peephole=None,
-          input_forget=False):
-    H = w_hh.shape[1]
+          input_forget=False, w_hr=None):
+    H = w_hh.shape[0] // 4
     gx = _gate_input(x, w_ih, b_ih, b_hh, 4 * H)
-    y = np.empty(x.shape[:2] + (H,), dtype=gx.dtype)
+    y = np.empty(x.shape[:2] + (w_hh.shape[1],), dtype=gx.dtype)
     f_act, g_act, h_act = act
     h, c = h0, c0
     p = np.zeros(3 * H) if peephole is None else peephole
@@ -128,11 +131,13 @@ def _lstm(x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, reverse, act, clip, tape, peepho
         g = g_act(clip(a[:, 2 * H:3 * H]))
         # 2. c_t = f * c_{t-1} + i * g
         c_new = f * c + i * g
-        # 3. h_t = o * tanh(c_t)
+        # 3. h_t = o * tanh(c_t) (projected: W_hr (o * tanh(c_t)))
         o = f_act(clip(a[:, 3 * H:4 * H] + p[2 * H:] * c_new))
         if tape is not None:
             tape.append((t, h, c, (i, f, g, o, c_new)))
         c, h = c_new, o * h_act(clip(c_new))
+        if w_hr is not None:
+            h = h @ w_hr.T
         y[t] = h
     return y, h, c
 
@@ -192,6 +197,9 @@ _CELLS = {
 }
 
 
+_CELLS_GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3, "GRU_RB": 3}
+
+
 def _check_mode(mode):
     if mode not in _CELLS:
         raise ValueError(f"mode must be one of {sorted(_CELLS)}, got {mode!r}")
@@ -206,7 +214,7 @@ def _one_sequence_at_a_time(x, lengths, run):
         if y is None:
             y = np.zeros(x.shape[:2] + yn.shape[2:], yn.dtype)
             h_n = np.empty((x.shape[1],) + hn.shape[1:], hn.dtype)
-            c_n = None if cn is None else np.empty_like(h_n)
+            c_n = None if cn is None else np.empty((x.shape[1],) + cn.shape[1:], cn.dtype)
         y[:ln, n] = yn[:, 0]
         h_n[n] = hn[0]
         if c_n is not None:
@@ -216,13 +224,14 @@ def _one_sequence_at_a_time(x, lengths, run):
 
 def layer_forward(mode, x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, *, reverse=False,
                   peephole=None, input_forget=False, lengths=None, acts=None, clip=None,
-                  tape=None):
+                  tape=None, w_hr=None):
     """One layer-direction of any cell over a sequence.
 
     mode: 'RNN_TANH', 'RNN_RELU', 'LSTM', 'GRU' or 'GRU_RB'. x ``[T, N, I]``,
     h0 and c0 ``[N, H]`` (c0 used by LSTM only), weights as in the module
     docstring, ``reverse`` runs from t = T-1 down to 0; ``peephole`` and
-    ``input_forget``: the LSTM variants; ``lengths``: a padded batch;
+    ``input_forget``: the LSTM variants; ``w_hr``: the LSTM projection
+    ``[R, H]`` (then h0, y and h_n are R wide); ``lengths``: a padded batch;
     ``acts`` and ``clip``: ONNX's activation functions (module docstring).
     ``tape``: a list that receives what :func:`layer_backward` needs (no
     lengths). Returns ``(y [T, N, H], h_n [N, H], c_n [N, H] or None)``.
@@ -232,9 +241,11 @@ def layer_forward(mode, x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, *, reverse=
     """
     _check_mode(mode)
     forward, default = _CELLS[mode]
+    if w_hr is not None and mode != "LSTM":
+        raise ValueError("w_hr (a projection) is an LSTM option")
     kw = dict(reverse=reverse, act=acts or default,
               clip=_no_clip if clip is None else (lambda v: np.clip(v, -clip, clip)),
-              peephole=peephole, input_forget=input_forget)
+              peephole=peephole, input_forget=input_forget, w_hr=w_hr)
     with np.errstate(all="ignore"):
         if lengths is None:
             return forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, tape=tape, **kw)
@@ -248,7 +259,7 @@ def layer_forward(mode, x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, *, reverse=
 # ------------------------------------------------------------ cells, backward
 
 def layer_backward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, dy, dh_n=None, dc_n=None, *,
-                   reverse=False, peephole=None, input_forget=False):
+                   reverse=False, peephole=None, input_forget=False, w_hr=None):
     """Gradients of one layer-direction by backpropagation through time.
 
     Same arguments as :func:`layer_forward` (c0 is ignored unless LSTM), plus
@@ -288,20 +299,24 @@ def layer_backward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, dy, dh_n=None, dc_n=
     with np.errstate(all="ignore"):
         steps = []
         layer_forward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse=reverse,
-                      peephole=peephole, input_forget=input_forget, tape=steps)
-        H = w_hh.shape[1]
+                      peephole=peephole, input_forget=input_forget, tape=steps, w_hr=w_hr)
+        H = w_ih.shape[0] // _CELLS_GATES[mode]
+        dw_hr = None if w_hr is None else np.zeros_like(w_hr)
         p = np.zeros(3 * H) if peephole is None else peephole
         dp = np.zeros(3 * H)
         dx = np.zeros_like(x)
         dw_ih, dw_hh = np.zeros_like(w_ih), np.zeros_like(w_hh)
         db_ih, db_hh = np.zeros(w_ih.shape[0]), np.zeros(w_hh.shape[0])
         dh = np.zeros_like(h0) if dh_n is None else np.array(dh_n, dtype=h0.dtype)
-        dc = np.zeros_like(h0) if dc_n is None else np.array(dc_n, dtype=h0.dtype)
+        dc = np.zeros((h0.shape[0], H), h0.dtype) if dc_n is None else np.array(dc_n, h0.dtype)
         for t, h_prev, c_prev, gates in reversed(steps):
             dh = dh + dy[t]
             if mode == "LSTM":
                 i, f, g, o, c = gates
                 tc = np.tanh(c)
+                if w_hr is not None:  # d4. h_t = W_hr m_t
+                    dw_hr += dh.T @ (o * tc)
+                    dh = dh @ w_hr
                 # d3. h_t = o * tanh(c_t)
                 ao = dh * tc * o * (1 - o)
                 dc = dc + dh * o * (1.0 - tc * tc) + ao * p[2 * H:]
@@ -357,7 +372,7 @@ def layer_backward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, dy, dh_n=None, dc_n=
             dh = da_h @ w_hh + direct
         return {"dx": dx, "dh0": dh, "dc0": dc if mode == "LSTM" else None,
                 "dw_ih": dw_ih, "dw_hh": dw_hh, "db_ih": db_ih, "db_hh": db_hh,
-                "dpeephole": dp if peephole is not None else None}
+                "dpeephole": dp if peephole is not None else None, "dw_hr": dw_hr}
 
 
 # ------------------------------------------------------------ stacking
@@ -368,7 +383,8 @@ def stack_forward(mode, x, h0, c0, layers, *, lengths=None):
 
     x ``[T, N, I]``; h0, c0 ``[L*D, N, H]`` or None (zeros); layers: per layer a
     list of D (1 or 2) dicts with 'w_ih', 'w_hh', 'b_ih', 'b_hh' (None without
-    bias) and optionally 'peephole' and 'input_forget'. Direction 1 runs in
+    bias) and optionally 'peephole', 'input_forget' and 'w_hr' (an LSTM
+    projection: h, y and the states h0 / h_n are then R wide). Direction 1 runs in
     reverse. Layer l > 0 reads the concatenation (forward first) of layer
     l-1's directions; layer l direction d starts from state l*D + d.
     Returns ``(y [T, N, D*H], h_n [L*D, N, H], c_n or None)``.
@@ -380,13 +396,14 @@ def stack_forward(mode, x, h0, c0, layers, *, lengths=None):
         outs = []
         for d, p in enumerate(directions):
             k = li * len(directions) + d
-            H = p["w_hh"].shape[1]
-            h = np.zeros((N, H), x.dtype) if h0 is None else h0[k]
+            R, H = p["w_hh"].shape[1], p["w_ih"].shape[0] // _CELLS_GATES[mode]
+            h = np.zeros((N, R), x.dtype) if h0 is None else h0[k]
             c = np.zeros((N, H), x.dtype) if c0 is None else c0[k]
             y, hk, ck = layer_forward(mode, inp, h, c, p["w_ih"], p["w_hh"], p.get("b_ih"),
                                       p.get("b_hh"), reverse=d == 1, lengths=lengths,
                                       peephole=p.get("peephole"),
-                                      input_forget=p.get("input_forget", False))
+                                      input_forget=p.get("input_forget", False),
+                                      w_hr=p.get("w_hr"))
             outs.append(y)
             hs.append(hk)
             cs.append(ck)

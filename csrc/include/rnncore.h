@@ -53,7 +53,15 @@ int rnc_cell_gates(rnc_cell cell);
 typedef struct {
     int64_t T, N, I, H; /* time steps, batch, input features, hidden units; all >= 1 */
     rnc_cell cell;
+    int64_t proj;       /* LSTM only: 0, or R >= 1, PyTorch's proj_size (see below) */
 } rnc_dims;
+
+/*
+ * LSTM with a projection (rnc_dims.proj = R > 0; PyTorch's proj_size): the
+ * state h is R wide, h_t = W_hr (o * tanh(c_t)) with W_hr [R, H]; c stays H
+ * wide. Then everything that is h-sized is R-sized: h0, h_n, dh0, dh_n [N, R],
+ * y and dy rows of R floats, w_hh [4H, R] (packed with K = R).
+ */
 
 /*
  * Forward pass of one layer-direction over a whole sequence.
@@ -87,6 +95,8 @@ typedef struct {
     const int64_t *lengths;      /* NULL, or [N] steps of each sequence, see below   */
     const float *peephole;       /* LSTM: NULL, or [3*H] p_i, p_f, p_o (see below)   */
     int input_forget;            /* LSTM: 1 couples the forget gate: f = 1 - i       */
+    const float *w_hr_p;         /* with d->proj: W_hr [R, H] packed as one gate of  */
+                                 /* R units: rnc_packed_floats(RNN_TANH, R, H)       */
 } rnc_fwd_args;
 
 /*
@@ -182,6 +192,8 @@ typedef struct {
     const float *peephole;         /* as in the forward call                          */
     int input_forget;              /* as in the forward call                          */
     float *dpeephole;              /* with peephole: [3*H], accumulated               */
+    const float *w_hr;             /* with d->proj: [R, H], PyTorch's layout          */
+    float *dw_hr;                  /* with d->proj: [R, H], accumulated               */
 } rnc_bwd_args;
 
 size_t rnc_bwd_workspace_floats(const rnc_dims *d, int n_threads);

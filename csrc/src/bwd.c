@@ -14,7 +14,10 @@
  *         input side  dGx = (dA_r, dA_z, dn)
  *         state side  dGh = (dA_r, dA_z, dn * r), and h_prev also gets dh*z
  * where dA is the gradient of the pre-activation W_ih x + b_ih + W_hh h + b_hh
- * (for RNN and LSTM dGh = dGx = dA). Then
+ * (for RNN and LSTM dGh = dGx = dA). With an LSTM projection (h_t = W_hr m_t,
+ * m_t = o * tanh(c_t), R state units) the cell's dh is dm = dh_t W_hr, one
+ * more packed GEMM a step (and a second barrier), and dW_hr += dh^T M after
+ * the loop. Then
  *   dh_prev = dGh_t W_hh  (+ dh*z for GRU)     one packed GEMM per step
  * and, after the loop, over all T*N rows at once:
  *   dx = dGx W_ih     dW_ih += dGx^T X     dW_hh += dGh^T H_prev
@@ -27,10 +30,14 @@
  * element has one summation order whatever the team size, so the results are
  * identical for every thread count.
  *
- * Workspace (floats, 8-byte aligned): bias sums [2*G*H doubles] | zeros [Hp]
- *   | wT [Hp*G*H] (W_hh packed as panels of dh_prev columns)
- *   | dGx [T*N*G*H] | dGh [T*N*G*H] (GRU only) | h_prev [T*N*H] | dh [N*Hp]
- *   | dc [N*Hp] | packed dGh_t [2 * packed N x G*H] | per thread: GEMM blocks.
+ * Workspace (floats, 8-byte aligned; R the state width, rnc_state_width):
+ *   bias sums [2*G*H doubles] | zeros [max(Hp, Rp)]
+ *   | wT [Rp*G*H] (W_hh packed as panels of dh_prev columns)
+ *   | dGx [T*N*G*H] | dGh [T*N*G*H] (GRU only) | h_prev [T*N*R] | dh [N*Rp]
+ *   | dc [N*Hp] | q [N*Hp] (GRU_RB: dn W_hn; projection: dm)
+ *   | packed dGh_t [2 * packed N x G*H]
+ *   | projection: W_hr panels [Hp*R] | dh_t [T*N*R] | m_t [T*N*H] | packed dh_t
+ *   | per thread: GEMM blocks.
  * Rows of dGx, dGh and h_prev are in the row order of x (see rnncore.h).
  */
 #include <stdint.h>
@@ -43,27 +50,37 @@
 #endif
 
 typedef struct {
-    int64_t bsum, zeros, wT, dgx, dgh, hprev, dh, dc, q, apack, per_thread;
+    int64_t bsum, zeros, wT, dgx, dgh, hprev, dh, dc, q, apack, whr, dht, mrows, dpack, per_thread;
 } bwd_layout;
 
 /* Sizes of the workspace parts, or -1 in per_thread on overflow. */
 static bwd_layout layout(const rnc_dims *d, int team) {
-    bwd_layout l = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, -1};
+    bwd_layout l = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, -1};
     const int G = rnc_cell_gates(d->cell);
     const int64_t lim = rnc_float_limit();
     const int64_t Hp = rnc_padded(d->H), GH = G * d->H;
+    const int64_t R = rnc_state_width(d), Rp = rnc_padded(R);
     const int64_t rows = rnc_mul_checked(d->T, d->N, lim);
     /* bias sums (2 x GH doubles) and peephole sums (3 x H doubles), first in
      * ws (8-byte aligned) */
     l.bsum = 2 * (2 * GH + 3 * d->H);
-    l.zeros = Hp;
-    l.wT = rnc_mul_checked(Hp, GH, lim);
+    l.zeros = Hp > Rp ? Hp : Rp;
+    l.wT = rnc_mul_checked(Rp, GH, lim);
     l.dgx = rnc_mul_checked(rows, GH, lim);
     l.dgh = d->cell == RNC_CELL_GRU ? l.dgx : 0;
-    l.hprev = rnc_mul_checked(rows, d->H, lim);
-    l.dh = l.dc = l.q = rnc_mul_checked(d->N, Hp, lim); /* q: GRU_RB's dn W_hn */
+    l.hprev = rnc_mul_checked(rows, R, lim);
+    l.dh = rnc_mul_checked(d->N, Rp, lim);
+    l.dc = l.q = rnc_mul_checked(d->N, Hp, lim); /* q: GRU_RB's dn W_hn, or dm */
     l.apack = rnc_mul_checked(2 * (d->N + RNC_MR_MAX), GH, lim); /* two steps' packed dGh */
-    if (l.wT < 0 || l.dgx < 0 || l.hprev < 0 || l.dh < 0 || l.apack < 0) return l;
+    if (d->proj > 0) {
+        l.whr = rnc_mul_checked(Hp, R, lim);
+        l.dht = l.hprev;
+        l.mrows = rnc_mul_checked(rows, d->H, lim);
+        l.dpack = rnc_mul_checked(d->N + RNC_MR_MAX, R, lim);
+    }
+    if (l.wT < 0 || l.dgx < 0 || l.hprev < 0 || l.dh < 0 || l.dc < 0 || l.apack < 0 ||
+        l.whr < 0 || l.mrows < 0 || l.dpack < 0)
+        return l;
     const int64_t scratch = rnc_gemm_scratch_floats();
     l.per_thread = rnc_mul_checked(scratch, team, lim) < 0 ? -1 : scratch;
     return l;
@@ -76,7 +93,7 @@ size_t rnc_bwd_workspace_floats(const rnc_dims *d, int n_threads) {
     const bwd_layout l = layout(d, team);
     if (l.per_thread < 0) return 0;
     const int64_t parts[] = {l.bsum, l.zeros, l.wT, l.dgx, l.dgh, l.hprev, l.dh, l.dc, l.q,
-                             l.apack, l.per_thread * team};
+                             l.apack, l.whr, l.dht, l.mrows, l.dpack, l.per_thread * team};
     const int64_t lim = rnc_float_limit();
     int64_t total = 0;
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
@@ -244,7 +261,10 @@ static void gru_rb_reset(const bwd_step *s, int64_t t, const float *q, int64_t M
 static rnc_status check_args(const rnc_dims *d, const rnc_bwd_args *a) {
     if (!a->x || !a->w_ih || !a->w_hh || !a->y || !a->dw_ih || !a->dw_hh || !a->ws)
         return RNC_ERR_INVALID_ARG;
-    if (a->ldy < d->H || (a->dy && a->lddy < d->H) || (a->dx && a->lddx < d->I))
+    const int64_t R = rnc_state_width(d);
+    if (a->ldy < R || (a->dy && a->lddy < R) || (a->dx && a->lddx < d->I))
+        return RNC_ERR_INVALID_ARG;
+    if ((d->proj > 0) != (a->w_hr != NULL) || (d->proj > 0) != (a->dw_hr != NULL))
         return RNC_ERR_INVALID_ARG;
     if ((rnc_tape_slots(d->cell) > 0) != (a->tape != NULL)) return RNC_ERR_INVALID_ARG;
     if (d->cell != RNC_CELL_LSTM && (a->c0 || a->dc_n || a->dc0)) return RNC_ERR_INVALID_ARG;
@@ -264,6 +284,7 @@ typedef struct {
     bwd_layout l;
     const bwd_step *s;
     float *wT, *dgx, *dgh, *hprev, *dh, *dc, *q, *apack, *scratch;
+    float *whr, *dht, *mrows, *dpack, *zeros; /* the projection's (see the top) */
     const double *bsum_x, *bsum_h, *psum;
 } bwd_team;
 
@@ -286,31 +307,38 @@ static void backward_thread(const bwd_team *x, int tid, int team) {
     int64_t p0, p1;
     rnc_split_range(P, team, tid, 1, &p0, &p1);
     const int64_t u0 = p0 * RNC_PANEL, u1 = p1 * RNC_PANEL < H ? p1 * RNC_PANEL : H;
+    const int64_t R = rnc_state_width(d), Rp = rnc_padded(R);
+    const int proj = d->proj > 0;
+    int64_t q0, q1; /* its panels of state units (the same as p0, p1 without a projection) */
+    rnc_split_range(Rp / RNC_PANEL, team, tid, 1, &q0, &q1);
+    const int64_t v0 = q0 * RNC_PANEL, v1 = q1 * RNC_PANEL < R ? q1 * RNC_PANEL : R;
 
-    /* 0. this thread's units: W_hh panels, h_prev rows, incoming gradients */
-    const rnc_mat w_hh = {a->w_hh, H, 1}; /* B of dh_prev = dGh_t W_hh: [GH, H] */
-    for (int64_t p = p0; p < p1; p++)
-        rnc_pack_b_panel(GH, H, w_hh, 0, p * RNC_PANEL, wT + p * GH * RNC_PANEL);
+    /* 0. this thread's units: W_hh (W_hr) panels, h_prev rows, incoming gradients */
+    const rnc_mat w_hh = {a->w_hh, R, 1}; /* B of dh_prev = dGh_t W_hh: [GH, R] */
+    for (int64_t qp = q0; qp < q1; qp++)
+        rnc_pack_b_panel(GH, R, w_hh, 0, qp * RNC_PANEL, wT + qp * GH * RNC_PANEL);
+    for (int64_t p = p0; p < p1 && proj; p++) /* B of dm = dh_t W_hr: [R, H] */
+        rnc_pack_b_panel(R, H, (rnc_mat){a->w_hr, H, 1}, 0, p * RNC_PANEL, x->whr + p * R * RNC_PANEL);
     for (int64_t t = 0; t < T; t++) {
         const int first = a->reverse ? t == T - 1 : t == 0;
         const int64_t t_prev = a->reverse ? t + 1 : t - 1;
         for (int64_t n = 0; n < N; n++) {
-            float *dst = hprev + (t * row_t + n * row_n) * H;
-            const float *src = first ? (a->h0 ? a->h0 + n * H : NULL)
+            float *dst = hprev + (t * row_t + n * row_n) * R;
+            const float *src = first ? (a->h0 ? a->h0 + n * R : NULL)
                                      : a->y + (t_prev * row_t + n * row_n) * a->ldy;
-            if (u1 > u0) {
-                if (src) memcpy(dst + u0, src + u0, (size_t)(u1 - u0) * sizeof(float));
-                else memset(dst + u0, 0, (size_t)(u1 - u0) * sizeof(float));
+            if (v1 > v0) {
+                if (src) memcpy(dst + v0, src + v0, (size_t)(v1 - v0) * sizeof(float));
+                else memset(dst + v0, 0, (size_t)(v1 - v0) * sizeof(float));
             }
         }
     }
+    for (int64_t n = 0; n < N && v1 > v0; n++) { /* padding [R, Rp) stays 0 */
+        memset(dh + n * Rp + v0, 0, (size_t)(q1 * RNC_PANEL - v0) * sizeof(float));
+        if (a->dh_n) memcpy(dh + n * Rp + v0, a->dh_n + n * R + v0, (size_t)(v1 - v0) * sizeof(float));
+    }
     for (int64_t n = 0; n < N && u1 > u0; n++) { /* padding [H, Hp) stays 0 */
-        const size_t bytes = (size_t)(u1 - u0) * sizeof(float);
-        const size_t padded = (size_t)(p1 * RNC_PANEL - u0) * sizeof(float);
-        memset(dh + n * Hp + u0, 0, padded);
-        memset(dc + n * Hp + u0, 0, padded);
-        if (a->dh_n) memcpy(dh + n * Hp + u0, a->dh_n + n * H + u0, bytes);
-        if (a->dc_n) memcpy(dc + n * Hp + u0, a->dc_n + n * H + u0, bytes);
+        memset(dc + n * Hp + u0, 0, (size_t)(p1 * RNC_PANEL - u0) * sizeof(float));
+        if (a->dc_n) memcpy(dc + n * Hp + u0, a->dc_n + n * H + u0, (size_t)(u1 - u0) * sizeof(float));
     }
 
     /* 1. the reverse time loop. Each thread packs the dGh_t columns of
@@ -352,28 +380,52 @@ static void backward_thread(const bwd_team *x, int tid, int team) {
                 K->gemm_panel_acc(M, 2 * H, prz, wT + p * GH * RNC_PANEL, dh + p * RNC_PANEL, Hp);
             continue;
         }
+        if (proj) {
+            /* 2'. dh_t = dh + dy_t for this thread's state units, kept for
+             * dW_hr and packed; then dm = dh_t W_hr for its cell units */
+            for (int64_t n = 0; n < M && v1 > v0; n++) {
+                const int64_t row = t * row_t + n * row_n;
+                const float *dyr = a->dy ? a->dy + row * a->lddy : x->zeros;
+                float *dst = x->dht + row * R;
+                const float *dhn = dh + n * Rp;
+                for (int64_t v = v0; v < v1; v++) dst[v] = dhn[v] + dyr[v];
+            }
+            if (v1 > v0)
+                rnc_pack_a_cols(M, R, v0, v1, (rnc_mat){x->dht + t * row_t * R, row_n * R, 1},
+                                K->mr, x->dpack);
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+            for (int64_t p = p0; p < p1; p++)
+                K->gemm_panel(M, R, x->dpack, x->whr + p * R * RNC_PANEL, NULL, q + p * RNC_PANEL, Hp);
+        }
         if (u1 > u0) {
             step_pointwise(x->s, t, step == 0, t_prev, M, u0, u1);
             const rnc_mat rows_t = {dgh + t * row_t * GH, row_n * GH, 1};
             for (int64_t g = 0; g < G && need_dh; g++)
                 rnc_pack_a_cols(M, GH, g * H + u0, g * H + u1, rows_t, K->mr, packed);
+            for (int64_t n = 0; n < M && proj; n++) { /* m_t = o * tanh(c_t), for dW_hr */
+                const int64_t row = t * row_t + n * row_n;
+                const float *tp = a->tape + row * 6 * Hp;
+                float *mr = x->mrows + row * H;
+                for (int64_t u = u0; u < u1; u++) mr[u] = tp[3 * Hp + u] * tp[5 * Hp + u];
+            }
         }
 #ifdef _OPENMP
 #pragma omp barrier
 #endif
-        if (need_dh && p1 > p0) { /* dh_prev = dGh_t W_hh (+ GRU's dh*z) */
-            for (int64_t p = p0; p < p1; p++) {
-                const float *panel = wT + p * GH * RNC_PANEL;
-                if (d->cell == RNC_CELL_GRU) K->gemm_panel_acc(M, GH, packed, panel, dh + p * RNC_PANEL, Hp);
-                else K->gemm_panel(M, GH, packed, panel, NULL, dh + p * RNC_PANEL, Hp);
+        if (need_dh && q1 > q0) { /* dh_prev = dGh_t W_hh (+ GRU's dh*z) */
+            for (int64_t qp = q0; qp < q1; qp++) {
+                const float *panel = wT + qp * GH * RNC_PANEL;
+                if (d->cell == RNC_CELL_GRU) K->gemm_panel_acc(M, GH, packed, panel, dh + qp * RNC_PANEL, Rp);
+                else K->gemm_panel(M, GH, packed, panel, NULL, dh + qp * RNC_PANEL, Rp);
             }
         }
     }
-    for (int64_t n = 0; n < N && u1 > u0; n++) {
-        const size_t bytes = (size_t)(u1 - u0) * sizeof(float);
-        if (a->dh0) memcpy(a->dh0 + n * H + u0, dh + n * Hp + u0, bytes);
-        if (a->dc0) memcpy(a->dc0 + n * H + u0, dc + n * Hp + u0, bytes);
-    }
+    for (int64_t n = 0; n < N && v1 > v0 && a->dh0; n++)
+        memcpy(a->dh0 + n * R + v0, dh + n * Rp + v0, (size_t)(v1 - v0) * sizeof(float));
+    for (int64_t n = 0; n < N && u1 > u0 && a->dc0; n++)
+        memcpy(a->dc0 + n * H + u0, dc + n * Hp + u0, (size_t)(u1 - u0) * sizeof(float));
     /* (the loop's last barrier made dGx, dGh and h_prev complete) */
 
     /* 2. whole-sequence GEMMs, over the rows of the steps that ran (with
@@ -392,8 +444,11 @@ static void backward_thread(const bwd_team *x, int tid, int team) {
                       (rnc_mat){a->tape + 3 * Hp, slots, 1}, a->dw_hh + 2 * H * H, H, 1,
                       my, tid, team);
     } else {
-        rnc_gemm_part(K, GH, H, run_rows, dGh_T, (rnc_mat){hprev, H, 1}, a->dw_hh, H, 1, my, tid, team);
+        rnc_gemm_part(K, GH, R, run_rows, dGh_T, (rnc_mat){hprev, R, 1}, a->dw_hh, R, 1, my, tid, team);
     }
+    if (proj) /* dW_hr += dH^T M */
+        rnc_gemm_part(K, R, H, run_rows, (rnc_mat){x->dht, 1, R}, (rnc_mat){x->mrows, H, 1},
+                      a->dw_hr, H, 1, my, tid, team);
 
     /* 3. bias gradients, summed by the element-wise passes; for GRU the
      * r and z columns of dGh equal dGx's (only n differs) */
@@ -434,7 +489,9 @@ rnc_status rnc_backward(const rnc_dims *d, const rnc_bwd_args *a, int n_threads)
     float *dc = dh + l.dh;
     float *q = dc + l.dc;       /* GRU_RB: [N, Hp] */
     float *apack = q + l.q;     /* [2][packed N x GH]: dGh_t packed, by step parity */
-    float *scratch = apack + l.apack; /* + tid * l.per_thread */
+    float *whr = apack + l.apack, *dht = whr + l.whr, *mrows = dht + l.dht;
+    float *dpack = mrows + l.mrows;
+    float *scratch = dpack + l.dpack; /* + tid * l.per_thread */
 
     if (((uintptr_t)a->ws) % sizeof(double)) return RNC_ERR_INVALID_ARG;
     memset(a->ws, 0, (size_t)(l.bsum + l.zeros) * sizeof(float));
@@ -442,15 +499,21 @@ rnc_status rnc_backward(const rnc_dims *d, const rnc_bwd_args *a, int n_threads)
         const int64_t run_rows = a->lengths[0] * N;
         memset(dgx, 0, (size_t)(run_rows * GH) * sizeof(float));
         if (dgh != dgx) memset(dgh, 0, (size_t)(run_rows * GH) * sizeof(float));
+        if (d->proj > 0) { /* rows past a sequence's end enter dW_hr's sum as 0 */
+            memset(dht, 0, (size_t)(run_rows * d->proj) * sizeof(float));
+            memset(mrows, 0, (size_t)(run_rows * H) * sizeof(float));
+        }
         for (int64_t r = run_rows; r < T * N && a->dx && !a->dx_accumulate; r++)
             memset(a->dx + r * a->lddx, 0, (size_t)d->I * sizeof(float));
     }
-    bwd_step s = {d->cell, N, H, Hp, GH, row_t, row_n, a->y, a->ldy, a->dy, a->lddy,
-                  a->tape, a->c0, zeros, hprev, dgx, dgh, dh, dc, bsum_x, bsum_h,
-                  a->peephole, a->input_forget, psum};
+    /* with a projection the cell's incoming gradient is dm (in q), dy enters dh_t */
+    const int proj = d->proj > 0;
+    bwd_step s = {d->cell, N, H, Hp, GH, row_t, row_n, a->y, a->ldy, proj ? NULL : a->dy,
+                  a->lddy, a->tape, a->c0, zeros, hprev, dgx, dgh, proj ? q : dh, dc, bsum_x,
+                  bsum_h, a->peephole, a->input_forget, psum};
 
     const bwd_team ctx = {d, a, K, G, l, &s, wT, dgx, dgh, hprev, dh, dc, q, apack, scratch,
-                          bsum_x, bsum_h, psum};
+                          whr, dht, mrows, dpack, zeros, bsum_x, bsum_h, psum};
     /* a team of one runs without a parallel region (see fwd.c) */
 #ifdef _OPENMP
     if (nt > 1) {

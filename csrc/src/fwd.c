@@ -19,20 +19,27 @@
  *        h_t, c_t = cell(gx_t, a)    fused element-wise pass (kernels: postgemm)
  *      h_t is written straight into y; h_{t-1} is read back from y; with a
  *      tape (training), the activated gates of the step are kept there.
+ *   2'.  LSTM with a projection (rnc_dims.proj = R): the cell writes
+ *        m_t = o * tanh(c_t) to a buffer instead, and after a barrier
+ *        h_t = W_hr m_t, one more packed GEMM of R units, goes into y.
  *   3. h_n = h at the last step, c_n = c at the last step.
  *
  * Threads: one OpenMP team for the whole call. Each thread owns a fixed slice
  * of hidden-unit panels for the whole sequence and computes exactly those
  * columns of gx (step 1) and of every h_t (step 2), so its slices of W_ih and
- * W_hh stay in its cache; one barrier per step publishes h_t. Each output
+ * W_hh stay in its cache; one barrier per step publishes h_t (with a
+ * projection: a second one publishes m_t, and each thread owns panels of
+ * the R state units for step 2'). Each output
  * element is computed by one thread with a tiling that does not depend on the
  * team size, so results are identical for every thread
  * count. Denormals are flushed to zero inside the kernels (FTZ/DAZ on x86).
  *
- * Workspace (floats; Hp = H rounded up to RNC_PANEL, gate rows padded):
- *   gx [chunk*N*G*Hp] | a [N*G*Hp] | bias_x [G*Hp] | b_hn [Hp] | c [N*Hp] | zeros [N*H]
- *   | packed h_{t-1} [2 * packed N x H] | packed r*h_{t-1} [packed N x H] | r*h_{t-1} [N*H]
- *   | per thread: packed GEMM_ROW_BLOCK rows of x
+ * Workspace (floats; Hp = H rounded up to RNC_PANEL, gate rows padded; R
+ * the state width, rnc_state_width):
+ *   gx [chunk*N*G*Hp] | a [N*G*Hp] | bias_x [G*Hp] | b_hn [Hp] | c [N*Hp]
+ *   | zeros [N*max(H, R)] | packed h_{t-1} [2 * packed N x R]
+ *   | packed r*h_{t-1} or m_t [packed N x H] | r*h_{t-1} or m_t [N*H]
+ *   | projection: W_hr m_t [N*Rp] | per thread: packed GEMM_ROW_BLOCK rows of x
  */
 #include <string.h>
 
@@ -76,9 +83,10 @@ static int64_t apack_floats(const rnc_dims *d) {
 size_t rnc_fwd_workspace_floats(const rnc_dims *d, int n_threads) {
     if (!d || d->T < 1 || d->N < 1 || d->I < 1 || d->H < 1) return 0;
     const int G = rnc_cell_gates(d->cell);
-    if (G == 0) return 0;
+    if (G == 0 || d->proj < 0 || (d->proj > 0 && d->cell != RNC_CELL_LSTM)) return 0;
     const int64_t lim = rnc_float_limit();
-    if (d->H > lim / 2 || d->N > lim / 2 || d->I > lim / 2) return 0;
+    if (d->H > lim / 2 || d->N > lim / 2 || d->I > lim / 2 || d->proj > lim / 2) return 0;
+    const int64_t R = rnc_state_width(d), Rp = rnc_padded(R), S = R > d->H ? R : d->H;
     const int64_t Hp = rnc_padded(d->H);
     const int64_t ghp = rnc_mul_checked(G, Hp, lim);
     const int64_t rows = rnc_mul_checked(d->T, d->N, lim);
@@ -86,17 +94,22 @@ size_t rnc_fwd_workspace_floats(const rnc_dims *d, int n_threads) {
     const int64_t acc = rnc_mul_checked(d->N, ghp, lim);
     const int64_t nhp = rnc_mul_checked(d->N, Hp, lim);
     const int64_t pack_in = rnc_mul_checked((GEMM_ROW_BLOCK + RNC_MR_MAX), d->I, lim);
-    const int64_t pack_rec = rnc_mul_checked(4 * (d->N + RNC_MR_MAX), d->H, lim); /* >= hpack */
+    /* >= hpack below */
+    const int64_t pack_rec = rnc_mul_checked(6 * (d->N + RNC_MR_MAX), S + Rp, lim);
     /* the weights and x must be addressable too */
     if (ghp < 0 || gx < 0 || acc < 0 || nhp < 0 || pack_in < 0 || pack_rec < 0 ||
-        rnc_mul_checked(ghp, d->I, lim) < 0 || rnc_mul_checked(ghp, d->H, lim) < 0 ||
-        rnc_mul_checked(rows, d->I, lim) < 0)
+        rnc_mul_checked(ghp, d->I, lim) < 0 || rnc_mul_checked(ghp, R, lim) < 0 ||
+        rnc_mul_checked(Rp, d->H, lim) < 0 || rnc_mul_checked(rows, d->I, lim) < 0 ||
+        rnc_mul_checked(rows, R, lim) < 0)
         return 0;
     const int64_t packs = rnc_mul_checked(apack_floats(d), rnc_resolve_threads(n_threads), lim);
-    /* two packed h_{t-1}, packed r*h_{t-1} and its rows (GRU_RB): <= pack_rec */
-    const int64_t hpack = 3 * rnc_packed_a_floats(d->N, d->H) + d->N * d->H;
-    if (packs < 0 || gx > lim - acc - ghp - Hp - 2 * nhp - packs - hpack) return 0;
-    return (size_t)(gx + acc + ghp + Hp + 2 * nhp + packs + hpack);
+    /* zeros, two packed h_{t-1}, packed r*h_{t-1} (or m_t) and its rows, the
+     * projection's output: <= pack_rec */
+    const int64_t hpack = d->N * S + 2 * rnc_packed_a_floats(d->N, R) +
+                          rnc_packed_a_floats(d->N, d->H) + d->N * d->H +
+                          (d->proj > 0 ? d->N * Rp : 0);
+    if (packs < 0 || gx > lim - acc - ghp - Hp - nhp - packs - hpack) return 0;
+    return (size_t)(gx + acc + ghp + Hp + nhp + packs + hpack);
 }
 
 /* One chunk of the input projection: GEMM "jobs" of M uniformly strided
@@ -175,8 +188,8 @@ typedef struct {
     int G;
     int64_t cs, row_t, row_n;
     float *gx, *acc, *bias_x, *b_hn, *c, *zeros, *hpack;
-    int64_t hpack_half;
-    float *rhpack, *apack;
+    int64_t hpack_half, rhpack_floats;
+    float *rhpack, *hproj, *apack;
 } fwd_team;
 
 /* Steps 1 and 2 for thread `tid` of `team` (see the top of this file). */
@@ -187,14 +200,20 @@ static void forward_thread(const fwd_team *x, int tid, int team) {
     const int G = x->G;
     const int64_t T = d->T, N = d->N, I = d->I, H = d->H;
     const int64_t Hp = rnc_padded(H), P = Hp / RNC_PANEL, GHp = G * Hp;
+    const int64_t R = rnc_state_width(d), Rp = rnc_padded(R);
+    const int proj = d->proj > 0;
     const int64_t cs = x->cs, row_t = x->row_t, row_n = x->row_n, hpack_half = x->hpack_half;
     float *gx = x->gx, *acc = x->acc, *bias_x = x->bias_x, *b_hn = x->b_hn, *c = x->c;
     float *zeros = x->zeros, *hpack = x->hpack, *apack = x->apack, *rhpack = x->rhpack;
+    float *m = rhpack + x->rhpack_floats; /* projection: m_t rows [N, H]; packed in rhpack */
     const unsigned int saved_csr = rnc_ftz_begin();
     float *my_pack = apack + tid * apack_floats(d);
     int64_t p0, p1; /* this thread's panels of hidden units, for the whole sequence */
     rnc_split_range(P, team, tid, 1, &p0, &p1);
     const int64_t u0 = p0 * RNC_PANEL, u1 = p1 * RNC_PANEL < H ? p1 * RNC_PANEL : H;
+    int64_t q0, q1; /* its panels of state units (the same as p0, p1 without a projection) */
+    rnc_split_range(Rp / RNC_PANEL, team, tid, 1, &q0, &q1);
+    const int64_t v0 = q0 * RNC_PANEL, v1 = q1 * RNC_PANEL < R ? q1 * RNC_PANEL : R;
     rnc_post post = {d->cell, H, Hp, NULL, GHp, acc, GHp, NULL, 0, NULL, 0, c, b_hn, NULL, 0};
     const int64_t tape_row = rnc_tape_slots(d->cell) * Hp;
     int64_t t_lo = 0; /* first time step held in gx */
@@ -204,8 +223,8 @@ static void forward_thread(const fwd_team *x, int tid, int team) {
      * before, every thread packed all of it. Two buffers alternate so
      * that a thread's next step never overwrites what a slower one
      * still reads. */
-    const rnc_mat h_init = {a->h0 ? a->h0 : zeros, H, 1};
-    if (u0 < u1) rnc_pack_a_cols(N, H, u0, u1, h_init, K->mr, hpack);
+    const rnc_mat h_init = {a->h0 ? a->h0 : zeros, R, 1};
+    if (v0 < v1) rnc_pack_a_cols(N, R, v0, v1, h_init, K->mr, hpack);
 #ifdef _OPENMP
 #pragma omp barrier
 #endif
@@ -260,7 +279,7 @@ static void forward_thread(const fwd_team *x, int tid, int team) {
         /* 2. recurrent step for this thread's units */
         if (step == 0) {
             post.h_prev = a->h0 ? a->h0 : zeros;
-            post.ld_hprev = H;
+            post.ld_hprev = R;
         } else {
             const int64_t t_prev = a->reverse ? t + 1 : t - 1;
             post.h_prev = a->y + t_prev * row_t * a->ldy;
@@ -268,8 +287,10 @@ static void forward_thread(const fwd_team *x, int tid, int team) {
         }
         post.gx = gx + (t - t_lo) * N * GHp;
         post.ld_gx = GHp;
-        post.y = a->y + t * row_t * a->ldy;
-        post.ld_y = row_n * a->ldy;
+        float *y_t = a->y + t * row_t * a->ldy;
+        const int64_t ld_y = row_n * a->ldy;
+        post.y = proj ? m : y_t;
+        post.ld_y = proj ? H : ld_y;
         if (a->tape) {
             post.tape = a->tape + t * row_t * tape_row;
             post.ld_tape = row_n * tape_row;
@@ -278,12 +299,12 @@ static void forward_thread(const fwd_team *x, int tid, int team) {
         const int reset_before = d->cell == RNC_CELL_GRU_RB;
         for (int64_t g = 0; g < (reset_before ? 2 : G); g++)
             for (int64_t p = p0; p < p1; p++)
-                K->gemm_panel(rows_now, H, h_packed, a->w_hh_p + (g * P + p) * H * RNC_PANEL, NULL,
+                K->gemm_panel(rows_now, R, h_packed, a->w_hh_p + (g * P + p) * R * RNC_PANEL, NULL,
                               acc + g * Hp + p * RNC_PANEL, GHp);
         if (reset_before) {
             /* r, z; then W_hn (r * h_{t-1}) needs r of every unit: a second
              * GEMM after a barrier (two barriers a step for this cell) */
-            float *rh = rhpack + hpack_half;
+            float *rh = rhpack + x->rhpack_floats;
             if (u0 < u1) {
                 gru_rb_gates(&post, rh, rows_now, u0, u1);
                 rnc_pack_a_cols(rows_now, H, u0, u1, (rnc_mat){rh, H, 1}, K->mr, rhpack);
@@ -300,11 +321,21 @@ static void forward_thread(const fwd_team *x, int tid, int team) {
             else if (a->peephole || a->input_forget)
                 rnc_lstm_update(&post, a->peephole, a->input_forget, 0, rows_now, u0, u1);
             else K->postgemm(&post, 0, rows_now, u0, u1);
-            if (step + 1 < T_run) /* packed for the next step's rows */
-                rnc_pack_a_cols(rnc_active_rows(a->lengths, N, step + 1), H, u0, u1,
-                                (rnc_mat){post.y, post.ld_y, 1}, K->mr,
-                                hpack + ((step + 1) & 1) * hpack_half);
+            if (proj) rnc_pack_a_cols(rows_now, H, u0, u1, (rnc_mat){m, H, 1}, K->mr, rhpack);
         }
+        if (proj) { /* 2'. h_t = W_hr m_t for this thread's state units */
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+            for (int64_t q = q0; q < q1; q++)
+                K->gemm_panel(rows_now, H, rhpack, a->w_hr_p + q * H * RNC_PANEL, NULL,
+                              x->hproj + q * RNC_PANEL, Rp);
+            for (int64_t n = 0; n < rows_now && v0 < v1; n++)
+                memcpy(y_t + n * ld_y + v0, x->hproj + n * Rp + v0, (size_t)(v1 - v0) * sizeof(float));
+        }
+        if (v0 < v1 && step + 1 < T_run) /* h_t packed for the next step's rows */
+            rnc_pack_a_cols(rnc_active_rows(a->lengths, N, step + 1), R, v0, v1,
+                            (rnc_mat){y_t, ld_y, 1}, K->mr, hpack + ((step + 1) & 1) * hpack_half);
 #ifdef _OPENMP
 #pragma omp barrier
 #endif
@@ -317,7 +348,9 @@ rnc_status rnc_forward(const rnc_dims *d, const rnc_fwd_args *a, int n_threads) 
     const int G = rnc_cell_gates(d->cell);
     if (G == 0) return RNC_ERR_UNSUPPORTED;
     if (rnc_fwd_workspace_floats(d, n_threads) == 0) return RNC_ERR_INVALID_ARG;
-    if (!a->x || !a->w_ih_p || !a->w_hh_p || !a->y || !a->ws || a->ldy < d->H)
+    const int64_t R = rnc_state_width(d), Rp = rnc_padded(R);
+    if (!a->x || !a->w_ih_p || !a->w_hh_p || !a->y || !a->ws || a->ldy < R ||
+        (d->proj > 0) != (a->w_hr_p != NULL))
         return RNC_ERR_INVALID_ARG;
     if (d->cell != RNC_CELL_LSTM && (a->c0 || a->c_n)) return RNC_ERR_INVALID_ARG;
     if (a->tape && rnc_tape_slots(d->cell) == 0) return RNC_ERR_INVALID_ARG;
@@ -337,10 +370,13 @@ rnc_status rnc_forward(const rnc_dims *d, const rnc_fwd_args *a, int n_threads) 
     float *b_hn = bias_x + GHp;
     float *c = b_hn + Hp;
     float *zeros = c + N * Hp;
-    float *hpack = zeros + N * H; /* [2][packed N x H]: h_{t-1} packed, by step parity */
-    const int64_t hpack_half = rnc_packed_a_floats(N, H);
-    float *rhpack = hpack + 2 * hpack_half; /* GRU_RB: r * h_{t-1}, packed | its rows [N, H] */
-    float *apack = rhpack + hpack_half + N * H; /* + tid * apack_floats(d) */
+    const int64_t S = R > H ? R : H;
+    float *hpack = zeros + N * S; /* [2][packed N x R]: h_{t-1} packed, by step parity */
+    const int64_t hpack_half = rnc_packed_a_floats(N, R), rhpack_floats = rnc_packed_a_floats(N, H);
+    /* GRU_RB: r * h_{t-1}, packed | its rows [N, H]; projection: m_t likewise */
+    float *rhpack = hpack + 2 * hpack_half;
+    float *hproj = rhpack + rhpack_floats + N * H; /* projection: W_hr m_t [N, Rp] */
+    float *apack = hproj + (d->proj > 0 ? N * Rp : 0); /* + tid * apack_floats(d) */
 
     /* 0. folded biases and padded states (padding stays exactly 0) */
     for (int64_t g = 0; g < G; g++)
@@ -355,11 +391,11 @@ rnc_status rnc_forward(const rnc_dims *d, const rnc_fwd_args *a, int n_threads) 
     memset(c, 0, (size_t)(N * Hp) * sizeof(float));
     if (d->cell == RNC_CELL_LSTM && a->c0)
         for (int64_t n = 0; n < N; n++) memcpy(c + n * Hp, a->c0 + n * H, (size_t)H * sizeof(float));
-    memset(zeros, 0, (size_t)(N * H) * sizeof(float));
+    memset(zeros, 0, (size_t)(N * S) * sizeof(float));
 
     const int nt = rnc_step_threads(d, G, n_threads);
     const fwd_team ctx = {d, a, K, G, cs, row_t, row_n, gx, acc, bias_x, b_hn, c, zeros,
-                          hpack, hpack_half, rhpack, apack};
+                          hpack, hpack_half, rhpack_floats, rhpack, hproj, apack};
     /* a team of one runs without a parallel region: libgomp pays futex
      * syscalls even for one thread, which one-step calls (step()) feel */
 #ifdef _OPENMP
@@ -377,14 +413,14 @@ rnc_status rnc_forward(const rnc_dims *d, const rnc_fwd_args *a, int n_threads) 
     const int64_t tape_row = rnc_tape_slots(d->cell) * Hp;
     for (int64_t n = 0; n < N && a->lengths; n++)
         for (int64_t t = a->lengths[n]; t < T; t++) {
-            memset(a->y + (t * N + n) * a->ldy, 0, (size_t)H * sizeof(float));
+            memset(a->y + (t * N + n) * a->ldy, 0, (size_t)R * sizeof(float));
             if (a->tape) memset(a->tape + (t * N + n) * tape_row, 0, (size_t)tape_row * sizeof(float));
         }
     if (a->h_n)
         for (int64_t n = 0; n < N; n++) {
             const int64_t t_last = a->lengths ? a->lengths[n] - 1 : a->reverse ? 0 : T - 1;
-            memcpy(a->h_n + n * H, a->y + (t_last * row_t + n * row_n) * a->ldy,
-                   (size_t)H * sizeof(float));
+            memcpy(a->h_n + n * R, a->y + (t_last * row_t + n * row_n) * a->ldy,
+                   (size_t)R * sizeof(float));
         }
     if (a->c_n)
         for (int64_t n = 0; n < N; n++) memcpy(a->c_n + n * H, c + n * Hp, (size_t)H * sizeof(float));

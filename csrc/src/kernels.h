@@ -23,6 +23,11 @@ static inline int64_t rnc_padded(int64_t H) {
     return (H + RNC_PANEL - 1) / RNC_PANEL * RNC_PANEL;
 }
 
+/* Width of the state h (and of y): the projection R when d->proj > 0, else H. */
+static inline int64_t rnc_state_width(const rnc_dims *d) {
+    return d->proj > 0 ? d->proj : d->H;
+}
+
 /* Post-GEMM element-wise update of one time step (see the equations in
  * fwd.c). Rows n of this step: gx + n*ld_gx, acc + n*ld_acc (both padded gate
  * rows), h_prev + n*ld_hprev, y + n*ld_y, c + n*Hp. */

@@ -18,7 +18,7 @@ rnc_status rnc_forward_step(rnc_cell cell, int64_t L, int64_t N, int64_t I, int6
         return RNC_ERR_INVALID_ARG;
     const int64_t state = N * H;
     for (int64_t l = 0; l < L; l++) {
-        rnc_dims d = {1, N, l == 0 ? I : H, H, cell};
+        rnc_dims d = {1, N, l == 0 ? I : H, H, cell, 0};
         rnc_fwd_args a = layers[l];
         a.x = l == 0 ? x : h + (l - 1) * state;
         a.h0 = h0 ? h0 + l * state : NULL;

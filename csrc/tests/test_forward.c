@@ -89,7 +89,7 @@ static void check_backward(rnc_cell cell, const char *isa, const rnc_dims *d, rn
     a->tape = NULL;
     rnc_bwd_args b = {a->x, a->h0, a->c0, w_ih, w_hh, a->y, SH, tape, dy, SH, NULL, NULL,
                       dx, SI, 0, dh0, cell == RNC_CELL_LSTM ? dc0 : NULL,
-                      dw_ih, dw_hh, db_ih, db_hh, ws, 0, 0, NULL, NULL, 0, NULL};
+                      dw_ih, dw_hh, db_ih, db_hh, ws, 0, 0, NULL, NULL, 0, NULL, NULL, NULL};
     CHECK(rnc_backward(d, &b, 2) == RNC_OK, "%s backward", isa);
     float *x = (float *)a->x;
     struct { float *v; const float *grad; int n; const char *name; } probes[] = {
@@ -126,7 +126,7 @@ static void run_cell(rnc_cell cell, const char *isa) {
     for (int i = 0; i < G * SH * SH; i++) w_hh[i] = 0.4f * rnd(&seed);
     for (int i = 0; i < G * SH; i++) { b_ih[i] = 0.1f * rnd(&seed); b_hh[i] = 0.1f * rnd(&seed); }
 
-    rnc_dims d = {ST, SN, SI, SH, cell};
+    rnc_dims d = {ST, SN, SI, SH, cell, 0};
     float *w_ih_p = malloc(rnc_packed_floats(cell, SH, SI) * sizeof(float));
     float *w_hh_p = malloc(rnc_packed_floats(cell, SH, SH) * sizeof(float));
     float *ws = malloc(rnc_fwd_workspace_floats(&d, 2) * sizeof(float));
@@ -136,7 +136,7 @@ static void run_cell(rnc_cell cell, const char *isa) {
     CHECK(rnc_pack_weights(cell, SH, SH, w_hh, w_hh_p) == RNC_OK, "pack w_hh");
     const int lstm = cell == RNC_CELL_LSTM;
     rnc_fwd_args a = {x, h0, lstm ? c0 : NULL, w_ih_p, w_hh_p, b_ih, b_hh, y, SH, h_n,
-                      lstm ? c_n : NULL, ws, 0, 0, NULL, NULL, NULL, 0};
+                      lstm ? c_n : NULL, ws, 0, 0, NULL, NULL, NULL, 0, NULL};
     CHECK(rnc_forward(&d, &a, 2) == RNC_OK, "%s forward", isa);
     reference(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, y_ref);
     double worst = 0;
