@@ -48,7 +48,9 @@ _LM_CONFIG = {"cell": str, "embed_size": int, "hidden_size": int, "num_layers": 
 
 # per kind, the constructor arguments of its own
 _KIND_CONFIG = {"RNN": {"nonlinearity": str}, "GRU": {"reset_after": bool},
-                "LSTM": {"peephole": bool, "input_forget": bool}}
+                "LSTM": {"peephole": bool, "input_forget": bool, "proj_size": int}}
+# keys that files written before them lack, with the value they meant
+_ADDED_KEYS = {"LSTM": {"proj_size": 0}}
 
 
 def _layer_config(layer):
@@ -138,6 +140,8 @@ def _config_from(path, metadata):
         raise _bad(path, f"kind {kind!r} is not one of {sorted(LAYERS) + ['LanguageModel']}")
     cfg = _json(path, metadata, "config")
     expected = _LM_CONFIG if kind == "LanguageModel" else dict(_LAYER_CONFIG, **_KIND_CONFIG[kind])
+    for key, value in _ADDED_KEYS.get(kind, {}).items():
+        cfg.setdefault(key, value)
     if set(cfg) != set(expected):
         raise _bad(path, f"config keys {sorted(cfg)} != {sorted(expected)}")
     for key, typ in expected.items():
@@ -179,11 +183,15 @@ def _parameter_count(kind, cfg, vocab_size=0):
     if min(H, L, cfg["input_size"]) < 1:
         return 0  # the constructor rejects it with a clear message
     # closed form (a loop over a hostile num_layers = 10**12 would never end):
-    # layer 0 reads input_size features, the others D*H
+    # layer 0 reads input_size features, the others D*R (R = proj_size or H)
     b = 2 if cfg["bias"] else 0
-    per_layer = lambda inputs: D * G * H * (inputs + H + b)  # noqa: E731
+    P = cfg.get("proj_size", 0)
+    if P < 0:
+        return 0  # the constructor rejects it with a clear message
+    R = P or H
+    per_layer = lambda inputs: D * (G * H * (inputs + R + b) + P * H)  # noqa: E731
     peep = L * D * 3 * H if cfg.get("peephole") else 0
-    return per_layer(cfg["input_size"]) + (L - 1) * per_layer(D * H) + peep
+    return per_layer(cfg["input_size"]) + (L - 1) * per_layer(D * R) + peep
 
 
 def load(path):

@@ -30,6 +30,12 @@ class _Tape:
         self.buf, self.x, self.y, self.col = buf, x, y, col
 
 
+def _sizes(cell, p):
+    """(H, proj): the hidden units and the LSTM projection's R (0 for none)."""
+    w_hr = p.get("w_hr")
+    return p["w_ih"].shape[0] // cell.gates, 0 if w_hr is None else w_hr.shape[0]
+
+
 class COps(Ops):
     name = "c"
     sorts_lengths = True
@@ -87,8 +93,9 @@ class COps(Ops):
 
     def layer_forward(self, cell, inp, state0, p, *, T, N, batch_first, reverse, lengths, y, col,
                       state_n, train, pool, n_threads):
-        code, I, H = self.code(cell), inp.shape[1], p["w_hh"].shape[1]
-        floats = _core.fwd_workspace_floats(code, T, N, I, H, n_threads=n_threads)
+        code, I, R = self.code(cell), inp.shape[1], p["w_hh"].shape[1]
+        H, proj = _sizes(cell, p)
+        floats = _core.fwd_workspace_floats(code, T, N, I, H, n_threads=n_threads, proj=proj)
         ws = buffers.workspace(floats, f"workspace for T={T}, N={N}, H={H}")
         tape_floats = _core.tape_floats(code, T, N, I, H) if train else 0
         buf = buffers.take(pool, tape_floats) if tape_floats else None
@@ -97,30 +104,32 @@ class COps(Ops):
         if lengths is not None:  # forward in time over its own buffer
             if flipped:
                 x = reverse_within(inp.reshape(T, N, I), lengths).reshape(T * N, I)
-            out, out_col = np.empty((T * N, H), dtype=np.float32), 0
+            out, out_col = np.empty((T * N, R), dtype=np.float32), 0
             reverse = False
         _core.forward(code, T, N, I, H, x=x, w_ih_p=p["w_ih_p"], w_hh_p=p["w_hh_p"],
                       b_ih=p["b_ih"], b_hh=p["b_hh"], state0=state0, state_n=state_n,
                       y=out, y_col=out_col, ws=ws, n_threads=n_threads,
                       batch_first=batch_first, reverse=reverse, tape=buf, lengths=lengths,
-                      peephole=p["peephole"], input_forget=p["input_forget"])
+                      peephole=p["peephole"], input_forget=p["input_forget"], proj=proj,
+                      w_hr_p=p.get("w_hr_p"))
         if lengths is not None:
-            own = out.reshape(T, N, H)
-            y.reshape(T, N, -1)[..., col:col + H] = reverse_within(own, lengths) if flipped else own
+            own = out.reshape(T, N, R)
+            y.reshape(T, N, -1)[..., col:col + R] = reverse_within(own, lengths) if flipped else own
         return _Tape(buf, x, out, out_col) if train else None
 
     def layer_backward(self, cell, inp, y, tape, state0, p, g, *, T, N, batch_first, reverse,
                        lengths, dy, col, dstate_n, dinp, accumulate, dstate0, n_threads):
-        code, I, H = self.code(cell), inp.shape[1], p["w_hh"].shape[1]
-        floats = _core.bwd_workspace_floats(code, T, N, I, H, n_threads=n_threads)
+        code, I, R = self.code(cell), inp.shape[1], p["w_hh"].shape[1]
+        H, proj = _sizes(cell, p)
+        floats = _core.bwd_workspace_floats(code, T, N, I, H, n_threads=n_threads, proj=proj)
         ws = buffers.workspace(floats, f"backward workspace for T={T}, N={N}, H={H}")
         dx = dinp
         flipped = lengths is not None and reverse
         if lengths is not None:  # this direction alone, in its own (forward) time order
-            dy = np.ascontiguousarray(dy.reshape(T, N, -1)[..., col:col + H])
+            dy = np.ascontiguousarray(dy.reshape(T, N, -1)[..., col:col + R])
             if flipped:
                 dy = reverse_within(dy, lengths)
-            dy = dy.reshape(T * N, H)
+            dy = dy.reshape(T * N, R)
             dx = np.empty((T * N, I), dtype=np.float32) if dinp is not None else None
             accumulate, reverse = False, False
         _core.backward(code, T, N, I, H, x=tape.x, w_ih=p["w_ih"], w_hh=p["w_hh"], y=tape.y,
@@ -129,7 +138,8 @@ class COps(Ops):
                        dw_hh=g["w_hh"], db_ih=g["b_ih"], db_hh=g["b_hh"],
                        dpeephole=g["peephole"], ws=ws, n_threads=n_threads,
                        batch_first=batch_first, reverse=reverse, lengths=lengths,
-                       peephole=p["peephole"], input_forget=p["input_forget"])
+                       peephole=p["peephole"], input_forget=p["input_forget"], proj=proj,
+                       w_hr=p.get("w_hr"), dw_hr=g.get("w_hr"))
         if lengths is not None and dinp is not None:
             dx = dx.reshape(T, N, I)
             dinp.reshape(T, N, I)[...] += reverse_within(dx, lengths) if flipped else dx

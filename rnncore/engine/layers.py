@@ -67,19 +67,32 @@ class RNNBase:
     def gates(self):
         return self.cell.gates
 
+    @property
+    def proj_size(self):
+        """LSTM's projection size R (0: none; RNN and GRU always 0)."""
+        return self.__dict__.get("_proj_size", 0)
+
+    @property
+    def state_size(self):
+        """Width of h (and of each direction's output): proj_size, or
+        hidden_size without a projection."""
+        return self.proj_size or self.hidden_size
+
     def _parameter_shapes(self):
         """PyTorch's parameter names, in its order, with their shapes."""
-        G, H = self.gates, self.hidden_size
+        G, H, R = self.gates, self.hidden_size, self.state_size
         shapes = {}
         for layer in range(self.num_layers):
             for direction in range(self.num_directions):
                 sfx = f"_l{layer}" + ("_reverse" if direction else "")
-                layer_in = self.input_size if layer == 0 else H * self.num_directions
+                layer_in = self.input_size if layer == 0 else R * self.num_directions
                 shapes["weight_ih" + sfx] = (G * H, layer_in)
-                shapes["weight_hh" + sfx] = (G * H, H)
+                shapes["weight_hh" + sfx] = (G * H, R)
                 if self.bias:
                     shapes["bias_ih" + sfx] = (G * H,)
                     shapes["bias_hh" + sfx] = (G * H,)
+                if self.proj_size:
+                    shapes["weight_hr" + sfx] = (R, H)
                 if getattr(self, "peephole", False):
                     shapes["peephole" + sfx] = (3 * H,)
         return shapes
@@ -102,7 +115,9 @@ class RNNBase:
         elif len(expected) == 1:
             what = f"({rows},)"
         elif name.startswith("weight_hh"):
-            what = f"({rows}, H)"
+            what = f"({rows}, proj_size)" if self.proj_size else f"({rows}, H)"
+        elif name.startswith("weight_hr"):
+            what = "(proj_size, H)"
         else:
             what = f"({rows}, input features)"
         check_shape(name, arr, expected, what)
@@ -112,7 +127,9 @@ class RNNBase:
         """Keep a read-only float32 C-contiguous copy and its packed form."""
         arr = np.array(arr, dtype=np.float32, order="C", copy=True)
         arr.flags.writeable = False
-        if name.startswith("weight"):  # pack first: a failure leaves both unchanged
+        if name.startswith("weight_hr"):  # the projection: one gate of R units
+            self._packed[name] = runtime.pack(cells.cell("RNN_TANH"), self.proj_size, arr)
+        elif name.startswith("weight"):  # pack first: a failure leaves both unchanged
             self._packed[name] = runtime.pack(self.cell, self.hidden_size, arr)
         self._params[name] = arr
         self.__dict__["_version"] += 1
@@ -132,7 +149,8 @@ class RNNBase:
             self.__dict__["generator"] = value
         elif name in self.__dict__ or name in ("mode", "cell", "input_size", "hidden_size", "num_layers",
                                                "bias", "batch_first", "bidirectional", "dropout",
-                                               "reset_after", "peephole", "input_forget"):
+                                               "reset_after", "peephole", "input_forget",
+                                               "proj_size", "state_size"):
             raise AttributeError(f"{name} is fixed at construction; build a new layer instead")
         else:
             super().__setattr__(name, value)
@@ -183,7 +201,8 @@ class RNNBase:
             "w_ih": p["weight_ih" + sfx], "w_hh": p["weight_hh" + sfx],
             "b_ih": p.get("bias_ih" + sfx), "b_hh": p.get("bias_hh" + sfx),
             "w_ih_p": packed["weight_ih" + sfx], "w_hh_p": packed["weight_hh" + sfx],
-            "peephole": p.get("peephole" + sfx), "input_forget": coupled})
+            "peephole": p.get("peephole" + sfx), "input_forget": coupled,
+            "w_hr": p.get("weight_hr" + sfx), "w_hr_p": packed.get("weight_hr" + sfx)})
 
     # ------------------------------------------------------------ forward
 
@@ -208,11 +227,15 @@ class RNNBase:
         return np.ascontiguousarray(x), batched, N
 
     def _check_state(self, name, value, batched, N):
-        LD, H = self.num_layers * self.num_directions, self.hidden_size
+        """h-like states are state_size wide (proj_size with a projection), c
+        states hidden_size."""
+        LD = self.num_layers * self.num_directions
+        H, size = ((self.hidden_size, "hidden_size") if name.startswith("c") or not self.proj_size
+                   else (self.proj_size, "proj_size"))
         if batched:
-            arr = as_state(name, value, (LD, N, H), "(num_layers*num_directions, N, hidden_size)")
+            arr = as_state(name, value, (LD, N, H), f"(num_layers*num_directions, N, {size})")
         else:
-            arr = as_state(name, value, (LD, H), "(num_layers*num_directions, hidden_size)")
+            arr = as_state(name, value, (LD, H), f"(num_layers*num_directions, {size})")
             arr = arr[:, None, :]
         return arr
 
@@ -254,7 +277,8 @@ class RNNBase:
             runtime.ops(), self.cell, x, h0, c0, self._layer_params(),
             batch_first=self.batch_first, n_threads=runtime.get_num_threads(), lengths=lengths,
             masks=masks, train=train, pool=self._tape_pool)
-        tape = Tape(self, record, masks, batched, y.shape, h_n.shape) if train else None
+        tape = (Tape(self, record, masks, batched, y.shape, h_n.shape,
+                     None if c_n is None else c_n.shape) if train else None)
         if not batched:
             y = y[:, 0, :] if not self.batch_first else y[0]
             h_n = h_n[:, 0, :]
@@ -338,8 +362,10 @@ class RNNBase:
         key = (N, n_threads, self._version, ops)
         cached = getattr(self._plans, "plan", None)
         if cached is None or cached[0] != key:
-            plan = ops.step_plan(self.cell, N, self.input_size, self.hidden_size,
-                                 [d[0] for d in self._layer_params()], n_threads)
+            # a projected LSTM steps as a T = 1 sequence (rnc_forward_step has no projection)
+            plan = None if self.proj_size else ops.step_plan(
+                self.cell, N, self.input_size, self.hidden_size,
+                [d[0] for d in self._layer_params()], n_threads)
             cached = self._plans.plan = (key, plan)
         return cached[1]
 
@@ -356,11 +382,11 @@ class RNNBase:
         return self._per_direction(lambda sfx: {
             "w_ih": g["weight_ih" + sfx], "w_hh": g["weight_hh" + sfx],
             "b_ih": g.get("bias_ih" + sfx), "b_hh": g.get("bias_hh" + sfx),
-            "peephole": g.get("peephole" + sfx)})
+            "peephole": g.get("peephole" + sfx), "w_hr": g.get("weight_hr" + sfx)})
 
     def _dropout_masks(self, x, rng):
         """Per layer, the inverted-dropout mask of its input (None for layer 0)."""
-        shape = x.shape[:2] + (self.num_directions * self.hidden_size,)
+        shape = x.shape[:2] + (self.num_directions * self.state_size,)
         return [None] + [stack.dropout_mask(shape, self.dropout, rng)
                          for _ in range(1, self.num_layers)]
 
@@ -389,7 +415,7 @@ class RNNBase:
         if dh_n is not None:
             dh_n = self._check_grad("dh_n", dh_n, tape._h_shape, tape._batched)
         if dc_n is not None:
-            dc_n = self._check_grad("dc_n", dc_n, tape._h_shape, tape._batched)
+            dc_n = self._check_grad("dc_n", dc_n, tape._c_shape, tape._batched)
         tape._used = True
         record, tape._record = tape._record, None  # release the buffers with the tape
         dx, dh0, dc0 = stack.backward(
@@ -407,6 +433,8 @@ class RNNBase:
         s = f"{self.input_size}, {self.hidden_size}"
         if self.num_layers != 1:
             s += f", num_layers={self.num_layers}"
+        if self.proj_size:
+            s += f", proj_size={self.proj_size}"
         if getattr(self, "nonlinearity", "tanh") != "tanh":
             s += f", nonlinearity={self.nonlinearity!r}"
         if not getattr(self, "reset_after", True):
@@ -431,13 +459,14 @@ class Tape:
     the initial states. Opaque; usable once, with the layer that made it, and
     only while that layer's parameters are unchanged."""
 
-    def __init__(self, layer, record, masks, batched, y_shape, h_shape):
+    def __init__(self, layer, record, masks, batched, y_shape, h_shape, c_shape=None):
         self._layer = weakref.ref(layer)
         self._version = layer._version
         self._record = record
         self._masks = masks  # per layer, in the caller's layout (None: no dropout)
         self._batched = batched
         self._y_shape, self._h_shape = tuple(y_shape), tuple(h_shape)
+        self._c_shape = None if c_shape is None else tuple(c_shape)
         self._used = False
 
     def __repr__(self):
@@ -550,18 +579,27 @@ class GRU(_SingleStateRNN):
 
 
 class LSTM(RNNBase):
-    """LSTM, gate order i, f, g, o; arguments as ``torch.nn.LSTM`` (without
-    ``proj_size``). ``seed`` as for :class:`RNN`. Keyword-only, the variants
-    of ONNX's LSTM: ``peephole=True`` adds parameters ``peephole_l{k}``
-    ``(3*H,)`` = (p_i, p_f, p_o), with i = s(.. + p_i*c_{t-1}), f = s(.. +
-    p_f*c_{t-1}), o = s(.. + p_o*c_t); ``input_forget=True`` couples
-    f = 1 - i (the forget gate's weights are then unused)."""
+    """LSTM, gate order i, f, g, o; arguments as ``torch.nn.LSTM``.
+    ``proj_size`` R > 0 (< hidden_size) projects each step's output, as
+    PyTorch does: ``h_t = W_hr (o * tanh(c_t))`` with parameters
+    ``weight_hr_l{k}`` ``(R, H)``; h, the output's features per direction and
+    ``weight_hh`` ``(4*H, R)`` are then R wide, c stays H wide. ``seed`` as
+    for :class:`RNN`. Keyword-only, the variants of ONNX's LSTM:
+    ``peephole=True`` adds parameters ``peephole_l{k}`` ``(3*H,)`` = (p_i,
+    p_f, p_o), with i = s(.. + p_i*c_{t-1}), f = s(.. + p_f*c_{t-1}), o =
+    s(.. + p_o*c_t); ``input_forget=True`` couples f = 1 - i (the forget
+    gate's weights are then unused)."""
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, *, peephole=False, input_forget=False,
-                 seed=None):
+                 dropout=0.0, bidirectional=False, proj_size=0, *, peephole=False,
+                 input_forget=False, seed=None):
         self.__dict__["peephole"] = check_bool("peephole", peephole)
         self.__dict__["input_forget"] = check_bool("input_forget", input_forget)
+        proj_size = check_int("proj_size", proj_size, minimum=0)
+        if proj_size and proj_size >= check_int("hidden_size", hidden_size, minimum=1):
+            raise ValueError(f"proj_size must be smaller than hidden_size ({hidden_size}), "
+                             f"got {proj_size}")
+        self.__dict__["_proj_size"] = proj_size
         super().__init__("LSTM", input_size, hidden_size, num_layers, bias, batch_first,
                          dropout, bidirectional, seed=seed)
 

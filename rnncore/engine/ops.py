@@ -15,11 +15,13 @@ Shapes and arguments of the layer primitives (one layer-direction):
   time steps and batch; ``batch_first``: the row order :meth:`enter` chose.
 * ``p``: the direction's parameters, a dict with 'w_ih', 'w_hh', 'b_ih',
   'b_hh' (biases None without bias), 'w_ih_p', 'w_hh_p' (packed, see
-  rnncore.engine.runtime.pack), 'peephole' (None) and 'input_forget'.
-  ``g``: the gradient arrays 'w_ih', 'w_hh', 'b_ih', 'b_hh', 'peephole'
-  (float32, added to; None where the parameter is absent).
+  rnncore.engine.runtime.pack), 'peephole' (None), 'input_forget' and the
+  LSTM projection 'w_hr' [R, H], 'w_hr_p' (None without one).
+  ``g``: the gradient arrays 'w_ih', 'w_hh', 'b_ih', 'b_hh', 'peephole',
+  'w_hr' (float32, added to; None where the parameter is absent).
 * states travel as pairs ``(h, c)`` of float32 ``[N, H]`` arrays (``c`` None
-  unless LSTM; an initial state None means zeros).
+  unless LSTM; an initial state None means zeros); with a projection h is
+  ``[N, R]``, and this direction's part of y is R wide (``R = w_hh.shape[1]``).
 * ``lengths``: None or int64 ``[N]`` steps per sequence (rnncore.reference's
   padded batches); when ``sorts_lengths`` is set the stacking loop sorts the
   batch by decreasing length first.
@@ -75,12 +77,13 @@ class Ops:
         final state pair state_n; returns what layer_backward needs beyond
         inp and y (its "tape"; the reference recomputes, so None)."""
         h0, c0 = state0
-        H = p["w_hh"].shape[1]
+        R, H = p["w_hh"].shape[1], p["w_ih"].shape[0] // cell.gates
         yd, h_n, c_n = reference.layer_forward(
-            cell.mode, inp, _state64(h0, N, H), _state64(c0, N, H), _f64(p["w_ih"]),
+            cell.mode, inp, _state64(h0, N, R), _state64(c0, N, H), _f64(p["w_ih"]),
             _f64(p["w_hh"]), _f64(p["b_ih"]), _f64(p["b_hh"]), reverse=reverse,
-            peephole=_f64(p["peephole"]), input_forget=p["input_forget"], lengths=lengths)
-        y[..., col:col + H] = yd
+            peephole=_f64(p["peephole"]), input_forget=p["input_forget"], lengths=lengths,
+            w_hr=_f64(p.get("w_hr")))
+        y[..., col:col + R] = yd
         state_n[0][...] = h_n
         if state_n[1] is not None:
             state_n[1][...] = c_n
@@ -93,11 +96,12 @@ class Ops:
         ``accumulate`` false the C implementation overwrites instead), and
         writes the initial-state gradients into the pair dstate0. dy: the
         gradient of the whole layer output (this direction's part from col)."""
-        H = p["w_hh"].shape[1]
-        h0, c0 = _state64(state0[0], N, H), _state64(state0[1], N, H)
+        R, H = p["w_hh"].shape[1], p["w_ih"].shape[0] // cell.gates
+        h0, c0 = _state64(state0[0], N, R), _state64(state0[1], N, H)
         dh_n, dc_n = (_f64(s) for s in dstate_n)
         w = [_f64(p[name]) for name in ("w_ih", "w_hh", "b_ih", "b_hh")]
-        dy = dy[..., col:col + H]
+        w_hr = _f64(p.get("w_hr"))
+        dy = dy[..., col:col + R]
         # each sequence of a padded batch alone, in the caller's order (so
         # float32 gradient sums add up in the same order as for a batch)
         sequences = ([(slice(None), slice(None))] if lengths is None else
@@ -106,7 +110,8 @@ class Ops:
             r = reference.layer_backward(
                 cell.mode, inp[ts, ns], h0[ns], c0[ns], *w, dy[ts, ns],
                 None if dh_n is None else dh_n[ns], None if dc_n is None else dc_n[ns],
-                reverse=reverse, peephole=_f64(p["peephole"]), input_forget=p["input_forget"])
+                reverse=reverse, peephole=_f64(p["peephole"]), input_forget=p["input_forget"],
+                w_hr=w_hr)
             if dinp is not None:
                 dinp[ts, ns] += r["dx"]
             dstate0[0][ns] = r["dh0"]
@@ -117,6 +122,8 @@ class Ops:
                     g[name] += r["d" + name].astype(np.float32)
             if g["peephole"] is not None:
                 g["peephole"] += r["dpeephole"].astype(np.float32)
+            if g.get("w_hr") is not None:
+                g["w_hr"] += r["dw_hr"].astype(np.float32)
 
     def release(self, tapes, pool, limit):
         """Hand the buffers of consumed tapes back to `pool`."""

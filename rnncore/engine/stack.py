@@ -9,7 +9,7 @@ through rnncore.engine.lengths when the Ops wants them sorted.
 
 Arguments are validated by rnncore.engine.layers: x float32 C-contiguous
 ``[T, N, I]`` (``[N, T, I]`` if batch_first); states ``[L*D, N, H]`` or
-None (zeros); ``layers[l][d]`` the parameter dicts of rnncore.engine.ops
+None (zeros; h is R wide with an LSTM projection); ``layers[l][d]`` the parameter dicts of rnncore.engine.ops
 (``grads[l][d]`` their gradients); ``masks[l]`` the dropout mask of layer
 l's input, shaped like it (None: no dropout; always None for l = 0).
 """
@@ -42,6 +42,12 @@ class Record:
             setattr(self, name, value)
 
 
+def _cell_width(cell, layers):
+    """Width of the cell state c: the hidden size (h is narrower with an LSTM
+    projection)."""
+    return layers[0][0]["w_ih"].shape[0] // cell.gates
+
+
 def _at(states, k):
     return None if states is None else states[k]
 
@@ -52,7 +58,7 @@ def forward(ops, cell, x, h0, c0, layers, *, batch_first, n_threads, lengths=Non
     batch_first), h_n and c_n ``[L*D, N, H]`` (c_n None unless LSTM), and
     with ``train`` the Record for :func:`backward` (else None). lengths:
     None or int64 ``[N]`` in [1, T]. Tape buffers come from ``pool``."""
-    L, D, H = len(layers), len(layers[0]), layers[0][0]["w_hh"].shape[1]
+    L, D, H = len(layers), len(layers[0]), layers[0][0]["w_hh"].shape[1]  # H: h's width
     T, N = (x.shape[1], x.shape[0]) if batch_first else x.shape[:2]
     masks = masks or [None] * L
     layout, sb = batch_first, None
@@ -66,7 +72,7 @@ def forward(ops, cell, x, h0, c0, layers, *, batch_first, n_threads, lengths=Non
     inp, row_order = ops.enter(x, layout)
     masks = [None if m is None else ops.enter(m, layout)[0] for m in masks]
     h_n = np.empty((L * D, N, H), dtype=np.float32)
-    c_n = np.empty((L * D, N, H), dtype=np.float32) if cell.has_cell_state else None
+    c_n = np.empty((L * D, N, _cell_width(cell, layers)), dtype=np.float32) if cell.has_cell_state else None
     recorded = []
     for li, directions in enumerate(layers):
         if masks[li] is not None:
@@ -105,7 +111,8 @@ def backward(cell, record, layers, grads, d_out, dh_n, dc_n, *, input_grad, n_th
         dh_n, dc_n = sb.states_to_sorted(dh_n), sb.states_to_sorted(dc_n)
     dy, _ = ops.enter(d_out, record.layout)
     dh0 = np.empty((L * D, N, H), dtype=np.float32)
-    dc0 = np.empty((L * D, N, H), dtype=np.float32) if cell.has_cell_state else None
+    dc0 = (np.empty((L * D, N, _cell_width(cell, layers)), dtype=np.float32)
+           if cell.has_cell_state else None)
     for li in reversed(range(L)):
         inp, y, tapes = record.layers[li]
         dinp = ops.new_input_grad(inp, record.lengths) if li > 0 or input_grad else None

@@ -24,18 +24,18 @@ def _torch():
 def from_torch(module):
     """An rnncore layer with the configuration and weights of a
     ``torch.nn.RNN``, ``LSTM`` or ``GRU`` (copied: later changes to either
-    do not affect the other). Modules with ``proj_size`` are not supported."""
+    do not affect the other), ``proj_size`` included."""
     torch = _torch()
     kind = next((name for name in _TORCH_KINDS if type(module) is getattr(torch.nn, name)), None)
     if kind is None:
         raise TypeError("module must be a torch.nn.RNN, LSTM or GRU, got "
                         f"{type(module).__module__}.{type(module).__name__}")
-    if getattr(module, "proj_size", 0):
-        raise ValueError("LSTM with proj_size > 0 is not supported by rnncore")
     kw = dict(num_layers=module.num_layers, bias=module.bias, batch_first=module.batch_first,
               dropout=float(module.dropout), bidirectional=module.bidirectional)
     if kind == "RNN":
         kw["nonlinearity"] = module.nonlinearity
+    if kind == "LSTM":
+        kw["proj_size"] = module.proj_size
     layer = LAYERS[kind](module.input_size, module.hidden_size, **kw)
     layer.load_state_dict({k: v.detach().to("cpu", torch.float32).numpy()
                            for k, v in module.state_dict().items()})
@@ -58,6 +58,8 @@ def to_torch(layer):
               dropout=layer.dropout, bidirectional=layer.bidirectional)
     if kind == "RNN":
         kw["nonlinearity"] = layer.nonlinearity
+    if layer.proj_size:
+        kw["proj_size"] = layer.proj_size
     module = getattr(torch.nn, kind)(layer.input_size, layer.hidden_size, **kw)
     module.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in layer.state_dict().items()})
     return module

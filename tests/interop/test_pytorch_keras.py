@@ -33,8 +33,6 @@ def test_from_torch_rejects_what_it_cannot_represent():
     torch = pytest.importorskip("torch")
     with pytest.raises(TypeError, match="torch.nn.RNN, LSTM or GRU"):
         interop.from_torch(torch.nn.Linear(2, 3))
-    with pytest.raises(ValueError, match="proj_size"):
-        interop.from_torch(torch.nn.LSTM(2, 4, proj_size=2))
     with pytest.raises(TypeError, match="rnncore RNN, LSTM or GRU"):
         interop.to_torch(object())
 
