@@ -32,3 +32,28 @@ def test_onnx_runtime_matches(mode, config, tmp_path, rng):
     plain = ort.InferenceSession(layer.to_onnx().SerializeToString(),
                                  providers=["CPUExecutionProvider"])
     np.testing.assert_allclose(plain.run(None, {"X": x})[0], call(layer, x)[0], rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("config", [dict(num_layers=2, bidirectional=True, batch_first=True),
+                                    dict(peephole=True, input_forget=True, bias=False)],
+                         ids=["stacked", "variants"])
+@pytest.mark.parametrize("initial_state", [False, True])
+def test_projected_lstm_exports_as_scan(config, initial_state, rng):
+    """proj_size has no ONNX operator: a Scan per layer-direction, which ONNX
+    Runtime runs to rnncore's results."""
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    import rnncore
+    layer = rnncore.LSTM(5, 9, proj_size=4, seed=1, **config)
+    L, D = layer.num_layers, layer.num_directions
+    x = rng.standard_normal((3, 6, 5)).astype(np.float32)
+    N = 3 if layer.batch_first else 6
+    h0 = rng.standard_normal((L * D, N, 4)).astype(np.float32)
+    c0 = rng.standard_normal((L * D, N, 9)).astype(np.float32)
+    model = layer.to_onnx(initial_state=initial_state)
+    assert "Scan" in {n.op_type for n in model.graph.node}
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"X": x, **({"initial_h": h0, "initial_c": c0} if initial_state else {})})
+    y, (h, c) = layer(x, (h0, c0) if initial_state else None)
+    for a, b in zip(got, (y, h, c)):
+        np.testing.assert_allclose(a, b, rtol=RTOL, atol=ATOL)
