@@ -97,7 +97,7 @@ def keras_scan(layer, x, mask, hx, *, go_backwards=False, zero_output=False):
     for LSTM; None for zeros): the output sequence [N, T, H] in Keras's
     processing order and the final state (as the layer returns it). See the
     module docstring for the mask semantics."""
-    lstm = isinstance(hx, tuple) or layer.mode == "LSTM"
+    lstm = layer.mode == "LSTM"
     if go_backwards:
         x = x[:, ::-1]
         mask = None if mask is None else mask[:, ::-1]
@@ -580,6 +580,8 @@ def _functional(ctx, config):
                 tensors[(lname, n, k)] = t
     input_names = _structure(config.get("input_layers", []), lambda h: ref(h)[0])
     outputs = _structure(config.get("output_layers", []), lambda h: ref(h)[0])
+    if isinstance(outputs, list) and len(outputs) == 1:  # Keras returns the array itself
+        outputs = outputs[0]
     by_name = {s[0]: s for s in specs}
     flat = input_names if isinstance(input_names, list) else (
         list(input_names.values()) if isinstance(input_names, dict) else [input_names])
@@ -633,6 +635,8 @@ class KerasModel:
                 raise TypeError(f"this model's inputs are {sorted(self._inputs)}: pass a dict")
             given = {self._inputs[k]: v for k, v in x.items() if k in self._inputs}
         elif isinstance(self._inputs, list):
+            if len(self._inputs) == 1 and not isinstance(x, (list, tuple)):
+                x = [x]  # one input: the array itself, or in a list, as Keras takes it
             if not isinstance(x, (list, tuple)) or len(x) != len(self._inputs):
                 raise TypeError(f"this model has {len(self._inputs)} inputs {self._inputs}: "
                                 "pass a list of as many arrays")
@@ -653,8 +657,9 @@ class KerasModel:
                 raise ValueError(f"model input {name!r} must have shape {want}, got {v.shape}")
             if v.ndim == 0 or v.shape[0] == 0:
                 raise ValueError(f"model input {name!r} has no samples (shape {v.shape})")
-            feeds[name] = v.astype(np.dtype(dtype) if dtype != "float32" else np.float32,
-                                   copy=False)
+            # integer inputs (token ids) keep their Input dtype; the rest is float32
+            integer = dtype in ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32")
+            feeds[name] = v.astype(np.dtype(dtype) if integer else np.float32, copy=False)
         return feeds
 
     def predict(self, x, batch_size=None, verbose=None):

@@ -206,6 +206,44 @@ def test_dense_activations(activation, rng):
     _check(_randomize(model, rng), x)
 
 
+def test_one_output_and_input_lists_as_keras(rng):
+    """keras.Model([i], [o]) predicts the array itself; a dict model takes
+    and gives dicts."""
+    i = keras.Input((E,))
+    model = _randomize(keras.Model([i], [L.Dense(2)(i)]), rng)
+    x = rng.standard_normal((N, E)).astype(np.float32)
+    ours = rnncore.from_keras(model)
+    assert isinstance(ours.predict(x), np.ndarray) and isinstance(ours.predict([x]), np.ndarray)
+    _check(model, x)
+    i = keras.Input((E,), name="a")
+    model = _randomize(keras.Model({"a": i}, {"o": L.Dense(2)(i)}), rng)
+    got = rnncore.from_keras(model).predict({"a": x})
+    np.testing.assert_allclose(got["o"], model.predict({"a": x}, verbose=0)["o"], rtol=RTOL,
+                               atol=ATOL)
+
+
+def test_right_padding_goes_to_the_kernels_as_lengths(rng):
+    """keras_scan: a right-padded mask is passed as lengths, unpacked; other
+    masks are packed first (the same lengths: the unmasked counts)."""
+    from rnncore.interop.keras_model import keras_scan
+    layer = rnncore.LSTM(E, 3, batch_first=True, seed=0)
+    calls = []
+
+    def recording(x, hx, lengths=None):
+        calls.append((x.copy(), lengths))
+        return layer(x, hx, lengths=lengths)
+
+    recording.mode = layer.mode
+    x = _floats("right", rng)
+    mask = np.array(PADS["right"], bool)
+    keras_scan(recording, x, mask, None)
+    np.testing.assert_array_equal(calls[-1][0], x)
+    np.testing.assert_array_equal(calls[-1][1], [7, 4, 2, 7])
+    keras_scan(recording, x[:, ::-1], mask[:, ::-1], None)  # left padding: packed
+    np.testing.assert_array_equal(calls[-1][0][1, :4], x[1, :4][::-1])
+    np.testing.assert_array_equal(calls[-1][1], [7, 4, 2, 7])
+
+
 def test_sequential_without_input_layer(rng):
     model = keras.Sequential([L.Embedding(V, E, mask_zero=True), L.LSTM(3)])
     model.build((None, T))
@@ -346,7 +384,8 @@ def test_bad_inputs(saved, rng):
         ours.predict(np.ones((2, T + 1), np.int64))
     with pytest.raises(ValueError, match=r"must have shape"):
         ours.predict(np.ones((2, T, 1), np.int64))
-    with pytest.raises(ValueError, match="'embedding[_0-9]*' \\(Embedding\\): ids must be in \\[0, 12\\)"):
+    with pytest.raises(ValueError,
+                       match="'embedding[_0-9]*' \\(Embedding\\): ids must be in \\[0, 12\\)"):
         ours.predict(np.full((2, T), V))
     with pytest.raises(ValueError, match="no samples"):
         ours.predict(np.ones((0, T), np.int64))
