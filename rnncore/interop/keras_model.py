@@ -269,7 +269,8 @@ class _Lowering:
             if len(w) != 2 or np.shape(w[1]) != (units,):
                 raise ValueError(f"{self.source.origin}: Keras layer {name!r} (Dense): the "
                                  f"bias must be ({units},)")
-            y = self.node("Add", name, [y, self.const(f"{name}/bias", np.asarray(w[1], np.float32))])
+            bias = self.const(f"{name}/bias", np.asarray(w[1], np.float32))
+            y = self.node("Add", name, [y, bias])
         return self.activation(name, y, config.get("activation", "linear"))
 
     def recurrent_step(self, name, cls, config, sub, x, mask, init, outputs, **options):
@@ -477,7 +478,7 @@ def _lower_layer(ctx, layer, inputs, kwargs):
         raise NotImplementedError(f"{where}: dtype policy {dtype!r}; float32 is supported")
     if cls == "Embedding" and config.get("quantization_config"):
         raise NotImplementedError(f"{where}: quantized embeddings are not supported")
-    if "mask" in kwargs:  # an explicit mask (functional configs record them) replaces the implicit one
+    if "mask" in kwargs:  # an explicit mask (as functional configs record) replaces the implicit
         kwargs = dict(kwargs)
         inputs = [(inputs[0][0], kwargs.pop("mask"))] + list(inputs[1:])
     return _LOWER[cls](ctx, name, config, inputs, kwargs)
