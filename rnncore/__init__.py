@@ -19,10 +19,10 @@ from .engine.layers import GRU, LSTM, RNN, Tape
 from .engine.losses import softmax_cross_entropy
 from .engine.runtime import backend, get_num_threads, set_num_threads
 from .files import load, save
-from .interop import from_keras_weights, from_onnx, from_torch
+from .interop import from_keras, from_keras_weights, from_onnx, from_torch
 from .lm import LanguageModel, Vocabulary, text
 
 __all__ = ["RNN", "LSTM", "GRU", "Tape", "LanguageModel", "Vocabulary", "optim", "reference",
-           "from_torch", "from_keras_weights", "from_onnx", "save", "load",
+           "from_torch", "from_keras", "from_keras_weights", "from_onnx", "save", "load",
            "softmax_cross_entropy", "text", "backend", "config", "show_config", "set_num_threads",
            "get_num_threads", "__version__"]

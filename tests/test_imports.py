@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "rnncore"
-OPTIONAL = {"torch", "onnx", "onnxruntime", "ml_dtypes", "keras", "matplotlib", "dask",
+OPTIONAL = {"torch", "onnx", "onnxruntime", "ml_dtypes", "keras", "h5py", "matplotlib", "dask",
             "distributed", "sacrebleu", "sentencepiece", "tokenizers"}
 FACADES = {("rnncore.engine.layers", "rnncore.interop.pytorch"),
            ("rnncore.engine.layers", "rnncore.interop.onnx_export")}

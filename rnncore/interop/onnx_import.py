@@ -26,7 +26,8 @@ from ..engine import cells
 from ..engine.layers import GRU, LSTM, RNN
 from ..reference import reverse_within
 from .gates import inverse, reorder_gates
-from .onnx_ops import OPS, plan_constant_weight
+from .graph import Graph, Node
+from .onnx_ops import OPS
 
 __all__ = ["from_onnx", "OnnxModel"]
 
@@ -56,6 +57,9 @@ class _RecurrentNode:
     def __init__(self, node, attrs, consts):
         op = node.op_type
         self.op, self.node = op, node
+        # the graph step's interface (rnncore.interop.graph)
+        self.name, self.op_type = node.name, op
+        self.inputs, self.outputs = list(node.input), list(node.output)
         self.H = int(attrs["hidden_size"])
         self.direction = attrs.get("direction", b"forward")
         self.direction = self.direction.decode() if isinstance(self.direction, bytes) else self.direction
@@ -232,29 +236,22 @@ def _constant(attrs):
     raise NotImplementedError(f"Constant attributes {sorted(attrs)} are not supported")
 
 
-def _run_op(node, attrs, opset, values):
-    """One NumPy operator node: its outputs by name."""
-    args = [values[i] if i else None for i in node.input]
-    with np.errstate(all="ignore"):  # IEEE semantics: NaN and Inf flow, as in ONNX Runtime
-        results = OPS[node.op_type](args, attrs, opset)
-    return {name: value for name, value in zip(node.output, results) if name}
-
-
 class OnnxModel:
     """An ONNX graph of RNN/GRU/LSTM operators, run on rnncore (see the
-    module docstring)."""
+    module docstring): lowered at load to rnncore.interop.graph (recurrent
+    nodes as _RecurrentNode steps, the rest as onnx_ops Nodes)."""
 
     def __init__(self, model):
         from onnx import helper, numpy_helper
         self.model = model
         graph = model.graph
-        self.consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-        self.inputs = [i.name for i in graph.input if i.name not in self.consts]
-        self.outputs = [o.name for o in graph.output]
+        consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+        inputs = [i.name for i in graph.input if i.name not in consts]
+        outputs = [o.name for o in graph.output]
         self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")),
                           21)
-        self.steps = []
-        known = set(self.consts) | set(self.inputs) | {""}  # "": an omitted optional input
+        steps = []
+        known = set(consts) | set(inputs) | {""}  # "": an omitted optional input
         for index, node in enumerate(graph.node):
             what = f"node {index} ({node.op_type} {node.name!r})"
             if node.domain not in ("", "ai.onnx") or node.op_type not in SUPPORTED_OPS:
@@ -268,67 +265,34 @@ class OnnxModel:
             attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
             attrs["_outputs"] = len(node.output)
             if node.op_type in RECURRENT_OPS:
-                self.steps.append(_RecurrentNode(node, attrs, self.consts))
+                steps.append(_RecurrentNode(node, attrs, consts))
             elif node.op_type == "Constant":
-                self.consts[node.output[0]] = _constant(attrs)
-            elif all(i in self.consts or i == "" for i in node.input) and node.op_type != "Dropout":
-                # constant folding (shape arithmetic on initializers): once, at load
-                self.consts.update(_run_op(node, attrs, self.opset, self.consts))
+                consts[node.output[0]] = _constant(attrs)
             else:
-                self.steps.append((node, attrs))
-        # the plan: a node may write into an input that is an intermediate
-        # (made by a node at run time) no other node reads and that is not a
-        # graph output (onnx_ops: "_reusable")
-        made = {o for step in self.steps for o in (step.node if isinstance(
-            step, _RecurrentNode) else step[0]).output}
-        reads = {}
-        for n in graph.node:
-            for i in n.input:
-                reads[i] = reads.get(i, 0) + 1
-        for step in self.steps:
-            if not isinstance(step, _RecurrentNode):
-                self._plan_weights(*step)
-                step[1]["_reusable"] = tuple(
-                    k for k, i in enumerate(step[0].input)
-                    if i in made and reads.get(i) == 1 and i not in self.outputs)
-        unmade = [o for o in self.outputs if o not in known]
+                op = Node(node.op_type, node.name, node.input, node.output, attrs,
+                          opset=self.opset)
+                if all(i in consts or i == "" for i in node.input) and node.op_type != "Dropout":
+                    # constant folding (shape arithmetic on initializers): once, at load
+                    consts.update(op.run(consts))
+                else:
+                    steps.append(op)
+        unmade = [o for o in outputs if o not in known]
         if unmade:
             raise ValueError(f"ONNX graph: outputs {unmade} are not produced by any node")
+        self.graph = Graph(consts, inputs, outputs, steps)
 
-    def _plan_weights(self, node, attrs):
-        """A MatMul or Gemm whose second operand is a constant float32 matrix
-        gets it packed once, here (onnx_ops.plan_constant_weight)."""
-        if node.op_type not in ("MatMul", "Gemm") or len(node.input) < 2:
-            return
-        B = self.consts.get(node.input[1])
-        if B is None or B.dtype != np.float32 or B.ndim != 2 or B.size == 0:
-            return
-        if node.op_type == "Gemm" and attrs.get("transB", 0):
-            B = B.T
-        attrs["_linear"] = plan_constant_weight(B)
+    @property
+    def inputs(self):
+        return self.graph.inputs
+
+    @property
+    def outputs(self):
+        return self.graph.outputs
 
     def run(self, output_names, feeds):
         """Like onnxruntime.InferenceSession.run: the named outputs (all for
         None) computed from the feeds (input name -> array)."""
-        missing = [n for n in self.inputs if n not in feeds]
-        unknown = [n for n in feeds if n not in self.inputs]
-        if missing or unknown:
-            raise ValueError(f"feeds must hold exactly the graph's inputs {self.inputs}; "
-                             f"missing {missing}, unknown {unknown}")
-        values = dict(self.consts)
-        values.update({k: np.asarray(v) for k, v in feeds.items()})
-        for step in self.steps:
-            if isinstance(step, _RecurrentNode):
-                values.update(step.run(values))
-            else:
-                node, attrs = step
-                values.update(_run_op(node, attrs, self.opset, values))
-        names = self.outputs if output_names is None else list(output_names)
-        bad = [n for n in names if n not in self.outputs]
-        if bad:
-            raise ValueError(f"unknown outputs {bad}; the graph's are {self.outputs}")
-        # a folded constant is the model's own: hand out copies
-        return [values[n].copy() if n in self.consts else values[n] for n in names]
+        return self.graph.run(feeds, output_names)
 
 
 def from_onnx(model):
