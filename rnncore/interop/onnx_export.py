@@ -31,7 +31,6 @@ OPSET = 14
 def to_onnx(layer, path=None, *, initial_state=False):
     """The ONNX ModelProto of `layer` (checked with onnx.checker); written to
     `path` too when given."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     if not isinstance(layer, RNNBase):

@@ -1,11 +1,14 @@
 """``rnncore.from_onnx(path_or_model)``: run ONNX graphs whose recurrent nodes
 (ONNX ``RNN``, ``GRU`` and ``LSTM``) run on rnncore's kernels, with the
 operators real exports put around them (embeddings, linear layers, softmax,
-pooling, shape arithmetic: rnncore.interop.onnx_ops, SUPPORTED_OPS). The
-graph is checked at load (operators, values read before they are made,
-outputs nobody makes) and nodes whose inputs are all constant are computed
-once there. The returned object's ``run(output_names, feeds)`` behaves like
-``onnxruntime.InferenceSession.run``.
+pooling, shape arithmetic: rnncore.interop.onnx_ops, SUPPORTED_OPS) and
+``Scan`` (its body run step by step). The graph is checked at load
+(operators, values read before they are made, outputs nobody makes, then
+ONNX's strict shape and type inference) and nodes whose inputs are all
+constant are computed once there. The returned object's
+``run(output_names, feeds)`` behaves like ``onnxruntime.InferenceSession.run``
+and refuses feeds of another element type or fixed size than the graph
+declares, naming the input.
 
 Supported operator attributes: ``hidden_size``, ``direction`` (forward,
 reverse, bidirectional), ``layout`` 0 and 1, ``linear_before_reset`` 0 and 1,
@@ -215,9 +218,94 @@ class _RecurrentNode:
                 None if c_n is None else c_n[None].astype(np.float32))
 
 
-# the operators run here: recurrent nodes on the kernels, the rest in onnx_ops
+class _ScanNode:
+    """ONNX ``Scan``: its body graph (lowered like the main graph, reading
+    values of the enclosing graph by name) run once per step of the scan
+    inputs, carrying the state variables. Opset >= 9 semantics (axes and
+    directions per input and output); opset 8's leading batch axis with
+    ``sequence_lens`` runs each batch entry alone. What rnncore's own
+    ``to_onnx`` writes for an LSTM with a projection, and what exporters
+    write for loops the operators above do not cover; it runs the body's
+    nodes step by step in NumPy, so it is the slow path of this module."""
+
+    def __init__(self, node, attrs, opset, outer, where):
+        self.op_type, self.name, self.node = "Scan", node.name, node
+        self.legacy = opset < 9
+        body = attrs["body"]
+        where = f"{where}Scan {node.name!r}: body "
+        self.free = _check(body, outer, where)
+        self.body = _lower(body, opset, self.free, where)
+        self.body_inputs = [i.name for i in body.input]
+        self.M = int(attrs["num_scan_inputs"])
+        names = list(node.input)
+        if self.legacy:
+            self.seq_lens, names = (names[0] or None), names[1:]
+        self.state_names, self.scan_names = names[:len(names) - self.M], names[len(names) - self.M:]
+        self.S, self.K = len(self.state_names), len(body.output) - len(self.state_names)
+        if self.M < 1 or self.K < 0 or len(self.body_inputs) != self.S + self.M:
+            raise ValueError(f"Scan node {node.name!r}: {self.S} states and {self.M} scan inputs "
+                             f"do not fit a body of {len(self.body_inputs)} inputs and "
+                             f"{len(body.output)} outputs")
+        self.in_dirs = list(attrs.get("scan_input_directions", attrs.get("directions", [0] * self.M)))
+        self.in_axes = list(attrs.get("scan_input_axes", [0] * self.M))
+        self.out_dirs = list(attrs.get("scan_output_directions", [0] * self.K))
+        self.out_axes = list(attrs.get("scan_output_axes", [0] * self.K))
+        if self.legacy and (any(self.in_axes) or any(self.out_axes)):
+            raise ValueError(f"Scan node {node.name!r}: opset 8 has no scan axes")
+        self.inputs = [n for n in node.input if n] + self.free
+        self.outputs = list(node.output)
+
+    def _scan(self, states, scans, free, T):
+        """One scan over T steps: (final states, stacked scan outputs)."""
+        collected = [[] for _ in range(self.K)]
+        for step in range(T):
+            feeds = dict(zip(self.body_inputs[:self.S], states))
+            for name, x, axis, rev in zip(self.body_inputs[self.S:], scans, self.in_axes,
+                                          self.in_dirs):
+                feeds[name] = np.take(x, T - 1 - step if rev else step, axis=axis)
+            feeds.update(free)
+            out = self.body.run(feeds)
+            states = out[:self.S]
+            for k, v in enumerate(out[self.S:]):
+                collected[k].append(v)
+        stacked = []
+        for k, parts in enumerate(collected):
+            if self.out_dirs[k]:
+                parts = parts[::-1]
+            axis = self.out_axes[k]
+            stacked.append(np.stack(parts, axis=axis % (parts[0].ndim + 1)))
+        return states, stacked
+
+    def run(self, values):
+        states = [np.asarray(values[n]) for n in self.state_names]
+        scans = [np.asarray(values[n]) for n in self.scan_names]
+        free = {n: values[n] for n in self.free}
+        what = f"Scan node {self.name!r}"
+        if self.legacy:  # [batch, ...] states, [batch, steps, ...] scan inputs
+            B = scans[0].shape[0]
+            lens = (np.full(B, scans[0].shape[1], np.int64) if self.seq_lens is None
+                    else np.asarray(values[self.seq_lens], np.int64))
+            if lens.shape != (B,) or lens.min() < 1 or lens.max() > scans[0].shape[1]:
+                raise ValueError(f"{what}: sequence_lens {lens} do not fit {scans[0].shape[1]} steps")
+            results = [self._scan([s[b] for s in states], [x[b] for x in scans], free, int(lens[b]))
+                       for b in range(B)]
+            finals = [np.stack([r[0][i] for r in results]) for i in range(self.S)]
+            outs = [np.stack([r[1][k] for r in results]) for k in range(self.K)]
+        else:
+            lengths = {x.shape[axis % x.ndim] for x, axis in zip(scans, self.in_axes)}
+            if len(lengths) != 1:
+                raise ValueError(f"{what}: scan inputs of different lengths {sorted(lengths)}")
+            T = lengths.pop()
+            if T < 1:
+                raise ValueError(f"{what}: the scan inputs are empty (0 steps)")
+            finals, outs = self._scan(states, scans, free, T)
+        return dict(zip(self.outputs, list(finals) + list(outs)))
+
+
+# the operators run here: recurrent nodes on the kernels, Scan by its body,
+# the rest in onnx_ops
 RECURRENT_OPS = ("LSTM", "GRU", "RNN")
-SUPPORTED_OPS = tuple(sorted(RECURRENT_OPS + tuple(OPS) + ("Constant",)))
+SUPPORTED_OPS = tuple(sorted(RECURRENT_OPS + tuple(OPS) + ("Constant", "Scan")))
 
 
 def _constant(attrs):
@@ -242,44 +330,13 @@ class OnnxModel:
     nodes as _RecurrentNode steps, the rest as onnx_ops Nodes)."""
 
     def __init__(self, model):
-        from onnx import helper, numpy_helper
         self.model = model
-        graph = model.graph
-        consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-        inputs = [i.name for i in graph.input if i.name not in consts]
-        outputs = [o.name for o in graph.output]
         self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")),
                           21)
-        steps = []
-        known = set(consts) | set(inputs) | {""}  # "": an omitted optional input
-        for index, node in enumerate(graph.node):
-            what = f"node {index} ({node.op_type} {node.name!r})"
-            if node.domain not in ("", "ai.onnx") or node.op_type not in SUPPORTED_OPS:
-                raise NotImplementedError(f"ONNX operator {node.op_type} ({what}) is not "
-                                          f"supported; supported: {', '.join(SUPPORTED_OPS)}")
-            unknown = [i for i in node.input if i not in known]
-            if unknown:  # ONNX graphs are in topological order: a cycle or a missing value
-                raise ValueError(f"ONNX graph: {what} reads {unknown}, which no graph input, "
-                                 "initializer or earlier node provides")
-            known.update(node.output)
-            attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-            attrs["_outputs"] = len(node.output)
-            if node.op_type in RECURRENT_OPS:
-                steps.append(_RecurrentNode(node, attrs, consts))
-            elif node.op_type == "Constant":
-                consts[node.output[0]] = _constant(attrs)
-            else:
-                op = Node(node.op_type, node.name, node.input, node.output, attrs,
-                          opset=self.opset)
-                if all(i in consts or i == "" for i in node.input) and node.op_type != "Dropout":
-                    # constant folding (shape arithmetic on initializers): once, at load
-                    consts.update(op.run(consts))
-                else:
-                    steps.append(op)
-        unmade = [o for o in outputs if o not in known]
-        if unmade:
-            raise ValueError(f"ONNX graph: outputs {unmade} are not produced by any node")
-        self.graph = Graph(consts, inputs, outputs, steps)
+        _check(model.graph)
+        _infer_shapes(model)
+        self.graph = _lower(model.graph, self.opset)
+        self.input_types = _input_types(model.graph, set(self.graph.consts))
 
     @property
     def inputs(self):
@@ -292,7 +349,124 @@ class OnnxModel:
     def run(self, output_names, feeds):
         """Like onnxruntime.InferenceSession.run: the named outputs (all for
         None) computed from the feeds (input name -> array)."""
+        if not hasattr(feeds, "items"):
+            raise TypeError(f"feeds must be a dict of input name -> array, got {type(feeds).__name__}")
+        feeds = {k: np.asarray(v) for k, v in feeds.items()}
+        for name, value in feeds.items():
+            if name in self.input_types:
+                _check_feed(name, value, *self.input_types[name])
         return self.graph.run(feeds, output_names)
+
+
+def _infer_shapes(model):
+    """ONNX's own shape and type inference over the whole graph, strict: a
+    graph whose shapes or types contradict each other (a Concat of ranks 1
+    and 2, a MatMul of 4 by 5 against 6 by 3, an Add of float and int64) is
+    refused at load, as ONNX Runtime refuses it, instead of failing in the
+    middle of a run."""
+    from onnx import shape_inference
+    try:
+        shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
+    except Exception as exc:  # onnx raises InferenceError, ValidationError or RuntimeError
+        message = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"ONNX graph: shapes or types do not fit: {message}") from None
+
+
+def _input_types(graph, consts):
+    """Per graph input: (NumPy dtype or None, dims: an int where fixed, None
+    where symbolic or unknown; None for an unknown rank)."""
+    from onnx import helper
+    types = {}
+    for value in graph.input:
+        if value.name in consts or not value.type.HasField("tensor_type"):
+            continue
+        t = value.type.tensor_type
+        try:
+            dtype = np.dtype(helper.tensor_dtype_to_np_dtype(t.elem_type)) if t.elem_type else None
+        except (KeyError, TypeError):
+            dtype = None
+        dims = ([d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
+                if t.HasField("shape") else None)
+        types[value.name] = (dtype, dims)
+    return types
+
+
+def _check_feed(name, value, dtype, dims):
+    """A feed of the declared element type and of the declared fixed sizes
+    (ONNX Runtime refuses others as well)."""
+    if dtype is not None and value.dtype != dtype:
+        raise TypeError(f"input {name!r} must be {dtype} (the graph declares it so), "
+                        f"got {value.dtype}")
+    if dims is not None and (value.ndim != len(dims) or any(
+            d is not None and d != n for d, n in zip(dims, value.shape))):
+        want = "[" + ", ".join("?" if d is None else str(d) for d in dims) + "]"
+        raise ValueError(f"input {name!r} must have shape {want}, got {list(value.shape)}")
+
+
+def _check(graph, outer=frozenset(), where="ONNX graph: "):
+    """The structural checks of a GraphProto, before anything runs:
+    supported operators, every value read made before (ONNX graphs are in
+    topological order, so a cycle or a missing value shows here), every
+    output made; Scan bodies likewise. Returns the names of the enclosing
+    graph (`outer`) it reads, in order of first use."""
+    from onnx import helper
+    free = []
+    known = {t.name for t in graph.initializer} | {i.name for i in graph.input} | {""}
+    for index, node in enumerate(graph.node):  # "": an omitted optional input
+        what = f"node {index} ({node.op_type} {node.name!r})"
+        if node.domain not in ("", "ai.onnx") or node.op_type not in SUPPORTED_OPS:
+            raise NotImplementedError(f"{where}ONNX operator {node.op_type} ({what}) is not "
+                                      f"supported; supported: {', '.join(SUPPORTED_OPS)}")
+        reads = list(node.input)
+        if node.op_type == "Scan":
+            body = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "body"),
+                        None)
+            if body is None:
+                raise ValueError(f"{where}{what} has no body")
+            reads += _check(body, known | set(outer), f"{where}{what}: body ")
+        for name in reads:
+            if name not in known and name in outer:  # a value of the enclosing graph
+                free.append(name)
+                known.add(name)
+        unknown = [i for i in reads if i not in known]
+        if unknown:
+            raise ValueError(f"{where}{what} reads {unknown}, which no graph input, "
+                             "initializer or earlier node provides")
+        known.update(node.output)
+    unmade = [o.name for o in graph.output if o.name not in known]
+    if unmade:
+        raise ValueError(f"{where}outputs {unmade} are not produced by any node")
+    return free
+
+
+def _lower(graph, opset, free=(), where="ONNX graph: "):
+    """A checked (:func:`_check`) GraphProto as a rnncore.interop.graph.Graph,
+    planned: nodes whose inputs are all constant are computed here, once;
+    `free`: the enclosing graph's values it reads, extra inputs of the Graph."""
+    from onnx import helper, numpy_helper
+    consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    inputs = [i.name for i in graph.input if i.name not in consts]
+    outputs = [o.name for o in graph.output]
+    steps = []
+    known = set(consts) | set(inputs) | set(free)
+    for index, node in enumerate(graph.node):
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        attrs["_outputs"] = len(node.output)
+        if node.op_type == "Scan":
+            steps.append(_ScanNode(node, attrs, opset, known, f"{where}node {index}: "))
+        elif node.op_type in RECURRENT_OPS:
+            steps.append(_RecurrentNode(node, attrs, consts))
+        elif node.op_type == "Constant":
+            consts[node.output[0]] = _constant(attrs)
+        else:
+            op = Node(node.op_type, node.name, node.input, node.output, attrs, opset=opset)
+            if all(i in consts or i == "" for i in node.input) and node.op_type != "Dropout":
+                # constant folding (shape arithmetic on initializers): once, at load
+                consts.update(op.run(consts))
+            else:
+                steps.append(op)
+        known.update(node.output)
+    return Graph(consts, inputs + list(free), outputs, steps)
 
 
 def from_onnx(model):

@@ -104,3 +104,53 @@ def test_exported_model_matches_torch_and_onnxruntime(make, sample, shapes, expo
         with torch.no_grad():
             np.testing.assert_allclose(got, module(x).numpy(), **TOL)
         np.testing.assert_allclose(got, reference.run(None, {"x": x.numpy()})[0], **TOL)
+
+
+class ProjectedLSTM(torch.nn.Module):
+    """An LSTM with proj_size (2 layers, bidirectional) and a linear head."""
+
+    def __init__(self):
+        super().__init__()
+        self.rnn = torch.nn.LSTM(6, 20, num_layers=2, bidirectional=True, proj_size=5)
+        self.out = torch.nn.Linear(10, 3)
+
+    def forward(self, x):
+        y, _ = self.rnn(x)
+        return self.out(y)
+
+
+def test_lstm_with_proj_size_through_rnncores_export():
+    """torch.onnx.export has no graph for proj_size: the TorchScript exporter
+    refuses it, the dynamo exporter writes an LSTM node of hidden_size R whose
+    Concat ranks do not fit (ONNX Runtime and from_onnx refuse it at load).
+    rnncore's own to_onnx (a Scan per layer-direction) carries it: from_onnx
+    and ONNX Runtime run that file to the torch module's results."""
+    ort = pytest.importorskip("onnxruntime")
+    torch.manual_seed(0)
+    module = ProjectedLSTM().eval()
+    x = torch.randn(7, 3, 6)
+    with pytest.raises(Exception, match="projections"):
+        _export(module, x, "torchscript")
+    try:
+        data = _export(module, x, "dynamo")
+    except Exception:  # a later torch may refuse instead; either way no graph to run
+        data = None
+    if data is not None:
+        with pytest.raises(ValueError, match="shapes or types do not fit"):
+            rnncore.from_onnx(onnx.load_from_string(data))
+    layer = rnncore.from_torch(module.rnn)
+    model = layer.to_onnx()
+    session = rnncore.from_onnx(model)
+    reference = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        want = module.rnn(x)
+    for shape in [(7, 3), (1, 1), (12, 2)]:
+        xs = torch.randn(*shape, 6)
+        with torch.no_grad():
+            y, (h, c) = module.rnn(xs)
+        got = session.run(None, {"X": xs.numpy()})
+        for g, w in zip(got, (y, h, c)):
+            np.testing.assert_allclose(g, w.numpy(), **TOL)
+        for g, r in zip(got, reference.run(None, {"X": xs.numpy()})):
+            np.testing.assert_allclose(g, r, **TOL)
+    assert want[0].shape == (7, 3, 10)

@@ -233,7 +233,8 @@ def test_absurd_sizes_are_refused_without_allocating(op, inputs):
         [helper.make_tensor_value_info(n, TensorProto.FLOAT if v.dtype == np.float32
                                        else TensorProto.INT64, v.shape)
          for n, v in zip(names, inputs)],
-        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)])
+        [helper.make_tensor_value_info("Y", TensorProto.INT64 if op == "Range" and
+                                       inputs[0].dtype == np.int64 else TensorProto.FLOAT, None)])
     session = rnncore.from_onnx(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)]))
     with pytest.raises(ValueError, match=op):
         session.run(None, dict(zip(names, inputs)))
@@ -259,3 +260,91 @@ def test_constant_weight_matmul_and_gemm_on_both_paths(rows, rng):
             [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], initializer=inits)
         session = rnncore.from_onnx(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)]))
         np.testing.assert_allclose(session.run(None, {"x": x})[0], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_graphs_whose_shapes_or_types_contradict_are_refused_at_load():
+    """ONNX's strict shape and type inference at load (ONNX Runtime refuses
+    these too), naming the operator."""
+    f32 = TensorProto.FLOAT
+    matmul = helper.make_graph(
+        [helper.make_node("MatMul", ["A", "B"], ["Y"])], "g",
+        [helper.make_tensor_value_info("A", f32, [4, 5]),
+         helper.make_tensor_value_info("B", f32, [6, 3])],
+        [helper.make_tensor_value_info("Y", f32, None)])
+    with pytest.raises(ValueError, match="shapes or types do not fit.*MatMul"):
+        rnncore.from_onnx(helper.make_model(matmul, opset_imports=[helper.make_opsetid("", 14)]))
+    add = helper.make_graph(
+        [helper.make_node("Add", ["A", "B"], ["Y"])], "g",
+        [helper.make_tensor_value_info("A", f32, [2]),
+         helper.make_tensor_value_info("B", TensorProto.INT64, [2])],
+        [helper.make_tensor_value_info("Y", f32, None)])
+    with pytest.raises(ValueError, match="shapes or types do not fit"):
+        rnncore.from_onnx(helper.make_model(add, opset_imports=[helper.make_opsetid("", 14)]))
+
+
+def test_feeds_of_the_wrong_dtype_or_fixed_size_are_refused_naming_the_input():
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["X"], ["Y"])], "g",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["n", 3])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["n", 3])])
+    session = rnncore.from_onnx(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)]))
+    assert session.run(None, {"X": -np.ones((5, 3), np.float32)})[0].sum() == 0
+    with pytest.raises(TypeError, match=r"input 'X' must be float32.*got int64"):
+        session.run(None, {"X": np.ones((5, 3), np.int64)})
+    with pytest.raises(ValueError, match=r"input 'X' must have shape \[\?, 3\], got \[5, 4\]"):
+        session.run(None, {"X": np.ones((5, 4), np.float32)})
+    with pytest.raises(ValueError, match=r"input 'X' must have shape"):
+        session.run(None, {"X": np.ones(3, np.float32)})
+    with pytest.raises(TypeError, match="feeds must be a dict"):
+        session.run(None, [np.ones((5, 3), np.float32)])
+
+
+def _scan_model(body_nodes, body_in, body_out, outer_nodes=(), inits=()):
+    """A cumulative-sum Scan: state s [2], scan input X [T, 2] -> (s_T, [T, 2])."""
+    f32 = TensorProto.FLOAT
+    body = helper.make_graph(body_nodes, "body",
+                             [helper.make_tensor_value_info(n, f32, [2]) for n in body_in],
+                             [helper.make_tensor_value_info(n, f32, [2]) for n in body_out])
+    scan = helper.make_node("Scan", ["s0", "X"], ["s_T", "ys"], num_scan_inputs=1, body=body,
+                            scan_input_directions=[1])
+    graph = helper.make_graph(
+        list(outer_nodes) + [scan], "g",
+        [helper.make_tensor_value_info("s0", f32, [2]),
+         helper.make_tensor_value_info("X", f32, ["T", 2])],
+        [helper.make_tensor_value_info("s_T", f32, [2]),
+         helper.make_tensor_value_info("ys", f32, ["T", 2])], initializer=list(inits))
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+
+
+def test_scan_reads_the_enclosing_graph_and_runs_in_reverse(rng):
+    """A Scan body that reads a value of the enclosing graph (`scale`, made
+    by an outer node from an initializer), scanning its input backwards;
+    against ONNX Runtime."""
+    ort = pytest.importorskip("onnxruntime")
+    from onnx import numpy_helper
+    outer = [helper.make_node("Mul", ["two", "two"], ["scale"])]
+    body = [helper.make_node("Mul", ["x", "scale"], ["xs"]),
+            helper.make_node("Add", ["s", "xs"], ["s_new"]),
+            helper.make_node("Identity", ["s_new"], ["y"])]
+    model = _scan_model(body, ["s", "x"], ["s_new", "y"], outer,
+                        [numpy_helper.from_array(np.full(2, 2.0, np.float32), "two")])
+    feeds = {"s0": rng.standard_normal(2).astype(np.float32),
+             "X": rng.standard_normal((5, 2)).astype(np.float32)}
+    got = rnncore.from_onnx(model).run(None, feeds)
+    want = ort.InferenceSession(model.SerializeToString(),
+                                providers=["CPUExecutionProvider"]).run(None, feeds)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-6)
+    np.testing.assert_allclose(got[0], feeds["s0"] + 4 * feeds["X"].sum(0), rtol=1e-5)
+    with pytest.raises(ValueError, match="empty"):
+        rnncore.from_onnx(model).run(None, {"s0": feeds["s0"], "X": np.zeros((0, 2), np.float32)})
+
+
+def test_hostile_scan_bodies_are_refused_at_load():
+    gelu = [helper.make_node("Gelu", ["x"], ["y"]), helper.make_node("Identity", ["s"], ["s_new"])]
+    with pytest.raises(NotImplementedError, match="body ONNX operator Gelu"):
+        rnncore.from_onnx(_scan_model(gelu, ["s", "x"], ["s_new", "y"]))
+    missing = [helper.make_node("Add", ["s", "nowhere"], ["s_new"]),
+               helper.make_node("Identity", ["x"], ["y"])]
+    with pytest.raises(ValueError, match=r"body .*reads \['nowhere'\]"):
+        rnncore.from_onnx(_scan_model(missing, ["s", "x"], ["s_new", "y"]))
