@@ -21,8 +21,10 @@ from .engine.runtime import backend, get_num_threads, set_num_threads
 from .files import load, save
 from .interop import from_keras, from_keras_weights, from_onnx, from_torch
 from .lm import LanguageModel, Vocabulary, text
+from .seq2seq import Seq2Seq
 
-__all__ = ["RNN", "LSTM", "GRU", "Tape", "LanguageModel", "Vocabulary", "optim", "reference",
+__all__ = ["RNN", "LSTM", "GRU", "Tape", "LanguageModel", "Vocabulary", "Seq2Seq", "optim",
+           "reference",
            "from_torch", "from_keras", "from_keras_weights", "from_onnx", "save", "load",
            "softmax_cross_entropy", "text", "backend", "config", "show_config", "set_num_threads",
            "get_num_threads", "__version__"]

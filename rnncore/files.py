@@ -25,6 +25,8 @@ from safetensors.numpy import save_file
 from .engine import cells
 from .engine.layers import LAYERS, RNNBase
 from .lm import LanguageModel, Vocabulary
+from .seq2seq import Seq2Seq
+from .seq2seq import tokenizers as s2s_tokenizers
 
 __all__ = ["save", "load"]
 
@@ -44,6 +46,11 @@ MAX_VOCAB = 1 << 24
 OPTIMIZER_PREFIX = "optimizer/"
 _LM_CONFIG = {"cell": str, "embed_size": int, "hidden_size": int, "num_layers": int,
               "dropout": float, "tied": bool, "init_scale": (float, type(None))}
+_S2S_CONFIG = {"cell": str, "embed_size": int, "hidden_size": int, "num_layers": int,
+               "bidirectional_encoder": bool, "attention": (str, type(None)), "dropout": float,
+               "tied_decoder": bool}
+# a tokenizer description (a SentencePiece model, base64) is at most this long
+MAX_TOKENIZER_CHARS = 1 << 26
 
 
 # per kind, the constructor arguments of its own
@@ -78,9 +85,13 @@ def write_checkpoint(model, path, training=None, optimizer_tensors=None, dtype="
         metadata = {"kind": "LanguageModel", "config": json.dumps(model.config()),
                     "vocab": json.dumps({"level": model.vocab.level,
                                          "tokens": model.vocab.tokens})}
+    elif isinstance(model, Seq2Seq):
+        metadata = {"kind": "Seq2Seq", "config": json.dumps(model.config()),
+                    "src_vocab": json.dumps(model.src_vocab.to_json()),
+                    "tgt_vocab": json.dumps(model.tgt_vocab.to_json())}
     else:
-        raise TypeError(f"model must be an rnncore RNN, LSTM, GRU or LanguageModel, got "
-                        f"{type(model).__name__}")
+        raise TypeError(f"model must be an rnncore RNN, LSTM, GRU, LanguageModel or Seq2Seq, "
+                        f"got {type(model).__name__}")
     metadata.update(format=FORMAT, format_version=FORMAT_VERSION)
     tensors = {k: np.ascontiguousarray(v, dtype=dtype) for k, v in model.state_dict().items()}
     if training is not None:
@@ -136,10 +147,11 @@ def _config_from(path, metadata):
         raise _bad(path, f"format_version {metadata.get('format_version')!r} is not "
                          f"{FORMAT_VERSION!r}")
     kind = metadata.get("kind")
-    if kind not in LAYERS and kind != "LanguageModel":
-        raise _bad(path, f"kind {kind!r} is not one of {sorted(LAYERS) + ['LanguageModel']}")
+    models = {"LanguageModel": _LM_CONFIG, "Seq2Seq": _S2S_CONFIG}
+    if kind not in LAYERS and kind not in models:
+        raise _bad(path, f"kind {kind!r} is not one of {sorted(LAYERS) + sorted(models)}")
     cfg = _json(path, metadata, "config")
-    expected = _LM_CONFIG if kind == "LanguageModel" else dict(_LAYER_CONFIG, **_KIND_CONFIG[kind])
+    expected = models[kind] if kind in models else dict(_LAYER_CONFIG, **_KIND_CONFIG[kind])
     for key, value in _ADDED_KEYS.get(kind, {}).items():
         cfg.setdefault(key, value)
     if set(cfg) != set(expected):
@@ -163,9 +175,28 @@ def _vocab_from(path, metadata):
         raise _bad(path, f"vocab rejected: {exc}") from None
 
 
+def _tokenizers_from(path, metadata):
+    """The (source, target) tokenizers of a Seq2Seq file."""
+    out = []
+    for key in ("src_vocab", "tgt_vocab"):
+        if len(metadata.get(key, "")) > MAX_TOKENIZER_CHARS:
+            raise _bad(path, f"{key} is longer than {MAX_TOKENIZER_CHARS} characters")
+        try:
+            out.append(s2s_tokenizers.from_json(_json(path, metadata, key), key))
+        except (ValueError, ImportError) as exc:
+            raise _bad(path, str(exc)) from None
+    return out
+
+
 def _parameter_count(kind, cfg, vocab_size=0):
     """Parameters a model of this configuration has (Python integers: no
     overflow whatever the file says)."""
+    if kind == "Seq2Seq":  # an upper bound: two embeddings, output, attention, 2 stacks
+        E, H, L = cfg["embed_size"], cfg["hidden_size"], cfg["num_layers"]
+        if min(E, H, L) < 1:
+            return 0
+        rnn = 2 * L * 4 * H * (max(E, H) + H + 2)
+        return vocab_size * (2 * E + H + 1) + rnn + 4 * H * H + 2 * H
     if kind == "LanguageModel":
         try:
             layer_class = cells.by_name(cfg["cell"]).layer
@@ -212,11 +243,15 @@ def read_checkpoint(path, optimizer=True):
             metadata = f.metadata()
             kind, cfg = _config_from(path, metadata)
             vocab = _vocab_from(path, metadata) if kind == "LanguageModel" else None
-            count = _parameter_count(kind, cfg, len(vocab) if vocab else 0)
+            toks = _tokenizers_from(path, metadata) if kind == "Seq2Seq" else None
+            count = _parameter_count(kind, cfg, len(vocab) if vocab else
+                                     max(len(t) for t in toks) if toks else 0)
             if count > MAX_ELEMENTS:  # before building anything
                 raise _bad(path, "config describes more than 2^31 parameters")
             try:
-                if vocab is not None:
+                if toks is not None:
+                    model = Seq2Seq(*toks, **cfg, seed=0)
+                elif vocab is not None:
                     model = LanguageModel(vocab, **cfg, seed=0)
                 else:
                     model = LAYERS[kind](**cfg, seed=0)
