@@ -51,7 +51,7 @@ def _torch_loss(model, src, tgt, eps):
     torch = pytest.importorskip("torch")
     from rnncore.seq2seq.model import pad_batch
     sd = {k: torch.tensor(np.array(v), requires_grad=True) for k, v in model.state_dict().items()}
-    H, L = model.hidden_size, model.num_layers
+    L = model.num_layers
     kind = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[model.cell]
 
     def rnn(prefix, layer):
@@ -61,7 +61,6 @@ def _torch_loss(model, src, tgt, eps):
             param = torch.nn.Parameter(sd[prefix + name].detach().clone())
             setattr(m, name, param)
             sd[prefix + name] = param  # its gradient is the one to compare
-        m.flatten_parameters() if hasattr(m, "flatten_parameters") else None
         return m
 
     enc, dec = rnn("encoder.", model.encoder), rnn("decoder.", model.decoder)
