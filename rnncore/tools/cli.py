@@ -11,6 +11,9 @@ subset.
 Language models: ``rnncore train`` (see rnncore/tools/train.py), ``rnncore eval
 FILE`` and ``rnncore generate [PROMPT]``; the last two use the embedded
 character-level Tiny Shakespeare model when no ``--model`` is given.
+
+Translation: ``rnncore seq2seq train | translate | eval`` (see
+rnncore/tools/seq2seq_cli.py).
 """
 import argparse
 import dataclasses
@@ -24,6 +27,7 @@ from ..lm import LanguageModel
 from ..lm.text import read_text
 from . import bench as bench_module
 from . import info as info_module
+from . import seq2seq_cli
 from .train import TrainConfig, train
 
 
@@ -170,6 +174,7 @@ def build_parser():
     bench_module.add_arguments(bench)
     bench.set_defaults(func=bench_module.main_from_args)
     _add_lm_commands(sub)
+    seq2seq_cli.add_commands(sub)
     return parser
 
 
@@ -187,4 +192,6 @@ def main(argv=None):
             if args.threads < 1:
                 parser.error("--threads must be >= 1")
             runtime.set_num_threads(args.threads)
+    if args.command == "seq2seq":
+        seq2seq_cli.configure(args)
     return args.func(args)
