@@ -26,7 +26,8 @@ import numpy as np
 from ..engine import cells
 from ..engine.checks import as_float32, check_bool, check_int, check_shape, make_rng
 from ..engine.layers import make_layer
-from ..engine.runtime import matmul
+from ..engine.losses import rows_xent
+from ..engine.runtime import matmul, one_blas_thread
 from ..engine.stack import dropout_mask
 from ..lm.sampling import pick
 from . import attention
@@ -241,12 +242,14 @@ class Seq2Seq:
         ``label_smoothing`` (the target distribution (1 - e) onehot + e / V).
         Returns ``(loss_sum, tokens)``: the summed (unsmoothed) negative
         log-likelihood in nats, and the number of target tokens."""
-        return self._pass(src, tgt, label_smoothing, rng or self.generator, train=True)
+        with one_blas_thread():
+            return self._pass(src, tgt, label_smoothing, rng or self.generator, train=True)
 
     def loss(self, src, tgt):
         """``(loss_sum, tokens)`` of a batch as train_step computes it, without
         dropout or gradients."""
-        return self._pass(src, tgt, 0.0, None, train=False)
+        with one_blas_thread():
+            return self._pass(src, tgt, 0.0, None, train=False)
 
     def _pass(self, src, tgt, eps, rng, train):
         if len(src) != len(tgt):
@@ -271,21 +274,18 @@ class Seq2Seq:
         mask_o = dropout_mask(h_tilde.shape, self.dropout, rng, np.float32) if train else None
         if mask_o is not None:
             h_tilde = h_tilde * mask_o
-        z = self._logits(h_tilde)[real]                      # [M, V], real target tokens
+        z = np.ascontiguousarray(self._logits(h_tilde)[real])  # [M, V], real target tokens
         targets = tgt_out.reshape(-1)[real]
-        logp = _log_softmax(z)
-        nll = -logp[np.arange(len(targets)), targets]
         tokens = len(targets)
+        # the fused log-softmax cross-entropy of the kernels: the NLL per token and
+        # dz = (softmax - onehot) / tokens, the gradient of the mean, over z
+        nll, dz = rows_xent(z, targets, 1.0 / tokens, train, in_place=True)
         loss_sum = float(nll.sum(dtype=np.float64))
         if not train:
             return loss_sum, tokens
-        # d(mean smoothed CE)/dz = softmax - ((1 - e) onehot + e / V), over the tokens
-        dz = np.exp(logp, out=logp)
-        dz[np.arange(tokens), targets] -= 1.0 - eps
-        if eps:
-            dz -= eps / V
-        dz *= 1.0 / tokens
-        del z
+        if eps:  # smoothed targets (1 - e) onehot + e / V: add e (onehot - 1 / V) / tokens
+            dz[np.arange(tokens), targets] += eps / tokens
+            dz -= eps / (V * tokens)
         rows = np.flatnonzero(real)
         h2 = h_tilde.reshape(-1, H)[rows]
         g = self.grads
@@ -337,6 +337,10 @@ class Seq2Seq:
         """Greedy (or sampled) decoding of a batch of source id lists, each up
         to max_len[n] tokens: a list of (ids, log-probability). Finished
         sentences leave the batch."""
+        with one_blas_thread():
+            return self._greedy(src, max_len, sample, temperature, top_k, top_p, rng)
+
+    def _greedy(self, src, max_len, sample, temperature, top_k, top_p, rng):
         K, valid, state, _ = self._start(src)
         N = len(src)
         out = [[] for _ in range(N)]
@@ -375,6 +379,10 @@ class Seq2Seq:
         fairseq, so that beam_size=1 is greedy search."""
         k = check_int("beam_size", beam_size, minimum=1)
         nbest = min(check_int("nbest", nbest, minimum=1), k)
+        with one_blas_thread():
+            return self._beam_search(src, max_len, k, alpha, nbest)
+
+    def _beam_search(self, src, max_len, k, alpha, nbest):
         K, valid, state, _ = self._start(src)
         N = len(src)
         rep = np.repeat(np.arange(N), k)

@@ -146,6 +146,7 @@ def add_commands(sub):
                              ("max-len", int, "tokens per training sentence at most"),
                              ("valid-beam", int, "beam of the per-epoch validation BLEU"),
                              ("max-steps", int, "batches per epoch at most"),
+                             ("max-minutes", float, "no new epoch after this wall time"),
                              ("seed", int, "random seed"), ("threads", int, "kernel threads")):
         attr = name.replace("-", "_")
         tr.add_argument("--" + name, type=typ, default=getattr(d, attr),

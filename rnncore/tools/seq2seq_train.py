@@ -64,6 +64,7 @@ class Seq2SeqConfig:
     max_len: int = 200           # tokens per training sentence at most
     valid_beam: int = 1
     max_steps: int = None        # batches per epoch at most (short runs, tests)
+    max_minutes: float = None    # no new epoch after this much wall time
     seed: int = 0
     threads: int = None
     progress: bool = True
@@ -186,7 +187,7 @@ def train(cfg, log=print):
         saved = Seq2SeqConfig(**training["config"])
         cfg = dataclasses.replace(saved, epochs=cfg.epochs, resume=cfg.resume,
                                   threads=cfg.threads, progress=cfg.progress,
-                                  max_steps=cfg.max_steps)
+                                  max_steps=cfg.max_steps, max_minutes=cfg.max_minutes)
         opt = _make_optimizer(cfg, model)
         opt.load_state_dict(_join_optimizer_state(training["optimizer"], arrays))
         model.generator.bit_generator.state = training["rng"]
@@ -210,7 +211,11 @@ def train(cfg, log=print):
     log(f"{model!r}: {model.num_parameters():,} parameters; {len(src):,} training pairs"
         f"{f', {len(valid[0]):,} validation pairs' if valid else ''}; "
         f"{runtime.get_num_threads()} thread(s)")
+    started = time.perf_counter()
     for epoch in range(epoch0 + 1, cfg.epochs + 1):
+        if cfg.max_minutes is not None and time.perf_counter() - started > 60 * cfg.max_minutes:
+            log(f"stopping before epoch {epoch}: --max-minutes {cfg.max_minutes} reached")
+            break
         rng = np.random.default_rng([cfg.seed, epoch])  # the epoch's batches, resumable
         batches = _batches(src, tgt, cfg.batch, rng)
         rng.shuffle(batches)
