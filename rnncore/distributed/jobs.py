@@ -294,10 +294,10 @@ def generate_local(prompts, model=None, *, threads=None, **sampling):
 
 
 def translate(client, lines, model, *, beam_size=4):
-    """Beam-search translation of lines by a sequence-to-sequence model: not
-    available, rnncore has no sequence-to-sequence (encoder-decoder) model
-    yet; this raises NotImplementedError until it does."""
+    """Beam-search translation of lines by a sequence-to-sequence model on
+    the cluster: not implemented yet (this module predates rnncore's
+    seq2seq models); raises NotImplementedError."""
     raise NotImplementedError(
-        "rnncore.distributed.translate needs sequence-to-sequence (encoder-decoder) models, "
-        "which rnncore does not have yet (the seq2seq issue); only language models run on a "
-        "cluster for now: evaluate, score, generate")
+        "rnncore.distributed.translate is not implemented yet: distributed jobs support "
+        "language models only (evaluate, score, generate); sequence-to-sequence model support "
+        "(beam search over rnncore's seq2seq models) is still missing here")
