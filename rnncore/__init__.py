@@ -10,7 +10,8 @@ PyTorch-shaped NumPy API.
 Layout (imports point down only; tests/test_imports.py holds it):
 ``reference`` (the specification) <- ``engine`` (cells, checks, Ops,
 runtime, stacking, layers, losses) <- ``optim``, ``lm``, ``interop`` <-
-``files`` <- ``tools`` (the command line; nothing imports it).
+``files`` <- ``distributed`` (Dask jobs) <- ``tools`` (the command line; nothing
+imports it).
 """
 from . import optim, reference
 from ._version import __version__

@@ -4,7 +4,8 @@ inside functions count too):
 * no import cycle among rnncore's modules;
 * layers point down: the reference and the extension import nothing of
   ours; the engine never imports the tasks (lm), interop, files or tools;
-  lm and interop never import each other; nothing imports tools;
+  lm and interop never import each other; distributed (the Dask jobs) sits
+  above files and below tools: only tools import it; nothing imports tools;
 * the extension ``rnncore._core`` is imported by rnncore.engine.c_ops only;
 * imports inside functions are only of optional third-party packages, or the
   two named facades ``layer.to_torch()`` / ``layer.to_onnx()`` (the only
@@ -79,7 +80,7 @@ def _layer(module):
 def test_the_walk_sees_the_package():
     assert {"rnncore.engine.layers", "rnncore.engine.c_ops", "rnncore.reference",
             "rnncore.lm.model", "rnncore.interop.onnx_import", "rnncore.files",
-            "rnncore.tools.cli"} <= set(MODULES)
+            "rnncore.tools.cli", "rnncore.distributed.jobs"} <= set(MODULES)
     assert ("rnncore.engine.c_ops", EXTENSION) in {(m, t) for m, e in EDGES.items() for t, _ in e}
 
 
@@ -106,15 +107,16 @@ def test_no_import_cycle():
 
 
 FORBIDDEN = {  # role -> roles it must never import
-    "reference": {"root", "engine", "optim", "lm", "seq2seq", "interop", "files", "tools",
-                  "_core"},
-    "engine": {"lm", "seq2seq", "interop", "files", "tools"},
-    "optim": {"engine", "lm", "seq2seq", "interop", "files", "tools"},
-    "lm": {"interop", "files", "tools", "seq2seq"},
-    "seq2seq": {"interop", "files", "tools"},  # it samples tokens as lm does (lm.sampling)
-    "interop": {"lm", "seq2seq", "files", "tools"},
-    "files": {"tools"},
-    "root": {"tools"},
+    "reference": {"root", "engine", "optim", "lm", "seq2seq", "interop", "files", "distributed",
+                  "tools", "_core"},
+    "engine": {"lm", "seq2seq", "interop", "files", "distributed", "tools"},
+    "optim": {"engine", "lm", "seq2seq", "interop", "files", "distributed", "tools"},
+    "lm": {"interop", "files", "distributed", "tools", "seq2seq"},
+    "seq2seq": {"interop", "files", "distributed", "tools"},  # it samples tokens as lm does (lm.sampling)
+    "interop": {"lm", "seq2seq", "files", "distributed", "tools"},
+    "files": {"distributed", "tools"},
+    "root": {"distributed", "tools"},
+    "distributed": {"tools"},
 }
 
 
@@ -135,3 +137,12 @@ def test_lazy_imports_are_optional_packages_or_the_facades():
     bad = [(m, t) for m, edges in EDGES.items() for t, lazy in edges
            if lazy and (m, t) not in FACADES and t.split(".")[0] not in OPTIONAL]
     assert not bad, f"imports inside functions: {bad}"
+
+
+def test_dask_is_imported_lazily():
+    """rnncore.distributed imports without dask: every dask or distributed
+    import of ours is inside a function."""
+    eager = [(m, t) for m, edges in EDGES.items() for t, lazy in edges
+             if not lazy and t.split(".")[0] in ("dask", "distributed")]
+    assert not eager, f"dask imported at module level: {eager}"
+    assert any(t.split(".")[0] == "distributed" for t, _ in EDGES["rnncore.distributed.jobs"])

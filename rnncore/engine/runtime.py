@@ -99,6 +99,24 @@ def set_num_threads(n):
         _num_threads = n
 
 
+@contextlib.contextmanager
+def num_threads(n):
+    """Inside the block the kernels use `n` threads (as set_num_threads(n);
+    None leaves the setting alone); the previous setting comes back after.
+    Yields the thread count in effect. The setting is the process's: every
+    Python thread sees it."""
+    global _num_threads
+    with _threads_lock:
+        saved = _num_threads
+    if n is not None:
+        set_num_threads(n)
+    try:
+        yield get_num_threads()
+    finally:
+        with _threads_lock:
+            _num_threads = saved
+
+
 def get_num_threads():
     """Number of threads the kernels may use."""
     if _num_threads is not None:

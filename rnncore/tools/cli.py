@@ -9,8 +9,10 @@ reference (see rnncore/tools/bench.py); ``rnncore bench --quick`` is a one-minut
 subset.
 
 Language models: ``rnncore train`` (see rnncore/tools/train.py), ``rnncore eval
-FILE`` and ``rnncore generate [PROMPT]``; the last two use the embedded
-character-level Tiny Shakespeare model when no ``--model`` is given.
+FILE...`` and ``rnncore generate [PROMPT]``; the last two use the embedded
+character-level Tiny Shakespeare model when no ``--model`` is given, and run
+on a Dask cluster with ``--scheduler ADDRESS`` (``local:N``: N worker
+processes on this machine; see rnncore.distributed).
 
 Translation: ``rnncore seq2seq train | translate | eval`` (see
 rnncore/tools/seq2seq_cli.py).
@@ -25,6 +27,7 @@ from ..engine import cells, runtime
 from ..files import DEFAULT_MODEL, load
 from ..lm import LanguageModel
 from ..lm.text import read_text
+from .. import distributed
 from . import bench as bench_module
 from . import info as info_module
 from . import seq2seq_cli
@@ -56,26 +59,70 @@ def cmd_train(args):
     return 0
 
 
+def _cluster_errors():
+    """Errors a cluster run reports to the user as one line."""
+    return (ValueError, OSError, TypeError, distributed.TaskError)
+
+
 def cmd_eval(args):
     model = _load_lm(args.model)
+    level = model.vocab.level
     try:
-        ids = model.vocab.encode(read_text(args.file))
-        result = model.evaluate(ids)
-    except (ValueError, OSError) as exc:
+        if args.scheduler:
+            chunk = distributed.DEFAULT_CHUNK_TOKENS if args.chunk_tokens is None else args.chunk_tokens
+            with distributed.connect(args.scheduler) as client:
+                result = distributed.evaluate(client, args.file, args.model, chunk_tokens=chunk,
+                                              context_tokens=args.context_tokens,
+                                              threads=args.threads, progress=args.progress)
+        elif len(args.file) == 1 and args.chunk_tokens is None:
+            # one file, one stream with the state carried: LanguageModel.evaluate
+            result = model.evaluate(model.vocab.encode(read_text(args.file[0])))
+            if level == "char":
+                result["bits_per_char"] = result["bits_per_token"]
+        else:  # the cluster's arithmetic in this process (rnncore.distributed.evaluate_local)
+            result = distributed.evaluate_local(args.file, model, chunk_tokens=args.chunk_tokens,
+                                                context_tokens=args.context_tokens,
+                                                threads=args.threads, progress=args.progress)
+    except _cluster_errors() as exc:
         raise SystemExit(f"rnncore eval: {exc}") from None
-    if model.vocab.level == "char":
-        result["bits_per_char"] = result["bits_per_token"]
     if args.json:
         print(json.dumps(result))
     else:
-        unit = "character" if model.vocab.level == "char" else "word"
-        print(f"{args.file}: {result['tokens']:,} {unit}s predicted; loss "
+        unit = "character" if level == "char" else "word"
+        print(f"{', '.join(args.file)}: {result['tokens']:,} {unit}s predicted; loss "
               f"{result['loss']:.4f} nats/{unit}, perplexity {result['perplexity']:.3f}, "
               f"{result['bits_per_token']:.4f} bits/{unit}")
     return 0
 
 
+def _generate_many(args):
+    """generate --scheduler or --prompts: every prompt as a task of
+    rnncore.distributed.generate (or its local twin), printed in order."""
+    prompts = [args.prompt] if args.prompts is None else read_text(args.prompts).splitlines()
+    sampling = dict(max_tokens=args.max_tokens, temperature=args.temperature, top_k=args.top_k,
+                    top_p=args.top_p, seed=args.seed, num_samples=args.samples)
+    if args.scheduler:
+        with distributed.connect(args.scheduler) as client:
+            texts = distributed.generate(client, prompts, args.model, threads=args.threads,
+                                         progress=args.progress, **sampling)
+    else:
+        texts = distributed.generate_local(prompts, _load_lm(args.model), threads=args.threads,
+                                           **sampling)
+    for i, text in enumerate(texts):
+        samples = text if isinstance(text, list) else [text]
+        for n, sample in enumerate(samples):
+            head = f"--- prompt {i + 1}" + (f", sample {n + 1}" if len(samples) > 1 else "")
+            sys.stdout.write(sample + "\n" if len(texts) == 1 and len(samples) == 1
+                             else f"{head}\n{sample}\n")
+    return 0
+
+
 def cmd_generate(args):
+    if args.scheduler or args.prompts is not None:
+        try:
+            return _generate_many(args)
+        except _cluster_errors() as exc:
+            raise SystemExit(f"rnncore generate: {exc}") from None
     model = _load_lm(args.model)
     vocab, out = model.vocab, sys.stdout
     # the token before the first generated one, for word spacing: a line end
@@ -144,9 +191,18 @@ def _add_lm_commands(sub):
     tr.add_argument("--no-progress", dest="progress", action="store_false")
     tr.set_defaults(func=cmd_train)
     ev = sub.add_parser("eval", help="loss, perplexity and bits per token of a text file")
-    ev.add_argument("file")
+    ev.add_argument("file", nargs="+", help="text files (their predictions pooled)")
     ev.add_argument("--model", help="model file (default: the embedded Shakespeare char model)")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
+    ev.add_argument("--chunk-tokens", type=int, default=None,
+                    help="evaluate in chunks of N tokens, each from a fresh state warmed up over "
+                         "--context-tokens (default: one stream per file; with --scheduler "
+                         f"{distributed.DEFAULT_CHUNK_TOKENS}); the same N gives the same "
+                         "numbers locally and on a cluster")
+    ev.add_argument("--context-tokens", type=int, default=distributed.DEFAULT_CONTEXT_TOKENS,
+                    help="warm-up tokens before each chunk "
+                         f"(default {distributed.DEFAULT_CONTEXT_TOKENS})")
+    _add_cluster_arguments(ev)
     ev.set_defaults(func=cmd_eval)
     ge = sub.add_parser("generate", help="generate text, streamed to stdout")
     ge.add_argument("prompt", nargs="?", default="",
@@ -161,7 +217,22 @@ def _add_lm_commands(sub):
                     help="sample among the most likely tokens holding probability p (nucleus)")
     ge.add_argument("--seed", type=int, default=None, help="random seed (default: fresh)")
     ge.add_argument("--samples", type=int, default=1, help="samples drawn in one batch")
+    ge.add_argument("--prompts", help="a file of prompts, one a line (each its own task, "
+                                      "seeded by (--seed, its line number))")
+    _add_cluster_arguments(ge)
     ge.set_defaults(func=cmd_generate)
+
+
+def _add_cluster_arguments(parser):
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="run on the Dask cluster at ADDRESS (tcp://host:8786), or "
+                             "local:N for N worker processes on this machine (needs "
+                             "rnncore[dask])")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="kernel threads per task (default: one per task on a cluster, "
+                             "each worker running as many tasks as it has threads)")
+    parser.add_argument("--no-progress", dest="progress", action="store_false",
+                        help="no progress bar over tasks")
 
 
 def build_parser():
