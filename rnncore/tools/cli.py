@@ -14,6 +14,9 @@ character-level Tiny Shakespeare model when no ``--model`` is given.
 
 Translation: ``rnncore seq2seq train | translate | eval`` (see
 rnncore/tools/seq2seq_cli.py).
+
+Sequence classifiers: ``rnncore classify train|eval|predict`` (see
+rnncore/tools/classify_cli.py).
 """
 import argparse
 import dataclasses
@@ -26,6 +29,7 @@ from ..files import DEFAULT_MODEL, load
 from ..lm import LanguageModel
 from ..lm.text import read_text
 from . import bench as bench_module
+from . import classify_cli
 from . import info as info_module
 from . import seq2seq_cli
 from .train import TrainConfig, train
@@ -175,6 +179,7 @@ def build_parser():
     bench.set_defaults(func=bench_module.main_from_args)
     _add_lm_commands(sub)
     seq2seq_cli.add_commands(sub)
+    classify_cli.add_commands(sub)
     return parser
 
 
