@@ -10,8 +10,13 @@ PyTorch-shaped NumPy API.
 Layout (imports point down only; tests/test_imports.py holds it):
 ``reference`` (the specification) <- ``engine`` (cells, checks, Ops,
 runtime, stacking, layers, losses) <- ``optim``, ``lm``, ``interop`` <-
+<<<<<<< HEAD
 ``files`` <- ``distributed`` (Dask jobs) <- ``tools`` (the command line; nothing
 imports it).
+=======
+``classify`` (reuses lm's Vocabulary) <-
+``files`` <- ``tools`` (the command line; nothing imports it).
+>>>>>>> classify
 """
 from . import optim, reference
 from ._version import __version__
@@ -23,9 +28,10 @@ from .files import load, save
 from .interop import from_keras, from_keras_weights, from_onnx, from_torch
 from .lm import LanguageModel, Vocabulary, text
 from .seq2seq import Seq2Seq
+from .classify import SequenceClassifier
 
-__all__ = ["RNN", "LSTM", "GRU", "Tape", "LanguageModel", "Vocabulary", "Seq2Seq", "optim",
-           "reference",
+__all__ = ["RNN", "LSTM", "GRU", "Tape", "LanguageModel", "Vocabulary", "Seq2Seq",
+           "SequenceClassifier", "optim", "reference",
            "from_torch", "from_keras", "from_keras_weights", "from_onnx", "save", "load",
            "softmax_cross_entropy", "text", "backend", "config", "show_config", "set_num_threads",
            "get_num_threads", "__version__"]

@@ -5,7 +5,8 @@ in it is ever executed or unpickled).
 Metadata: ``format`` = "rnncore", ``format_version`` = "1", ``kind`` (the
 model's class: "RNN", "LSTM", "GRU" or "LanguageModel") and ``config`` (JSON
 of the constructor arguments); a language model adds ``vocab`` (JSON:
-``{"level": "char"|"word", "tokens": [...]}``). A training checkpoint is a
+``{"level": "char"|"word", "tokens": [...]}``); a SequenceClassifier adds
+``vocab`` and ``classes`` (JSON: the list of labels). A training checkpoint is a
 model file plus ``training`` (JSON: epoch, schedule, ...) and the optimizer's
 buffers as tensors named ``optimizer/...``; load() reads the model from it.
 On load the configuration is validated first, the model is built from it,
@@ -24,6 +25,7 @@ from safetensors.numpy import save_file
 
 from .engine import cells
 from .engine.layers import LAYERS, RNNBase
+from .classify import SequenceClassifier
 from .lm import LanguageModel, Vocabulary
 from .seq2seq import Seq2Seq
 from .seq2seq import tokenizers as s2s_tokenizers
@@ -51,6 +53,11 @@ _S2S_CONFIG = {"cell": str, "embed_size": int, "hidden_size": int, "num_layers":
                "tied_decoder": bool}
 # a tokenizer description (a SentencePiece model, base64) is at most this long
 MAX_TOKENIZER_CHARS = 1 << 26
+_CLASSIFIER_CONFIG = {"cell": str, "embed_size": int, "hidden_size": int, "num_layers": int,
+                      "bidirectional": bool, "pooling": str, "dropout": float,
+                      "multi_label": bool}
+_MODEL_CONFIG = {"LanguageModel": _LM_CONFIG, "Seq2Seq": _S2S_CONFIG,
+                 "SequenceClassifier": _CLASSIFIER_CONFIG}
 
 
 # per kind, the constructor arguments of its own
@@ -66,9 +73,10 @@ def _layer_config(layer):
 
 
 def save(model, path, *, dtype="float32"):
-    """Write `model` (an RNN, LSTM or GRU layer, or a LanguageModel) to `path`
-    as safetensors, atomically. dtype="float16" stores the parameters at half
-    the size (rounded to float16; load() returns float32 parameters).
+    """Write `model` (an RNN, LSTM or GRU layer, a LanguageModel or a
+    SequenceClassifier) to `path` as safetensors, atomically. dtype="float16"
+    stores the parameters at half the size (rounded to float16; load()
+    returns float32 parameters).
     Returns the path."""
     return write_checkpoint(model, path, dtype=dtype)
 
@@ -89,9 +97,14 @@ def write_checkpoint(model, path, training=None, optimizer_tensors=None, dtype="
         metadata = {"kind": "Seq2Seq", "config": json.dumps(model.config()),
                     "src_vocab": json.dumps(model.src_vocab.to_json()),
                     "tgt_vocab": json.dumps(model.tgt_vocab.to_json())}
+    elif isinstance(model, SequenceClassifier):
+        metadata = {"kind": "SequenceClassifier", "config": json.dumps(model.config()),
+                    "vocab": json.dumps({"level": model.vocab.level,
+                                         "tokens": model.vocab.tokens}),
+                    "classes": json.dumps(model.classes)}
     else:
-        raise TypeError(f"model must be an rnncore RNN, LSTM, GRU, LanguageModel or Seq2Seq, "
-                        f"got {type(model).__name__}")
+        raise TypeError(f"model must be an rnncore RNN, LSTM, GRU, LanguageModel, Seq2Seq or "
+                        f"SequenceClassifier, got {type(model).__name__}")
     metadata.update(format=FORMAT, format_version=FORMAT_VERSION)
     tensors = {k: np.ascontiguousarray(v, dtype=dtype) for k, v in model.state_dict().items()}
     if training is not None:
@@ -147,7 +160,7 @@ def _config_from(path, metadata):
         raise _bad(path, f"format_version {metadata.get('format_version')!r} is not "
                          f"{FORMAT_VERSION!r}")
     kind = metadata.get("kind")
-    models = {"LanguageModel": _LM_CONFIG, "Seq2Seq": _S2S_CONFIG}
+    models = _MODEL_CONFIG
     if kind not in LAYERS and kind not in models:
         raise _bad(path, f"kind {kind!r} is not one of {sorted(LAYERS) + sorted(models)}")
     cfg = _json(path, metadata, "config")
@@ -188,7 +201,17 @@ def _tokenizers_from(path, metadata):
     return out
 
 
-def _parameter_count(kind, cfg, vocab_size=0):
+def _classes_from(path, metadata):
+    try:
+        classes = json.loads(metadata.get("classes", ""))
+    except ValueError as exc:
+        raise _bad(path, f"classes is not JSON ({exc})") from None
+    if not isinstance(classes, list) or len(classes) > MAX_VOCAB:
+        raise _bad(path, "classes must be a JSON list of labels")
+    return classes
+
+
+def _parameter_count(kind, cfg, vocab_size=0, num_classes=0):
     """Parameters a model of this configuration has (Python integers: no
     overflow whatever the file says)."""
     if kind == "Seq2Seq":  # an upper bound: two embeddings, output, attention, 2 stacks
@@ -209,6 +232,18 @@ def _parameter_count(kind, cfg, vocab_size=0):
             "num_layers": cfg["num_layers"], "bidirectional": False, "bias": True})
         E, H = cfg["embed_size"], cfg["hidden_size"]
         return rnn + vocab_size * (E + 1 + (0 if cfg["tied"] else H))
+    if kind == "SequenceClassifier":
+        try:
+            layer_class = cells.by_name(cfg["cell"]).layer
+        except ValueError:
+            return 0  # the constructor rejects it with a clear message
+        E, H, D = cfg["embed_size"], cfg["hidden_size"], 2 if cfg["bidirectional"] else 1
+        if min(E, H) < 1:
+            return 0
+        rnn = _parameter_count(layer_class, {
+            "input_size": E, "hidden_size": H, "num_layers": cfg["num_layers"],
+            "bidirectional": cfg["bidirectional"], "bias": True})
+        return rnn + vocab_size * E + num_classes * (D * H + 1)
     G = _GATES[kind]
     H, L, D = cfg["hidden_size"], cfg["num_layers"], 2 if cfg["bidirectional"] else 1
     if min(H, L, cfg["input_size"]) < 1:
@@ -242,15 +277,19 @@ def read_checkpoint(path, optimizer=True):
         with safe_open(path, framework="numpy") as f:
             metadata = f.metadata()
             kind, cfg = _config_from(path, metadata)
-            vocab = _vocab_from(path, metadata) if kind == "LanguageModel" else None
+            vocab = (_vocab_from(path, metadata)
+                     if kind in ("LanguageModel", "SequenceClassifier") else None)
             toks = _tokenizers_from(path, metadata) if kind == "Seq2Seq" else None
+            classes = _classes_from(path, metadata) if kind == "SequenceClassifier" else []
             count = _parameter_count(kind, cfg, len(vocab) if vocab else
-                                     max(len(t) for t in toks) if toks else 0)
+                                     max(len(t) for t in toks) if toks else 0, len(classes))
             if count > MAX_ELEMENTS:  # before building anything
                 raise _bad(path, "config describes more than 2^31 parameters")
             try:
                 if toks is not None:
                     model = Seq2Seq(*toks, **cfg, seed=0)
+                elif kind == "SequenceClassifier":
+                    model = SequenceClassifier(vocab, classes, **cfg, seed=0)
                 elif vocab is not None:
                     model = LanguageModel(vocab, **cfg, seed=0)
                 else:

@@ -146,3 +146,15 @@ def test_dask_is_imported_lazily():
              if not lazy and t.split(".")[0] in ("dask", "distributed")]
     assert not eager, f"dask imported at module level: {eager}"
     assert any(t.split(".")[0] == "distributed" for t, _ in EDGES["rnncore.distributed.jobs"])
+
+
+def test_classify_sits_above_the_engine_and_below_files():
+    """rnncore.classify (sequence classifiers) may use the engine and lm's
+    Vocabulary; the engine, optim, lm, seq2seq and interop never import it, and it
+    never imports interop, files or tools."""
+    assert "rnncore.classify.model" in MODULES
+    below = {"reference", "engine", "optim", "lm", "seq2seq", "interop"}
+    bad = [(m, t) for m, edges in EDGES.items() for t, _ in edges if _ours(t) and (
+        (_layer(m) in below and _layer(t) == "classify")
+        or (_layer(m) == "classify" and _layer(t) in {"interop", "files", "tools"}))]
+    assert not bad, f"classify imports upwards, or is imported from below: {bad}"

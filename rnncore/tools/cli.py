@@ -16,6 +16,9 @@ processes on this machine; see rnncore.distributed).
 
 Translation: ``rnncore seq2seq train | translate | eval`` (see
 rnncore/tools/seq2seq_cli.py).
+
+Sequence classifiers: ``rnncore classify train|eval|predict`` (see
+rnncore/tools/classify_cli.py).
 """
 import argparse
 import dataclasses
@@ -29,6 +32,7 @@ from ..lm import LanguageModel
 from ..lm.text import read_text
 from .. import distributed
 from . import bench as bench_module
+from . import classify_cli
 from . import info as info_module
 from . import seq2seq_cli
 from .train import TrainConfig, train
@@ -246,6 +250,7 @@ def build_parser():
     bench.set_defaults(func=bench_module.main_from_args)
     _add_lm_commands(sub)
     seq2seq_cli.add_commands(sub)
+    classify_cli.add_commands(sub)
     return parser
 
 
