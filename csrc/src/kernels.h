@@ -69,6 +69,10 @@ typedef struct {
     float (*probe_fma)(int64_t iters);
     int probe_flops_per_iter;
     float (*probe_read)(const float *buf, int64_t n);
+    /* One row of rnc_softmax (softmax.c): y = softmax(x), or log-softmax with
+     * log_softmax != 0, over V floats; y may be x. next: the row after, V
+     * floats to prefetch meanwhile, or NULL. */
+    void (*softmax_row)(int64_t V, const float *x, float *y, int log_softmax, const float *next);
 } rnc_kernels;
 
 extern const rnc_kernels rnc_kernels_generic;

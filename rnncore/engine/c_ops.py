@@ -166,6 +166,12 @@ class COps(Ops):
         _core.linear(x, w_p, n_out=n_out, bias=bias, y=y, ws=ws, n_threads=n_threads)
         return y
 
+    def softmax(self, x2, out, log, n_threads):
+        """On rnc_softmax: one pass over memory per row (max, sum of exp and
+        the result from cache), in place when out is x2."""
+        _core.softmax(x2, out, log=log, n_threads=n_threads)
+        return out
+
     def softmax_xent(self, z2, t2, scale, grad, in_place, n_threads):
         losses = np.empty(z2.shape[0], np.float32)
         dz = (z2 if in_place else np.empty_like(z2)) if grad else None

@@ -146,6 +146,13 @@ class Ops:
             y += bias
         return y
 
+    def softmax(self, x2, out, log, n_threads):
+        """out = softmax (log-softmax with log) of each row of float32 x2
+        [M, V] (M, V > 0; rows of any stride, columns contiguous); out has
+        x2's shape and may be x2 itself."""
+        out[...] = reference.softmax(x2, log)
+        return out
+
     def softmax_xent(self, z2, t2, scale, grad, in_place, n_threads):
         """Per-row losses of C-contiguous float32 logits [M, V] against int64
         targets [M] and dz = scale * d loss / dz (None without grad; written

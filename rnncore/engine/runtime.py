@@ -153,3 +153,32 @@ def matmul(a, b, out=None, accumulate=False):
         out = np.empty((M, N), np.float32)
         accumulate = False
     return _ops.matmul(a, b, out, accumulate, get_num_threads())
+
+
+def softmax_rows(x, out=None, log=False):
+    """softmax (log-softmax with log) of each row of a float32 2-D array x
+    [M, V] whose columns are contiguous (rows of any stride) on the active
+    Ops, into `out` (float32 [M, V], columns contiguous; it may be x itself:
+    in place) or a new array."""
+    if not isinstance(x, np.ndarray) or x.dtype != np.float32:
+        raise TypeError(f"softmax_rows: x must be a float32 array, got "
+                        f"{getattr(x, 'dtype', type(x).__name__)}")
+    if x.ndim != 2 or (x.size and (x.strides[1] != 4 or x.strides[0] % 4)):
+        raise ValueError(f"softmax_rows: x must be 2-D with contiguous columns, got "
+                         f"shape {shape_str(x.shape)}, strides {x.strides}")
+    if out is None:
+        out = np.empty(x.shape, np.float32)
+    elif not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.shape != x.shape \
+            or not out.flags.writeable or (out.size and (out.strides[1] != 4 or out.strides[0] % 4)):
+        raise ValueError(f"softmax_rows: out must be a writeable float32 array of shape "
+                         f"{shape_str(x.shape)} with contiguous columns")
+    elif not _same_view(out, x) and np.shares_memory(out, x):
+        raise ValueError("softmax_rows: out overlaps x without being x itself")
+    if x.size == 0:
+        return out
+    return _ops.softmax(x, out, bool(log), get_num_threads())
+
+
+def _same_view(a, b):
+    return a.__array_interface__["data"][0] == b.__array_interface__["data"][0] and \
+        a.strides == b.strides and a.shape == b.shape
