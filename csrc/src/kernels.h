@@ -169,6 +169,15 @@ void rnc_gemm_part(const rnc_kernels *kern, int64_t M, int64_t Nc, int64_t K,
                    rnc_mat A, rnc_mat B, float *C, int64_t ldc, int accumulate,
                    float *scratch, int part, int parts);
 int64_t rnc_gemm_scratch_floats(void);
+/* The same GEMM (C = A B + bias, no accumulate) on a B packed once by
+ * rnc_pack_weights (one gate of Nc units: Bp [Nc/RNC_PANEL panels][K][RNC_PANEL],
+ * zero-padded), with bias [Nc] or NULL added by the micro-kernel: the order
+ * of sums of every element is rnc_gemm_part's. scratch:
+ * rnc_gemm_prepacked_scratch_floats() floats per thread. */
+void rnc_gemm_prepacked_part(const rnc_kernels *kern, int64_t M, int64_t Nc, int64_t K,
+                             rnc_mat A, const float *Bp, const float *bias, float *C,
+                             int64_t ldc, float *scratch, int part, int parts);
+int64_t rnc_gemm_prepacked_scratch_floats(void);
 
 /* Ap <- rows [0, M) x cols [0, K) of A in tiles of mr rows (the last tile:
  * the rows left, mt), k-major inside a tile:

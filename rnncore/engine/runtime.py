@@ -130,6 +130,17 @@ class Linear:
                              f"{shape_str(self.bias.shape)}")
         self.w_p = None if _C_OPS is None else _C_OPS.pack(_LINEAR_CELL, self.w.shape[0], self.w)
 
+    @classmethod
+    def with_bias(cls, lin, bias):
+        """lin's weights (and their packed form, shared) with this bias."""
+        out = cls.__new__(cls)
+        out.w, out.w_p = lin.w, lin.w_p
+        out.bias = np.ascontiguousarray(bias, np.float32)
+        if out.bias.shape != (lin.w.shape[0],):
+            raise ValueError(f"Linear: bias must have shape ({lin.w.shape[0]},), got "
+                             f"{shape_str(out.bias.shape)}")
+        return out
+
     def __call__(self, x):
         if x.ndim != 2 or x.shape[1] != self.w.shape[1]:
             raise ValueError(f"Linear: x must be (M, {self.w.shape[1]}), got {shape_str(x.shape)}")

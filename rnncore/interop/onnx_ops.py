@@ -222,14 +222,6 @@ def _to_e8m0(v, to, a):
 
 # ------------------------------------------------------------ matrix products
 
-# Rows up to which a constant-weight product runs on rnc_linear (weights
-# packed at load) rather than the blocked GEMM (weights packed per call):
-# x [M, 512] @ [512, 10k], 1 thread, AMD Zen 5: M = 1 0.37 / 2.0 ms,
-# M = 35 3.0 / 4.1, M = 96 7.4 / 7.5, M = 192 12.8 / 12.6, M = 384
-# 24.3 / 20.9 (linear / GEMM on the transposed weights).
-LINEAR_MAX_ROWS = 192
-
-
 def plan_constant_weight(B):
     """The load-time form of a constant MatMul / Gemm operand B [K, N]: a
     Linear holding W = B^T [N, K] contiguous (packed), whose transpose is
@@ -239,19 +231,20 @@ def plan_constant_weight(B):
 
 
 def _product(A, B, lin):
-    """A [..., K] @ B [K, N]; with lin (B planned at load) on rnc_linear or
-    the GEMM, float32 2-D products on the GEMM, the rest by NumPy."""
+    """A [..., K] @ B [K, N]; with lin (B planned at load) on rnc_linear
+    (weights packed once; for many rows in the GEMM's blocking: x [2240, 512]
+    @ [512, 10k] with its bias, 1 thread, AMD Zen 5, 109 ms against 130 for
+    the GEMM packing the weights per call and a NumPy bias add), float32 2-D
+    products on the GEMM, the rest by NumPy. A bias the plan put into lin (a
+    fused Add, Gemm's C) is added here, on every path."""
+    bias = None if lin is None else lin.bias
     if A.dtype == np.float32 and B.dtype == np.float32 and A.ndim >= 2 and B.ndim == 2 \
             and A.size and B.size and A.shape[-1] == B.shape[0]:
         rows = np.ascontiguousarray(A).reshape(-1, A.shape[-1])
-        if lin is None:
-            y = _gemm(rows, B)
-        elif rows.shape[0] <= LINEAR_MAX_ROWS:
-            y = lin(rows)
-        else:
-            y = _gemm(rows, lin.w.T)
+        y = _gemm(rows, B) if lin is None else lin(rows)
         return y.reshape(A.shape[:-1] + (B.shape[1],))
-    return np.matmul(A, B)
+    y = np.matmul(A, B)
+    return y if bias is None else y + bias.astype(y.dtype, copy=False)
 
 
 def _matmul(x, a, o):
@@ -269,7 +262,7 @@ def _gemm_op(x, a, o):
     y = _product(A, B, a.get("_linear"))
     if alpha != 1.0:
         y = y * np.asarray(alpha, y.dtype)
-    if C is not None and beta != 0.0:
+    if C is not None and beta != 0.0 and not a.get("_c_in_linear"):
         y = y + np.asarray(beta, y.dtype) * C
     return [y.astype(x[0].dtype)]
 
