@@ -138,12 +138,16 @@ class Ops:
             out[...] = r
         return out
 
-    def linear(self, x, w, w_p, bias, n_threads):
+    def linear(self, x, w, w_p, bias, n_threads, out=None):
         """x @ w.T (+ bias) for float32 x [M, K] (rows of any stride) and a
-        constant w [Nout, K] whose packed form is w_p (runtime.pack); M > 0."""
+        constant w [Nout, K] whose packed form is w_p (runtime.pack); M > 0;
+        into out (float32 [M, Nout], C-contiguous) when given."""
         y = reference.matmul(x, w.T)
         if bias is not None:
             y += bias
+        if out is not None:
+            out[...] = y
+            return out
         return y
 
     def softmax(self, x2, out, log, n_threads):

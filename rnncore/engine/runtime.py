@@ -141,12 +141,20 @@ class Linear:
                              f"{shape_str(out.bias.shape)}")
         return out
 
-    def __call__(self, x):
+    def __call__(self, x, out=None):
+        """x @ w.T + bias, into `out` (float32 [M, Nout], C-contiguous,
+        writeable, not overlapping x) when given."""
         if x.ndim != 2 or x.shape[1] != self.w.shape[1]:
             raise ValueError(f"Linear: x must be (M, {self.w.shape[1]}), got {shape_str(x.shape)}")
+        shape = (x.shape[0], self.w.shape[0])
+        if out is not None and (not isinstance(out, np.ndarray) or out.dtype != np.float32 or
+                                out.shape != shape or not out.flags.c_contiguous or
+                                not out.flags.writeable or np.shares_memory(out, x)):
+            raise ValueError(f"Linear: out must be a writeable C-contiguous float32 array of "
+                             f"shape {shape_str(shape)} not overlapping x")
         if x.shape[0] == 0:
-            return np.zeros((0, self.w.shape[0]), np.float32)
-        return _ops.linear(x, self.w, self.w_p, self.bias, get_num_threads())
+            return np.zeros(shape, np.float32) if out is None else out
+        return _ops.linear(x, self.w, self.w_p, self.bias, get_num_threads(), out)
 
 
 def matmul(a, b, out=None, accumulate=False):

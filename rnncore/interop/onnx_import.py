@@ -26,7 +26,7 @@ from ..engine import cells
 from ..engine.layers import GRU, LSTM, RNN
 from ..reference import reverse_within
 from .gates import inverse, reorder_gates
-from .onnx_ops import OPS, plan_constant_weight
+from .onnx_ops import OPS, Recycled, plan_constant_weight
 
 __all__ = ["from_onnx", "OnnxModel"]
 
@@ -319,6 +319,7 @@ class OnnxModel:
         if node.op_type == "Gemm" and attrs.get("transB", 0):
             B = B.T
         attrs["_linear"] = plan_constant_weight(B)
+        attrs["_recycled"] = Recycled()
         # Gemm's constant C [N] (a torch Linear on 2-D input) as the Linear's
         # bias, when alpha = 1: added by the kernels (onnx_ops._gemm_op skips it)
         C = self.consts.get(node.input[2]) if node.op_type == "Gemm" and len(node.input) > 2 \

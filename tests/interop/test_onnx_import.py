@@ -1,5 +1,7 @@
 """rnncore.from_onnx: graphs of ONNX RNN/GRU/LSTM operators run on rnncore give
 what ONNX Runtime gives, attribute by attribute."""
+import sys
+
 import numpy as np
 import pytest
 
@@ -316,3 +318,36 @@ def test_gemm_constant_c_in_linear(rows, rng):
         alpha, beta = attrs.get("alpha", 1.0), attrs.get("beta", 1.0)
         expected = alpha * (x @ B) + (beta * C if beta else 0.0)
         np.testing.assert_allclose(session.run(None, {"x": x})[0], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_product_output_recycled_only_when_dropped(rng):
+    """A constant-weight product writes into its previous output once the
+    caller dropped it (no page faults for a fresh buffer); an output the
+    caller keeps (or a view of it) is never written again."""
+    B = rng.standard_normal((24, 40)).astype(np.float32)
+    b = rng.standard_normal(40).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "B"], ["t"]), helper.make_node("Add", ["t", "b"], ["u"]),
+         helper.make_node("LogSoftmax", ["u"], ["y"], axis=-1)], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["M", 24])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        initializer=[numpy_helper.from_array(B, "B"), numpy_helper.from_array(b, "b")])
+    session = rnncore.from_onnx(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)]))
+    x1, x2 = (rng.standard_normal((50, 24)).astype(np.float32) for _ in range(2))
+    ref = lambda x: rnncore.reference.softmax(x @ B + b, log=True)  # noqa: E731
+    y1 = session.run(None, {"x": x1})[0]
+    kept = y1.copy()
+    view = y1[3:5]
+    del y1
+    y2 = session.run(None, {"x": x2})[0]  # y1's buffer is still held (by `view`)
+    np.testing.assert_array_equal(view, kept[3:5])
+    np.testing.assert_allclose(y2, ref(x2), rtol=1e-5, atol=1e-5)
+    address = y2.ctypes.data
+    del y2, view
+    y3 = session.run(None, {"x": x1})[0]  # y2's buffer, dropped: written again
+    np.testing.assert_array_equal(y3, kept)
+    if sys.implementation.name == "cpython":
+        assert y3.ctypes.data == address
+    y4 = session.run(None, {"x": rng.standard_normal((7, 24)).astype(np.float32)})[0]
+    assert y4.shape == (7, 40)  # another shape: a new buffer
+    np.testing.assert_array_equal(y3, kept)
