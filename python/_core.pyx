@@ -300,6 +300,20 @@ def softmax_xent(const float[:, ::1] z, const int64_t[::1] target, *, float[::1]
     _check(status)
 
 
+def softmax(const float[:, :] x not None, float[:, :] y not None, *, bint log, int n_threads):
+    """rnc_softmax: y = softmax(x) (log-softmax with log) over each row of x
+    [M, V]; rows of any stride, columns contiguous; y may be x itself."""
+    cdef int64_t M = x.shape[0], V = x.shape[1]
+    _need(M > 0 and V > 0, "x")
+    _need(x.strides[1] == 4 and x.strides[0] % 4 == 0 and x.strides[0] // 4 >= V, "x")
+    _need(y.shape[0] == M and y.shape[1] == V and y.strides[1] == 4 and y.strides[0] % 4 == 0
+          and y.strides[0] // 4 >= V, "y")
+    with nogil:
+        status = rnc_softmax(M, V, &x[0, 0], x.strides[0] // 4, &y[0, 0], y.strides[0] // 4, log,
+                             n_threads)
+    _check(status)
+
+
 def gemm(const float[:, :] a, const float[:, :] b, *, float[:, ::1] c, bint accumulate,
          float[::1] scratch, int n_threads):
     """rnc_gemm: c (+)= a @ b for float32 matrices of any strides (a

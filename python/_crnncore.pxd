@@ -89,6 +89,8 @@ cdef extern from "rnncore.h" nogil:
     rnc_status rnc_softmax_xent(int64_t M, int64_t V, const float *z, int64_t ldz,
                                 const int64_t *target, float *loss, float *dz, int64_t lddz,
                                 float scale, int n_threads) noexcept
+    rnc_status rnc_softmax(int64_t M, int64_t V, const float *x, int64_t ldx, float *y,
+                           int64_t ldy, int log_softmax, int n_threads) noexcept
     int64_t rnc_gemm_workspace_floats(int n_threads) noexcept
     rnc_status rnc_gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t a_rs,
                         int64_t a_cs, const float *B, int64_t b_rs, int64_t b_cs, float *C,

@@ -10,13 +10,8 @@ PyTorch-shaped NumPy API.
 Layout (imports point down only; tests/test_imports.py holds it):
 ``reference`` (the specification) <- ``engine`` (cells, checks, Ops,
 runtime, stacking, layers, losses) <- ``optim``, ``lm``, ``interop`` <-
-<<<<<<< HEAD
-``files`` <- ``distributed`` (Dask jobs) <- ``tools`` (the command line; nothing
-imports it).
-=======
-``classify`` (reuses lm's Vocabulary) <-
-``files`` <- ``tools`` (the command line; nothing imports it).
->>>>>>> classify
+``seq2seq``, ``classify`` (the tasks) <- ``files`` <- ``distributed`` (Dask
+jobs) <- ``tools`` (the command line; nothing imports it).
 """
 from . import optim, reference
 from ._version import __version__

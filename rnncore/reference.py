@@ -60,7 +60,7 @@ Conventions are PyTorch's:
 """
 import numpy as np
 
-__all__ = ["sigmoid", "layer_forward", "layer_backward", "stack_forward", "softmax_xent",
+__all__ = ["sigmoid", "layer_forward", "layer_backward", "stack_forward", "softmax_xent", "softmax",
            "matmul", "reverse_within"]
 
 
@@ -447,6 +447,18 @@ def softmax_xent(z, t, scale, grad):
             p[~keep] = 0.0
             dz = (p * scale).astype(np.float32)
     return losses, dz
+
+
+def softmax(x, log=False):
+    """softmax (or log-softmax, with log) over the last axis of x, in
+    float64: ``z = x - max(x)``, ``exp(z) / sum(exp(z))`` or
+    ``z - log(sum(exp(z)))``; rows holding NaN or +inf, and rows all -inf,
+    give NaN. Returned in float64."""
+    x64 = np.asarray(x, np.float64)
+    with np.errstate(all="ignore"):
+        z = x64 - x64.max(axis=-1, keepdims=True)
+        s = np.exp(z).sum(axis=-1, keepdims=True)
+        return z - np.log(s) if log else np.exp(z) / s
 
 
 def matmul(a, b):

@@ -212,6 +212,18 @@ rnc_status rnc_softmax_xent(int64_t M, int64_t V, const float *z, int64_t ldz,
                             float scale, int n_threads);
 
 /*
+ * Softmax (log_softmax = 0) or log-softmax (log_softmax != 0) of each of M
+ * rows of V floats: row r of x at x + r*ldx, of y at y + r*ldy; y may be x
+ * itself (in place, ldy = ldx), any other overlap is invalid. Computed as
+ * NumPy does in float32, z = x - max(x), exp(z) / sum or z - log(sum):
+ * rows holding NaN or +inf, and rows all -inf, give NaN. Threads over rows;
+ * results do not depend on the thread count. RNC_ERR_INVALID_ARG for NULL
+ * pointers, sizes < 1 or overflowing, short strides, partial overlap.
+ */
+rnc_status rnc_softmax(int64_t M, int64_t V, const float *x, int64_t ldx, float *y, int64_t ldy,
+                       int log_softmax, int n_threads);
+
+/*
  * General single-precision GEMM on the library's blocked kernels:
  * C[M, N] (+)= A[M, K] B[K, N], with A(i, k) at A[i*a_rs + k*a_cs] and
  * B(k, j) at B[k*b_rs + j*b_cs] (any strides: a transpose is a stride swap),

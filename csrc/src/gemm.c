@@ -113,9 +113,18 @@ void rnc_pack_a(int64_t M, int64_t K, rnc_mat A, int mr, float *Ap) {
     }
 }
 
-void rnc_gemm_part(const rnc_kernels *kern, int64_t M, int64_t Nc, int64_t K,
-                   rnc_mat A, rnc_mat B, float *C, int64_t ldc, int accumulate,
-                   float *scratch, int part, int parts) {
+int64_t rnc_gemm_prepacked_scratch_floats(void) {
+    /* packed A block | one edge panel of C */
+    return GEMM_MC * GEMM_KC + GEMM_MC * RNC_PANEL;
+}
+
+/* rnc_gemm_part, and rnc_gemm_prepacked_part with Bp_all (B's panels packed
+ * once, rnc_pack_weights' layout: panel q's row k at (q*K + k)*RNC_PANEL) and
+ * bias (added once, in the first K block, by the micro-kernel). */
+static void gemm_part_impl(const rnc_kernels *kern, int64_t M, int64_t Nc, int64_t K,
+                           rnc_mat A, rnc_mat B, const float *Bp_all, const float *bias,
+                           float *C, int64_t ldc, int accumulate, float *scratch, int part,
+                           int parts) {
     const int64_t P = (Nc + RNC_PANEL - 1) / RNC_PANEL;
     const int col_parts = parts < P ? parts : (int)P;
     const int row_parts = parts / col_parts;
@@ -124,15 +133,20 @@ void rnc_gemm_part(const rnc_kernels *kern, int64_t M, int64_t Nc, int64_t K,
     rnc_split_range(P, col_parts, part % col_parts, 1, &p0, &p1);
     rnc_split_range(M, row_parts, part / col_parts, GEMM_MC, &m_lo, &m_hi);
 
-    float *Bp = scratch;
-    float *Ap = Bp + GEMM_NCP * GEMM_KC * RNC_PANEL;
+    float *Bp = Bp_all ? NULL : scratch;
+    float *Ap = Bp_all ? scratch : Bp + GEMM_NCP * GEMM_KC * RNC_PANEL;
     float *edge = Ap + GEMM_MC * GEMM_KC;
+    float edge_bias[RNC_PANEL]; /* the last, partial panel's bias, zero-padded */
+    if (bias && Nc % RNC_PANEL) {
+        memset(edge_bias, 0, sizeof edge_bias);
+        memcpy(edge_bias, bias + (P - 1) * RNC_PANEL, (size_t)(Nc % RNC_PANEL) * sizeof(float));
+    }
     for (int64_t jp = p0; jp < p1; jp += GEMM_NCP) {
         const int64_t np = p1 - jp < GEMM_NCP ? p1 - jp : GEMM_NCP;
         for (int64_t k0 = 0; k0 < K; k0 += GEMM_KC) {
             const int64_t kc = K - k0 < GEMM_KC ? K - k0 : GEMM_KC;
             const int acc = accumulate || k0 > 0;
-            for (int64_t q = 0; q < np; q++)
+            for (int64_t q = 0; !Bp_all && q < np; q++)
                 rnc_pack_b_panel(kc, Nc, B, k0, (jp + q) * RNC_PANEL, Bp + q * kc * RNC_PANEL);
             for (int64_t m0 = m_lo; m0 < m_hi; m0 += GEMM_MC) {
                 const int64_t mc = m_hi - m0 < GEMM_MC ? m_hi - m0 : GEMM_MC;
@@ -141,11 +155,13 @@ void rnc_gemm_part(const rnc_kernels *kern, int64_t M, int64_t Nc, int64_t K,
                 for (int64_t q = 0; q < np; q++) {
                     const int64_t col = (jp + q) * RNC_PANEL;
                     const int64_t w = Nc - col < RNC_PANEL ? Nc - col : RNC_PANEL;
-                    const float *Pq = Bp + q * kc * RNC_PANEL;
+                    const float *Pq = Bp_all ? Bp_all + ((jp + q) * K + k0) * RNC_PANEL
+                                             : Bp + q * kc * RNC_PANEL;
+                    const float *bq = !bias ? NULL : w == RNC_PANEL ? bias + col : edge_bias;
                     float *Cq = C + m0 * ldc + col;
                     if (w == RNC_PANEL) {
                         if (acc) kern->gemm_panel_acc(mc, kc, Ap, Pq, Cq, ldc);
-                        else kern->gemm_panel(mc, kc, Ap, Pq, NULL, Cq, ldc);
+                        else kern->gemm_panel(mc, kc, Ap, Pq, bq, Cq, ldc);
                         continue;
                     }
                     /* last, partial panel: through a full-width buffer, since
@@ -156,13 +172,26 @@ void rnc_gemm_part(const rnc_kernels *kern, int64_t M, int64_t Nc, int64_t K,
                             memset(edge + r * RNC_PANEL + w, 0, (size_t)(RNC_PANEL - w) * sizeof(float));
                         }
                     if (acc) kern->gemm_panel_acc(mc, kc, Ap, Pq, edge, RNC_PANEL);
-                    else kern->gemm_panel(mc, kc, Ap, Pq, NULL, edge, RNC_PANEL);
+                    else kern->gemm_panel(mc, kc, Ap, Pq, bq, edge, RNC_PANEL);
                     for (int64_t r = 0; r < mc; r++)
                         memcpy(Cq + r * ldc, edge + r * RNC_PANEL, (size_t)w * sizeof(float));
                 }
             }
         }
     }
+}
+
+void rnc_gemm_part(const rnc_kernels *kern, int64_t M, int64_t Nc, int64_t K,
+                   rnc_mat A, rnc_mat B, float *C, int64_t ldc, int accumulate,
+                   float *scratch, int part, int parts) {
+    gemm_part_impl(kern, M, Nc, K, A, B, NULL, NULL, C, ldc, accumulate, scratch, part, parts);
+}
+
+void rnc_gemm_prepacked_part(const rnc_kernels *kern, int64_t M, int64_t Nc, int64_t K,
+                             rnc_mat A, const float *Bp, const float *bias, float *C,
+                             int64_t ldc, float *scratch, int part, int parts) {
+    const rnc_mat none = {NULL, 0, 0};
+    gemm_part_impl(kern, M, Nc, K, A, none, Bp, bias, C, ldc, 0, scratch, part, parts);
 }
 
 /* Threads of a public GEMM: at most one per 2 MFLOP (below that the fork

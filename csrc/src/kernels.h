@@ -74,6 +74,10 @@ typedef struct {
     float (*probe_fma)(int64_t iters);
     int probe_flops_per_iter;
     float (*probe_read)(const float *buf, int64_t n);
+    /* One row of rnc_softmax (softmax.c): y = softmax(x), or log-softmax with
+     * log_softmax != 0, over V floats; y may be x. next: the row after, V
+     * floats to prefetch meanwhile, or NULL. */
+    void (*softmax_row)(int64_t V, const float *x, float *y, int log_softmax, const float *next);
 } rnc_kernels;
 
 extern const rnc_kernels rnc_kernels_generic;
@@ -170,6 +174,15 @@ void rnc_gemm_part(const rnc_kernels *kern, int64_t M, int64_t Nc, int64_t K,
                    rnc_mat A, rnc_mat B, float *C, int64_t ldc, int accumulate,
                    float *scratch, int part, int parts);
 int64_t rnc_gemm_scratch_floats(void);
+/* The same GEMM (C = A B + bias, no accumulate) on a B packed once by
+ * rnc_pack_weights (one gate of Nc units: Bp [Nc/RNC_PANEL panels][K][RNC_PANEL],
+ * zero-padded), with bias [Nc] or NULL added by the micro-kernel: the order
+ * of sums of every element is rnc_gemm_part's. scratch:
+ * rnc_gemm_prepacked_scratch_floats() floats per thread. */
+void rnc_gemm_prepacked_part(const rnc_kernels *kern, int64_t M, int64_t Nc, int64_t K,
+                             rnc_mat A, const float *Bp, const float *bias, float *C,
+                             int64_t ldc, float *scratch, int part, int parts);
+int64_t rnc_gemm_prepacked_scratch_floats(void);
 
 /* Ap <- rows [0, M) x cols [0, K) of A in tiles of mr rows (the last tile:
  * the rows left, mt), k-major inside a tile:

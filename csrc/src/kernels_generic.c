@@ -151,6 +151,46 @@ static void xent_row(int64_t V, const float *z, int64_t k, float *loss, float *d
     }
 }
 
+/* One row of rnc_softmax (equations in softmax.c): 16 float partial sums
+ * of exp(x - m) in vectors, added in double, as xent_row. */
+static void softmax_row(int64_t V, const float *x, float *y, int log_softmax, const float *next) {
+    (void)next;
+    float mp[16];
+    for (int i = 0; i < 16; i++) mp[i] = -INFINITY;
+    int64_t j = 0;
+    for (; j + 16 <= V; j += 16) /* 1. m = max x (a NaN reaches s below) */
+#pragma omp simd
+        for (int i = 0; i < 16; i++) mp[i] = x[j + i] > mp[i] ? x[j + i] : mp[i];
+    float m = -INFINITY;
+    for (int i = 0; i < 16; i++) m = mp[i] > m ? mp[i] : m;
+    for (; j < V; j++) m = x[j] > m ? x[j] : m;
+    float part[16] = {0}, e[16]; /* 2. s = sum exp(x - m) */
+    for (j = 0; j + 16 <= V; j += 16) {
+#pragma omp simd
+        for (int i = 0; i < 16; i++) {
+            e[i] = rnc_exp(x[j + i] - m);
+            part[i] += e[i];
+        }
+        if (!log_softmax) memcpy(y + j, e, sizeof e);
+    }
+    double s = 0.0;
+    for (; j < V; j++) {
+        const float ej = rnc_exp(x[j] - m);
+        if (!log_softmax) y[j] = ej;
+        s += ej;
+    }
+    for (int i = 0; i < 16; i++) s += part[i];
+    if (log_softmax) { /* 3. */
+        const float ls = (float)log(s);
+#pragma omp simd
+        for (int64_t i = 0; i < V; i++) y[i] = (x[i] - m) - ls;
+    } else {
+        const float inv = (float)(1.0 / s);
+#pragma omp simd
+        for (int64_t i = 0; i < V; i++) y[i] *= inv;
+    }
+}
+
 static float probe_fma(int64_t iters) {
     float acc[12][4]; /* 12 SSE registers on the x86-64 baseline */
     for (int i = 0; i < 12; i++)
@@ -177,4 +217,4 @@ static float probe_read(const float *buf, int64_t n) {
 }
 
 const rnc_kernels rnc_kernels_generic = {"generic", MR, gemm_panel, gemm_panel_acc, postgemm, xent_row,
-                                        probe_fma, 12 * 4 * 2, probe_read};
+                                        probe_fma, 12 * 4 * 2, probe_read, softmax_row};

@@ -7,6 +7,9 @@
  *   2.   for each of this thread's panels of RNC_PANEL outputs:
  *          y[rows, panel] = x_rows . panel (+ b[panel])   (kernels: gemm_panel)
  *
+ * or, beyond LINEAR_GEMM_ROWS rows, in the GEMM's blocking on the same
+ * packed weights (rnc_gemm_prepacked_part).
+ *
  * The weights are read once per row block from their packed panels, instead
  * of being packed again by every call as rnc_gemm does with B: for a 35-row
  * x and a 512 x 10k weight that packing was most of the call (3.6 ms;
@@ -28,9 +31,24 @@
  * thread count. */
 #define LINEAR_ROWS 48
 
+/* Above this many rows the product runs in the GEMM's order instead
+ * (rnc_gemm_prepacked_part: for each group of 16 panels, 1 MB at K = 512,
+ * kept in L2, every row block of x packed and swept over it), on the same
+ * packed weights: a row block of 48 reads all the weights from L3 or memory
+ * for only 24 flops a byte, and from 4 blocks on that cost more than packing
+ * x again for each group (x [M, 512] @ [512, 10k], 1 thread, AMD Zen 5:
+ * M = 384 31.0 ms in 48-row blocks, 28.0 in the GEMM's order; M = 2240
+ * 213 / 165 ms; M = 192 within 5 %). Both orders sum every output in the
+ * same order (K chunks of the same kernel), so the switch changes no
+ * result. */
+#define LINEAR_GEMM_ROWS (4 * LINEAR_ROWS)
+
 static int64_t linear_scratch_floats(int64_t K) {
-    /* packed rows of x, one panel of output rows, one panel of bias */
-    return rnc_packed_a_floats(LINEAR_ROWS, K) + LINEAR_ROWS * RNC_PANEL + RNC_PANEL;
+    /* packed rows of x, one panel of output rows, one panel of bias; or the
+     * GEMM's packed block of x and edge panel */
+    const int64_t own = rnc_packed_a_floats(LINEAR_ROWS, K) + LINEAR_ROWS * RNC_PANEL + RNC_PANEL;
+    const int64_t gemm = rnc_gemm_prepacked_scratch_floats();
+    return own > gemm ? own : gemm;
 }
 
 size_t rnc_linear_workspace_floats(int64_t K, int n_threads) {
@@ -92,6 +110,8 @@ rnc_status rnc_linear(int64_t M, int64_t K, int64_t Nout, const float *x, int64_
     const int64_t by_work = M * K * Nout / (1 << 21);
     if (nt > by_work) nt = (int)(by_work > 1 ? by_work : 1);
     if (nt > P) nt = (int)P;
+    const int gemm_order = M > LINEAR_GEMM_ROWS;
+    const rnc_mat xm = {x, ldx, 1};
     const unsigned int saved_csr = rnc_ftz_begin();
 #ifdef _OPENMP
     if (nt > 1) {
@@ -99,11 +119,19 @@ rnc_status rnc_linear(int64_t M, int64_t K, int64_t Nout, const float *x, int64_
         {
             const unsigned int csr = rnc_ftz_begin();
             const int tid = omp_get_thread_num(), team = omp_get_num_threads();
-            linear_part(kern, M, K, Nout, x, ldx, w_p, bias, y, ldy, ws + tid * per, tid, team);
+            if (gemm_order)
+                rnc_gemm_prepacked_part(kern, M, Nout, K, xm, w_p, bias, y, ldy, ws + tid * per,
+                                        tid, team);
+            else
+                linear_part(kern, M, K, Nout, x, ldx, w_p, bias, y, ldy, ws + tid * per, tid,
+                            team);
             rnc_ftz_end(csr);
         }
     } else
 #endif
+    if (gemm_order)
+        rnc_gemm_prepacked_part(kern, M, Nout, K, xm, w_p, bias, y, ldy, ws, 0, 1);
+    else
         linear_part(kern, M, K, Nout, x, ldx, w_p, bias, y, ldy, ws, 0, 1);
 #ifndef _OPENMP
     (void)per;

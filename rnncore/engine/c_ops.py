@@ -165,16 +165,22 @@ class COps(Ops):
         _core.gemm(a, b, c=out, accumulate=accumulate, scratch=scratch, n_threads=n_threads)
         return out
 
-    def linear(self, x, w, w_p, bias, n_threads):
+    def linear(self, x, w, w_p, bias, n_threads, out=None):
         """On rnc_linear: the weights are read from their packed panels
         instead of being packed by every product (rnc_gemm packs B)."""
         if w_p is None or x.strides[1] != 4 or x.strides[0] % 4:
-            return super().linear(x, w, w_p, bias, n_threads)
+            return super().linear(x, w, w_p, bias, n_threads, out)
         K, n_out = x.shape[1], w.shape[0]
         ws = buffers.workspace(_core.linear_workspace_floats(K, n_threads=n_threads), "linear")
-        y = np.empty((x.shape[0], n_out), np.float32)
+        y = np.empty((x.shape[0], n_out), np.float32) if out is None else out
         _core.linear(x, w_p, n_out=n_out, bias=bias, y=y, ws=ws, n_threads=n_threads)
         return y
+
+    def softmax(self, x2, out, log, n_threads):
+        """On rnc_softmax: one pass over memory per row (max, sum of exp and
+        the result from cache), in place when out is x2."""
+        _core.softmax(x2, out, log=log, n_threads=n_threads)
+        return out
 
     def softmax_xent(self, z2, t2, scale, grad, in_place, n_threads):
         losses = np.empty(z2.shape[0], np.float32)

@@ -145,13 +145,24 @@ class Ops:
             out[...] = r
         return out
 
-    def linear(self, x, w, w_p, bias, n_threads):
+    def linear(self, x, w, w_p, bias, n_threads, out=None):
         """x @ w.T (+ bias) for float32 x [M, K] (rows of any stride) and a
-        constant w [Nout, K] whose packed form is w_p (runtime.pack); M > 0."""
+        constant w [Nout, K] whose packed form is w_p (runtime.pack); M > 0;
+        into out (float32 [M, Nout], C-contiguous) when given."""
         y = reference.matmul(x, w.T)
         if bias is not None:
             y += bias
+        if out is not None:
+            out[...] = y
+            return out
         return y
+
+    def softmax(self, x2, out, log, n_threads):
+        """out = softmax (log-softmax with log) of each row of float32 x2
+        [M, V] (M, V > 0; rows of any stride, columns contiguous); out has
+        x2's shape and may be x2 itself."""
+        out[...] = reference.softmax(x2, log)
+        return out
 
     def softmax_xent(self, z2, t2, scale, grad, in_place, n_threads):
         """Per-row losses of C-contiguous float32 logits [M, V] against int64

@@ -170,12 +170,31 @@ class Linear:
                              f"{shape_str(self.bias.shape)}")
         self.w_p = None if _C_OPS is None else _C_OPS.pack(_LINEAR_CELL, self.w.shape[0], self.w)
 
-    def __call__(self, x):
+    @classmethod
+    def with_bias(cls, lin, bias):
+        """lin's weights (and their packed form, shared) with this bias."""
+        out = cls.__new__(cls)
+        out.w, out.w_p = lin.w, lin.w_p
+        out.bias = np.ascontiguousarray(bias, np.float32)
+        if out.bias.shape != (lin.w.shape[0],):
+            raise ValueError(f"Linear: bias must have shape ({lin.w.shape[0]},), got "
+                             f"{shape_str(out.bias.shape)}")
+        return out
+
+    def __call__(self, x, out=None):
+        """x @ w.T + bias, into `out` (float32 [M, Nout], C-contiguous,
+        writeable, not overlapping x) when given."""
         if x.ndim != 2 or x.shape[1] != self.w.shape[1]:
             raise ValueError(f"Linear: x must be (M, {self.w.shape[1]}), got {shape_str(x.shape)}")
+        shape = (x.shape[0], self.w.shape[0])
+        if out is not None and (not isinstance(out, np.ndarray) or out.dtype != np.float32 or
+                                out.shape != shape or not out.flags.c_contiguous or
+                                not out.flags.writeable or np.shares_memory(out, x)):
+            raise ValueError(f"Linear: out must be a writeable C-contiguous float32 array of "
+                             f"shape {shape_str(shape)} not overlapping x")
         if x.shape[0] == 0:
-            return np.zeros((0, self.w.shape[0]), np.float32)
-        return _ops.linear(x, self.w, self.w_p, self.bias, get_num_threads())
+            return np.zeros(shape, np.float32) if out is None else out
+        return _ops.linear(x, self.w, self.w_p, self.bias, get_num_threads(), out)
 
 
 def matmul(a, b, out=None, accumulate=False):
@@ -193,3 +212,32 @@ def matmul(a, b, out=None, accumulate=False):
         out = np.empty((M, N), np.float32)
         accumulate = False
     return _ops.matmul(a, b, out, accumulate, get_num_threads())
+
+
+def softmax_rows(x, out=None, log=False):
+    """softmax (log-softmax with log) of each row of a float32 2-D array x
+    [M, V] whose columns are contiguous (rows of any stride) on the active
+    Ops, into `out` (float32 [M, V], columns contiguous; it may be x itself:
+    in place) or a new array."""
+    if not isinstance(x, np.ndarray) or x.dtype != np.float32:
+        raise TypeError(f"softmax_rows: x must be a float32 array, got "
+                        f"{getattr(x, 'dtype', type(x).__name__)}")
+    if x.ndim != 2 or (x.size and (x.strides[1] != 4 or x.strides[0] % 4)):
+        raise ValueError(f"softmax_rows: x must be 2-D with contiguous columns, got "
+                         f"shape {shape_str(x.shape)}, strides {x.strides}")
+    if out is None:
+        out = np.empty(x.shape, np.float32)
+    elif not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.shape != x.shape \
+            or not out.flags.writeable or (out.size and (out.strides[1] != 4 or out.strides[0] % 4)):
+        raise ValueError(f"softmax_rows: out must be a writeable float32 array of shape "
+                         f"{shape_str(x.shape)} with contiguous columns")
+    elif not _same_view(out, x) and np.shares_memory(out, x):
+        raise ValueError("softmax_rows: out overlaps x without being x itself")
+    if x.size == 0:
+        return out
+    return _ops.softmax(x, out, bool(log), get_num_threads())
+
+
+def _same_view(a, b):
+    return a.__array_interface__["data"][0] == b.__array_interface__["data"][0] and \
+        a.strides == b.strides and a.shape == b.shape

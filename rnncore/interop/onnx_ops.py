@@ -7,9 +7,12 @@ Semantics follow the ONNX operator specification at the model's opset
 from wherever that opset puts them); ``tests/interop/test_onnx_conformance.py``
 runs the node cases shipped in the onnx package against these.
 """
+import sys
+import threading
+
 import numpy as np
 
-from ..engine.runtime import Linear
+from ..engine.runtime import Linear, softmax_rows
 from ..engine.runtime import matmul as _gemm
 
 __all__ = ["OPS", "MAX_ELEMENTS"]
@@ -138,10 +141,11 @@ def _clip(x, a, o):
 def _softmax(x, a, o, log=False):
     """softmax = exp(z) / sum exp(z), log-softmax = z - log(sum exp(z)), with
     z = x - max(x) along the axis. Over the last axis (every export's
-    classifier head) row blocks of 2^16 floats (256 KB, within the smallest L2
-    we run on; 2^16 to 2^18 measured within 5 %) keep the temporaries in cache and
-    the result is written into a reusable input: 43 -> 17 ms on 2240 x 10k
-    float32 logits."""
+    classifier head) float32 rows run on rnc_softmax (runtime.softmax_rows:
+    one row at a time from cache, a vector exp, the next row prefetched)
+    and the result is written into a reusable input: 2240 x 10k float32
+    logits took 43 ms in NumPy, 17 ms in NumPy row blocks of 2^16 floats
+    (kept for other dtypes), 4.4 ms on rnc_softmax (1 thread, AMD Zen 5)."""
     v = x[0]
     axis = a.get("axis", -1 if o >= 13 else 1)
     ax = _axis(axis, v.ndim)
@@ -155,6 +159,8 @@ def _softmax(x, a, o, log=False):
         return [(z - np.log(total) if log else np.exp(z) / total).astype(v.dtype, copy=False)]
     reuse = 0 in a.get("_reusable", ()) and v.flags.writeable and v.flags.c_contiguous
     out = rows if reuse else np.empty_like(rows)
+    if rows.dtype == np.float32 and rows.flags.c_contiguous:  # on rnc_softmax
+        return [softmax_rows(rows, out, log).reshape(v.shape)]
     if rows.shape[1]:
         step = max(1, (1 << 16) // rows.shape[1])
         for r in range(0, rows.shape[0], step):
@@ -219,12 +225,30 @@ def _to_e8m0(v, to, a):
 
 # ------------------------------------------------------------ matrix products
 
-# Rows up to which a constant-weight product runs on rnc_linear (weights
-# packed at load) rather than the blocked GEMM (weights packed per call):
-# x [M, 512] @ [512, 10k], 1 thread, AMD Zen 5: M = 1 0.37 / 2.0 ms,
-# M = 35 3.0 / 4.1, M = 96 7.4 / 7.5, M = 192 12.8 / 12.6, M = 384
-# 24.3 / 20.9 (linear / GEMM on the transposed weights).
-LINEAR_MAX_ROWS = 192
+class Recycled:
+    """One output buffer of a node, handed out again by the next run once
+    nobody holds it (nor a view of it): a fresh 2240 x 10k float32 output
+    cost 5 ms a run in page faults (the kernel zeroing 90 MB of new pages:
+    np.empty + a write 7.8 ms, a write into the old buffer 3.0 ms). Only
+    on CPython, where sys.getrefcount tells; thread-safe (a buffer a run
+    holds has more references than the check allows)."""
+
+    def __init__(self):
+        self._count = getattr(sys, "getrefcount", None) \
+            if sys.implementation.name == "cpython" else None
+        self._lock = threading.Lock()
+        self._buf = None
+
+    def empty(self, shape, dtype=np.float32):
+        with self._lock:
+            buf = self._buf
+            # references: self._buf, buf, getrefcount's argument
+            if buf is not None and self._count is not None and buf.shape == tuple(shape) \
+                    and buf.dtype == dtype and self._count(buf) == 3:
+                return buf
+            buf = np.empty(shape, dtype)
+            self._buf = buf if self._count is not None else None
+            return buf
 
 
 def plan_constant_weight(B):
@@ -235,24 +259,29 @@ def plan_constant_weight(B):
     return Linear(np.ascontiguousarray(B.T))
 
 
-def _product(A, B, lin):
-    """A [..., K] @ B [K, N]; with lin (B planned at load) on rnc_linear or
-    the GEMM, float32 2-D products on the GEMM, the rest by NumPy."""
+def _product(A, B, lin, recycled=None):
+    """A [..., K] @ B [K, N]; with lin (B planned at load) on rnc_linear
+    (weights packed once; for many rows in the GEMM's blocking: x [2240, 512]
+    @ [512, 10k] with its bias, 1 thread, AMD Zen 5, 109 ms against 130 for
+    the GEMM packing the weights per call and a NumPy bias add), float32 2-D
+    products on the GEMM, the rest by NumPy. A bias the plan put into lin (a
+    fused Add, Gemm's C) is added here, on every path."""
+    bias = None if lin is None else lin.bias
     if A.dtype == np.float32 and B.dtype == np.float32 and A.ndim >= 2 and B.ndim == 2 \
             and A.size and B.size and A.shape[-1] == B.shape[0]:
         rows = np.ascontiguousarray(A).reshape(-1, A.shape[-1])
         if lin is None:
             y = _gemm(rows, B)
-        elif rows.shape[0] <= LINEAR_MAX_ROWS:
-            y = lin(rows)
         else:
-            y = _gemm(rows, lin.w.T)
+            shape = (rows.shape[0], lin.w.shape[0])
+            y = lin(rows, recycled.empty(shape) if recycled is not None else None)
         return y.reshape(A.shape[:-1] + (B.shape[1],))
-    return np.matmul(A, B)
+    y = np.matmul(A, B)
+    return y if bias is None else y + bias.astype(y.dtype, copy=False)
 
 
 def _matmul(x, a, o):
-    return [_product(x[0], x[1], a.get("_linear"))]
+    return [_product(x[0], x[1], a.get("_linear"), a.get("_recycled"))]
 
 
 def _gemm_op(x, a, o):
@@ -263,12 +292,12 @@ def _gemm_op(x, a, o):
     if a.get("transB", 0):
         B = B.T
     alpha, beta = a.get("alpha", 1.0), a.get("beta", 1.0)
-    y = _product(A, B, a.get("_linear"))
+    y = _product(A, B, a.get("_linear"), a.get("_recycled"))
     if alpha != 1.0:
         y = y * np.asarray(alpha, y.dtype)
-    if C is not None and beta != 0.0:
+    if C is not None and beta != 0.0 and not a.get("_c_in_linear"):
         y = y + np.asarray(beta, y.dtype) * C
-    return [y.astype(x[0].dtype)]
+    return [y.astype(x[0].dtype, copy=False)]
 
 
 # ------------------------------------------------------------ shapes

@@ -1,5 +1,7 @@
 """rnncore.from_onnx: graphs of ONNX RNN/GRU/LSTM operators run on rnncore give
 what ONNX Runtime gives, attribute by attribute."""
+import sys
+
 import numpy as np
 import pytest
 
@@ -242,10 +244,8 @@ def test_absurd_sizes_are_refused_without_allocating(op, inputs):
 
 @pytest.mark.parametrize("rows", [1, 35, 192, 193, 600])
 def test_constant_weight_matmul_and_gemm_on_both_paths(rows, rng):
-    """MatMul / Gemm with a constant weight: rnc_linear up to
-    onnx_ops.LINEAR_MAX_ROWS rows, the GEMM beyond; both equal NumPy's."""
-    from rnncore.interop.onnx_ops import LINEAR_MAX_ROWS
-    assert LINEAR_MAX_ROWS == 192
+    """MatMul / Gemm with a constant weight on rnc_linear: in row blocks up
+    to 192 rows, in the GEMM's order beyond; both equal NumPy's."""
     B = rng.standard_normal((24, 40)).astype(np.float32)
     C = rng.standard_normal(40).astype(np.float32)
     x = rng.standard_normal((rows, 24)).astype(np.float32)
@@ -348,3 +348,99 @@ def test_hostile_scan_bodies_are_refused_at_load():
                helper.make_node("Identity", ["x"], ["y"])]
     with pytest.raises(ValueError, match=r"body .*reads \['nowhere'\]"):
         rnncore.from_onnx(_scan_model(missing, ["s", "x"], ["s_new", "y"]))
+
+
+@pytest.mark.parametrize("rows", [1, 35, 600])
+@pytest.mark.parametrize("bias_first", [False, True])
+def test_matmul_add_bias_fused(rows, bias_first, rng):
+    """MatMul by a constant weight then Add of a constant bias [N] (or
+    [1, N]): the plan puts the bias into the product's Linear and drops the
+    Add; the result equals NumPy's on both row paths. Not fused when the
+    product is read elsewhere too, or the addend is not a bias."""
+    B = rng.standard_normal((24, 40)).astype(np.float32)
+    x = rng.standard_normal((rows, 24)).astype(np.float32)
+    for b, fused in [(rng.standard_normal(40).astype(np.float32), True),
+                     (rng.standard_normal((1, 40)).astype(np.float32), True),
+                     (rng.standard_normal((rows, 40)).astype(np.float32), rows == 1),  # [1, N] at 1 row
+                     (rng.standard_normal(40).astype(np.float64), False)]:
+        for extra_reader in (False, True):
+            add_in = ["b", "t"] if bias_first else ["t", "b"]
+            nodes = [helper.make_node("MatMul", ["x", "B"], ["t"]),
+                     helper.make_node("Add", add_in, ["y"])]
+            outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]
+            if extra_reader:
+                nodes.append(helper.make_node("Neg", ["t"], ["z"]))
+                outputs.append(helper.make_tensor_value_info("z", TensorProto.FLOAT, None))
+            graph = helper.make_graph(
+                nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["M", 24])],
+                outputs, initializer=[numpy_helper.from_array(B, "B"),
+                                      numpy_helper.from_array(b, "b")])
+            model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+            if b.dtype != np.float32:  # float + double: refused by the type inference at load
+                with pytest.raises(ValueError, match="shapes or types do not fit"):
+                    rnncore.from_onnx(model)
+                continue
+            session = rnncore.from_onnx(model)
+            ops = [s.op_type for s in session.graph.steps]
+            assert ("Add" not in ops) == (fused and not extra_reader), (ops, b.shape, b.dtype)
+            out = session.run(None, {"x": x})
+            np.testing.assert_allclose(out[0], x @ B + b, rtol=1e-5, atol=1e-5)
+            if extra_reader:
+                np.testing.assert_allclose(out[1], -(x @ B), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("rows", [1, 600])
+def test_gemm_constant_c_in_linear(rows, rng):
+    """Gemm(x, B^T, C) with a constant C [N] and alpha = 1: C (times beta)
+    becomes the Linear's bias; alpha != 1 or beta = 0 keep the plain path."""
+    B = rng.standard_normal((24, 40)).astype(np.float32)
+    C = rng.standard_normal(40).astype(np.float32)
+    C[3] = np.inf
+    x = rng.standard_normal((rows, 24)).astype(np.float32)
+    for attrs, in_linear in [({}, True), ({"beta": 2.0}, True), ({"alpha": 0.5}, False),
+                             ({"beta": 0.0}, False)]:
+        graph = helper.make_graph(
+            [helper.make_node("Gemm", ["x", "B", "C"], ["y"], transB=1, **attrs)], "g",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["M", 24])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+            initializer=[numpy_helper.from_array(B.T.copy(), "B"),
+                         numpy_helper.from_array(C, "C")])
+        session = rnncore.from_onnx(helper.make_model(
+            graph, opset_imports=[helper.make_opsetid("", 14)]))
+        assert bool(session.graph.steps[0].attrs.get("_c_in_linear")) == in_linear
+        alpha, beta = attrs.get("alpha", 1.0), attrs.get("beta", 1.0)
+        expected = alpha * (x @ B) + (beta * C if beta else 0.0)
+        np.testing.assert_allclose(session.run(None, {"x": x})[0], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_product_output_recycled_only_when_dropped(rng):
+    """A constant-weight product writes into its previous output once the
+    caller dropped it (no page faults for a fresh buffer); an output the
+    caller keeps (or a view of it) is never written again."""
+    B = rng.standard_normal((24, 40)).astype(np.float32)
+    b = rng.standard_normal(40).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "B"], ["t"]), helper.make_node("Add", ["t", "b"], ["u"]),
+         helper.make_node("LogSoftmax", ["u"], ["y"], axis=-1)], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["M", 24])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        initializer=[numpy_helper.from_array(B, "B"), numpy_helper.from_array(b, "b")])
+    session = rnncore.from_onnx(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)]))
+    x1, x2 = (rng.standard_normal((50, 24)).astype(np.float32) for _ in range(2))
+    ref = lambda x: rnncore.reference.softmax(x @ B + b, log=True)  # noqa: E731
+    y1 = session.run(None, {"x": x1})[0]
+    kept = y1.copy()
+    view = y1[3:5]
+    del y1
+    y2 = session.run(None, {"x": x2})[0]  # y1's buffer is still held (by `view`)
+    np.testing.assert_array_equal(view, kept[3:5])
+    np.testing.assert_allclose(y2, ref(x2), rtol=1e-5, atol=1e-5)
+    address = y2.ctypes.data
+    del y2, view
+    y3 = session.run(None, {"x": x1})[0]  # y2's buffer, dropped: written again
+    np.testing.assert_array_equal(y3, kept)
+    if sys.implementation.name == "cpython":
+        assert y3.ctypes.data == address
+    y4 = session.run(None, {"x": rng.standard_normal((7, 24)).astype(np.float32)})[0]
+    assert y4.shape == (7, 40)  # another shape: a new buffer
+    np.testing.assert_array_equal(y3, kept)
