@@ -31,9 +31,10 @@ import math
 import numpy as np
 
 from ..engine import cells
-from ..engine.checks import as_float32, check_bool, check_int, check_shape, make_rng, shape_str
+from ..engine.checks import check_bool, check_int, make_rng, shape_str
 from ..engine.layers import make_layer
 from ..engine.losses import rows_xent
+from ..engine.params import ParameterModel
 from ..engine.runtime import matmul
 from ..engine.stack import dropout_mask
 from ..lm.text import Vocabulary
@@ -45,7 +46,7 @@ __all__ = ["SequenceClassifier", "POOLINGS"]
 POOLINGS = ("last", "mean", "max")
 
 
-class SequenceClassifier:
+class SequenceClassifier(ParameterModel):
     """A recurrent classifier of texts over `vocab` (a word-level
     :class:`rnncore.Vocabulary`, see rnncore.classify.build_vocab) into
     `classes` (a list of distinct label strings).
@@ -146,46 +147,8 @@ class SequenceClassifier:
 
     # ------------------------------------------------------------ parameters
 
-    def named_parameters(self):
-        yield "embedding.weight", self.params["embedding.weight"]
-        for name, p in self.rnn.named_parameters():
-            yield "rnn." + name, p
-        yield "fc.weight", self.params["fc.weight"]
-        yield "fc.bias", self.params["fc.bias"]
-
-    def parameters(self):
-        return [p for _, p in self.named_parameters()]
-
-    def num_parameters(self):
-        return sum(p.size for p in self.parameters())
-
-    def state_dict(self):
-        return dict(self.named_parameters())
-
-    def load_state_dict(self, state_dict, strict=True):
-        """Set parameters from a mapping name -> array (names as in
-        named_parameters()). strict: exactly those names. All-or-nothing:
-        every value is checked before any is set."""
-        names = [n for n, _ in self.named_parameters()]
-        missing = [n for n in names if n not in state_dict]
-        unexpected = [k for k in state_dict if k not in names]
-        if strict and (missing or unexpected):
-            raise KeyError(f"load_state_dict: missing {missing}, unexpected {unexpected}")
-        own = {}
-        for name, shape in self._own.items():
-            if name in state_dict:
-                arr = as_float32(name, state_dict[name])
-                check_shape(name, arr, shape, str(shape))
-                own[name] = arr
-        rnn = {k[4:]: v for k, v in state_dict.items() if k.startswith("rnn.")}
-        self.rnn.load_state_dict(rnn, strict=strict)  # validates all before setting any
-        for name, arr in own.items():
-            self.params[name] = np.array(arr, dtype=np.float32, order="C")
-        return missing, unexpected
-
-    def zero_grad(self):
-        for g in self.grads.values():  # the rnn's own arrays among them
-            g.fill(0.0)
+    def _layout(self):
+        return ["embedding.weight", ("rnn.", self.rnn), "fc.weight", "fc.bias"]
 
     # ------------------------------------------------------------ inputs
 

@@ -19,9 +19,10 @@ import math
 import numpy as np
 
 from ..engine import cells
-from ..engine.checks import as_float32, check_bool, check_int, check_shape, make_rng, shape_str
+from ..engine.checks import check_bool, check_int, make_rng, shape_str
 from ..engine.layers import make_layer
 from ..engine.losses import rows_xent
+from ..engine.params import ParameterModel
 from ..engine.runtime import Linear, matmul
 from ..engine.stack import dropout_mask
 from .sampling import pick
@@ -35,7 +36,7 @@ def _dropout_mask(shape, p, rng):
     return dropout_mask(shape, p, rng, draw_dtype=np.float32)
 
 
-class LanguageModel:
+class LanguageModel(ParameterModel):
     """A recurrent language model over `vocab` (a :class:`rnncore.Vocabulary`).
 
     cell: 'lstm', 'gru', 'rnn_tanh' or 'rnn_relu'. init_scale: draw every
@@ -118,47 +119,9 @@ class LanguageModel:
     def _decoder_weight(self):
         return self.params["encoder.weight" if self.tied else "decoder.weight"]
 
-    def named_parameters(self):
-        yield "encoder.weight", self.params["encoder.weight"]
-        for name, p in self.rnn.named_parameters():
-            yield "rnn." + name, p
-        if not self.tied:
-            yield "decoder.weight", self.params["decoder.weight"]
-        yield "decoder.bias", self.params["decoder.bias"]
-
-    def parameters(self):
-        return [p for _, p in self.named_parameters()]
-
-    def num_parameters(self):
-        return sum(p.size for p in self.parameters())
-
-    def state_dict(self):
-        return dict(self.named_parameters())
-
-    def load_state_dict(self, state_dict, strict=True):
-        """Set parameters from a mapping name -> array (names as in
-        named_parameters()). strict: exactly those names. All-or-nothing:
-        every value is checked before any is set."""
-        names = [n for n, _ in self.named_parameters()]
-        missing = [n for n in names if n not in state_dict]
-        unexpected = [k for k in state_dict if k not in names]
-        if strict and (missing or unexpected):
-            raise KeyError(f"load_state_dict: missing {missing}, unexpected {unexpected}")
-        own = {}
-        for name, shape in self._own.items():
-            if name in state_dict:
-                arr = as_float32(name, state_dict[name])
-                check_shape(name, arr, shape, str(shape))
-                own[name] = arr
-        rnn = {k[4:]: v for k, v in state_dict.items() if k.startswith("rnn.")}
-        self.rnn.load_state_dict(rnn, strict=strict)  # validates all before setting any
-        for name, arr in own.items():
-            self.params[name] = np.array(arr, dtype=np.float32, order="C")
-        return missing, unexpected
-
-    def zero_grad(self):
-        for g in self.grads.values():  # the rnn's own arrays among them
-            g.fill(0.0)
+    def _layout(self):
+        return ["encoder.weight", ("rnn.", self.rnn)] + \
+            ([] if self.tied else ["decoder.weight"]) + ["decoder.bias"]
 
     # ------------------------------------------------------------ running
 

@@ -24,9 +24,10 @@ import math
 import numpy as np
 
 from ..engine import cells
-from ..engine.checks import as_float32, check_bool, check_int, check_shape, make_rng
+from ..engine.checks import check_bool, check_int, make_rng
 from ..engine.layers import make_layer
 from ..engine.losses import rows_xent
+from ..engine.params import ParameterModel
 from ..engine.runtime import matmul, one_blas_thread
 from ..engine.stack import dropout_mask
 from ..lm.sampling import pick
@@ -55,7 +56,7 @@ def _log_softmax(z):
     return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
 
 
-class Seq2Seq:
+class Seq2Seq(ParameterModel):
     """Sequence to sequence with attention (see the module docstring).
 
     src_vocab, tgt_vocab: tokenizers (rnncore.seq2seq.tokenizers). cell:
@@ -131,55 +132,9 @@ class Seq2Seq:
                 f"{c['bidirectional_encoder']}, attention={c['attention']!r}, "
                 f"dropout={c['dropout']}, tied_decoder={c['tied_decoder']})")
 
-    def named_parameters(self):
-        yield "src_embed.weight", self.params["src_embed.weight"]
-        yield "tgt_embed.weight", self.params["tgt_embed.weight"]
-        for name, p in self.encoder.named_parameters():
-            yield "encoder." + name, p
-        for name, p in self.decoder.named_parameters():
-            yield "decoder." + name, p
-        for name in self._own:
-            if not name.endswith("embed.weight"):
-                yield name, self.params[name]
-
-    def parameters(self):
-        return [p for _, p in self.named_parameters()]
-
-    def num_parameters(self):
-        return sum(p.size for p in self.parameters())
-
-    def state_dict(self):
-        return dict(self.named_parameters())
-
-    def load_state_dict(self, state_dict, strict=True):
-        """Set parameters by name (all checked before any is set)."""
-        names = [n for n, _ in self.named_parameters()]
-        missing = [n for n in names if n not in state_dict]
-        unexpected = [k for k in state_dict if k not in names]
-        if strict and (missing or unexpected):
-            raise KeyError(f"load_state_dict: missing {missing}, unexpected {unexpected}")
-        own = {}
-        for name, shape in self._own.items():
-            if name in state_dict:
-                arr = as_float32(name, state_dict[name])
-                check_shape(name, arr, shape, str(shape))
-                own[name] = arr
-        parts = {}
-        for prefix, layer in (("encoder.", self.encoder), ("decoder.", self.decoder)):
-            part = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
-            for k, v in part.items():  # every value checked before any is set
-                if k in layer.state_dict():
-                    layer._validated(k, v)
-            parts[prefix] = part
-        self.encoder.load_state_dict(parts["encoder."], strict=strict)
-        self.decoder.load_state_dict(parts["decoder."], strict=strict)
-        for name, arr in own.items():
-            self.params[name] = np.array(arr, dtype=np.float32, order="C")
-        return missing, unexpected
-
-    def zero_grad(self):
-        for g in self.grads.values():
-            g.fill(0.0)
+    def _layout(self):
+        return ["src_embed.weight", "tgt_embed.weight", ("encoder.", self.encoder),
+                ("decoder.", self.decoder)] + [n for n in self._own if "embed" not in n]
 
     # ------------------------------------------------------------ the network
 

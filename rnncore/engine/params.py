@@ -1,0 +1,73 @@
+"""``ParameterModel``: the parameter bookkeeping of the task models
+(language models, sequence classifiers, sequence to sequence): their own
+float32 arrays (``self.params``, shapes in ``self._own``) and the parameters
+of their recurrent layers under a prefix, in one order that names them in
+model files and in ``rnncore.optim``."""
+import numpy as np
+
+from .checks import as_float32, check_shape
+
+__all__ = ["ParameterModel"]
+
+
+class ParameterModel:
+    """Mixin. A subclass sets ``self.params`` (name -> array), ``self._own``
+    (name -> shape), ``self.grads`` (name -> gradient array, the layers' own
+    among them) and defines ``_layout()``: the parameters in order, each an
+    own name or a ``(prefix, layer)`` pair."""
+
+    def _layout(self):
+        raise NotImplementedError
+
+    def named_parameters(self):
+        for part in self._layout():
+            if isinstance(part, str):
+                yield part, self.params[part]
+            else:
+                prefix, layer = part
+                for name, p in layer.named_parameters():
+                    yield prefix + name, p
+
+    def parameters(self):
+        return [p for _, p in self.named_parameters()]
+
+    def num_parameters(self):
+        return sum(p.size for p in self.parameters())
+
+    def state_dict(self):
+        return dict(self.named_parameters())
+
+    def load_state_dict(self, state_dict, strict=True):
+        """Set parameters from a mapping name -> array (names as in
+        named_parameters()). strict: exactly those names. All-or-nothing:
+        every value (the layers' too) is checked before any is set. Returns
+        ``(missing, unexpected)`` names."""
+        names = [n for n, _ in self.named_parameters()]
+        missing = [n for n in names if n not in state_dict]
+        unexpected = [k for k in state_dict if k not in names]
+        if strict and (missing or unexpected):
+            raise KeyError(f"load_state_dict: missing {missing}, unexpected {unexpected}")
+        own = {}
+        for name, shape in self._own.items():
+            if name in state_dict:
+                arr = as_float32(name, state_dict[name])
+                check_shape(name, arr, shape, str(shape))
+                own[name] = arr
+        layers = []
+        for part in self._layout():
+            if not isinstance(part, str):
+                prefix, layer = part
+                sub = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+                for k, v in sub.items():
+                    if k in layer.state_dict():
+                        layer._validated(k, v)
+                layers.append((layer, sub))
+        for layer, sub in layers:
+            layer.load_state_dict(sub, strict=strict)
+        for name, arr in own.items():
+            self.params[name] = np.array(arr, dtype=np.float32, order="C")
+        return missing, unexpected
+
+    def zero_grad(self):
+        for g in self.grads.values():  # the layers' own arrays among them
+            g.fill(0.0)
