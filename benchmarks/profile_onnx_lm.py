@@ -18,23 +18,21 @@ from bench_onnx_lm import T, V, export  # noqa: E402
 
 
 def profile(session, feeds, repeat):
-    from rnncore.interop import onnx_import as oi
+    """Per-step medians (ms) and the median whole run: every step of the
+    session's graph (rnncore.interop.graph) timed by wrapping its run."""
     spent = defaultdict(list)
-    run_op, rec_run = oi._run_op, oi._RecurrentNode.run
+    steps = session.graph.steps
 
-    def timed_op(node, attrs, opset, values):
-        t0 = time.perf_counter()
-        out = run_op(node, attrs, opset, values)
-        spent[f"{node.op_type} {node.name}"].append((time.perf_counter() - t0) * 1e3)
-        return out
+    def timed(step, run):
+        def wrapper(values):
+            t0 = time.perf_counter()
+            out = run(values)
+            spent[f"{step.op_type} {step.name}"].append((time.perf_counter() - t0) * 1e3)
+            return out
+        return wrapper
 
-    def timed_rec(self, values):
-        t0 = time.perf_counter()
-        out = rec_run(self, values)
-        spent[f"{self.node.op_type} {self.node.name}"].append((time.perf_counter() - t0) * 1e3)
-        return out
-
-    oi._run_op, oi._RecurrentNode.run = timed_op, timed_rec
+    for step in steps:
+        step.run = timed(step, step.run)
     try:
         session.run(None, feeds)
         spent.clear()
@@ -44,7 +42,8 @@ def profile(session, feeds, repeat):
             session.run(None, feeds)
             totals.append((time.perf_counter() - t0) * 1e3)
     finally:
-        oi._run_op, oi._RecurrentNode.run = run_op, rec_run
+        for step in steps:
+            del step.run  # the class's method again
     return {k: statistics.median(v[-repeat:]) for k, v in spent.items()}, statistics.median(totals)
 
 

@@ -31,12 +31,12 @@ from ..engine.params import ParameterModel
 from ..engine.runtime import matmul, one_blas_thread
 from ..engine.stack import dropout_mask
 from ..lm.sampling import pick
-from . import attention
+from . import attention as attention_ops
 from .tokenizers import BOS, EOS, PAD
 
 __all__ = ["Seq2Seq", "pad_batch"]
 
-ATTENTION = attention.KINDS + (None,)
+ATTENTION = attention_ops.KINDS + (None,)
 
 
 def pad_batch(sequences, add_bos=False, add_eos=False):
@@ -99,7 +99,7 @@ class Seq2Seq(ParameterModel):
         Vs, Vt = len(src_vocab), len(tgt_vocab)
         own = {"src_embed.weight": (Vs, E), "tgt_embed.weight": (Vt, E)}
         if attention is not None:
-            own.update(globals()["attention"].shapes(attention, H))
+            own.update(attention_ops.shapes(attention, H))
         if not self.tied_decoder:
             own["out.weight"] = (Vt, H)
         own["out.bias"] = (Vt,)
@@ -179,7 +179,7 @@ class Seq2Seq(ParameterModel):
     def _attend(self, h, K, valid):
         if self.attention is None:
             return h, None
-        return attention.forward(self.attention, self.params, h, K, valid)
+        return attention_ops.forward(self.attention, self.params, h, K, valid)
 
     def _logits(self, h_tilde):
         z = matmul(np.ascontiguousarray(h_tilde.reshape(-1, self.hidden_size)),
@@ -255,7 +255,7 @@ class Seq2Seq(ParameterModel):
         if self.attention is None:
             dh, dK = d_tilde, np.zeros_like(K)
         else:
-            dh, dK = attention.backward(self.attention, self.params, g, d_tilde, cache)
+            dh, dK = attention_ops.backward(self.attention, self.params, g, d_tilde, cache)
         dx, dstate0 = self.decoder.backward(dec_tape, np.ascontiguousarray(dh, np.float32))
         if mask_t is not None:
             dx *= mask_t
