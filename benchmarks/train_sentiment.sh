@@ -11,7 +11,7 @@ set -e
 # the machine is shared: OpenMP threads that spin while waiting for a core
 # held by another process slowed a step 10x; passive waiting yields it
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
-DATA=${DATA:-/work/shared/data/movie-snippets/train.tsv}
+DATA=${DATA:-$(cd "$(dirname "$0")" && pwd)/../../shared/data/movie-snippets/train.tsv}
 OUT=${1:-/tmp/sentiment}; [ $# -gt 0 ] && shift
 mkdir -p "$OUT"
 awk 'NR % 5 != 0' "$DATA" > "$OUT/train.tsv"
