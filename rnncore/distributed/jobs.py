@@ -2,6 +2,10 @@
 submit the tasks, follow them with a progress bar, reduce the results; and
 the local twins, which run the very same tasks in this process.
 
+Language models (LanguageModel): evaluate, score, generate; translation
+models (Seq2Seq): translate. A job given the other kind refuses it, naming
+the model and both kinds.
+
 Exactness. A chunk's result is a pair (summed nll as a float64, token
 count) that depends only on the file, the model and the chunk boundaries
 (tasks.stream_nll; the kernels give the same bits at every thread count).
@@ -21,10 +25,12 @@ from tqdm import tqdm
 
 from ..files import DEFAULT_MODEL, load
 from ..lm import LanguageModel
+from ..seq2seq import Seq2Seq
 from . import models, tasks
 
 __all__ = ["connect", "evaluate", "evaluate_local", "score", "score_local", "generate",
-           "generate_local", "translate", "DEFAULT_CHUNK_TOKENS", "DEFAULT_CONTEXT_TOKENS"]
+           "generate_local", "translate", "translate_local", "DEFAULT_CHUNK_TOKENS",
+           "DEFAULT_CONTEXT_TOKENS", "DEFAULT_LINES_PER_TASK"]
 
 # 16k tokens are ~1.3 s of the embedded 2 x 512 GRU on one core (12k
 # tokens/s), against a scheduler overhead of a few ms per task (measured in
@@ -34,6 +40,10 @@ DEFAULT_CHUNK_TOKENS = 16384
 # the state of a chunk warms up over this many tokens before its first
 # prediction (0.8 % more recurrent work at the default chunk size)
 DEFAULT_CONTEXT_TOKENS = 128
+# translation: a beam search of a sentence costs milliseconds to tenths of a
+# second, so a few default batches (64 sentences) per task amortise the
+# scheduler's few ms and still spread a test set over many workers
+DEFAULT_LINES_PER_TASK = 256
 
 
 @contextlib.contextmanager
@@ -66,20 +76,18 @@ def _paths(paths):
     return paths
 
 
-def _local_model(model):
-    """The LanguageModel a local twin runs (the same sources as the cluster's)."""
-    if isinstance(model, LanguageModel):
-        return model
+def _local_model(model, expect=LanguageModel):
+    """The model a local twin runs (the same sources as the cluster's),
+    refused unless an `expect`."""
+    if isinstance(model, models.MODELS):
+        return models.check_kind(model, expect, "the model given")
     if isinstance(model, (bytes, bytearray, memoryview)):
-        return models.load_bytes(bytes(model), "model bytes")
+        return models.load_bytes(bytes(model), "model bytes", expect)
     if model is not None and not isinstance(model, (str, os.PathLike)):
-        raise TypeError(f"model must be None, a path, bytes or a LanguageModel, got "
+        raise TypeError(f"model must be None, a path, bytes, a LanguageModel or a Seq2Seq, got "
                         f"{type(model).__name__}")
     path = DEFAULT_MODEL if model is None else os.fspath(model)
-    lm = load(path)
-    if not isinstance(lm, LanguageModel):
-        raise TypeError(f"{path} holds a {type(lm).__name__} layer, not a language model")
-    return lm
+    return models.check_kind(load(path), expect, path)
 
 
 def _check_threads(threads):
@@ -87,33 +95,35 @@ def _check_threads(threads):
         raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
 
 
-def _prepare(client, model):
-    """``(ref, data)`` for tasks: the model loaded and hash-checked on every
-    worker now (a refusal names each failing worker); bytes scattered once
-    to all of them (data is then their future; workers that join later fetch
-    it from a peer)."""
-    ref, data = models.source(model)
+def _prepare(client, model, expect=LanguageModel):
+    """``(ref, data)`` for tasks: the model loaded, hash-checked and
+    kind-checked (an `expect`) on every worker now (a refusal names each
+    failing worker); bytes scattered once to all of them (data is then their
+    future; workers that join later fetch it from a peer)."""
+    ref, data = models.source(model, expect)
     if data is not None:
         [data] = client.scatter([data], broadcast=True, hash=False)
-    report = client.run(_prepare_worker, ref, data if data is None else data.key)
+    report = client.run(_prepare_worker, ref, data if data is None else data.key, expect)
     failed = {w: r for w, r in report.items() if r is not None}
     if failed:
         kinds = {r[0] for r in failed.values()}
         kind = {"FileNotFoundError": FileNotFoundError,
                 "ModelMismatchError": models.ModelMismatchError,
                 "TypeError": TypeError}.get(kinds.pop() if len(kinds) == 1 else "", ValueError)
+        messages = list(dict.fromkeys(r[1] for r in failed.values()))  # one of each
         raise kind(f"{ref.label()} refused on {len(failed)} of {len(report)} workers: "
-                   + "; ".join(r[1] for r in failed.values()))
+                   + "; ".join(messages))
     return ref, data
 
 
-def _prepare_worker(ref, data_key, dask_worker=None):
+def _prepare_worker(ref, data_key, expect, dask_worker=None):
     """Run on each worker by client.run: load the model into the cache (the
-    scattered bytes are in the worker's memory under data_key). None, or
-    (error type, message)."""
+    scattered bytes are in the worker's memory under data_key) and check its
+    kind. None, or (error type, message)."""
     try:
         data = None if data_key is None else dask_worker.data[data_key]
-        models.get(ref, data, place=f"worker {dask_worker.address}")  # no task context here
+        models.get(ref, data, place=f"worker {dask_worker.address}",  # no task context here
+                   expect=expect)
     except Exception as exc:
         return type(exc).__name__, str(exc)
     return None
@@ -293,11 +303,85 @@ def generate_local(prompts, model=None, *, threads=None, **sampling):
             for i, p in enumerate(prompts)]
 
 
-def translate(client, lines, model, *, beam_size=4):
-    """Beam-search translation of lines by a sequence-to-sequence model on
-    the cluster: not implemented yet (this module predates rnncore's
-    seq2seq models); raises NotImplementedError."""
-    raise NotImplementedError(
-        "rnncore.distributed.translate is not implemented yet: distributed jobs support "
-        "language models only (evaluate, score, generate); sequence-to-sequence model support "
-        "(beam search over rnncore's seq2seq models) is still missing here")
+_DECODING = {"nbest", "sample", "temperature", "top_k", "top_p", "batch_size"}
+
+
+def _translation(beam_size, max_len_a, max_len_b, alpha, lines_per_task, threads, sampling):
+    """``(seed, decoding)``: the checked arguments of translate, decoding
+    the keywords of Seq2Seq.translate but the seed."""
+    _check_threads(threads)
+    if not isinstance(lines_per_task, int) or lines_per_task < 1:
+        raise ValueError(f"lines_per_task must be a positive integer, got {lines_per_task!r}")
+    unknown = sorted(set(sampling) - _DECODING - {"seed"})
+    if unknown:
+        raise TypeError(f"translate got unexpected keyword arguments {unknown} (decoding: "
+                        f"{sorted(_DECODING | {'seed'})})")
+    if not isinstance(beam_size, int) or beam_size < 1:
+        raise ValueError(f"beam_size must be a positive integer, got {beam_size!r}")
+    seed, decoding = _sampling(dict(sampling))
+    decoding.update(beam_size=beam_size, max_len_a=max_len_a, max_len_b=max_len_b, alpha=alpha)
+    return seed, decoding
+
+
+def _lines(lines):
+    if isinstance(lines, str):
+        raise TypeError("lines must be a sequence of strings, not one string")
+    return list(lines)
+
+
+def translate(client, lines, model, *, beam_size=5, max_len_a=1.5, max_len_b=10, alpha=0.6,
+              lines_per_task=DEFAULT_LINES_PER_TASK, threads=None, progress=False, **sampling):
+    """Seq2Seq.translate of each line on the cluster: the translations (str;
+    with nbest > 1 lists of (str, score)) in the lines' order. The lines are
+    cut into tasks of lines_per_task, each decoded in batches of batch_size
+    (64) as Seq2Seq.translate does; a line that is empty or only blanks gives
+    an empty translation ([] with nbest > 1).
+
+    Decoding: beam search of beam_size (1: greedy), at most max_len_a *
+    source tokens + max_len_b target tokens, GNMT length penalty alpha;
+    sampling keywords: nbest, sample, temperature, top_k, top_p, seed,
+    batch_size. Equal to :func:`translate_local` and to
+    ``model.translate(non-empty lines)`` whatever the number of workers or
+    lines_per_task (a batch decodes as its sentences one at a time would;
+    with nbest > 1 the scores may differ in the last bits between
+    batchings). With sample=True, line i is sampled alone from a generator
+    seeded by (seed, i), i counting every line: ``model.translate([line],
+    sample=True, seed=[seed, i])``, the same whatever the workers (seed
+    None: a fresh one for the job).
+
+    model: a path, bytes or a Seq2Seq, loaded once per worker by its hash
+    (rnncore.distributed.models); a language model is refused (TypeError).
+    threads: kernel threads per task (None: one per task). progress: True
+    for a bar over tasks, or a callable(done, total)."""
+    seed, decoding = _translation(beam_size, max_len_a, max_len_b, alpha, lines_per_task,
+                                  threads, sampling)
+    lines = _lines(lines)
+    ref, data = _prepare(client, model, Seq2Seq)
+    if not lines:
+        return []
+    firsts = list(range(0, len(lines), lines_per_task))
+    parts = client.scatter(_partitions(lines, lines_per_task))
+    futures = [client.submit(tasks.translate_lines, ref, data, part, first, seed, decoding,
+                             threads, pure=False) for part, first in zip(parts, firsts)]
+    labels = [f"lines {f + 1}-{min(f + lines_per_task, len(lines))}" for f in firsts]
+    return [t for part in _gather(client, futures, labels, progress, "lines") for t in part]
+
+
+def translate_local(lines, model, *, beam_size=5, max_len_a=1.5, max_len_b=10, alpha=0.6,
+                    lines_per_task=DEFAULT_LINES_PER_TASK, threads=None, progress=False,
+                    **sampling):
+    """:func:`translate` in this process: the same tasks, the same
+    translations. threads: kernel threads (None: the process's setting)."""
+    seed, decoding = _translation(beam_size, max_len_a, max_len_b, alpha, lines_per_task,
+                                  threads, sampling)
+    lines, s2s = _lines(lines), _local_model(model, Seq2Seq)
+    firsts = list(range(0, len(lines), lines_per_task))
+    out = []
+    with tqdm(total=len(firsts), desc="lines", unit="task", disable=progress is not True) as bar:
+        for done, first in enumerate(firsts, 1):
+            out += tasks.translate_lines(None, None, lines[first:first + lines_per_task], first,
+                                         seed, decoding, threads, model=s2s)
+            bar.update()
+            if callable(progress):
+                progress(done, len(firsts))
+    return out

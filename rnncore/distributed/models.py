@@ -12,8 +12,14 @@ so a model is never shipped inside every task, and a worker that joins late
   (ModelMismatchError), so machines holding different files under one name
   never mix their results; a missing file is a FileNotFoundError naming the
   worker;
-* bytes (or a LanguageModel, saved to bytes): scattered once to the workers
-  by the client; the hash is checked after the transfer.
+* bytes (or a LanguageModel or Seq2Seq, saved to bytes): scattered once to
+  the workers by the client; the hash is checked after the transfer.
+
+A job names the kind of model it runs (``expect``: LanguageModel for
+evaluate, score and generate, Seq2Seq for translate); a model file of
+another kind is refused with a TypeError naming both, on the client for a
+model object and on each worker for a file or bytes (the cache holds a
+file's model whatever its kind; the kind is checked on each use).
 """
 import collections
 import hashlib
@@ -23,8 +29,14 @@ import threading
 
 from ..files import DEFAULT_MODEL, load, save
 from ..lm import LanguageModel
+from ..seq2seq import Seq2Seq
 
-__all__ = ["ModelRef", "ModelMismatchError", "source", "get", "load_bytes", "where"]
+__all__ = ["ModelRef", "ModelMismatchError", "source", "get", "load_bytes", "check_kind",
+           "where", "MODELS"]
+
+# the model objects a job may be given (and save to bytes)
+MODELS = (LanguageModel, Seq2Seq)
+_NAMES = {LanguageModel: "a language model", Seq2Seq: "a Seq2Seq model"}
 
 
 class ModelMismatchError(ValueError):
@@ -51,22 +63,35 @@ def _read(path):
         return f.read()
 
 
-def source(model):
-    """``(ModelRef, data)`` for a model given as None, a path, bytes or a
-    LanguageModel; data is the bytes to send (None for files the workers
-    read themselves). Hashes the client's copy."""
+def check_kind(model, expect, label):
+    """`model` itself if it is an `expect` (None: any kind), else a
+    TypeError naming `label`, what it holds and what the job needs."""
+    if expect is None or isinstance(model, expect):
+        return model
+    what = (_NAMES[type(model)] if type(model) in _NAMES
+            else f"a {type(model).__name__} layer")
+    raise TypeError(f"{label} holds {what}, not {_NAMES.get(expect, expect.__name__)}")
+
+
+def source(model, expect=None):
+    """``(ModelRef, data)`` for a model given as None, a path, bytes, a
+    LanguageModel or a Seq2Seq (a model object must be an `expect`, when
+    given); data is the bytes to send (None for files the workers read
+    themselves). Hashes the client's copy."""
+    if isinstance(model, MODELS):
+        check_kind(model, expect, "the model given")
     if model is None:
         return ModelRef(_sha256(_read(DEFAULT_MODEL)), "default", None), None
     if isinstance(model, (str, os.PathLike)):
         path = os.fspath(model)
         return ModelRef(_sha256(_read(path)), "path", path), None
-    if isinstance(model, LanguageModel):
+    if isinstance(model, MODELS):
         with tempfile.TemporaryDirectory(prefix="rnncore-") as tmp:
             model = _read(save(model, os.path.join(tmp, "model.safetensors")))
     if isinstance(model, (bytes, bytearray, memoryview)):
         data = bytes(model)
         return ModelRef(_sha256(data), "bytes", None), data
-    raise TypeError(f"model must be None, a path, bytes or a LanguageModel, got "
+    raise TypeError(f"model must be None, a path, bytes, a LanguageModel or a Seq2Seq, got "
                     f"{type(model).__name__}")
 
 
@@ -80,9 +105,10 @@ def where():
         return "this process"
 
 
-def load_bytes(data, label):
-    """The LanguageModel in the model-file bytes `data` (load() reads files:
-    the bytes go through a private temporary one)."""
+def load_bytes(data, label, expect=LanguageModel):
+    """The model in the model-file bytes `data` (load() reads files: the
+    bytes go through a private temporary one), refused unless an `expect`
+    (None: any kind)."""
     fd, tmp = tempfile.mkstemp(prefix="rnncore-model-", suffix=".safetensors")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -92,9 +118,7 @@ def load_bytes(data, label):
         raise ValueError(str(exc).replace(tmp, label)) from None
     finally:
         os.unlink(tmp)
-    if not isinstance(model, LanguageModel):
-        raise TypeError(f"{label} holds a {type(model).__name__} layer, not a language model")
-    return model
+    return check_kind(model, expect, label)
 
 
 _CACHE_SIZE = 4           # models kept per process (a job uses one)
@@ -118,13 +142,13 @@ def _load(ref, data, place):
         raise ModelMismatchError(
             f"{name} on {place} has sha256 {got[:12]}, the client's has "
             f"{ref.sha256[:12]}: the model files differ between machines; refusing to run")
-    return load_bytes(data, ref.label())
+    return load_bytes(data, ref.label(), expect=None)
 
 
-def get(ref, data=None, place=None):
+def get(ref, data=None, place=None, expect=LanguageModel):
     """The model `ref` names, loaded in this process once (checked against
-    its hash) and then taken from the cache. place: this process's name in
-    messages (default where())."""
+    its hash) and then taken from the cache; refused (TypeError) unless an
+    `expect`. place: this process's name in messages (default where())."""
     with _lock:
         model = _cache.get(ref.sha256)
         if model is None:
@@ -134,4 +158,4 @@ def get(ref, data=None, place=None):
                 _cache.popitem(last=False)
         else:
             _cache.move_to_end(ref.sha256)
-        return model
+    return check_kind(model, expect, ref.label())

@@ -1,6 +1,8 @@
 """What one task computes, on a Dask worker or in the local twins: the same
 functions either way, so a distributed run and its local twin are the same
-arithmetic on the same chunks.
+arithmetic on the same chunks (or lines, or prompts). Language models:
+stream_nll, run_chunk, score_lines, generate_one; Seq2Seq models:
+translate_lines.
 
 Threads. Dask's nanny starts workers with ``OMP_NUM_THREADS=1``, which would
 make rnncore's default one kernel thread whatever the worker was given. A
@@ -20,10 +22,11 @@ import numpy as np
 from ..engine import runtime
 from ..engine.losses import rows_xent
 from ..lm.text import bptt_batches
+from ..seq2seq import Seq2Seq
 from . import corpus, models
 
 __all__ = ["TaskError", "stream_nll", "plan_file", "run_chunk", "score_lines", "generate_one",
-           "summary", "task_threads", "WINDOW"]
+           "translate_lines", "summary", "task_threads", "WINDOW"]
 
 # the BPTT window of LanguageModel.evaluate's default (chunk=256): with the
 # same window, a one-chunk file is that evaluation step for step
@@ -153,6 +156,39 @@ def generate_one(ref, data, index, prompt, seed, sampling, threads=None, model=N
             return model.generate(prompt, seed=[seed, index], **sampling)
     except Exception as exc:
         raise TaskError(f"prompt {index}: {type(exc).__name__}: {exc}") from exc
+
+
+def translate_lines(ref, data, lines, first, seed, decoding, threads=None, model=None):
+    """Seq2Seq.translate of a task's lines (numbers first + 1, ... in the
+    job): a line that is empty or blank gives "" ([] with nbest > 1), the
+    others are decoded together in batches as Seq2Seq.translate does; with
+    ``decoding["sample"]`` each line alone, from a generator seeded by
+    (seed, its index in the job), so that a sample never depends on the
+    lines beside it in its task."""
+    model = models.get(ref, data, expect=Seq2Seq) if model is None else model
+    for i, line in enumerate(lines):
+        if not isinstance(line, str):
+            raise TaskError(f"line {first + i + 1}: TypeError: lines must be str, got "
+                            f"{type(line).__name__}")
+    empty = [] if decoding.get("nbest", 1) > 1 else ""
+    out = [empty] * len(lines)
+    todo = [i for i, line in enumerate(lines) if line.strip()]
+    with task_threads(threads):
+        if decoding.get("sample"):
+            for i in todo:
+                try:
+                    [out[i]] = model.translate([lines[i]], **decoding, seed=[seed, first + i])
+                except Exception as exc:
+                    raise TaskError(f"line {first + i + 1}: {type(exc).__name__}: {exc}") from exc
+        elif todo:
+            try:
+                done = model.translate([lines[i] for i in todo], **decoding)
+            except Exception as exc:
+                raise TaskError(f"lines {first + 1}-{first + len(lines)}: "
+                                f"{type(exc).__name__}: {exc}") from exc
+            for i, text in zip(todo, done):
+                out[i] = text
+    return out
 
 
 def summary(total, count, level):

@@ -6,7 +6,10 @@ sequence-to-sequence models (rnncore.seq2seq).
 * ``translate --model PATH [--beam N] [--max-len-a A --max-len-b B]``: source
   lines on stdin, translations on stdout, one per line, in batches of
   ``--batch`` lines (one line at a time from a terminal); an empty line gives
-  an empty translation;
+  an empty translation; with ``--scheduler ADDRESS`` (``local:N``: N worker
+  processes on this machine) all of stdin is read, translated on the Dask
+  cluster in tasks of ``--lines-per-task`` lines (rnncore.distributed.translate)
+  and written in order: the same lines as without it;
 * ``eval --model PATH --src FILE --ref FILE [--beam N] [--json]``: BLEU and
   chrF by sacrebleu (detokenised, case-sensitive) of the translations of
   FILE against the references.
@@ -16,6 +19,7 @@ import json
 import os
 import sys
 
+from .. import distributed
 from ..engine import cells, runtime
 from ..files import load
 from ..seq2seq import Seq2Seq
@@ -51,8 +55,39 @@ def cmd_train(args):
     return 0
 
 
+def _read_stdin(command):
+    """stdin's lines without their line ends, each checked as UTF-8."""
+    for number, raw in enumerate(sys.stdin.buffer, 1):
+        try:
+            yield raw.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError as exc:
+            raise SystemExit(f"rnncore seq2seq {command}: stdin line {number}: not UTF-8 "
+                             f"text ({exc.reason})") from None
+
+
+def _translate_on_cluster(args):
+    lines = list(_read_stdin("translate"))
+    try:
+        with distributed.connect(args.scheduler) as client:
+            texts = distributed.translate(client, lines, args.model, **_decoding(args),
+                                          batch_size=args.batch, threads=args.threads,
+                                          lines_per_task=args.lines_per_task,
+                                          progress=args.progress)
+    except (ValueError, OSError, TypeError, ImportError, distributed.TaskError) as exc:
+        raise SystemExit(f"rnncore seq2seq translate: {exc}") from None
+    try:
+        sys.stdout.writelines(text + "\n" for text in texts)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
+
+
 def cmd_translate(args):
-    model = _load(args.model, "translate")
+    model = _load(args.model, "translate")  # also refuses a model of another kind early
+    if args.scheduler:
+        del model  # the workers load their own
+        return _translate_on_cluster(args)
     batch = 1 if sys.stdin.isatty() else args.batch
     out = sys.stdout
 
@@ -66,12 +101,8 @@ def cmd_translate(args):
 
     pending = []
     try:
-        for number, raw in enumerate(sys.stdin.buffer, 1):
-            try:
-                pending.append(raw.decode("utf-8").rstrip("\r\n"))
-            except UnicodeDecodeError as exc:
-                raise SystemExit(f"rnncore seq2seq translate: stdin line {number}: not UTF-8 "
-                                 f"text ({exc.reason})") from None
+        for line in _read_stdin("translate"):
+            pending.append(line)
             if len(pending) >= batch:
                 flush(pending)
                 pending = []
@@ -160,6 +191,15 @@ def add_commands(sub):
     tl = s2s.add_parser("translate", help="translate stdin to stdout, line by line")
     tl.add_argument("--model", required=True, help="a Seq2Seq model file")
     _decoding_arguments(tl)
+    tl.add_argument("--scheduler", metavar="ADDRESS",
+                    help="translate on the Dask cluster at ADDRESS (tcp://host:8786), or "
+                         "local:N for N worker processes on this machine (needs rnncore[dask]); "
+                         "--threads is then per task")
+    tl.add_argument("--lines-per-task", type=int, default=distributed.DEFAULT_LINES_PER_TASK,
+                    help="with --scheduler: lines per task (default "
+                         f"{distributed.DEFAULT_LINES_PER_TASK})")
+    tl.add_argument("--no-progress", dest="progress", action="store_false",
+                    help="with --scheduler: no progress bar over tasks")
     tl.set_defaults(func=cmd_translate)
     ev = s2s.add_parser("eval", help="BLEU and chrF (sacrebleu) against reference translations")
     ev.add_argument("--model", required=True, help="a Seq2Seq model file")

@@ -121,8 +121,66 @@ def test_bad_arguments(files):
         rd.evaluate_local(files["paths"], files["char"], context_tokens=-1)
     with pytest.raises(TypeError, match="model must be"):
         rd.evaluate_local(files["paths"], 3.5)
-    with pytest.raises(NotImplementedError, match="sequence-to-sequence"):
-        rd.translate(None, ["ein Satz"], files["char_path"], beam_size=4)
+    with pytest.raises(TypeError, match="holds a language model, not a Seq2Seq model"):
+        rd.translate_local(["ein Satz"], files["char_path"], beam_size=4)
+    with pytest.raises(ValueError, match="lines_per_task"):
+        rd.translate(None, ["ein Satz"], files["char_path"], lines_per_task=0)
+    with pytest.raises(TypeError, match="unexpected keyword arguments \\['beam'\\]"):
+        rd.translate(None, ["ein Satz"], files["char_path"], beam=4)
+
+
+# ---------------------------------------------------------------- translation (no Dask)
+
+WORDS = "the cat dog sat on a mat and ran . , big small red house".split()
+
+
+@pytest.fixture(scope="module")
+def s2s(tmp_path_factory):
+    """A tiny Seq2Seq with random weights large enough to say varied things."""
+    from rnncore.seq2seq import tokenizers
+    tok = tokenizers.WordTokenizer(tokenizers.SPECIALS + WORDS)
+    model = rnncore.Seq2Seq(tok, tok, "gru", 8, 16, 1, seed=0)
+    rng = np.random.default_rng(3)
+    model.load_state_dict({k: rng.normal(0, 1, v.shape).astype(np.float32)
+                           for k, v in model.named_parameters()})
+    path = tmp_path_factory.mktemp("s2s") / "s2s.safetensors"
+    rnncore.save(model, path)
+    r = np.random.default_rng(1)
+    lines = [" ".join(r.choice(WORDS, r.integers(1, 9))) for _ in range(23)]
+    lines[4:4] = ["", "   "]  # empty lines give empty translations
+    lines.append("dog zebra")  # an unknown word
+    return {"model": model, "path": str(path), "lines": lines}
+
+
+def _model_translate(model, lines, **kw):
+    """Seq2Seq.translate of the non-empty lines, "" for the others."""
+    done = iter(model.translate([line for line in lines if line.strip()], **kw))
+    return [next(done) if line.strip() else "" for line in lines]
+
+
+def _sampled(model, lines, seed, **kw):
+    return [model.translate([line], sample=True, seed=[seed, i], **kw)[0] if line.strip() else ""
+            for i, line in enumerate(lines)]
+
+
+SAMPLED = dict(sample=True, temperature=1.3, top_k=8, seed=11)
+
+
+def test_translate_local_is_seq2seq_translate(s2s):
+    model, lines = s2s["model"], s2s["lines"]
+    for kw in (dict(beam_size=4), dict(beam_size=1), dict(beam_size=3, alpha=0.0, max_len_b=4)):
+        want = _model_translate(model, lines, **kw)
+        assert len(set(want)) > 10  # the model says varied things
+        for per_task in (1, 5, 100):
+            assert rd.translate_local(lines, s2s["path"], lines_per_task=per_task, **kw) == want
+    want = _sampled(model, lines, 11, temperature=1.3, top_k=8)
+    assert rd.translate_local(lines, model, **SAMPLED) == want
+    assert rd.translate_local(lines, model, lines_per_task=4, **SAMPLED) == want
+    assert rd.translate_local(lines, model, **dict(SAMPLED, seed=12)) != want
+    assert want[4:6] == ["", ""]
+    best = rd.translate_local(lines[:6], model, beam_size=3, nbest=2)
+    assert best[4] == [] and all(len(b) == 2 for b in best[:4])
+    assert rd.translate_local([], model) == []
 
 
 # ---------------------------------------------------------------- on a cluster
@@ -210,6 +268,56 @@ def test_generate_equals_its_local_twin(client, files):
     assert greedy == [files["char"].generate("ROMEO:", 10, temperature=0)]
 
 
+@pytest.mark.parametrize("kw", [dict(beam_size=4), dict(beam_size=1), SAMPLED],
+                         ids=["beam", "greedy", "sampled"])
+def test_translate_equals_its_local_twin_and_seq2seq_translate(client, s2s, kw):
+    model, lines = s2s["model"], s2s["lines"]
+    want = rd.translate_local(lines, model, **kw)
+    if kw.get("sample"):
+        assert want == _sampled(model, lines, 11, temperature=1.3, top_k=8)
+    else:
+        assert want == _model_translate(model, lines, **kw)
+    assert rd.translate(client, lines, s2s["path"], lines_per_task=3, **kw) == want
+    assert rd.translate(client, lines, model, lines_per_task=7, **kw) == want
+    with open(s2s["path"], "rb") as f:
+        assert rd.translate(client, lines, f.read(), lines_per_task=100, **kw) == want
+
+
+def test_translate_on_one_worker_is_the_same(s2s):
+    if distributed is None:
+        pytest.skip("dask.distributed is not installed (pip install 'rnncore[dask]')")
+    lines = s2s["lines"]
+    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                       dashboard_address=":0")
+    with cluster, distributed.Client(cluster) as c:
+        sampled = rd.translate(c, lines, s2s["path"], lines_per_task=5, **SAMPLED)
+        beam = rd.translate(c, lines, s2s["path"], lines_per_task=5, beam_size=3)
+    assert sampled == rd.translate_local(lines, s2s["model"], lines_per_task=9, **SAMPLED)
+    assert beam == _model_translate(s2s["model"], lines, beam_size=3)
+
+
+def test_a_model_of_the_wrong_kind_is_refused(client, files, s2s):
+    with pytest.raises(TypeError, match=r"refused on 2 of 2 workers: .*holds a language model, "
+                                        r"not a Seq2Seq model"):
+        rd.translate(client, ["the cat"], files["char_path"])
+    with pytest.raises(TypeError, match="the model given holds a language model"):
+        rd.translate(client, ["the cat"], files["char"])
+    with pytest.raises(TypeError, match="holds a Seq2Seq model, not a language model"):
+        rd.evaluate(client, files["paths"], s2s["path"])
+    with pytest.raises(TypeError, match="holds a Seq2Seq model, not a language model"):
+        rd.generate(client, ["a"], s2s["model"], max_tokens=3)
+    with pytest.raises(TypeError, match="holds a Seq2Seq model, not a language model"):
+        rd.score_local(["a"], s2s["path"])
+    with pytest.raises(TypeError, match="holds a language model, not a Seq2Seq model"):
+        rd.translate_local(["the cat"], files["word"])
+    # the refused kinds stay usable for their own jobs (the cache is by content)
+    assert rd.translate(client, ["the cat"], s2s["path"]) == s2s["model"].translate(["the cat"])
+    _same(rd.evaluate(client, files["paths"][2:], files["char_path"], chunk_tokens=None),
+          rd.evaluate_local(files["paths"][2:], files["char"], chunk_tokens=None))
+    with pytest.raises(rd.TaskError, match="line 2: TypeError"):
+        rd.translate(client, ["the cat", 5], s2s["path"])
+
+
 def test_a_model_file_that_differs_on_a_worker_is_refused(client, files, tmp_path, monkeypatch):
     """Two machines, one path, different files: the relative path
     'model.safetensors' resolves in each worker's own working directory."""
@@ -278,6 +386,23 @@ def test_command_line_on_a_local_cluster(files):
                                            temperature=0.8)[0] + "\n"
     bad = run("eval", files["paths"][0], "--scheduler", "local:0")
     assert bad.returncode != 0 and "local:N needs N >= 1" in bad.stderr
+
+
+@needs_dask
+def test_translate_command_line_on_a_local_cluster(s2s, files):
+    source = "\n".join(s2s["lines"]) + "\n"
+    run = lambda *a: subprocess.run(  # noqa: E731
+        [sys.executable, "-m", "rnncore", "seq2seq", "translate", "--model", s2s["path"],
+         "--beam", "3", *a], input=source, capture_output=True, text=True, timeout=300)
+    local, cluster = run("--batch", "4"), run("--scheduler", "local:2", "--lines-per-task", "5",
+                                              "--no-progress")
+    assert local.returncode == 0 and cluster.returncode == 0, local.stderr + cluster.stderr
+    assert cluster.stdout == local.stdout
+    assert local.stdout.splitlines() == _model_translate(s2s["model"], s2s["lines"], beam_size=3)
+    bad = subprocess.run([sys.executable, "-m", "rnncore", "seq2seq", "translate", "--model",
+                          files["char_path"], "--scheduler", "local:1"], input="a\n",
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and "not a Seq2Seq model" in bad.stderr
 
 
 @needs_dask
