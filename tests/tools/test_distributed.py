@@ -405,6 +405,17 @@ def test_translate_command_line_on_a_local_cluster(s2s, files):
     assert bad.returncode != 0 and "not a Seq2Seq model" in bad.stderr
 
 
+def _peak_rss():
+    """The worker's peak resident memory in bytes: VmHWM of its own address
+    space (ru_maxrss would count the forking pytest process's memory too:
+    Linux keeps it across exec)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return __import__("resource").getrusage(0).ru_maxrss * 1024
+
+
 @needs_dask
 def test_more_text_than_a_worker_may_hold(tmp_path, files):
     """A 300 MB corpus (word level, long words: 33k tokens, many bytes) on a
@@ -421,7 +432,7 @@ def test_more_text_than_a_worker_may_hold(tmp_path, files):
                                        memory_limit="300MB", dashboard_address=":0")
     with cluster, distributed.Client(cluster) as c:
         out = rd.evaluate(c, [str(path)], files["word_path"], chunk_tokens=2000)
-        peak = c.run(lambda: __import__("resource").getrusage(0).ru_maxrss * 1024)
+        peak = c.run(_peak_rss)
     n = os.path.getsize(path) // len(line)
     assert out["tokens"] == n * 11 - 1 and out["workers"] == 1
     assert max(peak.values()) < 300e6 <= os.path.getsize(path)
