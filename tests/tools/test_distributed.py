@@ -208,9 +208,22 @@ HOW_IT_RAN = {"workers", "threads", "threads_per_task"}
 
 
 def _same(a, b):
-    """Equal results to the last bit, except for where they ran."""
-    assert {k: v for k, v in a.items() if k not in HOW_IT_RAN} == \
-           {k: v for k, v in b.items() if k not in HOW_IT_RAN}
+    """Equal results to the last bit, except for where they ran. On the
+    reference backend (the package without its extension) NumPy's BLAS
+    computes the products, and its thread count (1 in a Dask worker, the
+    cores here) changes their float64 rounding, which flips float32
+    roundings of the layer outputs: equal to 1e-6 there (seen: 3e-9)."""
+    a = {k: v for k, v in a.items() if k not in HOW_IT_RAN}
+    b = {k: v for k, v in b.items() if k not in HOW_IT_RAN}
+    if rnncore.backend() != "reference":
+        assert a == b
+        return
+    assert set(a) == set(b)
+    for k in a:
+        if isinstance(a[k], float):
+            assert a[k] == pytest.approx(b[k], rel=1e-6), k
+        else:
+            assert a[k] == b[k], k
 
 
 @pytest.mark.parametrize("which", ["char_path", "char", "word_path"])
