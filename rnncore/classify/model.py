@@ -86,8 +86,7 @@ class SequenceClassifier(ParameterModel):
             "fc.weight": rng.uniform(-s, s, (C, F)).astype(np.float32),
             "fc.bias": rng.uniform(-s, s, (C,)).astype(np.float32)}
         self.generator = np.random.default_rng(rng.integers(2**63))  # dropout masks
-        self.grads = {name: np.zeros(shape, np.float32) for name, shape in self._own.items()}
-        self.grads.update(("rnn." + name, g) for name, g in self.rnn.grads.items())
+        self._init_grads()  # one gradient array per parameter
 
     def _check_classes(self, classes):
         if isinstance(classes, str):

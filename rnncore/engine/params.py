@@ -11,13 +11,23 @@ __all__ = ["ParameterModel"]
 
 
 class ParameterModel:
-    """Mixin. A subclass sets ``self.params`` (name -> array), ``self._own``
-    (name -> shape), ``self.grads`` (name -> gradient array, the layers' own
-    among them) and defines ``_layout()``: the parameters in order, each an
-    own name or a ``(prefix, layer)`` pair."""
+    """Mixin. A subclass sets ``self.params`` (name -> array) and
+    ``self._own`` (name -> shape), defines ``_layout()`` (the parameters in
+    order, each an own name or a ``(prefix, layer)`` pair) and calls
+    ``_init_grads()`` once its layers exist."""
 
     def _layout(self):
         raise NotImplementedError
+
+    def _layers(self):
+        return [part for part in self._layout() if not isinstance(part, str)]
+
+    def _init_grads(self):
+        """``self.grads``: one zero array per own parameter, then the layers'
+        own gradient arrays under their prefixes (the kernels add to those)."""
+        self.grads = {name: np.zeros(shape, np.float32) for name, shape in self._own.items()}
+        for prefix, layer in self._layers():
+            self.grads.update((prefix + name, g) for name, g in layer.grads.items())
 
     def named_parameters(self):
         for part in self._layout():
@@ -54,14 +64,13 @@ class ParameterModel:
                 check_shape(name, arr, shape, str(shape))
                 own[name] = arr
         layers = []
-        for part in self._layout():
-            if not isinstance(part, str):
-                prefix, layer = part
-                sub = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
-                for k, v in sub.items():
-                    if k in layer.state_dict():
-                        layer._validated(k, v)
-                layers.append((layer, sub))
+        for prefix, layer in self._layers():
+            sub = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+            known = layer.state_dict()
+            for k, v in sub.items():
+                if k in known:
+                    layer._validated(k, v)
+            layers.append((layer, sub))
         for layer, sub in layers:
             layer.load_state_dict(sub, strict=strict)
         for name, arr in own.items():

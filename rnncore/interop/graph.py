@@ -54,7 +54,6 @@ class Graph:
     def __init__(self, consts, inputs, outputs, steps):
         self.consts, self.inputs, self.outputs = consts, list(inputs), list(outputs)
         self.steps = list(steps)
-        made = {o for step in self.steps for o in step.outputs}
         reads = {}
         for step in self.steps:
             for i in step.inputs:
@@ -63,7 +62,7 @@ class Graph:
             if isinstance(step, Node):
                 self._plan_weights(step)
         self._fuse_bias(reads)
-        made = {o for step in self.steps for o in step.outputs}
+        made = {o for step in self.steps for o in step.outputs}  # after the fusion
         for step in self.steps:
             if isinstance(step, Node):
                 step.attrs["_reusable"] = tuple(

@@ -31,7 +31,7 @@ OPSET = 14
 def to_onnx(layer, path=None, *, initial_state=False):
     """The ONNX ModelProto of `layer` (checked with onnx.checker); written to
     `path` too when given."""
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper
 
     if not isinstance(layer, RNNBase):
         raise TypeError(f"layer must be an rnncore RNN, LSTM or GRU, got {type(layer).__name__}")
@@ -42,16 +42,7 @@ def to_onnx(layer, path=None, *, initial_state=False):
     op, order = layer.cell.onnx, layer.cell.onnx_order
     sd = layer.state_dict()
     lstm = mode == "LSTM"
-    nodes, inits = [], []
-
-    def const(name, value):
-        inits.append(numpy_helper.from_array(np.asarray(value), name))
-        return name
-
-    x = "X"
-    if layer.batch_first:
-        nodes.append(helper.make_node("Transpose", ["X"], ["X_tmajor"], perm=[1, 0, 2]))
-        x = "X_tmajor"
+    nodes, inits, const, x = _start(layer)
     states = ["h", "c"] if lstm else ["h"]
     h_outs = {s: [] for s in states}
     for li in range(L):
@@ -114,6 +105,23 @@ def to_onnx(layer, path=None, *, initial_state=False):
     graph = helper.make_graph(nodes, f"rnncore_{mode.lower()}", graph_in, graph_out,
                               initializer=inits)
     return _save(_model(graph), path)
+
+
+def _start(layer):
+    """(nodes, initializers, const, x) of a layer's graph: const(name, value)
+    adds an initializer and returns its name; x is the time-major input (X,
+    transposed when the layer is batch first)."""
+    from onnx import helper, numpy_helper
+    nodes, inits = [], []
+
+    def const(name, value):
+        inits.append(numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    if not layer.batch_first:
+        return nodes, inits, const, "X"
+    nodes.append(helper.make_node("Transpose", ["X"], ["X_tmajor"], perm=[1, 0, 2]))
+    return nodes, inits, const, "X_tmajor"
 
 
 def _model(graph):
@@ -186,16 +194,7 @@ def _projected_lstm(layer, initial_state):
     H, R, L, D = layer.hidden_size, layer.proj_size, layer.num_layers, layer.num_directions
     sd = layer.state_dict()
     peephole, input_forget = layer.peephole, layer.input_forget
-    nodes, inits = [], []
-
-    def const(name, value):
-        inits.append(numpy_helper.from_array(np.asarray(value), name))
-        return name
-
-    x = "X"
-    if layer.batch_first:
-        nodes.append(helper.make_node("Transpose", ["X"], ["X_tmajor"], perm=[1, 0, 2]))
-        x = "X_tmajor"
+    nodes, inits, const, x = _start(layer)
     if not initial_state:  # zero states [N, width], N read off the input
         nodes += [helper.make_node("Shape", [x], ["x_shape"]),
                   helper.make_node("Slice", ["x_shape", const("one_i", [1]), const("two_i", [2])],

@@ -83,9 +83,7 @@ class LanguageModel(ParameterModel):
                                       for k, v in self.rnn.named_parameters()})
         self.init_scale = init_scale
         self.generator = np.random.default_rng(rng.integers(2**63))  # dropout masks
-        # one gradient array per parameter, the recurrent layer's being its own
-        self.grads = {name: np.zeros(shape, np.float32) for name, shape in self._own.items()}
-        self.grads.update(("rnn." + name, g) for name, g in self.rnn.grads.items())
+        self._init_grads()  # one gradient array per parameter
 
     # ------------------------------------------------------------ configuration
 

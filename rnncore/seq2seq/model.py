@@ -106,9 +106,7 @@ class Seq2Seq(ParameterModel):
             value = 0.0 if name in ("out.bias", "attn.b_c") else scale
             self.params[name] = rng.uniform(-value, value, size=shape).astype(np.float32)
         self.generator = np.random.default_rng(rng.integers(2**63))  # dropout masks
-        self.grads = {name: np.zeros(shape, np.float32) for name, shape in own.items()}
-        self.grads.update(("encoder." + k, g) for k, g in self.encoder.grads.items())
-        self.grads.update(("decoder." + k, g) for k, g in self.decoder.grads.items())
+        self._init_grads()  # one gradient array per parameter
 
     # ------------------------------------------------------------ configuration
 
