@@ -77,9 +77,10 @@ def check_labels(path, labels, classes):
                                  f"classes: {', '.join(classes)})")
 
 
-def build_vocab(texts, min_count=1, max_vocab=None):
+def build_vocab(texts, min_count=1, max_vocab=None, keep=None):
     """A word-level Vocabulary of the tokens of `texts` seen at least
-    min_count times, the max_vocab most frequent at most (ties by first
+    min_count times (or once, for the words of the set `keep`: those with a
+    pretrained vector), the max_vocab most frequent at most (ties by first
     appearance), <unk> first (id 0, the id of every other token)."""
     if min_count < 1:
         raise ValueError(f"min_count must be >= 1, got {min_count}")
@@ -88,7 +89,9 @@ def build_vocab(texts, min_count=1, max_vocab=None):
     counts = collections.Counter(t for text in texts for t in tokenize(text))
     counts.pop(UNK, None)
     # Counter keeps first-appearance order; a stable sort keeps it for ties
-    words = [w for w, c in sorted(counts.items(), key=lambda kv: -kv[1]) if c >= min_count]
+    keep = keep or ()
+    words = [w for w, c in sorted(counts.items(), key=lambda kv: -kv[1])
+             if c >= min_count or w in keep]
     if max_vocab is not None:
         words = words[:max_vocab]
     return Vocabulary([UNK] + words, "word")

@@ -115,10 +115,20 @@ def add_commands(sub):
     tr.add_argument("--pooling", choices=POOLINGS, default=d.pooling,
                     help="last: final states; mean / max over the real steps (default last)")
     tr.add_argument("--bidirectional", action="store_true", help="read both ways")
+    tr.add_argument("--embed-size", type=int,
+                    help="embedding size (default 128, or the dimension of --embeddings)")
+    tr.add_argument("--embeddings", metavar="FILE",
+                    help="initialise the embedding from pretrained word vectors: a GloVe / "
+                         "word2vec text file (word v1 ... vD a line), or .npy / .safetensors "
+                         "with --embeddings-vocab; the embedding size is theirs")
+    tr.add_argument("--embeddings-vocab", metavar="FILE",
+                    help="the words of .npy / .safetensors vectors, one a line (line i: row i)")
+    tr.add_argument("--freeze-embeddings", action="store_true",
+                    help="keep the pretrained embedding fixed (default: fine-tune it)")
     for name, typ, help_ in (
             ("min-count", int, "vocabulary: words seen at least this often"),
             ("max-vocab", int, "vocabulary: the most frequent words at most"),
-            ("embed-size", int, "embedding size"), ("hidden-size", int, "hidden units"),
+            ("hidden-size", int, "hidden units"),
             ("layers", int, "stacked layers"),
             ("dropout", float, "dropout on embeddings, between layers and on the features"),
             ("batch", int, "examples per batch"), ("lr", float, "learning rate"),

@@ -15,6 +15,14 @@ accuracy, macro-F1 and loss, one JSON line in the log, an atomic checkpoint
 bit) and, when the validation accuracy improves, the best model (early
 stopping: --patience epochs without improvement end the run). The learning
 rate is ``lr * lr_decay ** max(0, epoch - decay_after)``.
+
+Pretrained word vectors (--embeddings FILE, with --embeddings-vocab FILE
+for .npy / .safetensors; rnncore.classify.vectors): the embedding size is
+their dimension, a training word that has a vector is in the vocabulary
+even when seen fewer than --min-count times, and the embedding starts from
+them (SequenceClassifier.init_embedding); --freeze-embeddings keeps it
+fixed. The vectors file is read once, at the start; a checkpoint holds the
+embedding itself, so --resume does not read it again.
 """
 import dataclasses
 import math
@@ -26,8 +34,10 @@ from tqdm import tqdm
 
 from .. import optim
 from ..classify import SequenceClassifier
-from ..classify.data import bucket_batches, build_vocab, check_labels, pad_batch, read_tsv
+from ..classify.data import (bucket_batches, build_vocab, check_labels, pad_batch, read_tsv,
+                             tokenize)
 from ..classify.model import POOLINGS
+from ..classify.vectors import lookup_set, match, read_vectors
 from ..engine import cells, runtime
 from ..files import read_checkpoint, write_checkpoint
 from .train import (OPTIMIZERS, _append_json, _join_optimizer_state, _make_optimizer, _sibling,
@@ -46,7 +56,10 @@ class ClassifyConfig:
     min_count: int = 2           # vocabulary: words seen at least this often
     max_vocab: int = None        # ... and the most frequent this many at most
     cell: str = "lstm"
-    embed_size: int = 128
+    embed_size: int = None       # None: 128, or the dimension of the --embeddings vectors
+    embeddings: str = None       # pretrained word vectors (text, .npy or .safetensors)
+    embeddings_vocab: str = None  # the words of .npy / .safetensors vectors, one a line
+    freeze_embeddings: bool = False
     hidden_size: int = 128
     layers: int = 1
     bidirectional: bool = False
@@ -77,10 +90,10 @@ class ClassifyConfig:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
-        for name in ("embed_size", "hidden_size", "layers", "batch", "epochs", "min_count"):
+        for name in ("hidden_size", "layers", "batch", "epochs", "min_count"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("max_vocab", "patience", "max_steps"):
+        for name in ("embed_size", "max_vocab", "patience", "max_steps"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.dropout < 1.0:
@@ -91,12 +104,16 @@ class ClassifyConfig:
             raise ValueError("lr and lr_decay must be > 0 and clip >= 0")
         if self.train is None and self.resume is None:
             raise ValueError("give a training file (--train) or --resume CHECKPOINT")
+        if self.embeddings is None and (self.embeddings_vocab or self.freeze_embeddings):
+            raise ValueError("--embeddings-vocab and --freeze-embeddings need --embeddings FILE")
 
 
 def load_examples(cfg, model=None):
     """``(vocab, classes, (train_texts, train_labels), (valid_texts,
-    valid_labels))`` as the config names them; vocabulary and classes from
-    the training examples unless `model` gives them."""
+    valid_labels), pretrained)`` as the config names them; vocabulary and
+    classes from the training examples unless `model` gives them;
+    pretrained: ``(words, vectors)`` of cfg.embeddings (the rows the
+    vocabulary can use), or None."""
     labels, texts = read_tsv(cfg.train, cfg.multi_label)
     all_labels = labels  # the classes are those of the whole training file
     if cfg.valid is not None:
@@ -112,17 +129,28 @@ def load_examples(cfg, model=None):
         valid_labels, valid_texts = [labels[i] for i in held], [texts[i] for i in held]
         labels, texts = [labels[i] for i in keep], [texts[i] for i in keep]
         valid_path = f"{cfg.train} (held out)"
+    pretrained = None
     if model is None:
+        keep = None
+        if cfg.embeddings is not None:
+            tokens = sorted({t for text in texts for t in tokenize(text)})
+            words, vectors = read_vectors(cfg.embeddings, cfg.embeddings_vocab,
+                                          wanted=lookup_set(tokens))
+            if cfg.embed_size is not None and cfg.embed_size != vectors.shape[1]:
+                raise ValueError(f"{cfg.embeddings}: the vectors have dimension "
+                                 f"{vectors.shape[1]}, --embed-size is {cfg.embed_size}")
+            keep = {t for t, ok in zip(tokens, match(tokens, words, vectors)[1]) if ok}
+            pretrained = words, vectors
         found = sorted({lab for ls in all_labels for lab in (ls if cfg.multi_label else (ls,))})
         if len(found) < (1 if cfg.multi_label else 2):
             raise ValueError(f"{cfg.train}: only the label(s) {found}; a classifier needs "
                              "at least 2 classes")
-        vocab, classes = build_vocab(texts, cfg.min_count, cfg.max_vocab), found
+        vocab, classes = build_vocab(texts, cfg.min_count, cfg.max_vocab, keep), found
     else:
         vocab, classes = model.vocab, model.classes
     check_labels(cfg.train, labels, classes)
     check_labels(valid_path, valid_labels, classes)
-    return vocab, classes, (texts, labels), (valid_texts, valid_labels)
+    return vocab, classes, (texts, labels), (valid_texts, valid_labels), pretrained
 
 
 def _progress(total, desc, enabled):
@@ -147,8 +175,8 @@ def train_classifier(cfg, log=print):
         cfg = dataclasses.replace(saved, epochs=cfg.epochs, resume=cfg.resume,
                                   threads=cfg.threads, progress=cfg.progress,
                                   max_steps=cfg.max_steps, patience=cfg.patience)
-        _, _, (texts, labels), (valid_texts, valid_labels) = load_examples(cfg, model)
-        opt, sched = _make_optimizer(cfg, model)
+        _, _, (texts, labels), (valid_texts, valid_labels), _ = load_examples(cfg, model)
+        opt, sched = _make_optimizer(cfg, model.trainable())
         opt.load_state_dict(_join_optimizer_state(training["optimizer"], arrays))
         sched.load_state_dict(training["schedule"])
         model.generator.bit_generator.state = training["rng"]
@@ -158,11 +186,18 @@ def train_classifier(cfg, log=print):
         best, bad_epochs = training["best_valid_accuracy"], training["bad_epochs"]
         log(f"resumed {cfg.resume} after epoch {epoch0}")
     else:
-        vocab, classes, (texts, labels), (valid_texts, valid_labels) = load_examples(cfg)
-        model = SequenceClassifier(vocab, classes, cfg.cell, cfg.embed_size, cfg.hidden_size,
+        vocab, classes, (texts, labels), (valid_texts, valid_labels), pretrained = \
+            load_examples(cfg)
+        embed_size = (cfg.embed_size or 128) if pretrained is None else pretrained[1].shape[1]
+        model = SequenceClassifier(vocab, classes, cfg.cell, embed_size, cfg.hidden_size,
                                    cfg.layers, cfg.bidirectional, cfg.pooling, cfg.dropout,
-                                   cfg.multi_label, seed=cfg.seed)
-        opt, sched = _make_optimizer(cfg, model)
+                                   cfg.multi_label, cfg.freeze_embeddings, seed=cfg.seed)
+        if pretrained is not None:
+            covered = model.init_embedding(*pretrained)
+            log(f"{cfg.embeddings}: vectors of dimension {embed_size} for {covered:,} of the "
+                f"{len(vocab):,} vocabulary words"
+                + (" (frozen)" if cfg.freeze_embeddings else ""))
+        opt, sched = _make_optimizer(cfg, model.trainable())
         batch_rng = np.random.default_rng([cfg.seed, 1])
     best_path = cfg.best or _sibling(cfg.out, ".best.safetensors")
     log_path = cfg.log or _sibling(cfg.out, ".log.jsonl")
