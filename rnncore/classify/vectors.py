@@ -72,7 +72,7 @@ def read_word_list(path):
         word = line.rstrip("\r")
         if not word.strip():
             raise ValueError(f"{path}, line {number}: empty line (expected one word a line)")
-        if any(ch.isspace() for ch in word):
+        if len(word.split()) != 1 or word != word.strip():
             raise ValueError(f"{path}, line {number}: a word must not contain spaces: "
                              f"{word[:60]!r}")
         words.append(word)
@@ -81,11 +81,11 @@ def read_word_list(path):
     return words
 
 
-def _finite_rows(path, array, words):
+def _finite_rows(path, array, words, rows):
     bad = ~np.isfinite(array).all(axis=1)
     if bad.any():
-        row = int(np.argmax(bad))
-        raise ValueError(f"{path}, row {row + 1} (word {words[row]!r}): a value is NaN or "
+        i = int(np.argmax(bad))
+        raise ValueError(f"{path}, row {rows[i] + 1} (word {words[i]!r}): a value is NaN or "
                          "infinite")
 
 
@@ -120,9 +120,10 @@ def _read_array(path, vocab_path):
     return words, array
 
 
-def _read_text(path, wanted):
+def _read_text(path, wanted, first):
     """(words, rows) of a GloVe / word2vec text file: rows float32 (n, D) of
-    the words in `wanted` (every word when None), first occurrence each."""
+    the first `first` distinct words and of those in `wanted` (every word
+    when None), first occurrence each."""
     words, rows, seen, dim, header = [], [], set(), None, None
     try:
         f = open(path, "rb")
@@ -156,8 +157,8 @@ def _read_text(path, wanted):
                                  f"expected {dim} (the dimension of "
                                  f"{'the header' if header else 'the first line'})")
             word = fields[0]
-            if word in seen or (wanted is not None and word not in wanted
-                                and word.lower() not in wanted):
+            if word in seen or (wanted is not None and len(seen) >= first
+                                and word not in wanted and word.lower() not in wanted):
                 continue
             try:
                 row = np.array(fields[1:], dtype=np.float32)
@@ -188,34 +189,33 @@ def _is_number(text):
     return True
 
 
-def read_vectors(path, vocab_path=None, wanted=None):
+def read_vectors(path, vocab_path=None, wanted=None, first=0):
     """``(words, vectors)`` of a vectors file (see the module's doc for the
-    formats): words a list of str, vectors float32 (len(words), D). wanted:
-    a set of words; the rows of other words (and of their lower-cased forms)
-    may be left out. ValueError naming the file and the line for anything
-    that is not such a file."""
+    formats): words a list of str in file order, vectors float32
+    (len(words), D). wanted: a set of words; the rows of other words (and of
+    their lower-cased forms) are left out, except the file's first `first`
+    distinct words, always kept (words[:first]: vectors files list the most
+    frequent words first). ValueError naming the file and the line for
+    anything that is not such a file."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise ValueError(f"{path}: no such vectors file")
     if path.endswith((".npy", ".safetensors")):
         words, array = _read_array(path, None if vocab_path is None else os.fspath(vocab_path))
-        if wanted is not None:
-            keep = [i for i, w in enumerate(words) if w in wanted or w.lower() in wanted]
-            words = [words[i] for i in keep]
-            array = array[keep]
-        array = np.asarray(array, np.float32)
-        _finite_rows(path, array, words)
-        first = {}
-        for i, w in enumerate(words):
-            first.setdefault(w, i)
-        if len(first) != len(words):  # duplicates: the first row of each word
-            keep = sorted(first.values())
-            words, array = [words[i] for i in keep], array[keep]
+        seen, keep = set(), []
+        for i, w in enumerate(words):  # the first row of each word
+            if w not in seen and (wanted is None or len(seen) < first or w in wanted
+                                  or w.lower() in wanted):
+                keep.append(i)
+                seen.add(w)
+        array = np.asarray(array[keep] if len(keep) < len(words) else array, np.float32)
+        words = [words[i] for i in keep]
+        _finite_rows(path, array, words, keep)
         return words, np.ascontiguousarray(array)
     if vocab_path is not None:
         raise ValueError(f"{path}: a text vectors file names its own words; a vocabulary file "
                          "is only for .npy and .safetensors vectors")
-    return _read_text(path, wanted)
+    return _read_text(path, wanted, first)
 
 
 def match(vocab_words, words, vectors):

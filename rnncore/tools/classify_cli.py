@@ -125,6 +125,10 @@ def add_commands(sub):
                     help="the words of .npy / .safetensors vectors, one a line (line i: row i)")
     tr.add_argument("--freeze-embeddings", action="store_true",
                     help="keep the pretrained embedding fixed (default: fine-tune it)")
+    tr.add_argument("--vocab-from-embeddings", type=int, default=0, metavar="N",
+                    help="also put the first N words of --embeddings (the most frequent) in "
+                         "the vocabulary, so words unseen in training keep their vectors "
+                         "(default 0)")
     for name, typ, help_ in (
             ("min-count", int, "vocabulary: words seen at least this often"),
             ("max-vocab", int, "vocabulary: the most frequent words at most"),

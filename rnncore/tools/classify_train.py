@@ -21,7 +21,10 @@ for .npy / .safetensors; rnncore.classify.vectors): the embedding size is
 their dimension, a training word that has a vector is in the vocabulary
 even when seen fewer than --min-count times, and the embedding starts from
 them (SequenceClassifier.init_embedding); --freeze-embeddings keeps it
-fixed. The vectors file is read once, at the start; a checkpoint holds the
+fixed. --vocab-from-embeddings N also puts the vectors file's first N words
+(its most frequent ones), those the tokenizer can produce, in the vocabulary
+so that a word never seen in training still reads its pretrained vector
+instead of <unk>. The vectors file is read once, at the start; a checkpoint holds the
 embedding itself, so --resume does not read it again.
 """
 import dataclasses
@@ -60,6 +63,7 @@ class ClassifyConfig:
     embeddings: str = None       # pretrained word vectors (text, .npy or .safetensors)
     embeddings_vocab: str = None  # the words of .npy / .safetensors vectors, one a line
     freeze_embeddings: bool = False
+    vocab_from_embeddings: int = 0  # also the vectors file's first N words
     hidden_size: int = 128
     layers: int = 1
     bidirectional: bool = False
@@ -104,8 +108,13 @@ class ClassifyConfig:
             raise ValueError("lr and lr_decay must be > 0 and clip >= 0")
         if self.train is None and self.resume is None:
             raise ValueError("give a training file (--train) or --resume CHECKPOINT")
-        if self.embeddings is None and (self.embeddings_vocab or self.freeze_embeddings):
-            raise ValueError("--embeddings-vocab and --freeze-embeddings need --embeddings FILE")
+        if self.vocab_from_embeddings < 0:
+            raise ValueError(f"vocab_from_embeddings must be >= 0, got "
+                             f"{self.vocab_from_embeddings}")
+        if self.embeddings is None and (self.embeddings_vocab or self.freeze_embeddings
+                                        or self.vocab_from_embeddings):
+            raise ValueError("--embeddings-vocab, --freeze-embeddings and "
+                             "--vocab-from-embeddings need --embeddings FILE")
 
 
 def load_examples(cfg, model=None):
@@ -131,11 +140,14 @@ def load_examples(cfg, model=None):
         valid_path = f"{cfg.train} (held out)"
     pretrained = None
     if model is None:
-        keep = None
+        keep, extra = None, []
         if cfg.embeddings is not None:
             tokens = sorted({t for text in texts for t in tokenize(text)})
             words, vectors = read_vectors(cfg.embeddings, cfg.embeddings_vocab,
-                                          wanted=lookup_set(tokens))
+                                          wanted=lookup_set(tokens),
+                                          first=cfg.vocab_from_embeddings)
+            # words the tokenizer can produce: not "n't", "'s", "a.m." ...
+            extra = [w for w in words[:cfg.vocab_from_embeddings] if tokenize(w) == [w]]
             if cfg.embed_size is not None and cfg.embed_size != vectors.shape[1]:
                 raise ValueError(f"{cfg.embeddings}: the vectors have dimension "
                                  f"{vectors.shape[1]}, --embed-size is {cfg.embed_size}")
@@ -145,7 +157,7 @@ def load_examples(cfg, model=None):
         if len(found) < (1 if cfg.multi_label else 2):
             raise ValueError(f"{cfg.train}: only the label(s) {found}; a classifier needs "
                              "at least 2 classes")
-        vocab, classes = build_vocab(texts, cfg.min_count, cfg.max_vocab, keep), found
+        vocab, classes = build_vocab(texts, cfg.min_count, cfg.max_vocab, keep, extra), found
     else:
         vocab, classes = model.vocab, model.classes
     check_labels(cfg.train, labels, classes)
