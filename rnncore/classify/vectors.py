@@ -10,14 +10,14 @@ Formats (by the file name's ending):
   2-D float tensor), with a vocabulary file: one word a line, line i naming
   row i.
 
-Every file is checked before anything is used: an empty file, a line of the
-wrong dimension, a value that is not a number, NaN or infinite, a header
+A file is checked before anything of it is used: an empty file, a line of
+the wrong dimension, a value that is not a number, NaN or infinite, a header
 whose count does not match, a vocabulary whose line count is not the
-array's row count: ValueError naming the file and the line (or row). A word
-seen twice keeps its first vector (as gensim does). A text file's lines
-are all checked for their field count; only the words asked for
-(``wanted``) are converted to numbers (a 400,000-word file is read in
-seconds).
+array's row count: ValueError naming the file and the line (or row). Every
+line of a text file is checked for its dimension; the values are converted
+and checked for the words asked for (``wanted``) only, and so are the rows
+of an array (a 400,000-word file is read in seconds). A word seen twice
+keeps its first vector (as gensim does).
 
 Matching (``match``): a vocabulary word takes the vector of the same word,
 else of its lower-cased form; a word with an apostrophe that has neither,
@@ -96,7 +96,7 @@ def _read_array(path, vocab_path):
     if path.endswith(".npy"):
         try:
             array = np.load(path, allow_pickle=False, mmap_mode="r")
-        except ValueError as exc:
+        except (ValueError, EOFError) as exc:
             raise ValueError(f"{path}: not a NumPy array file ({exc})") from None
     else:
         from safetensors import SafetensorError

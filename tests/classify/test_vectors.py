@@ -95,7 +95,13 @@ def test_bad_array_files(tmp_path):
     np.save(tmp_path / "v.npy", np.array([[0, 1], [np.nan, 0]], np.float32))
     with pytest.raises(ValueError, match=r"v.npy, row 2 \(word 'b'\): a value is NaN"):
         read_vectors(tmp_path / "v.npy", vocab)
-    (tmp_path / "v.npy").write_bytes(b"not an array")
+    for content in (b"not an array", b""):
+        (tmp_path / "v.npy").write_bytes(content)
+        with pytest.raises(ValueError, match="v.npy: not a NumPy array file"):
+            read_vectors(tmp_path / "v.npy", vocab)
+    np.save(tmp_path / "v.npy", np.zeros((2, 2), np.float32))
+    with open(tmp_path / "v.npy", "r+b") as f:
+        f.truncate(140)  # the header and part of the data
     with pytest.raises(ValueError, match="v.npy: not a NumPy array file"):
         read_vectors(tmp_path / "v.npy", vocab)
     save_file({"a": np.zeros((2, 2), np.float32), "b": np.zeros((2, 2), np.float32)},
@@ -198,3 +204,16 @@ def test_frozen_flag_round_trips_and_old_files_load_unfrozen(tmp_path):
     del cfg["freeze_embedding"]  # a file written before the option
     save_file(tensors, tmp_path / "old.safetensors", metadata=dict(meta, config=json.dumps(cfg)))
     assert not rnncore.load(tmp_path / "old.safetensors").freeze_embedding
+
+
+def test_the_first_words_of_a_file_are_kept_whatever_is_wanted(tmp_path):
+    text = write(tmp_path / "v.txt", "the 1 1\nthe 2 2\nof 3 3\nand 4 4\nfilm 5 5\n")
+    words, vectors = read_vectors(text, wanted={"film"}, first=2)
+    assert words == ["the", "of", "film"]  # the first 2 distinct words, then those wanted
+    np.testing.assert_array_equal(vectors[:, 0], [1, 3, 5])
+    np.save(tmp_path / "v.npy", np.arange(5, dtype=np.float32)[:, None].repeat(2, axis=1))
+    vocab = write(tmp_path / "vocab.txt", "the\nthe\nof\nand\nfilm\n")
+    words, vectors = read_vectors(tmp_path / "v.npy", vocab, wanted={"film"}, first=2)
+    assert words == ["the", "of", "film"]
+    np.testing.assert_array_equal(vectors[:, 0], [0, 2, 4])
+    assert read_vectors(text, wanted=set(), first=10)[0] == ["the", "of", "and", "film"]
