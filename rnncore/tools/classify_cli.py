@@ -140,6 +140,8 @@ def add_commands(sub):
             ("lr-decay", float, "lr factor per epoch after --decay-after"),
             ("decay-after", int, "epochs at the full lr"),
             ("clip", float, "global gradient-norm clip (0: none)"), ("epochs", int, "epochs"),
+            ("average", float, "validate and keep the moving average of the weights, this "
+                               "decay per step, e.g. 0.99 (0: none)"),
             ("patience", int, "stop after this many epochs without a better valid accuracy"),
             ("max-steps", int, "batches per epoch at most"), ("seed", int, "random seed"),
             ("threads", int, "kernel threads")):

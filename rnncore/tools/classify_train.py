@@ -22,10 +22,16 @@ their dimension, a training word that has a vector is in the vocabulary
 even when seen fewer than --min-count times, and the embedding starts from
 them (SequenceClassifier.init_embedding); --freeze-embeddings keeps it
 fixed. --vocab-from-embeddings N also puts the vectors file's first N words
-(its most frequent ones), those the tokenizer can produce, in the vocabulary
-so that a word never seen in training still reads its pretrained vector
-instead of <unk>. The vectors file is read once, at the start; a checkpoint holds the
-embedding itself, so --resume does not read it again.
+(its most frequent ones), those the tokenizer can produce, in the
+vocabulary, so that a word never seen in training still reads its
+pretrained vector instead of <unk>. The vectors file is read once, at the
+start; a checkpoint holds the embedding itself, so --resume does not read it
+again.
+
+--average D keeps an exponential moving average of the trained weights
+(rnncore.optim.ExponentialAverage, ``avg = D avg + (1 - D) w`` after every
+step): validation, the best model and early stopping use the average, the
+checkpoint <out> keeps the raw weights (and the average, for --resume).
 """
 import dataclasses
 import math
@@ -77,6 +83,7 @@ class ClassifyConfig:
     lr_decay: float = 1.0
     decay_after: int = 0
     clip: float = 5.0
+    average: float = 0.0         # decay of the weights' moving average (0: none)
     epochs: int = 10
     patience: int = None         # stop after this many epochs without a better valid accuracy
     max_steps: int = None        # batches per epoch at most (short runs, tests)
@@ -100,6 +107,8 @@ class ClassifyConfig:
         for name in ("embed_size", "max_vocab", "patience", "max_steps"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.average < 1.0:
+            raise ValueError(f"average must be in [0, 1), got {self.average}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if not 0.0 < self.valid_fraction < 1.0:
@@ -165,6 +174,10 @@ def load_examples(cfg, model=None):
     return vocab, classes, (texts, labels), (valid_texts, valid_labels), pretrained
 
 
+def _make_average(cfg, model):
+    return optim.ExponentialAverage(model.trainable(), cfg.average) if cfg.average else None
+
+
 def _progress(total, desc, enabled):
     return tqdm(total=total, desc=desc, unit="ex", disable=not enabled, dynamic_ncols=True,
                 leave=False, file=sys.stderr)
@@ -191,6 +204,10 @@ def train_classifier(cfg, log=print):
         opt, sched = _make_optimizer(cfg, model.trainable())
         opt.load_state_dict(_join_optimizer_state(training["optimizer"], arrays))
         sched.load_state_dict(training["schedule"])
+        average = _make_average(cfg, model)
+        if average is not None:
+            average.load_state_dict(dict(training["average"], average={
+                k[len("average/"):]: v for k, v in arrays.items() if k.startswith("average/")}))
         model.generator.bit_generator.state = training["rng"]
         batch_rng = np.random.default_rng()
         batch_rng.bit_generator.state = training["batch_rng"]
@@ -210,6 +227,7 @@ def train_classifier(cfg, log=print):
                 f"{len(vocab):,} vocabulary words"
                 + (" (frozen)" if cfg.freeze_embeddings else ""))
         opt, sched = _make_optimizer(cfg, model.trainable())
+        average = _make_average(cfg, model)
         batch_rng = np.random.default_rng([cfg.seed, 1])
     best_path = cfg.best or _sibling(cfg.out, ".best.safetensors")
     log_path = cfg.log or _sibling(cfg.out, ".log.jsonl")
@@ -237,6 +255,8 @@ def train_classifier(cfg, log=print):
                 optim.clip_grad_norm(model, cfg.clip)
             opt.step()
             model.zero_grad()
+            if average is not None:
+                average.update()
             total += loss * idx.size
             steps += 1
             seen += idx.size
@@ -249,6 +269,7 @@ def train_classifier(cfg, log=print):
                 log(f"epoch {epoch}: step {steps}/{len(batches)}, loss {total / seen:.4f}")
         bar.close()
         seconds = time.perf_counter() - t0
+        raw = average.swap_in() if average is not None else None  # validate the average
         valid = model.evaluate(valid_texts, valid_labels)
         record = {"epoch": epoch, "lr": opt.lr, "train_loss": total / seen,
                   "valid_loss": valid["loss"], "valid_accuracy": valid["accuracy"],
@@ -261,12 +282,19 @@ def train_classifier(cfg, log=print):
             write_checkpoint(model, best_path)
         else:
             bad_epochs += 1
+        if raw is not None:
+            average.swap_out(raw)
         opt_meta, opt_arrays = _split_optimizer_state(opt.state_dict())
+        extra = {}
+        if average is not None:
+            state = average.state_dict()
+            opt_arrays.update(("average/" + k, v) for k, v in state.pop("average").items())
+            extra["average"] = state
         write_checkpoint(model, cfg.out, training={
             "epoch": epoch, "config": dataclasses.asdict(cfg), "optimizer": opt_meta,
             "schedule": sched.state_dict(), "rng": model.generator.bit_generator.state,
             "batch_rng": batch_rng.bit_generator.state, "history": history,
-            "best_valid_accuracy": best, "bad_epochs": bad_epochs},
+            "best_valid_accuracy": best, "bad_epochs": bad_epochs, **extra},
             optimizer_tensors=opt_arrays)
         _append_json(log_path, record)
         log(f"epoch {epoch}: lr {record['lr']:.4g}, train loss {record['train_loss']:.4f}, "

@@ -234,3 +234,28 @@ def test_bad_embeddings_are_reported_and_nothing_is_written(data, tmp_path, cont
     proc = run_cli("train", "--train", str(data / "train.tsv"), "--freeze-embeddings",
                    cwd=tmp_path, ok=False)
     assert proc.returncode != 0 and "need --embeddings FILE" in proc.stderr
+
+
+def test_weight_average_validates_the_average_and_resumes_bit_for_bit(data, tmp_path):
+    common = ["--train", str(data / "train.tsv"), *ARGS, "--optimizer", "adamw",
+              "--average", "0.9"]
+    run_cli("train", *common, "--epochs", "2", "--out", "full.safetensors", cwd=tmp_path)
+    run_cli("train", *common, "--epochs", "1", "--out", "half.safetensors", cwd=tmp_path)
+    # after one epoch the best model is the average the checkpoint holds, not its weights
+    raw, training, arrays = rnncore.files.read_checkpoint(tmp_path / "half.safetensors")
+    best = rnncore.load(tmp_path / "half.best.safetensors").state_dict()
+    assert training["average"]["count"] == training["history"][0]["steps"]
+    for k, v in best.items():
+        np.testing.assert_array_equal(v, arrays["average/0." + k], err_msg=k)
+    assert not np.array_equal(best["fc.weight"], raw.state_dict()["fc.weight"])
+    run_cli("train", "--resume", "half.safetensors", "--epochs", "2", "--no-progress",
+            cwd=tmp_path)
+    for suffix in (".safetensors", ".best.safetensors"):
+        full, half = (rnncore.load(tmp_path / (n + suffix)) for n in ("full", "half"))
+        for k, v in full.state_dict().items():
+            np.testing.assert_array_equal(half.state_dict()[k], v, err_msg=k + suffix)
+    logs = [[json.loads(x) for x in (tmp_path / n).read_text().splitlines()]
+            for n in ("full.log.jsonl", "half.log.jsonl")]
+    assert [r["valid_loss"] for r in logs[0]] == [r["valid_loss"] for r in logs[1]]
+    proc = run_cli("train", *common, "--average", "1.0", cwd=tmp_path, ok=False)
+    assert proc.returncode != 0 and "average must be in [0, 1)" in proc.stderr
