@@ -166,18 +166,20 @@ class SequenceClassifier(ParameterModel):
     def init_embedding(self, words, vectors):
         """Set the embedding rows of the vocabulary words that (words,
         vectors) cover (see rnncore.classify.vectors.match: the word, its
-        lower-cased form, or the mean of its parts); the rows of the others
-        (<unk> among them) are their initial U(-0.1, 0.1) values scaled to
+        lower-cased form, or the mean of its parts): their first D columns
+        (D = the vectors' dimension, at most embed_size) are the vectors.
+        Every other value (the rows of <unk> and of the words not covered,
+        the columns past D) is its initial U(-0.1, 0.1) value scaled to
         U(-a, a), a = sqrt(3) * the standard deviation of the vectors used.
-        vectors: float (len(words), embed_size), finite. Returns the number
-        of vocabulary words covered."""
+        vectors: float (len(words), D), finite. Returns the number of
+        vocabulary words covered."""
         vectors = np.asarray(vectors)
         if vectors.ndim != 2 or vectors.dtype.kind != "f":
             raise ValueError(f"vectors must be a 2-D float array, got {vectors.dtype} "
                              f"{shape_str(vectors.shape)}")
-        if vectors.shape[1] != self.embed_size:
-            raise ValueError(f"the vectors have dimension {vectors.shape[1]}, the model's "
-                             f"embedding {self.embed_size}")
+        if vectors.shape[1] > self.embed_size:
+            raise ValueError(f"the vectors have dimension {vectors.shape[1]}, more than the "
+                             f"model's embedding ({self.embed_size})")
         if len(words) != vectors.shape[0]:
             raise ValueError(f"{len(words)} words but {vectors.shape[0]} vectors")
         if not np.isfinite(vectors).all():
@@ -186,9 +188,8 @@ class SequenceClassifier(ParameterModel):
         found[self.vocab.unk] = False  # <unk> stands for every unknown word: kept random
         emb = self.params["embedding.weight"]
         if found.any():
-            scale = math.sqrt(3.0) * float(rows[found].std()) / 0.1
-            emb[~found] *= scale
-            emb[found] = rows[found]
+            emb *= math.sqrt(3.0) * float(rows[found].std()) / 0.1
+            emb[found, :rows.shape[1]] = rows[found]
         return int(found.sum())
 
     # ------------------------------------------------------------ inputs

@@ -29,6 +29,7 @@ tokenizer keeps such words whole).
 import os
 
 import numpy as np
+from safetensors import SafetensorError, safe_open
 
 __all__ = ["read_vectors", "read_word_list", "match", "word_parts", "lookup_set"]
 
@@ -99,8 +100,6 @@ def _read_array(path, vocab_path):
         except (ValueError, EOFError) as exc:
             raise ValueError(f"{path}: not a NumPy array file ({exc})") from None
     else:
-        from safetensors import SafetensorError
-        from safetensors.numpy import safe_open
         try:
             with safe_open(path, framework="numpy") as f:
                 names = list(f.keys())

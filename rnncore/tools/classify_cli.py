@@ -120,7 +120,8 @@ def add_commands(sub):
     tr.add_argument("--embeddings", metavar="FILE",
                     help="initialise the embedding from pretrained word vectors: a GloVe / "
                          "word2vec text file (word v1 ... vD a line), or .npy / .safetensors "
-                         "with --embeddings-vocab; the embedding size is theirs")
+                         "with --embeddings-vocab; the embedding size is theirs "
+                         "unless --embed-size is larger (the other columns start random)")
     tr.add_argument("--embeddings-vocab", metavar="FILE",
                     help="the words of .npy / .safetensors vectors, one a line (line i: row i)")
     tr.add_argument("--freeze-embeddings", action="store_true",

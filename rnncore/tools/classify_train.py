@@ -18,7 +18,8 @@ rate is ``lr * lr_decay ** max(0, epoch - decay_after)``.
 
 Pretrained word vectors (--embeddings FILE, with --embeddings-vocab FILE
 for .npy / .safetensors; rnncore.classify.vectors): the embedding size is
-their dimension, a training word that has a vector is in the vocabulary
+their dimension unless --embed-size is larger (the columns past theirs
+start random), a training word that has a vector is in the vocabulary
 even when seen fewer than --min-count times, and the embedding starts from
 them (SequenceClassifier.init_embedding); --freeze-embeddings keeps it
 fixed. --vocab-from-embeddings N also puts the vectors file's first N words
@@ -157,9 +158,9 @@ def load_examples(cfg, model=None):
                                           first=cfg.vocab_from_embeddings)
             # words the tokenizer can produce: not "n't", "'s", "a.m." ...
             extra = [w for w in words[:cfg.vocab_from_embeddings] if tokenize(w) == [w]]
-            if cfg.embed_size is not None and cfg.embed_size != vectors.shape[1]:
+            if cfg.embed_size is not None and cfg.embed_size < vectors.shape[1]:
                 raise ValueError(f"{cfg.embeddings}: the vectors have dimension "
-                                 f"{vectors.shape[1]}, --embed-size is {cfg.embed_size}")
+                                 f"{vectors.shape[1]}, more than --embed-size {cfg.embed_size}")
             keep = {t for t, ok in zip(tokens, match(tokens, words, vectors)[1]) if ok}
             pretrained = words, vectors
         found = sorted({lab for ls in all_labels for lab in (ls if cfg.multi_label else (ls,))})
@@ -217,13 +218,13 @@ def train_classifier(cfg, log=print):
     else:
         vocab, classes, (texts, labels), (valid_texts, valid_labels), pretrained = \
             load_examples(cfg)
-        embed_size = (cfg.embed_size or 128) if pretrained is None else pretrained[1].shape[1]
+        embed_size = cfg.embed_size or (128 if pretrained is None else pretrained[1].shape[1])
         model = SequenceClassifier(vocab, classes, cfg.cell, embed_size, cfg.hidden_size,
                                    cfg.layers, cfg.bidirectional, cfg.pooling, cfg.dropout,
                                    cfg.multi_label, cfg.freeze_embeddings, seed=cfg.seed)
         if pretrained is not None:
             covered = model.init_embedding(*pretrained)
-            log(f"{cfg.embeddings}: vectors of dimension {embed_size} for {covered:,} of the "
+            log(f"{cfg.embeddings}: vectors of dimension {pretrained[1].shape[1]} for {covered:,} of the "
                 f"{len(vocab):,} vocabulary words"
                 + (" (frozen)" if cfg.freeze_embeddings else ""))
         opt, sched = _make_optimizer(cfg, model.trainable())

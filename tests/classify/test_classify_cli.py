@@ -220,7 +220,8 @@ def test_pretrained_embeddings_frozen_and_fine_tuned(data, tmp_path):
     ("great 1 2\nfilm 1\n", [], "vec.txt, line 2: 1 values, expected 2"),
     ("great 1 nan\n", [], "vec.txt, line 1 (word 'great'): a value is NaN"),
     ("", [], "vec.txt: no vectors"),
-    ("great 1 2\n", ["--embed-size", "3"], "the vectors have dimension 2, --embed-size is 3"),
+    ("great 1 2\n", ["--embed-size", "1"],
+     "the vectors have dimension 2, more than --embed-size 1"),
     ("great 1 2\n", ["--embeddings-vocab", "v.txt"], "vocabulary file is only for .npy"),
 ])
 def test_bad_embeddings_are_reported_and_nothing_is_written(data, tmp_path, content, extra,

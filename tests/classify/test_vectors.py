@@ -151,8 +151,8 @@ def test_init_embedding_sets_covered_rows_and_scales_the_others(tmp_path):
     scale = np.sqrt(3.0) * covered.std() / 0.1
     for w in ("<unk>", "a", "bad", "dull"):  # <unk> is never taken from the file
         np.testing.assert_allclose(emb[vocab.index[w]], before[vocab.index[w]] * scale, rtol=1e-5)
-    with pytest.raises(ValueError, match="dimension 2, the model's embedding 3"):
-        clf.init_embedding(["a"], np.zeros((1, 2), np.float32))
+    with pytest.raises(ValueError, match="dimension 4, more than the model's embedding"):
+        clf.init_embedding(["a"], np.zeros((1, 4), np.float32))
     with pytest.raises(ValueError, match="must be finite"):
         clf.init_embedding(["a"], np.full((1, 3), np.nan, np.float32))
     with pytest.raises(ValueError, match="2 words but 1 vectors"):
@@ -217,3 +217,19 @@ def test_the_first_words_of_a_file_are_kept_whatever_is_wanted(tmp_path):
     assert words == ["the", "of", "film"]
     np.testing.assert_array_equal(vectors[:, 0], [0, 2, 4])
     assert read_vectors(text, wanted=set(), first=10)[0] == ["the", "of", "and", "film"]
+
+
+def test_vectors_narrower_than_the_embedding_fill_its_first_columns():
+    vocab = build_vocab(TEXTS)
+    clf = SequenceClassifier(vocab, ["neg", "pos"], "gru", 5, 4, seed=0)
+    before = clf.params["embedding.weight"].copy()
+    vectors = np.float32([[1, 2, 3], [-1, 0, 4]])
+    assert clf.init_embedding(["good", "film"], vectors) == 2
+    emb, scale = clf.params["embedding.weight"], np.sqrt(3.0) * vectors.std() / 0.1
+    np.testing.assert_array_equal(emb[vocab.index["good"], :3], vectors[0])
+    np.testing.assert_array_equal(emb[vocab.index["film"], :3], vectors[1])
+    for w in ("good", "film"):  # the columns past the vectors' stay random, rescaled
+        np.testing.assert_allclose(emb[vocab.index[w], 3:], before[vocab.index[w], 3:] * scale,
+                                   rtol=1e-5)
+    np.testing.assert_allclose(emb[vocab.index["bad"]], before[vocab.index["bad"]] * scale,
+                               rtol=1e-5)
