@@ -156,6 +156,9 @@ def _read_text(path, wanted, first):
                                  f"expected {dim} (the dimension of "
                                  f"{'the header' if header else 'the first line'})")
             word = fields[0]
+            if not word:
+                raise ValueError(f"{path}, line {number}: no word (the line starts with a "
+                                 "space)")
             if word in seen or (wanted is not None and len(seen) >= first
                                 and word not in wanted and word.lower() not in wanted):
                 continue

@@ -47,6 +47,7 @@ def test_word2vec_header_wanted_words_and_duplicates(tmp_path):
     ("a 1 2\nb 1 inf\n", "line 2 (word 'b'): a value is NaN or infinite"),
     ("a 1 2\n\nb 1 2\n", "v.txt, line 2: empty line"),
     ("lonely\n", "v.txt, line 1: a word without a vector"),
+    ("a 1 2\n 1 2\n", "v.txt, line 2: no word"),
 ])
 def test_bad_text_files_name_the_file_and_line(tmp_path, text, message):
     with pytest.raises(ValueError, match="^" + str(tmp_path).replace("\\", "\\\\") + ".*"
