@@ -224,8 +224,8 @@ def train_classifier(cfg, log=print):
                                    cfg.multi_label, cfg.freeze_embeddings, seed=cfg.seed)
         if pretrained is not None:
             covered = model.init_embedding(*pretrained)
-            log(f"{cfg.embeddings}: vectors of dimension {pretrained[1].shape[1]} for {covered:,} of the "
-                f"{len(vocab):,} vocabulary words"
+            log(f"{cfg.embeddings}: vectors of dimension {pretrained[1].shape[1]} for "
+                f"{covered:,} of the {len(vocab):,} vocabulary words"
                 + (" (frozen)" if cfg.freeze_embeddings else ""))
         opt, sched = _make_optimizer(cfg, model.trainable())
         average = _make_average(cfg, model)
