@@ -25,7 +25,8 @@ from setuptools.command.build_ext import build_ext
 
 ROOT = Path(__file__).parent.resolve()
 CSRC = Path("csrc")
-C_SOURCES = sorted(str(p) for p in (CSRC / "src").glob("*.c"))
+# the portable kernels: the shared SIMD sources over portable C vectors, no ISA flags
+C_SOURCES = sorted(str(p) for p in (CSRC / "src").glob("*.c")) + ["csrc/src/isa/kernels_generic.c"]
 # ISA name -> (source, flags, machines it is built for); NEON is baseline on
 # AArch64, so it needs no flags
 ISA_SOURCES = {

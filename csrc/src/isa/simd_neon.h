@@ -42,8 +42,3 @@ typedef uint32x4_t vm;
 /* 2^n for integral n in [-126, 127], from the float n */
 #define vpow2i(n) vreinterpretq_f32_s32(vshlq_n_s32( \
     vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127)), 23))
-
-/* kernels_simd.inc's softmax names SSE's prefetch; the same read hint here
- * (PRFM PLDL1KEEP). A vocabulary macro (vprefetch) would replace this. */
-#define _MM_HINT_T0 3
-#define _mm_prefetch(p, hint) __builtin_prefetch((p), 0, (hint))
