@@ -3,7 +3,7 @@ GEMM blocking on the machine at hand and print the best against the choice
 rnncore derived from this CPU's caches and registers (``rnncore.config()``,
 the rules in csrc/src/blocking.c).
 
-The parameters are set at run time (``_core.set_blocking``) inside one
+The parameters are set at run time (rnc_set_blocking) inside one
 process, so every candidate is timed on the same warm machine, in
 alternating rounds (each round times every candidate once, in a fresh
 random order), and the fastest call per candidate and shape is kept: drift
@@ -41,11 +41,12 @@ _LINEAR = cells.cell("RNN_TANH")  # a linear layer's weights: one gate of Nout u
 
 
 def _core():
+    """The C kernels' Ops: blocking() and set_blocking() (rnc_get_blocking,
+    rnc_set_blocking)."""
     core = runtime.c_ops()
     if core is None:
         raise RuntimeError("the sweep needs the C extension")
-    from .. import _core as c
-    return c
+    return core
 
 
 def shapes(H=512, N=64, T=20, threads=1, seed=0):
@@ -185,8 +186,13 @@ def run(groups=("kernel", "gemm"), H=512, N=64, T=20, threads=1, rounds=3, final
              f"{threads} thread(s)")
     progress("derived:\n  " + b["why"].replace("\n", "\n  "))
     all_shapes = shapes(H=H, N=N, T=T, threads=threads)
+    ops = runtime.c_ops()
+    peak = [ops.probe_peak_gflops(threads, 0.2) for _ in range(3)]
     results = [sweep_group(g, all_shapes, rounds, final_rounds, progress=progress) for g in groups]
-    return {"cpu_path": c["cpu_path"], "threads": threads,
+    peak += [ops.probe_peak_gflops(threads, 0.2) for _ in range(3)]
+    for g in results:  # the fastest probe: the least disturbed, as the timings
+        g["derived_pct_peak"] = [100 * v / max(peak) for v in g["derived_gflops"]]
+    return {"cpu_path": c["cpu_path"], "threads": threads, "peak_gflops": max(peak),
             "caches": {k: b[k] for k in ("l1d", "l2", "l3", "cache_source")},
             "vregs": b["vregs"], "why": b["why"], "groups": results}
 
@@ -207,7 +213,9 @@ def format_report(report, show=8):
         verdict = "within" if g["derived_over_best"] <= 1.05 else "NOT within"
         lines.append(f"derived  {_label(g['derived'])}: "
                      + " / ".join(f"{t:.2f}" for t in g["derived_ms"]) + " ms ("
-                     + " / ".join(f"{v:.0f}" for v in g["derived_gflops"]) + " GFLOP/s)")
+                     + " / ".join(f"{v:.0f}" for v in g["derived_gflops"]) + " GFLOP/s; "
+                     + " / ".join(f"{v:.0f}" for v in g["derived_pct_peak"])
+                     + f" % of the FMA peak, {report['peak_gflops']:.0f} GFLOP/s)")
         lines.append(f"best     {_label(g['best'])}: "
                      + " / ".join(f"{t:.2f}" for t in g["best_ms"]) + " ms")
         lines.append(f"derived / best = {g['derived_over_best']:.3f} "
