@@ -12,10 +12,13 @@
  *           rnc_linear so that they have no row tail; the largest such mr.
  *   kchunk: the micro-kernel walks a panel in chunks of kchunk rows of K:
  *           the chunk (kchunk x 32 floats) plus one tile's chunk of A
- *           (mr x kchunk) fit half of L1d (the other half for the A rows
- *           streaming past and C), a multiple of 16.
- *   KC:     gemm.c's K block: about 4 chunks (C is read and written once
- *           per KC: 2 x 32 floats a row per 4 x kchunk x 32 FMAs, under 1 %),
+ *           (mr x kchunk) fit L1d, a multiple of 32. Measured (rnncore bench
+ *           --tune, Zen 5, 48 KB L1d): chunks that fit half of L1d (128 rows)
+ *           made the LSTM forward at N = 64, H = 512 10-16 % slower than
+ *           256-384 rows, in four sweeps; the recurrent weights stream from
+ *           L3 there, and every chunk restarts that stream.
+ *   KC:     gemm.c's K block: about 2 chunks (C is read and written once
+ *           per KC: 2 x 32 floats a row per 2 x kchunk x 32 FMAs, about 1 %),
  *           rounded down to a multiple of RNC_TAIL_KSEG (128).
  *   MC:     gemm.c's block of A rows, packed: MC x KC floats fill a quarter
  *           of L2, a multiple of mr.
@@ -119,10 +122,10 @@ static int rule_mr(const rnc_isa_gemm *g, int table_mr) {
 }
 
 static int64_t rule_kchunk(int64_t l1d, int mr) {
-    return clamp(round_down(l1d / 2 / (4 * (RNC_PANEL + mr)), 16), 16, RNC_KCHUNK_MAX);
+    return clamp(round_down(l1d / (4 * (RNC_PANEL + mr)), 32), 32, RNC_KCHUNK_MAX);
 }
 static int64_t rule_kc(int64_t kchunk) {
-    return clamp(round_down(4 * kchunk, RNC_TAIL_KSEG), RNC_TAIL_KSEG, RNC_KC_MAX);
+    return clamp(round_down(2 * kchunk, RNC_TAIL_KSEG), RNC_TAIL_KSEG, RNC_KC_MAX);
 }
 static int64_t rule_mc(int64_t l2, int64_t kc, int mr) {
     return clamp(round_down(l2 / 4 / (4 * kc), mr), mr, round_down(RNC_MC_MAX, mr));
@@ -178,10 +181,10 @@ static int choose(int mr, int64_t kchunk, int64_t kc, int64_t mc, int64_t nc) {
     if (given[1]) WHY("kchunk %lld: set\n", (long long)kchunk);
     else
         WHY("kchunk %lld: a %lld x %d panel chunk (%.0f KB) + a %d-row A chunk (%.1f KB) fit "
-            "half of L1d (%.0f KB)\n", (long long)kchunk, (long long)kchunk, RNC_PANEL,
-            kchunk * RNC_PANEL * 4 / kb, mr, kchunk * mr * 4 / kb, rnc_blk.l1d / 2 / kb);
+            "L1d (%.0f KB), a multiple of 32\n", (long long)kchunk, (long long)kchunk, RNC_PANEL,
+            kchunk * RNC_PANEL * 4 / kb, mr, kchunk * mr * 4 / kb, rnc_blk.l1d / kb);
     if (given[2]) WHY("KC %lld: set\n", (long long)kc);
-    else WHY("KC %lld: about 4 chunks per pass over C, a multiple of %d\n", (long long)kc, RNC_TAIL_KSEG);
+    else WHY("KC %lld: about 2 chunks per pass over C, a multiple of %d\n", (long long)kc, RNC_TAIL_KSEG);
     if (given[3]) WHY("MC %lld: set\n", (long long)mc);
     else
         WHY("MC %lld: a packed %lld x %lld block of A (%.0f KB) fits a quarter of L2 (%.0f KB), "

@@ -7,7 +7,10 @@ The parameters are set at run time (rnc_set_blocking) inside one
 process, so every candidate is timed on the same warm machine, in
 alternating rounds (each round times every candidate once, in a fresh
 random order), and the fastest call per candidate and shape is kept: drift
-and bursts of load on a shared machine hit them alike.
+and bursts of load on a shared machine hit them alike. At 1 thread the
+timer is the thread's CPU time, which does not count the time other
+processes hold the core (on a machine loaded 3-4x over its cores the wall
+times of one candidate spread by 2x; CPU times by a few %).
 Two groups, each a full grid with the other group at its derived values:
 
 * micro-kernel: tile height mr (every height compiled for the active path,
@@ -113,7 +116,14 @@ def candidates(group, derived):
     return out
 
 
-def time_grid(cands, cases, rounds, progress=None, reps=3, seed=0):
+def clock(threads):
+    """The timer: at 1 thread the calling thread's CPU time (the kernels run
+    in it without a parallel region), so that the time other processes of a
+    shared machine take the core is not counted; wall time otherwise."""
+    return time.thread_time if threads == 1 else time.perf_counter
+
+
+def time_grid(cands, cases, rounds, progress=None, reps=3, seed=0, timer=time.perf_counter):
     """Seconds per (candidate, case): the fastest of rounds x reps calls. Each
     round times every candidate once (a warm-up call, then reps calls), in a
     fresh random order, so that a burst of load on the shared machine does
@@ -131,9 +141,9 @@ def time_grid(cands, cases, rounds, progress=None, reps=3, seed=0):
                     fn()  # warm: the buffers the new blocking touches
                     best = math.inf
                     for _ in range(reps):
-                        t0 = time.perf_counter()
+                        t0 = timer()
                         fn()
-                        best = min(best, time.perf_counter() - t0)
+                        best = min(best, timer() - t0)
                     times[i][j].append(best)
             if progress:
                 progress(f"  round {r + 1}/{rounds} of {len(cands)} candidates")
@@ -147,19 +157,20 @@ def score(row, base):
     return math.exp(sum(math.log(t / b) for t, b in zip(row, base)) / len(row))
 
 
-def sweep_group(group, all_shapes, rounds=3, final_rounds=7, top=3, progress=None):
+def sweep_group(group, all_shapes, rounds=3, final_rounds=7, top=3, progress=None,
+                timer=time.perf_counter):
     derived = _derived()
     cases = [(n, s) for n, s in all_shapes.items() if group in s[2]]
     cands = candidates(group, derived)
     if progress:
         progress(f"{group}: {len(cands)} candidates x {len(cases)} shapes x {rounds} rounds")
-    grid = time_grid(cands, cases, rounds, progress)
+    grid = time_grid(cands, cases, rounds, progress, timer=timer)
     scores = [score(row, grid[0]) for row in grid]
     order = sorted(range(len(cands)), key=lambda i: scores[i])
     finalists = [0] + [i for i in order if i != 0][:top]
     if progress:
         progress(f"{group}: head to head, derived against the grid's best {top}")
-    final = time_grid([cands[i] for i in finalists], cases, final_rounds, progress)
+    final = time_grid([cands[i] for i in finalists], cases, final_rounds, progress, timer=timer)
     final_scores = [score(row, final[0]) for row in final]
     best = min(range(len(finalists)), key=lambda i: final_scores[i])
     return {
@@ -181,18 +192,26 @@ def run(groups=("kernel", "gemm"), H=512, N=64, T=20, threads=1, rounds=3, final
         progress=print):
     c = config()
     b = _core().blocking()
-    progress(f"cpu path {c['cpu_path']}; caches L1d {b['l1d'] // 1024} KB, L2 {b['l2'] // 1024} KB, "
+    progress(f"timer: {'thread CPU time' if threads == 1 else 'wall time'}; "
+             f"cpu path {c['cpu_path']}; caches L1d {b['l1d'] // 1024} KB, L2 {b['l2'] // 1024} KB, "
              f"L3 {b['l3'] // 1024} KB ({b['cache_source']}); {b['vregs']} vector registers; "
              f"{threads} thread(s)")
     progress("derived:\n  " + b["why"].replace("\n", "\n  "))
     all_shapes = shapes(H=H, N=N, T=T, threads=threads)
-    ops = runtime.c_ops()
-    peak = [ops.probe_peak_gflops(threads, 0.2) for _ in range(3)]
-    results = [sweep_group(g, all_shapes, rounds, final_rounds, progress=progress) for g in groups]
-    peak += [ops.probe_peak_gflops(threads, 0.2) for _ in range(3)]
+    timer = clock(threads)
+
+    def probe():  # GFLOP/s of the FMA probe by the same timer as the cases
+        w0, t0 = time.perf_counter(), timer()
+        gflops = runtime.c_ops().probe_peak_gflops(threads, 0.2)
+        return gflops * (time.perf_counter() - w0) / max(timer() - t0, 1e-9)
+    peak = [probe() for _ in range(3)]
+    results = [sweep_group(g, all_shapes, rounds, final_rounds, progress=progress, timer=timer)
+               for g in groups]
+    peak += [probe() for _ in range(3)]
     for g in results:  # the fastest probe: the least disturbed, as the timings
         g["derived_pct_peak"] = [100 * v / max(peak) for v in g["derived_gflops"]]
     return {"cpu_path": c["cpu_path"], "threads": threads, "peak_gflops": max(peak),
+            "timer": "thread CPU time" if threads == 1 else "wall time",
             "caches": {k: b[k] for k in ("l1d", "l2", "l3", "cache_source")},
             "vregs": b["vregs"], "why": b["why"], "groups": results}
 
