@@ -13,10 +13,11 @@
  *   kchunk: the micro-kernel walks a panel in chunks of kchunk rows of K:
  *           the chunk (kchunk x 32 floats) plus one tile's chunk of A
  *           (mr x kchunk) fit L1d, a multiple of 32. Measured (rnncore bench
- *           --tune, Zen 5, 48 KB L1d): chunks that fit half of L1d (128 rows)
- *           made the LSTM forward at N = 64, H = 512 10-16 % slower than
- *           256-384 rows, in four sweeps; the recurrent weights stream from
- *           L3 there, and every chunk restarts that stream.
+ *           --tune, Zen 5): chunks that fit half of L1d (128 rows at 48 KB,
+ *           80 at 32 KB) lost 10-16 % to the grid's best (256-384 rows) in
+ *           three sweeps, mostly in the LSTM forward at N = 64, H = 512,
+ *           whose recurrent weights stream from L3: every chunk restarts
+ *           that stream.
  *   KC:     gemm.c's K block: about 2 chunks (C is read and written once
  *           per KC: 2 x 32 floats a row per 2 x kchunk x 32 FMAs, about 1 %),
  *           rounded down to a multiple of RNC_TAIL_KSEG (128).
