@@ -1,6 +1,6 @@
 /*
  * dispatch.c: choose the kernel table once. Order of preference: avx512,
- * avx2, generic; a path is used only if it was compiled, the CPU and OS
+ * avx2 (x86-64), neon (AArch64), generic; a path is used only if it was compiled, the CPU and OS
  * support it, and RNNCORE_DISABLE_ISA does not name it.
  */
 #include <stdlib.h>
@@ -16,7 +16,6 @@ typedef struct {
 } isa_entry;
 
 static int always(void) { return 1; }
-static const rnc_isa_gemm generic_gemm = {16, 4, NULL, 0}; /* SSE2: 16 xmm; one tile */
 
 static const isa_entry ISAS[] = {
 #ifdef RNC_HAVE_AVX512
@@ -25,7 +24,10 @@ static const isa_entry ISAS[] = {
 #ifdef RNC_HAVE_AVX2
     {"avx2", &rnc_kernels_avx2, rnc_cpu_has_avx2_fma, &rnc_isa_gemm_avx2},
 #endif
-    {"generic", &rnc_kernels_generic, always, &generic_gemm},
+#ifdef RNC_HAVE_NEON
+    {"neon", &rnc_kernels_neon, rnc_cpu_has_neon, &rnc_isa_gemm_neon},
+#endif
+    {"generic", &rnc_kernels_generic, always, &rnc_isa_gemm_generic},
 };
 #define N_ISAS (sizeof ISAS / sizeof ISAS[0])
 
@@ -106,6 +108,9 @@ const char *rnc_compiled_isas(void) {
 #endif
 #ifdef RNC_HAVE_AVX2
            "avx2,"
+#endif
+#ifdef RNC_HAVE_NEON
+           "neon,"
 #endif
            "generic";
 }
