@@ -544,3 +544,88 @@ def qlinear(const float[:, :] x, const uint8_t[::1] w_q, *, int64_t n_out,
         status = rnc_qlinear(M, K, n_out, &x[0, 0], ldx, &w_q[0], pb, &y[0, 0], n_out, pacc, psx,
                              &ws[0], n_threads)
     _check(status)
+
+
+cdef class QStepPlan:
+    """StepPlan for int8 layers: the rnc_qforward arguments of stacked
+    unidirectional layers fixed at construction; a step runs each layer as a
+    T = 1 sequence in one GIL-free loop."""
+    cdef int cell, n_threads
+    cdef int64_t L, N, I, H
+    cdef list params
+    cdef object ws_array
+    cdef tuple state_shape
+    cdef uint8_t[::1] ws
+    cdef rnc_qfwd_args *args
+
+    def __cinit__(self):
+        self.args = NULL
+
+    def __init__(self, int cell, int64_t N, int64_t I, int64_t H, *, list layers,
+                 int n_threads):
+        """layers: per layer a dict with 'w_ih_q', 'w_hh_q', 'b_ih', 'b_hh',
+        'peephole' (each array or None) and 'input_forget'."""
+        cdef int G = rnc_cell_gates(<rnc_cell>cell)
+        cdef rnc_dims d = rnc_dims(1, N, I if I > H else H, H, <rnc_cell>cell, 0)
+        _need(G > 0 and N > 0 and I > 0 and H > 0 and n_threads > 0 and len(layers) > 0, "sizes")
+        cdef size_t nbytes = rnc_qfwd_workspace_bytes(&d, n_threads)
+        _need(nbytes > 0, "sizes")
+        self.cell, self.N, self.I, self.H = cell, N, I, H
+        self.L, self.n_threads = len(layers), n_threads
+        self.params = list(layers)
+        self.state_shape = (self.L, N, H)
+        self.ws_array = np.empty(nbytes, dtype=np.uint8)
+        self.ws = self.ws_array
+        self.args = <rnc_qfwd_args *>PyMem_Malloc(self.L * sizeof(rnc_qfwd_args))
+        if self.args == NULL:
+            raise MemoryError()
+        for l, p in enumerate(self.params):
+            self.args[l].w_ih_q = _qin(p["w_ih_q"], rnc_qpacked_bytes(G, H, I if l == 0 else H),
+                                       "w_ih_q")
+            self.args[l].w_hh_q = _qin(p["w_hh_q"], rnc_qpacked_bytes(G, H, H), "w_hh_q")
+            _need(self.args[l].w_ih_q != NULL and self.args[l].w_hh_q != NULL, "weights")
+            self.args[l].w_hr_q = NULL
+            self.args[l].b_ih = _in1(p["b_ih"], G * H, "b_ih")
+            self.args[l].b_hh = _in1(p["b_hh"], G * H, "b_hh")
+            self.args[l].peephole = _in1(p["peephole"], 3 * H, "peephole")
+            self.args[l].input_forget = bool(p["input_forget"])
+            self.args[l].batch_first = 0
+            self.args[l].reverse = 0
+            self.args[l].lengths = NULL
+            self.args[l].h_n = NULL
+
+    def __dealloc__(self):
+        PyMem_Free(self.args)
+
+    def step(self, const float[:, ::1] x, state=None):
+        """(y, (h, c)) after one step, as StepPlan.step."""
+        cdef int64_t L = self.L, N = self.N, H = self.H, l
+        cdef bint lstm = self.cell == RNC_CELL_LSTM
+        cdef const float[:, :, ::1] h0
+        cdef const float[:, :, ::1] c0
+        h0, c0 = _pair(state, "state")
+        _need(x.shape[0] == N and x.shape[1] == self.I, "x")
+        _need(h0 is None or (h0.shape[0] == L and h0.shape[1] == N and h0.shape[2] == H), "h0")
+        _need(c0 is None or (lstm and c0.shape[0] == L and c0.shape[1] == N
+                             and c0.shape[2] == H), "c0")
+        h_array = np.empty(self.state_shape, np.float32)
+        c_array = np.empty(self.state_shape, np.float32) if lstm else None
+        cdef float[:, :, ::1] h_out = h_array
+        cdef float[:, :, ::1] c_out = c_array
+        cdef rnc_dims d
+        cdef rnc_status status = RNC_OK
+        with nogil:
+            for l in range(L):
+                d = rnc_dims(1, N, self.I if l == 0 else H, H, <rnc_cell>self.cell, 0)
+                self.args[l].x = &x[0, 0] if l == 0 else &h_out[l - 1, 0, 0]
+                self.args[l].h0 = &h0[l, 0, 0] if h0 is not None else NULL
+                self.args[l].c0 = &c0[l, 0, 0] if c0 is not None else NULL
+                self.args[l].y = &h_out[l, 0, 0]
+                self.args[l].ldy = H
+                self.args[l].c_n = &c_out[l, 0, 0] if lstm else NULL
+                self.args[l].ws = &self.ws[0]
+                status = rnc_qforward(&d, &self.args[l], self.n_threads)
+                if status != RNC_OK:
+                    break
+        _check(status)
+        return h_array[L - 1], (h_array, c_array)

@@ -189,6 +189,9 @@ class COps(Ops):
             own = out.reshape(T, N, R)
             y.reshape(T, N, -1)[..., col:col + R] = reverse_within(own, lengths) if flipped else own
 
+    def qstep_plan(self, cell, N, I, H, layers, n_threads):
+        return _core.QStepPlan(self.code(cell), N, I, H, layers=layers, n_threads=n_threads)
+
     def qlinear(self, x, wq, sw, w_q, bias, n_threads):
         if w_q is None or x.strides[1] != 4 or x.strides[0] % 4:
             return super().qlinear(x, wq, sw, w_q, bias, n_threads)

@@ -160,6 +160,10 @@ class Ops:
         if state_n[1] is not None:
             state_n[1][...] = c_n
 
+    def qstep_plan(self, cell, N, I, H, layers, n_threads):
+        """step_plan for int8 layers (None: a T = 1 sequence instead)."""
+        return None
+
     def qlinear(self, x, wq, sw, w_q, bias, n_threads):
         """x [M, K] float32 (M > 0) through int8 weights wq [Nout, K] with row
         scales sw (packed: w_q), plus bias: float32 [M, Nout]."""

@@ -171,7 +171,16 @@ class _Quantized:
         return y, h_n, c_n
 
     def _step_plan(self, N):
-        return None  # one step runs as a T = 1 sequence through the int8 kernels
+        """The float layer's plan cache (RNNBase._step_plan) on the int8 step plan."""
+        ops, n_threads = runtime.ops(), runtime.get_num_threads()
+        key = (N, n_threads, self._version, ops)
+        cached = getattr(self._plans, "plan", None)
+        if cached is None or cached[0] != key:
+            plan = None if self.proj_size else ops.qstep_plan(
+                self.cell, N, self.input_size, self.hidden_size,
+                [d[0] for d in self._layer_params()], n_threads)
+            cached = self._plans.plan = (key, plan)
+        return cached[1]
 
     # ------------------------------------------------------------ what it is not
 
