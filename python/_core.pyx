@@ -583,6 +583,7 @@ cdef class QStepPlan:
             self.args[l].w_ih_q = _qin(p["w_ih_q"], rnc_qpacked_bytes(G, H, I if l == 0 else H),
                                        "w_ih_q")
             self.args[l].w_hh_q = _qin(p["w_hh_q"], rnc_qpacked_bytes(G, H, H), "w_hh_q")
+            # (w_ih_q, w_hh_q: the packed bytes of rnc_qpack_weights)
             _need(self.args[l].w_ih_q != NULL and self.args[l].w_hh_q != NULL, "weights")
             self.args[l].w_hr_q = NULL
             self.args[l].b_ih = _in1(p["b_ih"], G * H, "b_ih")

@@ -141,18 +141,22 @@ class Ops:
         scales sw (None here: the reference reads wq and sw themselves)."""
         return None
 
+    def qunpack(self, packed, G, H, K):
+        """(wq, sw) back from qpack's form (never called here: qpack gives None)."""
+        raise NotImplementedError
+
     def qlayer_forward(self, cell, inp, state0, p, *, T, N, batch_first, reverse, lengths, y,
                        col, state_n, n_threads, **_):
-        """layer_forward with int8 weights (rnncore.engine.quantized): p holds
-        'w_ih', 'w_hh' (int8), 's_ih', 's_hh' (their row scales), the packed
-        'w_ih_q', 'w_hh_q', and with a projection 'w_hr', 's_hr', 'w_hr_q';
-        biases and the LSTM variants as in layer_forward."""
+        """layer_forward with int8 weights: p's 'w_ih', 'w_hh' (and 'w_hr')
+        are rnncore.engine.quantized.Int8Weight (``.shape``, ``.packed``,
+        ``.int8()`` -> (wq, sw)); biases and the LSTM variants as in
+        layer_forward."""
         h0, c0 = state0
         R, H = p["w_hh"].shape[1], p["w_ih"].shape[0] // cell.gates
-        w_hr = None if p.get("w_hr") is None else (p["w_hr"], p["s_hr"])
+        w_hr = None if p.get("w_hr") is None else p["w_hr"].int8()
         yd, h_n, c_n = reference.qlayer_forward(
-            cell.mode, inp, _state64(h0, N, R), _state64(c0, N, H), (p["w_ih"], p["s_ih"]),
-            (p["w_hh"], p["s_hh"]), _f64(p["b_ih"]), _f64(p["b_hh"]), reverse=reverse,
+            cell.mode, inp, _state64(h0, N, R), _state64(c0, N, H), p["w_ih"].int8(),
+            p["w_hh"].int8(), _f64(p["b_ih"]), _f64(p["b_hh"]), reverse=reverse,
             peephole=_f64(p["peephole"]), input_forget=p["input_forget"], lengths=lengths,
             w_hr=w_hr)
         y[..., col:col + R] = yd
@@ -164,10 +168,10 @@ class Ops:
         """step_plan for int8 layers (None: a T = 1 sequence instead)."""
         return None
 
-    def qlinear(self, x, wq, sw, w_q, bias, n_threads):
-        """x [M, K] float32 (M > 0) through int8 weights wq [Nout, K] with row
-        scales sw (packed: w_q), plus bias: float32 [M, Nout]."""
-        return reference.qlinear(x, wq, sw, bias)
+    def qlinear(self, x, w, bias, n_threads):
+        """x [M, K] float32 (M > 0) through the Int8Weight w [Nout, K], plus
+        bias: float32 [M, Nout]."""
+        return reference.qlinear(x, *w.int8(), bias)
 
     # ------------------------------------------------------------ output layer
 

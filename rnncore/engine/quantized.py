@@ -19,7 +19,7 @@ from . import runtime, stack
 from .checks import as_float32, shape_str
 from .layers import GRU, LSTM, RNN
 
-__all__ = ["quantize_layer", "from_quantized_state", "is_quantized", "QuantizedRNN",
+__all__ = ["Int8Weight", "quantize_layer", "from_quantized_state", "is_quantized", "QuantizedRNN",
            "QuantizedLSTM", "QuantizedGRU", "DTYPES", "SCALE_SUFFIX"]
 
 DTYPES = ("int8",)
@@ -31,7 +31,8 @@ _CONFIG = ("cell", "mode", "input_size", "hidden_size", "num_layers", "bias", "b
 
 
 def is_quantized(model):
-    return getattr(model, "dtype", "float32") != "float32"
+    """True for the int8 copies (their classes name a dtype: "int8")."""
+    return isinstance(getattr(type(model), "dtype", None), str)
 
 
 def check_dtype(dtype):
@@ -45,6 +46,33 @@ def _finite(name, arr):
     if not np.isfinite(arr).all():
         bad = int(np.size(arr) - np.isfinite(arr).sum())
         raise ValueError(f"cannot quantize: parameter {name} has {bad} NaN or Inf values")
+
+
+class Int8Weight:
+    """An int8 weight [G*H, K] with its row scales, held once: packed for
+    the kernels (``.packed``; the int8 arrays themselves are rebuilt from it
+    by ``.int8()`` when asked, e.g. to save a file), or as the arrays where
+    the extension is missing. ``.shape`` is the weight's."""
+
+    def __init__(self, wq, sw, G, H):
+        self.shape, self.G, self.H = tuple(wq.shape), G, H
+        ops = runtime.c_ops()
+        self.packed = None if ops is None else ops.qpack(wq, sw, G, H)
+        self._arrays = None
+        if self.packed is None:
+            wq, sw = np.array(wq, order="C", copy=True), np.array(sw, order="C", copy=True)
+            wq.flags.writeable = sw.flags.writeable = False
+            self._arrays = (wq, sw)
+
+    def int8(self):
+        """(wq int8 [G*H, K], sw float32 [G*H])."""
+        if self._arrays is not None:
+            return self._arrays
+        return runtime.c_ops().qunpack(self.packed, self.G, self.H, self.shape[1])
+
+    @property
+    def nbytes(self):
+        return self.packed.nbytes if self.packed is not None else sum(a.nbytes for a in self._arrays)
 
 
 class _Int8Ops:
@@ -79,16 +107,12 @@ class _Quantized:
         d["per_tensor"] = bool(per_tensor)
         d["_version"] = 0
         d["_plans"] = threading.local()
-        d["_qparams"], d["_qpacked"] = {}, {}
-        ops = runtime.c_ops() or runtime.ops()
+        d["_qparams"] = {}  # name -> Int8Weight, or a float32 array (biases, peepholes)
         G, H, R = q.gates, q.hidden_size, q.state_size
         for name, value in arrays.items():
             if isinstance(value, tuple):
-                wq, sw = (np.array(v, order="C", copy=True) for v in value)
-                wq.flags.writeable = sw.flags.writeable = False
-                d["_qparams"][name], d["_qparams"][name + SCALE_SUFFIX] = wq, sw
                 rows = (1, R) if name.startswith("weight_hr") else (G, H)
-                d["_qpacked"][name] = ops.qpack(wq, sw, *rows)
+                d["_qparams"][name] = Int8Weight(*value, *rows)
             else:
                 arr = np.array(value, dtype=np.float32, order="C", copy=True)
                 arr.flags.writeable = False
@@ -98,9 +122,15 @@ class _Quantized:
     # ------------------------------------------------------------ parameters
 
     def __getattr__(self, name):
+        """The state_dict entries as attributes (weight_ih_l0 int8,
+        weight_ih_l0_scale, bias_ih_l0, ...)."""
         params = self.__dict__.get("_qparams")
-        if params is not None and name in params:
-            return params[name]
+        if params is not None:
+            if name in params:
+                v = params[name]
+                return v.int8()[0] if isinstance(v, Int8Weight) else v
+            if name.endswith(SCALE_SUFFIX) and name[:-len(SCALE_SUFFIX)] in params:
+                return params[name[:-len(SCALE_SUFFIX)]].int8()[1]
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __setattr__(self, name, value):
@@ -109,46 +139,49 @@ class _Quantized:
                             "float layer and quantize it again")
         super().__setattr__(name, value)
 
-    def state_dict(self):
-        """int8 weights by PyTorch name, their row scales under name +
-        '_scale', float32 biases (and peepholes)."""
-        return dict(self._qparams)
-
     def named_parameters(self):
-        return list(self._qparams.items())
+        """(name, array) pairs in PyTorch's order: each weight as int8 under
+        its name followed by its float32 row scales under name + '_scale';
+        biases and peepholes float32."""
+        out = []
+        for name, v in self._qparams.items():
+            if isinstance(v, Int8Weight):
+                wq, sw = v.int8()
+                out += [(name, wq), (name + SCALE_SUFFIX, sw)]
+            else:
+                out.append((name, v))
+        return out
+
+    def state_dict(self):
+        return dict(self.named_parameters())
 
     def parameters(self):
-        return list(self._qparams.values())
+        return [v for _, v in self.named_parameters()]
 
     def dequantized_state_dict(self):
         """The float32 weights the int8 ones stand for (sw * wq) and the
         biases: a float layer's ``load_state_dict`` takes it."""
         out = {}
-        for name in self._shapes:
-            v = self._qparams[name]
-            out[name] = ((v.astype(np.float32) * self._qparams[name + SCALE_SUFFIX][:, None])
-                         if v.dtype == np.int8 else v)
+        for name, v in self._qparams.items():
+            if isinstance(v, Int8Weight):
+                wq, sw = v.int8()
+                v = wq.astype(np.float32) * sw[:, None]
+            out[name] = v
         return out
 
     def weight_bytes(self):
-        """Bytes of the weights as the kernels hold them (packed int8 + scales
-        + column sums, float32 biases): the model's resident weight memory."""
-        packed = sum(p.nbytes for p in self._qpacked.values() if p is not None)
-        plain = sum(v.nbytes for k, v in self._qparams.items()
-                    if v.dtype != np.int8 and not k.endswith(SCALE_SUFFIX))
-        return packed + plain if packed else sum(v.nbytes for v in self._qparams.values())
+        """Bytes of the weights as held for the kernels (int8 panels, a scale
+        and a column sum per row, float32 biases): the resident weight memory."""
+        return sum(v.nbytes for v in self._qparams.values())
 
     def _layer_params(self):
-        p, packed = self._qparams, self._qpacked
+        p = self._qparams
         coupled = getattr(self, "input_forget", False)
         return self._per_direction(lambda sfx: {
             "w_ih": p["weight_ih" + sfx], "w_hh": p["weight_hh" + sfx],
-            "s_ih": p["weight_ih" + sfx + SCALE_SUFFIX], "s_hh": p["weight_hh" + sfx + SCALE_SUFFIX],
-            "w_ih_q": packed["weight_ih" + sfx], "w_hh_q": packed["weight_hh" + sfx],
             "b_ih": p.get("bias_ih" + sfx), "b_hh": p.get("bias_hh" + sfx),
             "peephole": p.get("peephole" + sfx), "input_forget": coupled,
-            "w_hr": p.get("weight_hr" + sfx), "s_hr": p.get("weight_hr" + sfx + SCALE_SUFFIX),
-            "w_hr_q": packed.get("weight_hr" + sfx)})
+            "w_hr": p.get("weight_hr" + sfx)})
 
     # ------------------------------------------------------------ forward
 

@@ -5,8 +5,6 @@ are rnncore.engine.quantized copies, the decoder is an int8 linear layer
 (one scale per vocabulary row; activations quantized per row at the
 product, as every int8 product here). A tied decoder shares the embedding's
 int8 rows. Training calls raise TypeError."""
-import threading
-
 import numpy as np
 
 from ..engine import quantized, runtime
@@ -21,13 +19,12 @@ SCALE = quantized.SCALE_SUFFIX
 class _Int8Decoder:
     """y (M, H) -> logits (M, V) through the int8 decoder rows."""
 
-    def __init__(self, wq, sw, packed, bias):
-        self.wq, self.sw, self.packed, self.bias = wq, sw, packed, bias
+    def __init__(self, w, bias):
+        self.w, self.bias = w, bias
 
     def __call__(self, y):
         y = np.ascontiguousarray(y, np.float32)
-        return runtime.ops().qlinear(y, self.wq, self.sw, self.packed, self.bias,
-                                     runtime.get_num_threads())
+        return runtime.ops().qlinear(y, self.w, self.bias, runtime.get_num_threads())
 
 
 class QuantizedLanguageModel(LanguageModel):
@@ -46,30 +43,38 @@ class QuantizedLanguageModel(LanguageModel):
         q.init_scale, q.per_tensor = lm.init_scale, bool(per_tensor)
         q.generator = np.random.default_rng(0)
         q.rnn = rnn
-        q.params = {}
-        for name in ("encoder.weight", "decoder.weight"):
-            if name in arrays:
-                wq, sw = (np.array(v, order="C", copy=True) for v in arrays[name])
-                wq.flags.writeable = sw.flags.writeable = False
-                q.params[name], q.params[name + SCALE] = wq, sw
+        q.params = {}  # the embedding's int8 rows (looked up), the decoder bias
+        wq, sw = (np.array(v, order="C", copy=True) for v in arrays["encoder.weight"])
+        wq.flags.writeable = sw.flags.writeable = False
+        q.params["encoder.weight"], q.params["encoder.weight" + SCALE] = wq, sw
         bias = np.array(arrays["decoder.bias"], np.float32, order="C", copy=True)
         bias.flags.writeable = False
         q.params["decoder.bias"] = bias
-        wq, sw = q._decoder_int8()
-        ops = runtime.c_ops() or runtime.ops()
-        q._decoder_packed = ops.qpack(wq, sw, 1, wq.shape[0])
-        q._lock = threading.Lock()
+        dec = arrays["encoder.weight" if q.tied else "decoder.weight"]
+        q._decoder = quantized.Int8Weight(*dec, 1, dec[0].shape[0])  # packed for the kernels
         return q
 
-    def _decoder_int8(self):
-        name = "encoder.weight" if self.tied else "decoder.weight"
-        return self.params[name], self.params[name + SCALE]
-
     def _layout(self):
-        own = ["encoder.weight", "encoder.weight" + SCALE, ("rnn.", self.rnn)]
-        if not self.tied:
-            own += ["decoder.weight", "decoder.weight" + SCALE]
-        return own + ["decoder.bias"]
+        return ["encoder.weight", ("rnn.", self.rnn)] + \
+            ([] if self.tied else ["decoder.weight"]) + ["decoder.bias"]
+
+    def named_parameters(self):
+        """As LanguageModel's, each int8 weight followed by its row scales
+        (name + '_scale')."""
+        for part in self._layout():
+            if part == "encoder.weight":
+                yield part, self.params[part]
+                yield part + SCALE, self.params[part + SCALE]
+            elif part == "decoder.weight":
+                wq, sw = self._decoder.int8()
+                yield part, wq
+                yield part + SCALE, sw
+            elif isinstance(part, str):
+                yield part, self.params[part]
+            else:
+                prefix, layer = part
+                for name, p in layer.named_parameters():
+                    yield prefix + name, p
 
     # ------------------------------------------------------------ running
 
@@ -78,17 +83,15 @@ class QuantizedLanguageModel(LanguageModel):
         return wq[ids].astype(np.float32) * sw[ids][..., None]
 
     def _step_decoder(self):
-        wq, sw = self._decoder_int8()
-        return _Int8Decoder(wq, sw, self._decoder_packed, self.params["decoder.bias"])
+        return _Int8Decoder(self._decoder, self.params["decoder.bias"])
 
     def _logits(self, y):
         return self._step_decoder()(y)
 
     def weight_bytes(self):
         """Resident bytes of the weights as the kernels hold them."""
-        own = sum(v.nbytes for k, v in self.params.items())
-        packed = 0 if self._decoder_packed is None else self._decoder_packed.nbytes
-        return own + packed + self.rnn.weight_bytes()
+        own = sum(v.nbytes for v in self.params.values())
+        return own + self._decoder.nbytes + self.rnn.weight_bytes()
 
     # ------------------------------------------------------------ what it is not
 
