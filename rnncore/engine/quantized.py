@@ -55,6 +55,7 @@ class Int8Weight:
     the extension is missing. ``.shape`` is the weight's."""
 
     def __init__(self, wq, sw, G, H):
+        wq, sw = np.ascontiguousarray(wq, np.int8), np.ascontiguousarray(sw, np.float32)
         self.shape, self.G, self.H = tuple(wq.shape), G, H
         ops = runtime.c_ops()
         self.packed = None if ops is None else ops.qpack(wq, sw, G, H)

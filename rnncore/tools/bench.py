@@ -40,6 +40,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -271,8 +272,6 @@ def _torch_int8(module):
 def _ort_int8(model_bytes):
     """ONNX Runtime's quantize_dynamic of a one-node graph (int8 weights), or
     None when it leaves the node in float (it quantizes LSTM only)."""
-    import tempfile
-
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
     with tempfile.TemporaryDirectory() as tmp:
