@@ -17,7 +17,7 @@ import numpy as np
 from .. import reference
 from . import runtime, stack
 from .checks import as_float32, shape_str
-from .layers import GRU, LSTM, RNN
+from .layers import GRU, LSTM, RNN, make_layer
 
 __all__ = ["Int8Weight", "quantize_layer", "from_quantized_state", "is_quantized", "QuantizedRNN",
            "QuantizedLSTM", "QuantizedGRU", "DTYPES", "SCALE_SUFFIX"]
@@ -28,6 +28,35 @@ SCALE_SUFFIX = "_scale"
 _CONFIG = ("cell", "mode", "input_size", "hidden_size", "num_layers", "bias", "batch_first",
            "bidirectional", "dropout", "nonlinearity", "reset_after", "peephole", "input_forget",
            "_proj_size", "_shapes")
+
+
+# Without VNNI (the AVX2 and generic int8 paths widen both operands to int16,
+# so a vector instruction does 16 multiply-adds, an fp32 FMA 8, plus the
+# widening) a large batch is compute-bound and int8 gains little or loses: measured with RNNCORE_DISABLE_ISA=
+# avx512 on the AMD EPYC Zen 5 (1 thread, H = 512, T = 100): GRU N = 64
+# x0.93 and RNN x0.96 of fp32, LSTM x1.37; GRU N = 8..32 x1.28-1.39. So on
+# those paths RNN and GRU copies run batches of at least this many rows on
+# the fp32 kernels, with the dequantized weights (float32 copies made on
+# first use), and say so in rnncore.show_config().
+FP32_FALLBACK_ROWS = {"RNN_TANH": 48, "RNN_RELU": 48, "GRU": 48, "GRU_RB": 48}
+
+
+def fp32_fallback():
+    """What the int8 layers run on the fp32 kernels on this machine's
+    int8 path (a line for show_config)."""
+    c = runtime.c_ops()
+    if c is None or runtime.ops() is not c:
+        return "none (int8 on the NumPy reference)"
+    if c.qisa() == "avx512vnni":
+        return "none (AVX-512 VNNI)"
+    return (f"RNN and GRU batches of >= {min(FP32_FALLBACK_ROWS.values())} rows run the fp32 "
+            f"kernels on the dequantized weights ({c.qisa()} int8 path, no VNNI: slower there)")
+
+
+def _falls_back(cell, N):
+    c = runtime.c_ops()
+    return (c is not None and runtime.ops() is c and N >= FP32_FALLBACK_ROWS.get(cell.mode, 1 << 62)
+            and c.qisa() != "avx512vnni")
 
 
 def is_quantized(model):
@@ -195,6 +224,11 @@ class _Quantized:
             h0 = self._check_state("h0", h0, batched, N)
         if c0 is not None:
             c0 = self._check_state("c0", c0, batched, N)
+        if _falls_back(self.cell, N):
+            y, h_n, c_n = self._fp32()._run(x, h0, c0, lengths=lengths)
+            return (y, h_n, c_n) if batched else (
+                y[:, 0, :] if not self.batch_first else y[0], h_n[:, 0, :],
+                c_n[:, 0, :] if c_n is not None else None)
         y, h_n, c_n, _ = stack.forward(
             _Int8Ops(runtime.ops()), self.cell, x, h0, c0, self._layer_params(),
             batch_first=self.batch_first, n_threads=runtime.get_num_threads(), lengths=lengths)
@@ -204,8 +238,23 @@ class _Quantized:
             c_n = c_n[:, 0, :] if c_n is not None else None
         return y, h_n, c_n
 
+    def _fp32(self):
+        """The float layer of the dequantized weights (FP32_FALLBACK_ROWS),
+        made on first use."""
+        layer = self.__dict__.get("_fp32_layer")
+        if layer is None:
+            kw = {k: self.__dict__[k] for k in ("num_layers", "bias", "batch_first", "bidirectional")}
+            if self.proj_size:
+                kw["proj_size"] = self.proj_size
+            layer = make_layer(self.cell, self.input_size, self.hidden_size, **kw, seed=0)
+            layer.load_state_dict(self.dequantized_state_dict())
+            self.__dict__["_fp32_layer"] = layer
+        return layer
+
     def _step_plan(self, N):
         """The float layer's plan cache (RNNBase._step_plan) on the int8 step plan."""
+        if _falls_back(self.cell, N):
+            return self._fp32()._step_plan(N)
         ops, n_threads = runtime.ops(), runtime.get_num_threads()
         key = (N, n_threads, self._version, ops)
         cached = getattr(self._plans, "plan", None)
