@@ -25,7 +25,8 @@ from setuptools.command.build_ext import build_ext
 
 ROOT = Path(__file__).parent.resolve()
 CSRC = Path("csrc")
-C_SOURCES = sorted(str(p) for p in (CSRC / "src").glob("*.c"))
+# the portable kernels: the shared SIMD sources over portable C vectors, no ISA flags
+C_SOURCES = sorted(str(p) for p in (CSRC / "src").glob("*.c")) + ["csrc/src/isa/kernels_generic.c"]
 # ISA name -> (source, flags); x86-64 only (arm64 runs the generic path)
 ISA_SOURCES = {
     "avx2": ("csrc/src/isa/kernels_avx2.c", ["-mavx2", "-mfma"]),

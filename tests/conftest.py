@@ -31,7 +31,7 @@ C_OPS = runtime.c_ops()
 # float32 kernels against the float64 reference. Sums run over at most
 # I + H = 97 terms of O(1) values per gate, nine steps and three layers deep;
 # float32 rounding (6e-8 relative) accumulates to ~1e-6 there, and the
-# activation approximations add <= 2.4e-7 (see csrc/src/activations.h).
+# activation approximations add <= 2.4e-7 (see csrc/src/isa/kernels_simd.inc).
 RTOL, ATOL = 1e-4, 1e-5
 # Gradients (float32 kernels against float64): sums of up to T*N = 35 steps x
 # rows of float32 products through (G*H + I) terms and activation

@@ -2,25 +2,22 @@
  * bwd.c: backward pass (BPTT) of one layer-direction, after a forward pass
  * that filled a tape (the activated gates of every step, see kernels.h).
  *
- * Per step, from the last processed step back to the first (dh = the total
- * gradient reaching h_t: dy_t plus what flows back from step t+1):
- *   RNN   dA = dh * (1 - h^2)  (tanh)   or   dh * [h > 0]  (relu)
- *   LSTM  dc += dh * o * (1 - tanh(c)^2)
- *         dA_i = dc*g * i(1-i)     dA_f = dc*c_prev * f(1-f)
- *         dA_g = dc*i * (1-g^2)    dA_o = dh*tanh(c) * o(1-o)
- *         dc_prev = dc * f
- *   GRU   dn = dh*(1-z) * (1-n^2)   dA_z = dh*(h_prev - n) * z(1-z)
- *         dA_r = dn * hn * r(1-r)   with hn = W_hn h_prev + b_hn
- *         input side  dGx = (dA_r, dA_z, dn)
- *         state side  dGh = (dA_r, dA_z, dn * r), and h_prev also gets dh*z
- * where dA is the gradient of the pre-activation W_ih x + b_ih + W_hh h + b_hh
- * (for RNN and LSTM dGh = dGx = dA). With an LSTM projection (h_t = W_hr m_t,
- * m_t = o * tanh(c_t), R state units) the cell's dh is dm = dh_t W_hr, one
- * more packed GEMM a step (and a second barrier), and dW_hr += dh^T M after
- * the loop. Then
- *   dh_prev = dGh_t W_hh  (+ dh*z for GRU)     one packed GEMM per step
- * and, after the loop, over all T*N rows at once:
+ * For every cell kind: the cell's backward equations are in
+ * isa/cells/<cell>.inc (cell.backward, per step, from the last processed
+ * step back to the first), what this driver needs to know of the cell in
+ * rnc_cell_info (cells.c). Per step, with dh the total gradient reaching h_t
+ * (dy_t plus what flows back from step t+1), the cell gives dGx (the
+ * gradient of the gates' input-side pre-activation W_ih x + b), dGh (the
+ * state side, its own buffer for cells with distinct_dgh, else dGx), the
+ * running bias sums and its direct part of dh_prev; then
+ *   dh_prev (+)= dGh_t W_hh                    one packed GEMM per step
+ * (a split cell: q = dG_last W_last, then cell.backward_split, then the
+ * other gates' product; two barriers). With an LSTM projection (h_t =
+ * W_hr m_t, m_t = o * tanh(c_t), R state units) the cell's dh is dm = dh_t
+ * W_hr, one more packed GEMM a step (and a second barrier), and dW_hr +=
+ * dh^T M after the loop. After the loop, over all T*N rows at once:
  *   dx = dGx W_ih     dW_ih += dGx^T X     dW_hh += dGh^T H_prev
+ *   (a split cell's last gate: dW_last += dG_last^T S, S the tape's s_t)
  *   db_ih += sum_rows dGx                  db_hh += sum_rows dGh
  *
  * Threads: one OpenMP team. As in the forward, each thread owns a fixed slice
@@ -33,8 +30,8 @@
  * Workspace (floats, 8-byte aligned; R the state width, rnc_state_width):
  *   bias sums [2*G*H doubles] | zeros [max(Hp, Rp)]
  *   | wT [Rp*G*H] (W_hh packed as panels of dh_prev columns)
- *   | dGx [T*N*G*H] | dGh [T*N*G*H] (GRU only) | h_prev [T*N*R] | dh [N*Rp]
- *   | dc [N*Hp] | q [N*Hp] (GRU_RB: dn W_hn; projection: dm)
+ *   | dGx [T*N*G*H] | dGh [T*N*G*H] (distinct_dgh only) | h_prev [T*N*R]
+ *   | dh [N*Rp] | dc [N*Hp] | q [N*Hp] (split cells: dG_last W_last; projection: dm)
  *   | packed dGh_t [2 * packed N x G*H]
  *   | projection: W_hr panels [Hp*R] | dh_t [T*N*R] | m_t [T*N*H] | packed dh_t
  *   | per thread: GEMM blocks.
@@ -67,10 +64,10 @@ static bwd_layout layout(const rnc_dims *d, int team) {
     l.zeros = Hp > Rp ? Hp : Rp;
     l.wT = rnc_mul_checked(Rp, GH, lim);
     l.dgx = rnc_mul_checked(rows, GH, lim);
-    l.dgh = d->cell == RNC_CELL_GRU ? l.dgx : 0;
+    l.dgh = rnc_cell_info_of(d->cell)->distinct_dgh ? l.dgx : 0;
     l.hprev = rnc_mul_checked(rows, R, lim);
     l.dh = rnc_mul_checked(d->N, Rp, lim);
-    l.dc = l.q = rnc_mul_checked(d->N, Hp, lim); /* q: GRU_RB's dn W_hn, or dm */
+    l.dc = l.q = rnc_mul_checked(d->N, Hp, lim); /* q: a split cell's dG_last W_last, or dm */
     l.apack = rnc_mul_checked(2 * (d->N + RNC_MR_MAX), GH, lim); /* two steps' packed dGh */
     if (d->proj > 0) {
         l.whr = rnc_mul_checked(Hp, R, lim);
@@ -103,161 +100,6 @@ size_t rnc_bwd_workspace_floats(const rnc_dims *d, int n_threads) {
     return (size_t)total;
 }
 
-/* Everything the element-wise pass of one step needs. */
-typedef struct {
-    rnc_cell cell;
-    int64_t N, H, Hp, GH;
-    int64_t row_t, row_n;       /* row(t, n) = t*row_t + n*row_n */
-    const float *y;  int64_t ldy;
-    const float *dy; int64_t lddy;
-    const float *tape;          /* rnc_tape_slots * Hp floats per row */
-    const float *c0;            /* LSTM c_{-1}, or NULL for zeros */
-    const float *zeros;         /* [Hp] */
-    const float *hprev;         /* [rows, H] */
-    float *dgx, *dgh;           /* [rows, GH] */
-    float *dh, *dc;             /* [N, Hp]: in: gradient from step t+1, out: to step t-1 */
-    double *bsum_x, *bsum_h;    /* [GH]: running column sums of dGx, dGh (the bias gradients) */
-    const float *peep;          /* LSTM peepholes [3H] or NULL */
-    int coupled;                /* LSTM input_forget */
-    double *psum;               /* [3H]: running sums of the peephole gradients */
-} bwd_step;
-
-/* Element-wise pass of step t (first: the first step of the forward order,
- * t_prev: the step before it), units [u0, u1). The bias gradients are summed
- * here, while dG is in cache: a separate pass over the T*N rows of dG took
- * 4.6% of an lstm h256 training step. Absent inputs point at zeros so that
- * the loops vectorise. */
-static void step_pointwise(const bwd_step *s, int64_t t, int first, int64_t t_prev,
-                           int64_t rows, int64_t u0, int64_t u1) {
-    const int64_t Hp = s->Hp, H = s->H, slots = rnc_tape_slots(s->cell) * Hp;
-    double *restrict bx = s->bsum_x, *restrict bh = s->bsum_h;
-    for (int64_t n = 0; n < rows; n++) { /* rows: those running at step t */
-        const int64_t row = t * s->row_t + n * s->row_n;
-        const float *restrict dy = s->dy ? s->dy + row * s->lddy : s->zeros;
-        float *restrict dh = s->dh + n * Hp;
-        float *restrict gx = s->dgx + row * s->GH;
-        switch (s->cell) {
-        case RNC_CELL_RNN_TANH:
-        case RNC_CELL_RNN_RELU: {
-            const float *restrict h = s->y + row * s->ldy;
-            const int relu = s->cell == RNC_CELL_RNN_RELU;
-#pragma omp simd
-            for (int64_t u = u0; u < u1; u++) {
-                const float g = dh[u] + dy[u];
-                const float v = relu ? (h[u] > 0.0f ? g : 0.0f) : g * (1.0f - h[u] * h[u]);
-                gx[u] = v;
-                bx[u] += v;
-            }
-            break;
-        }
-        case RNC_CELL_LSTM: {
-            const float *restrict tp = s->tape + row * slots;
-            const float *restrict cprev =
-                first ? (s->c0 ? s->c0 + n * H : s->zeros)
-                      : s->tape + (t_prev * s->row_t + n * s->row_n) * slots + 4 * Hp;
-            float *restrict dc = s->dc + n * Hp;
-            /* with the ONNX variants (rnncore.h): peepholes feed dA_o into dc
-             * and dA_i, dA_f into dc_prev; input_forget (f = 1 - i) gives i
-             * -dct * c_prev too and the forget gate nothing */
-            const float *pp = s->peep;
-            const int coupled = s->coupled;
-            double *restrict ps = s->psum;
-#pragma omp simd
-            for (int64_t u = u0; u < u1; u++) {
-                const float i = tp[u], f = tp[Hp + u], g = tp[2 * Hp + u], o = tp[3 * Hp + u];
-                const float ct = tp[4 * Hp + u], tc = tp[5 * Hp + u], cp = cprev[u];
-                const float pi = pp ? pp[u] : 0.0f, pf = pp ? pp[H + u] : 0.0f;
-                const float po = pp ? pp[2 * H + u] : 0.0f;
-                const float dht = dh[u] + dy[u];
-                const float ao = dht * tc * o * (1.0f - o);
-                const float dct = dc[u] + dht * o * (1.0f - tc * tc) + ao * po;
-                const float ag = dct * i * (1.0f - g * g);
-                const float ai = dct * (coupled ? g - cp : g) * i * (1.0f - i);
-                const float af = coupled ? 0.0f : dct * cp * f * (1.0f - f);
-                gx[u] = ai;
-                gx[H + u] = af;
-                gx[2 * H + u] = ag;
-                gx[3 * H + u] = ao;
-                bx[u] += ai;
-                bx[H + u] += af;
-                bx[2 * H + u] += ag;
-                bx[3 * H + u] += ao;
-                if (pp) {
-                    ps[u] += ai * cp;
-                    ps[H + u] += af * cp;
-                    ps[2 * H + u] += ao * ct;
-                }
-                dc[u] = dct * f + ai * pi + af * pf;
-            }
-            break;
-        }
-        case RNC_CELL_GRU_RB: { /* part 1: z and n; r needs dn W_hn (gru_rb_reset) */
-            const float *restrict tp = s->tape + row * slots;
-            const float *restrict hp = s->hprev + row * H;
-#pragma omp simd
-            for (int64_t u = u0; u < u1; u++) {
-                const float z = tp[Hp + u], nn = tp[2 * Hp + u];
-                const float dht = dh[u] + dy[u];
-                const float dn = dht * (1.0f - z) * (1.0f - nn * nn);
-                const float dz = dht * (hp[u] - nn) * z * (1.0f - z);
-                gx[H + u] = dz;
-                gx[2 * H + u] = dn;
-                bx[H + u] += dz;
-                bx[2 * H + u] += dn;
-                dh[u] = dht * z; /* the direct path; q r and the GEMM are added next */
-            }
-            break;
-        }
-        case RNC_CELL_GRU: {
-            const float *restrict tp = s->tape + row * slots;
-            const float *restrict hp = s->hprev + row * H;
-            float *restrict gh = s->dgh + row * s->GH;
-#pragma omp simd
-            for (int64_t u = u0; u < u1; u++) {
-                const float r = tp[u], z = tp[Hp + u], nn = tp[2 * Hp + u], hn = tp[3 * Hp + u];
-                const float dht = dh[u] + dy[u];
-                const float dn = dht * (1.0f - z) * (1.0f - nn * nn);
-                const float dr = dn * hn * r * (1.0f - r);
-                const float dz = dht * (hp[u] - nn) * z * (1.0f - z);
-                gx[u] = gh[u] = dr;
-                gx[H + u] = gh[H + u] = dz;
-                gx[2 * H + u] = dn;
-                gh[2 * H + u] = dn * r;
-                bx[u] += dr;
-                bx[H + u] += dz;
-                bx[2 * H + u] += dn;
-                bh[2 * H + u] += dn * r;
-                dh[u] = dht * z; /* the direct path; the GEMM adds W_hh's */
-            }
-            break;
-        }
-        }
-    }
-}
-
-/* GRU_RB part 2, rows [0, M), units [u0, u1): with q = dn W_hn (rows of Hp),
- * dA_r = q * h_prev * r(1-r), and h_prev gets q * r. */
-static void gru_rb_reset(const bwd_step *s, int64_t t, const float *q, int64_t M,
-                         int64_t u0, int64_t u1) {
-    const int64_t Hp = s->Hp, H = s->H, slots = rnc_tape_slots(s->cell) * Hp;
-    for (int64_t n = 0; n < M; n++) {
-        const int64_t row = t * s->row_t + n * s->row_n;
-        const float *restrict tp = s->tape + row * slots;
-        const float *restrict hp = s->hprev + row * H;
-        const float *restrict qn = q + n * Hp;
-        float *restrict gx = s->dgx + row * s->GH;
-        float *restrict dh = s->dh + n * Hp;
-#pragma omp simd
-        for (int64_t u = u0; u < u1; u++) {
-            const float r = tp[u];
-            const float dr = qn[u] * hp[u] * r * (1.0f - r);
-            gx[u] = dr;
-            s->bsum_x[u] += dr;
-            dh[u] += qn[u] * r;
-        }
-    }
-}
-
 static rnc_status check_args(const rnc_dims *d, const rnc_bwd_args *a) {
     if (!a->x || !a->w_ih || !a->w_hh || !a->y || !a->dw_ih || !a->dw_hh || !a->ws)
         return RNC_ERR_INVALID_ARG;
@@ -266,10 +108,10 @@ static rnc_status check_args(const rnc_dims *d, const rnc_bwd_args *a) {
         return RNC_ERR_INVALID_ARG;
     if ((d->proj > 0) != (a->w_hr != NULL) || (d->proj > 0) != (a->dw_hr != NULL))
         return RNC_ERR_INVALID_ARG;
-    if ((rnc_tape_slots(d->cell) > 0) != (a->tape != NULL)) return RNC_ERR_INVALID_ARG;
-    if (d->cell != RNC_CELL_LSTM && (a->c0 || a->dc_n || a->dc0)) return RNC_ERR_INVALID_ARG;
-    if (d->cell != RNC_CELL_LSTM && (a->peephole || a->input_forget || a->dpeephole))
-        return RNC_ERR_INVALID_ARG;
+    const rnc_cell_info *cell = rnc_cell_info_of(d->cell);
+    if ((cell->tape_slots > 0) != (a->tape != NULL)) return RNC_ERR_INVALID_ARG;
+    if (!cell->has_c && (a->c0 || a->dc_n || a->dc0)) return RNC_ERR_INVALID_ARG;
+    if (!cell->has_c && (a->peephole || a->input_forget || a->dpeephole)) return RNC_ERR_INVALID_ARG;
     if ((a->peephole != NULL) != (a->dpeephole != NULL)) return RNC_ERR_INVALID_ARG;
     if (rnc_check_lengths(a->lengths, d->T, d->N, a->batch_first, a->reverse)) return RNC_ERR_INVALID_ARG;
     return RNC_OK;
@@ -280,9 +122,10 @@ typedef struct {
     const rnc_dims *d;
     const rnc_bwd_args *a;
     const rnc_kernels *K;
+    const rnc_cell_info *cell;
     int G;
     bwd_layout l;
-    const bwd_step *s;
+    const rnc_bwd_step *s;
     float *wT, *dgx, *dgh, *hprev, *dh, *dc, *q, *apack, *scratch;
     float *whr, *dht, *mrows, *dpack, *zeros; /* the projection's (see the top) */
     const double *bsum_x, *bsum_h, *psum;
@@ -293,6 +136,8 @@ static void backward_thread(const bwd_team *x, int tid, int team) {
     const rnc_dims *d = x->d;
     const rnc_bwd_args *a = x->a;
     const rnc_kernels *K = x->K;
+    const rnc_cell_kernels *ck = &K->cell[d->cell];
+    const rnc_cell_info *cell = x->cell;
     const int G = x->G;
     const bwd_layout l = x->l;
     const int64_t T = d->T, N = d->N, I = d->I, H = d->H;
@@ -313,7 +158,12 @@ static void backward_thread(const bwd_team *x, int tid, int team) {
     rnc_split_range(Rp / RNC_PANEL, team, tid, 1, &q0, &q1);
     const int64_t v0 = q0 * RNC_PANEL, v1 = q1 * RNC_PANEL < R ? q1 * RNC_PANEL : R;
 
-    /* 0. this thread's units: W_hh (W_hr) panels, h_prev rows, incoming gradients */
+    /* 0. this thread's units: W_hh (W_hr) panels, h_prev rows, incoming
+     * gradients. W_hh is packed here, per call, as panels of dh_prev columns
+     * (the transpose of the forward's panels, which a GEMM over dGh_t cannot
+     * read as B): rnc_pack_b_panel measured 0.06 % of an lstm h512 n64 t35
+     * backward (perf, avx512), so neither a cached second packing nor a
+     * dot-product kernel over the forward's panels would pay. */
     const rnc_mat w_hh = {a->w_hh, R, 1}; /* B of dh_prev = dGh_t W_hh: [GH, R] */
     for (int64_t qp = q0; qp < q1; qp++)
         rnc_pack_b_panel(GH, R, w_hh, 0, qp * RNC_PANEL, wT + qp * GH * RNC_PANEL);
@@ -356,28 +206,29 @@ static void backward_thread(const bwd_team *x, int tid, int team) {
         const int64_t M = rnc_active_rows(a->lengths, N, step);
         float *packed = apack + (step & 1) * half;
         const int need_dh = step > 0 || a->dh0;
-        if (d->cell == RNC_CELL_GRU_RB) { /* three phases, two barriers */
-            float *pn = apack, *prz = apack + rnc_packed_a_floats(N, H);
+        if (cell->split_last) { /* three phases, two barriers */
+            const int64_t KL = (G - 1) * H; /* the columns of the gates before the last */
+            float *pn = apack, *prest = apack + rnc_packed_a_floats(N, H);
             const rnc_mat rows_t = {dgx + t * row_t * GH, row_n * GH, 1};
             if (u1 > u0) {
-                step_pointwise(x->s, t, step == 0, t_prev, M, u0, u1);
-                rnc_pack_a_cols(M, H, u0, u1, (rnc_mat){rows_t.p + 2 * H, rows_t.rs, 1}, K->mr, pn);
+                ck->backward(x->s, t, step == 0, t_prev, M, u0, u1);
+                rnc_pack_a_cols(M, H, u0, u1, (rnc_mat){rows_t.p + KL, rows_t.rs, 1}, K->mr, pn);
             }
 #ifdef _OPENMP
 #pragma omp barrier
 #endif
-            for (int64_t p = p0; p < p1; p++) /* q = dn W_hn */
-                K->gemm_panel(M, H, pn, wT + (p * GH + 2 * H) * RNC_PANEL, NULL, q + p * RNC_PANEL, Hp);
+            for (int64_t p = p0; p < p1; p++) /* q = dG_last W_last */
+                K->gemm_panel(M, H, pn, wT + (p * GH + KL) * RNC_PANEL, NULL, q + p * RNC_PANEL, Hp);
             if (u1 > u0) {
-                gru_rb_reset(x->s, t, q, M, u0, u1);
-                for (int64_t g = 0; g < 2 && need_dh; g++)
-                    rnc_pack_a_cols(M, 2 * H, g * H + u0, g * H + u1, rows_t, K->mr, prz);
+                ck->backward_split(x->s, t, q, M, u0, u1);
+                for (int64_t g = 0; g < G - 1 && need_dh; g++)
+                    rnc_pack_a_cols(M, KL, g * H + u0, g * H + u1, rows_t, K->mr, prest);
             }
 #ifdef _OPENMP
 #pragma omp barrier
 #endif
-            for (int64_t p = p0; p < p1 && need_dh; p++) /* dh_prev += (dA_r, dA_z) W_h{r,z} */
-                K->gemm_panel_acc(M, 2 * H, prz, wT + p * GH * RNC_PANEL, dh + p * RNC_PANEL, Hp);
+            for (int64_t p = p0; p < p1 && need_dh; p++) /* dh_prev += dG_rest W_rest */
+                K->gemm_panel_acc(M, KL, prest, wT + p * GH * RNC_PANEL, dh + p * RNC_PANEL, Hp);
             continue;
         }
         if (proj) {
@@ -399,25 +250,19 @@ static void backward_thread(const bwd_team *x, int tid, int team) {
             for (int64_t p = p0; p < p1; p++)
                 K->gemm_panel(M, R, x->dpack, x->whr + p * R * RNC_PANEL, NULL, q + p * RNC_PANEL, Hp);
         }
-        if (u1 > u0) {
-            step_pointwise(x->s, t, step == 0, t_prev, M, u0, u1);
+        if (u1 > u0) { /* (with a projection the cell also writes m_t rows, for dW_hr) */
+            ck->backward(x->s, t, step == 0, t_prev, M, u0, u1);
             const rnc_mat rows_t = {dgh + t * row_t * GH, row_n * GH, 1};
             for (int64_t g = 0; g < G && need_dh; g++)
                 rnc_pack_a_cols(M, GH, g * H + u0, g * H + u1, rows_t, K->mr, packed);
-            for (int64_t n = 0; n < M && proj; n++) { /* m_t = o * tanh(c_t), for dW_hr */
-                const int64_t row = t * row_t + n * row_n;
-                const float *tp = a->tape + row * 6 * Hp;
-                float *mr = x->mrows + row * H;
-                for (int64_t u = u0; u < u1; u++) mr[u] = tp[3 * Hp + u] * tp[5 * Hp + u];
-            }
         }
 #ifdef _OPENMP
 #pragma omp barrier
 #endif
-        if (need_dh && q1 > q0) { /* dh_prev = dGh_t W_hh (+ GRU's dh*z) */
+        if (need_dh && q1 > q0) { /* dh_prev = dGh_t W_hh (+ the cell's direct part) */
             for (int64_t qp = q0; qp < q1; qp++) {
                 const float *panel = wT + qp * GH * RNC_PANEL;
-                if (d->cell == RNC_CELL_GRU) K->gemm_panel_acc(M, GH, packed, panel, dh + qp * RNC_PANEL, Rp);
+                if (cell->direct_h) K->gemm_panel_acc(M, GH, packed, panel, dh + qp * RNC_PANEL, Rp);
                 else K->gemm_panel(M, GH, packed, panel, NULL, dh + qp * RNC_PANEL, Rp);
             }
         }
@@ -436,12 +281,12 @@ static void backward_thread(const bwd_team *x, int tid, int team) {
         rnc_gemm_part(K, run_rows, I, GH, dGx, (rnc_mat){a->w_ih, I, 1}, a->dx, a->lddx,
                       a->dx_accumulate, my, tid, team);
     rnc_gemm_part(K, GH, I, run_rows, dGx_T, (rnc_mat){a->x, I, 1}, a->dw_ih, I, 1, my, tid, team);
-    if (d->cell == RNC_CELL_GRU_RB) { /* rows r, z: dG^T h_prev; rows n: dn^T (r * h_prev) */
-        const int64_t slots = rnc_tape_slots(d->cell) * Hp;
-        rnc_gemm_part(K, 2 * H, H, run_rows, dGh_T, (rnc_mat){hprev, H, 1}, a->dw_hh, H, 1,
+    if (cell->split_last) { /* rows of the other gates: dG^T h_prev; the last: dG_last^T s_t */
+        const int64_t slots = cell->tape_slots * Hp, KL = (G - 1) * H;
+        rnc_gemm_part(K, KL, H, run_rows, dGh_T, (rnc_mat){hprev, H, 1}, a->dw_hh, H, 1,
                       my, tid, team);
-        rnc_gemm_part(K, H, H, run_rows, (rnc_mat){dgh + 2 * H, 1, GH},
-                      (rnc_mat){a->tape + 3 * Hp, slots, 1}, a->dw_hh + 2 * H * H, H, 1,
+        rnc_gemm_part(K, H, H, run_rows, (rnc_mat){dgh + KL, 1, GH},
+                      (rnc_mat){a->tape + cell->split_slot * Hp, slots, 1}, a->dw_hh + KL * H, H, 1,
                       my, tid, team);
     } else {
         rnc_gemm_part(K, GH, R, run_rows, dGh_T, (rnc_mat){hprev, R, 1}, a->dw_hh, R, 1, my, tid, team);
@@ -450,12 +295,13 @@ static void backward_thread(const bwd_team *x, int tid, int team) {
         rnc_gemm_part(K, R, H, run_rows, (rnc_mat){x->dht, 1, R}, (rnc_mat){x->mrows, H, 1},
                       a->dw_hr, H, 1, my, tid, team);
 
-    /* 3. bias gradients, summed by the element-wise passes; for GRU the
-     * r and z columns of dGh equal dGx's (only n differs) */
+    /* 3. bias gradients, summed by the element-wise passes; with
+     * last_bias_inside the last gate's b_hh has its own sum (GRU: dn * r),
+     * the other columns of dGh equal dGx's */
     for (int64_t g = 0; g < G; g++)
         for (int64_t u = u0; u < u1; u++) {
             const int64_t j = g * H + u;
-            const double h_part = d->cell == RNC_CELL_GRU && g == 2 ? bsum_h[j] : bsum_x[j];
+            const double h_part = cell->last_bias_inside && g == G - 1 ? bsum_h[j] : bsum_x[j];
             if (a->db_ih) a->db_ih[j] += (float)bsum_x[j];
             if (a->db_hh) a->db_hh[j] += (float)h_part;
         }
@@ -472,6 +318,7 @@ rnc_status rnc_backward(const rnc_dims *d, const rnc_bwd_args *a, int n_threads)
     const rnc_status st = check_args(d, a);
     if (st != RNC_OK) return st;
     const rnc_kernels *K = rnc_active_kernels();
+    const rnc_cell_info *cell = rnc_cell_info_of(d->cell);
 
     const int64_t T = d->T, N = d->N, H = d->H;
     const int64_t Hp = rnc_padded(H), GH = G * H;
@@ -483,11 +330,11 @@ rnc_status rnc_backward(const rnc_dims *d, const rnc_bwd_args *a, int n_threads)
     float *zeros = a->ws + l.bsum;
     float *wT = zeros + l.zeros;
     float *dgx = wT + l.wT;
-    float *dgh = d->cell == RNC_CELL_GRU ? dgx + l.dgx : dgx;
+    float *dgh = cell->distinct_dgh ? dgx + l.dgx : dgx;
     float *hprev = dgx + l.dgx + l.dgh;
     float *dh = hprev + l.hprev;
     float *dc = dh + l.dh;
-    float *q = dc + l.dc;       /* GRU_RB: [N, Hp] */
+    float *q = dc + l.dc;       /* split cells, projection: [N, Hp] */
     float *apack = q + l.q;     /* [2][packed N x GH]: dGh_t packed, by step parity */
     float *whr = apack + l.apack, *dht = whr + l.whr, *mrows = dht + l.dht;
     float *dpack = mrows + l.mrows;
@@ -508,11 +355,11 @@ rnc_status rnc_backward(const rnc_dims *d, const rnc_bwd_args *a, int n_threads)
     }
     /* with a projection the cell's incoming gradient is dm (in q), dy enters dh_t */
     const int proj = d->proj > 0;
-    bwd_step s = {d->cell, N, H, Hp, GH, row_t, row_n, a->y, a->ldy, proj ? NULL : a->dy,
-                  a->lddy, a->tape, a->c0, zeros, hprev, dgx, dgh, proj ? q : dh, dc, bsum_x,
-                  bsum_h, a->peephole, a->input_forget, psum};
+    rnc_bwd_step s = {N, H, Hp, GH, row_t, row_n, a->y, a->ldy, proj ? NULL : a->dy,
+                      a->lddy, a->tape, a->c0, zeros, hprev, dgx, dgh, proj ? q : dh, dc, bsum_x,
+                      bsum_h, a->peephole, a->input_forget, psum, proj ? mrows : NULL};
 
-    const bwd_team ctx = {d, a, K, G, l, &s, wT, dgx, dgh, hprev, dh, dc, q, apack, scratch,
+    const bwd_team ctx = {d, a, K, cell, G, l, &s, wT, dgx, dgh, hprev, dh, dc, q, apack, scratch,
                           whr, dht, mrows, dpack, zeros, bsum_x, bsum_h, psum};
     /* a team of one runs without a parallel region (see fwd.c) */
 #ifdef _OPENMP

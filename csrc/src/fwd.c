@@ -1,14 +1,11 @@
 /*
- * fwd.c: forward pass of one layer-direction over a whole sequence.
- *
- *   RNN   h = act(gx + a)                       act = tanh | relu
- *   LSTM  i = s(gx_i + a_i)  f = s(gx_f + a_f)  g = tanh(gx_g + a_g)
- *         o = s(gx_o + a_o)  c = f*c_prev + i*g  h = o * tanh(c)
- *   GRU   r = s(gx_r + a_r)  z = s(gx_z + a_z)
- *         n = tanh(gx_n + r*(a_n + b_hn))        h = (1 - z)*n + z*h_prev
- * with s = sigmoid, a = W_hh h_prev, and gx = W_ih x + bias_x, where bias_x
- * folds b_ih + b_hh (GRU n gate: b_in only; b_hn stays inside the reset
- * product). Steps, numbered as in rnncore/reference.py:
+ * fwd.c: forward pass of one layer-direction over a whole sequence, for
+ * every cell kind: the cell's equations are in isa/cells/<cell>.inc, what
+ * this driver needs to know of it in rnc_cell_info (cells.c). Each step is
+ *   h_t, c_t = cell(gx_t, a),   a = W_hh h_{t-1},   gx = W_ih x + bias_x
+ * where bias_x folds b_ih + b_hh (a cell with last_bias_inside keeps the
+ * last gate's b_hh for itself: GRU's b_hn stays inside the reset product).
+ * Steps, numbered as in rnncore/reference.py:
  *
  *   0. bias_x, padded state buffers
  *   for each step t (reversed when a->reverse):
@@ -16,7 +13,9 @@
  *        of steps, one GEMM over all their rows (for N = 1 and T <= 192: the
  *        whole sequence at once)
  *   2.   a = W_hh h_{t-1}            packed GEMM panels      (kernels: gemm_panel)
- *        h_t, c_t = cell(gx_t, a)    fused element-wise pass (kernels: postgemm)
+ *        h_t, c_t = cell(gx_t, a)    fused element-wise pass (kernels: cell.forward)
+ *        a split cell (split_last) first makes s_t (cell.forward_split), and
+ *        after a barrier its last gate's product is W_last s_t instead
  *      h_t is written straight into y; h_{t-1} is read back from y; with a
  *      tape (training), the activated gates of the step are kept there.
  *   2'.  LSTM with a projection (rnc_dims.proj = R): the cell writes
@@ -36,14 +35,13 @@
  *
  * Workspace (floats; Hp = H rounded up to RNC_PANEL, gate rows padded; R
  * the state width, rnc_state_width):
- *   gx [chunk*N*G*Hp] | a [N*G*Hp] | bias_x [G*Hp] | b_hn [Hp] | c [N*Hp]
+ *   gx [chunk*N*G*Hp] | a [N*G*Hp] | bias_x [G*Hp] | b_last [Hp] | c [N*Hp]
  *   | zeros [N*max(H, R)] | packed h_{t-1} [2 * packed N x R]
  *   | packed r*h_{t-1} or m_t [packed N x H] | r*h_{t-1} or m_t [N*H]
  *   | projection: W_hr m_t [N*Rp] | per thread: packed GEMM_ROW_BLOCK rows of x
  */
 #include <string.h>
 
-#include "activations.h"
 #include "kernels.h"
 
 #ifdef _OPENMP
@@ -55,17 +53,6 @@
 #define GEMM_ROW_BLOCK 48
 /* Rows of x per chunk of the input projection (see chunk_steps). */
 #define CHUNK_ROWS 192
-
-int rnc_cell_gates(rnc_cell cell) {
-    switch (cell) {
-    case RNC_CELL_RNN_TANH:
-    case RNC_CELL_RNN_RELU: return 1;
-    case RNC_CELL_LSTM: return 4;
-    case RNC_CELL_GRU:
-    case RNC_CELL_GRU_RB: return 3;
-    }
-    return 0;
-}
 
 /* Steps per chunk of the input projection: about CHUNK_ROWS rows, so that gx
  * stays in cache between its GEMM and its use (computing gx for the whole
@@ -83,7 +70,7 @@ static int64_t apack_floats(const rnc_dims *d) {
 size_t rnc_fwd_workspace_floats(const rnc_dims *d, int n_threads) {
     if (!d || d->T < 1 || d->N < 1 || d->I < 1 || d->H < 1) return 0;
     const int G = rnc_cell_gates(d->cell);
-    if (G == 0 || d->proj < 0 || (d->proj > 0 && d->cell != RNC_CELL_LSTM)) return 0;
+    if (G == 0 || d->proj < 0 || (d->proj > 0 && !rnc_cell_info_of(d->cell)->has_c)) return 0;
     const int64_t lim = rnc_float_limit();
     if (d->H > lim / 2 || d->N > lim / 2 || d->I > lim / 2 || d->proj > lim / 2) return 0;
     const int64_t R = rnc_state_width(d), Rp = rnc_padded(R), S = R > d->H ? R : d->H;
@@ -139,55 +126,15 @@ static chunk_gemm input_chunk(const rnc_fwd_args *a, int64_t T, int64_t N, int64
     return (chunk_gemm){N, steps, a->x + t_lo * I, T * I, I, gx, GHp, N * GHp};
 }
 
-/* GRU_RB, rows [0, M), units [u0, u1): r, z into acc (slots 0, 1) and
- * rh = r * h_{t-1} (rows of H floats); with a tape, r, z and rh too. Plain C
- * for every CPU path (this cell is for ONNX and Keras models). */
-static void gru_rb_gates(const rnc_post *p, float *rh, int64_t M, int64_t u0, int64_t u1) {
-    const int64_t Hp = p->Hp;
-    for (int64_t n = 0; n < M; n++) {
-        const float *gx = p->gx + n * p->ld_gx, *hp = p->h_prev + n * p->ld_hprev;
-        float *a = p->acc + n * p->ld_acc, *rhn = rh + n * p->H;
-        float *tp = p->tape ? p->tape + n * p->ld_tape : NULL;
-#pragma omp simd
-        for (int64_t u = u0; u < u1; u++) {
-            const float r = rnc_sigmoid(gx[u] + a[u]), z = rnc_sigmoid(gx[Hp + u] + a[Hp + u]);
-            a[u] = r;
-            a[Hp + u] = z;
-            rhn[u] = r * hp[u];
-            if (tp) {
-                tp[u] = r;
-                tp[Hp + u] = z;
-                tp[3 * Hp + u] = r * hp[u];
-            }
-        }
-    }
-}
-
-/* GRU_RB: n = tanh(gx_n + W_hn rh) (b_hn is folded into gx), h = (1 - z) n + z h_{t-1}. */
-static void gru_rb_update(const rnc_post *p, int64_t M, int64_t u0, int64_t u1) {
-    const int64_t Hp = p->Hp;
-    for (int64_t n = 0; n < M; n++) {
-        const float *gx = p->gx + n * p->ld_gx, *a = p->acc + n * p->ld_acc;
-        const float *hp = p->h_prev + n * p->ld_hprev;
-        float *y = p->y + n * p->ld_y;
-        float *tp = p->tape ? p->tape + n * p->ld_tape : NULL;
-#pragma omp simd
-        for (int64_t u = u0; u < u1; u++) {
-            const float nn = rnc_tanh(gx[2 * Hp + u] + a[2 * Hp + u]), z = a[Hp + u];
-            y[u] = (1.0f - z) * nn + z * hp[u];
-            if (tp) tp[2 * Hp + u] = nn;
-        }
-    }
-}
-
 /* What every thread of a forward call shares. */
 typedef struct {
     const rnc_dims *d;
     const rnc_fwd_args *a;
     const rnc_kernels *K;
+    const rnc_cell_info *cell;
     int G;
     int64_t cs, row_t, row_n;
-    float *gx, *acc, *bias_x, *b_hn, *c, *zeros, *hpack;
+    float *gx, *acc, *bias_x, *b_last, *c, *zeros, *hpack;
     int64_t hpack_half, rhpack_floats;
     float *rhpack, *hproj, *apack;
 } fwd_team;
@@ -203,7 +150,7 @@ static void forward_thread(const fwd_team *x, int tid, int team) {
     const int64_t R = rnc_state_width(d), Rp = rnc_padded(R);
     const int proj = d->proj > 0;
     const int64_t cs = x->cs, row_t = x->row_t, row_n = x->row_n, hpack_half = x->hpack_half;
-    float *gx = x->gx, *acc = x->acc, *bias_x = x->bias_x, *b_hn = x->b_hn, *c = x->c;
+    float *gx = x->gx, *acc = x->acc, *bias_x = x->bias_x, *b_last = x->b_last, *c = x->c;
     float *zeros = x->zeros, *hpack = x->hpack, *apack = x->apack, *rhpack = x->rhpack;
     float *m = rhpack + x->rhpack_floats; /* projection: m_t rows [N, H]; packed in rhpack */
     const unsigned int saved_csr = rnc_ftz_begin();
@@ -214,8 +161,11 @@ static void forward_thread(const fwd_team *x, int tid, int team) {
     int64_t q0, q1; /* its panels of state units (the same as p0, p1 without a projection) */
     rnc_split_range(Rp / RNC_PANEL, team, tid, 1, &q0, &q1);
     const int64_t v0 = q0 * RNC_PANEL, v1 = q1 * RNC_PANEL < R ? q1 * RNC_PANEL : R;
-    rnc_post post = {d->cell, H, Hp, NULL, GHp, acc, GHp, NULL, 0, NULL, 0, c, b_hn, NULL, 0};
-    const int64_t tape_row = rnc_tape_slots(d->cell) * Hp;
+    const rnc_cell_kernels *ck = &K->cell[d->cell];
+    float *split = rhpack + x->rhpack_floats; /* split cells: s_t rows [N, H]; packed in rhpack */
+    rnc_post post = {H, Hp, NULL, GHp, acc, GHp, NULL, 0, NULL, 0, c, b_last, NULL, 0,
+                     a->peephole, a->input_forget, split};
+    const int64_t tape_row = x->cell->tape_slots * Hp;
     int64_t t_lo = 0; /* first time step held in gx */
 
     /* h_{t-1} is packed once per step, each thread packing the columns
@@ -296,31 +246,27 @@ static void forward_thread(const fwd_team *x, int tid, int team) {
             post.ld_tape = row_n * tape_row;
         }
         const float *h_packed = hpack + (step & 1) * hpack_half;
-        const int reset_before = d->cell == RNC_CELL_GRU_RB;
-        for (int64_t g = 0; g < (reset_before ? 2 : G); g++)
+        const int split_last = x->cell->split_last;
+        for (int64_t g = 0; g < (split_last ? G - 1 : G); g++)
             for (int64_t p = p0; p < p1; p++)
                 K->gemm_panel(rows_now, R, h_packed, a->w_hh_p + (g * P + p) * R * RNC_PANEL, NULL,
                               acc + g * Hp + p * RNC_PANEL, GHp);
-        if (reset_before) {
-            /* r, z; then W_hn (r * h_{t-1}) needs r of every unit: a second
-             * GEMM after a barrier (two barriers a step for this cell) */
-            float *rh = rhpack + x->rhpack_floats;
+        if (split_last) {
+            /* s_t from the other gates; then W_last s_t needs s_t of every
+             * unit: a second GEMM after a barrier (two barriers a step) */
             if (u0 < u1) {
-                gru_rb_gates(&post, rh, rows_now, u0, u1);
-                rnc_pack_a_cols(rows_now, H, u0, u1, (rnc_mat){rh, H, 1}, K->mr, rhpack);
+                ck->forward_split(&post, 0, rows_now, u0, u1);
+                rnc_pack_a_cols(rows_now, H, u0, u1, (rnc_mat){split, H, 1}, K->mr, rhpack);
             }
 #ifdef _OPENMP
 #pragma omp barrier
 #endif
             for (int64_t p = p0; p < p1; p++)
-                K->gemm_panel(rows_now, H, rhpack, a->w_hh_p + (2 * P + p) * H * RNC_PANEL, NULL,
-                              acc + 2 * Hp + p * RNC_PANEL, GHp);
+                K->gemm_panel(rows_now, H, rhpack, a->w_hh_p + ((G - 1) * P + p) * H * RNC_PANEL,
+                              NULL, acc + (G - 1) * Hp + p * RNC_PANEL, GHp);
         }
         if (u0 < u1) {
-            if (reset_before) gru_rb_update(&post, rows_now, u0, u1);
-            else if (a->peephole || a->input_forget)
-                rnc_lstm_update(&post, a->peephole, a->input_forget, 0, rows_now, u0, u1);
-            else K->postgemm(&post, 0, rows_now, u0, u1);
+            ck->forward(&post, 0, rows_now, u0, u1);
             if (proj) rnc_pack_a_cols(rows_now, H, u0, u1, (rnc_mat){m, H, 1}, K->mr, rhpack);
         }
         if (proj) { /* 2'. h_t = W_hr m_t for this thread's state units */
@@ -348,14 +294,15 @@ rnc_status rnc_forward(const rnc_dims *d, const rnc_fwd_args *a, int n_threads) 
     const int G = rnc_cell_gates(d->cell);
     if (G == 0) return RNC_ERR_UNSUPPORTED;
     if (rnc_fwd_workspace_floats(d, n_threads) == 0) return RNC_ERR_INVALID_ARG;
+    const rnc_cell_info *cell = rnc_cell_info_of(d->cell);
     const int64_t R = rnc_state_width(d), Rp = rnc_padded(R);
     if (!a->x || !a->w_ih_p || !a->w_hh_p || !a->y || !a->ws || a->ldy < R ||
         (d->proj > 0) != (a->w_hr_p != NULL))
         return RNC_ERR_INVALID_ARG;
-    if (d->cell != RNC_CELL_LSTM && (a->c0 || a->c_n)) return RNC_ERR_INVALID_ARG;
-    if (a->tape && rnc_tape_slots(d->cell) == 0) return RNC_ERR_INVALID_ARG;
+    if (!cell->has_c && (a->c0 || a->c_n)) return RNC_ERR_INVALID_ARG;
+    if (a->tape && cell->tape_slots == 0) return RNC_ERR_INVALID_ARG;
     if (rnc_check_lengths(a->lengths, d->T, d->N, a->batch_first, a->reverse)) return RNC_ERR_INVALID_ARG;
-    if (d->cell != RNC_CELL_LSTM && (a->peephole || a->input_forget)) return RNC_ERR_INVALID_ARG;
+    if (!cell->has_c && (a->peephole || a->input_forget)) return RNC_ERR_INVALID_ARG;
     const rnc_kernels *K = rnc_active_kernels();
 
     const int64_t T = d->T, N = d->N, H = d->H;
@@ -367,13 +314,13 @@ rnc_status rnc_forward(const rnc_dims *d, const rnc_fwd_args *a, int n_threads) 
     float *gx = a->ws;
     float *acc = gx + cs * N * GHp;
     float *bias_x = acc + N * GHp;
-    float *b_hn = bias_x + GHp;
-    float *c = b_hn + Hp;
+    float *b_last = bias_x + GHp;
+    float *c = b_last + Hp;
     float *zeros = c + N * Hp;
     const int64_t S = R > H ? R : H;
     float *hpack = zeros + N * S; /* [2][packed N x R]: h_{t-1} packed, by step parity */
     const int64_t hpack_half = rnc_packed_a_floats(N, R), rhpack_floats = rnc_packed_a_floats(N, H);
-    /* GRU_RB: r * h_{t-1}, packed | its rows [N, H]; projection: m_t likewise */
+    /* split cells: s_t (GRU_RB: r * h_{t-1}), packed | its rows [N, H]; projection: m_t likewise */
     float *rhpack = hpack + 2 * hpack_half;
     float *hproj = rhpack + rhpack_floats + N * H; /* projection: W_hr m_t [N, Rp] */
     float *apack = hproj + (d->proj > 0 ? N * Rp : 0); /* + tid * apack_floats(d) */
@@ -382,19 +329,19 @@ rnc_status rnc_forward(const rnc_dims *d, const rnc_fwd_args *a, int n_threads) 
     for (int64_t g = 0; g < G; g++)
         for (int64_t u = 0; u < Hp; u++) {
             const int64_t j = g * H + u;
-            const int recurrent_in_gx = d->cell != RNC_CELL_GRU || g < 2;
+            const int recurrent_in_gx = !cell->last_bias_inside || g < G - 1;
             bias_x[g * Hp + u] = u >= H ? 0.0f
                 : (a->b_ih ? a->b_ih[j] : 0.0f) + (a->b_hh && recurrent_in_gx ? a->b_hh[j] : 0.0f);
         }
     for (int64_t u = 0; u < Hp; u++)
-        b_hn[u] = d->cell == RNC_CELL_GRU && a->b_hh && u < H ? a->b_hh[2 * H + u] : 0.0f;
+        b_last[u] = cell->last_bias_inside && a->b_hh && u < H ? a->b_hh[(G - 1) * H + u] : 0.0f;
     memset(c, 0, (size_t)(N * Hp) * sizeof(float));
-    if (d->cell == RNC_CELL_LSTM && a->c0)
+    if (cell->has_c && a->c0)
         for (int64_t n = 0; n < N; n++) memcpy(c + n * Hp, a->c0 + n * H, (size_t)H * sizeof(float));
     memset(zeros, 0, (size_t)(N * S) * sizeof(float));
 
     const int nt = rnc_step_threads(d, G, n_threads);
-    const fwd_team ctx = {d, a, K, G, cs, row_t, row_n, gx, acc, bias_x, b_hn, c, zeros,
+    const fwd_team ctx = {d, a, K, cell, G, cs, row_t, row_n, gx, acc, bias_x, b_last, c, zeros,
                           hpack, hpack_half, rhpack_floats, rhpack, hproj, apack};
     /* a team of one runs without a parallel region: libgomp pays futex
      * syscalls even for one thread, which one-step calls (step()) feel */
@@ -410,7 +357,7 @@ rnc_status rnc_forward(const rnc_dims *d, const rnc_fwd_args *a, int n_threads) 
 
     /* 3. final states (with lengths: at each sequence's last step; the rows
      * past its end are zeroed) */
-    const int64_t tape_row = rnc_tape_slots(d->cell) * Hp;
+    const int64_t tape_row = cell->tape_slots * Hp;
     for (int64_t n = 0; n < N && a->lengths; n++)
         for (int64_t t = a->lengths[n]; t < T; t++) {
             memset(a->y + (t * N + n) * a->ldy, 0, (size_t)R * sizeof(float));

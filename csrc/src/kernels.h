@@ -1,7 +1,8 @@
 /*
  * kernels.h: internal interfaces between the forward driver (fwd.c), the
- * run-time dispatch (dispatch.c) and the per-ISA kernels (kernels_generic.c,
- * isa/kernels_avx2.c, isa/kernels_avx512.c). Not part of the public API.
+ * run-time dispatch (dispatch.c) and the per-ISA kernels (isa/kernels_<isa>.c:
+ * isa/kernels_simd.inc and the cells of isa/cells/ over each ISA's vector
+ * vocabulary, isa/simd_<isa>.h). Not part of the public API.
  *
  * Packed weights (rnc_pack_weights): a [G*H, K] PyTorch weight becomes panels
  * of RNC_PANEL hidden units of one gate, each panel K rows of RNC_PANEL
@@ -28,28 +29,95 @@ static inline int64_t rnc_state_width(const rnc_dims *d) {
     return d->proj > 0 ? d->proj : d->H;
 }
 
-/* Post-GEMM element-wise update of one time step (see the equations in
- * fwd.c). Rows n of this step: gx + n*ld_gx, acc + n*ld_acc (both padded gate
- * rows), h_prev + n*ld_hprev, y + n*ld_y, c + n*Hp. */
+/*
+ * Cells. The drivers (fwd.c, bwd.c) never name a cell kind: they read its
+ * description (cells.c) and call its kernels (one source per cell in
+ * isa/cells/, compiled once per ISA into the tables below).
+ */
 typedef struct {
-    rnc_cell cell;
+    int gates;           /* G: gate blocks of W_ih / W_hh rows                   */
+    int tape_slots;      /* Hp-float slots per tape row (what backward reads)    */
+    int has_c;           /* carries a cell state c (and takes the LSTM variants:
+                            peepholes, input_forget, a projection)               */
+    int split_last;      /* the last gate's recurrent product is W_last s_t with
+                            s_t made from this step's other gates, so a second
+                            GEMM after a barrier (GRU reset-before: s = r*h)     */
+    int split_slot;      /* split_last: the tape slot holding s_t                */
+    int last_bias_inside;/* the last gate's b_hh stays inside the cell (GRU:
+                            n = tanh(.. + r*(W_hn h + b_hn))), not folded into gx */
+    int distinct_dgh;    /* the state-side gradient of the gates differs from the
+                            input side (GRU: dn*r against dn): its own buffer    */
+    int direct_h;        /* h_t depends on h_{t-1} outside the product (GRU z),
+                            so dh_prev accumulates onto the cell's direct part   */
+} rnc_cell_info;
+
+/* The description of `cell`, or NULL for an unknown kind (cells.c). */
+const rnc_cell_info *rnc_cell_info_of(rnc_cell cell);
+
+/* Tape slots per row: see rnc_cell_info (isa/cells/ lists each cell's). */
+static inline int rnc_tape_slots(rnc_cell cell) {
+    const rnc_cell_info *c = rnc_cell_info_of(cell);
+    return c ? c->tape_slots : 0;
+}
+
+/* Post-GEMM element-wise update of one time step (equations in isa/cells/).
+ * Rows n of this step: gx + n*ld_gx, acc + n*ld_acc (both padded gate rows),
+ * h_prev + n*ld_hprev, y + n*ld_y, c + n*Hp. */
+typedef struct {
     int64_t H, Hp;
     const float *gx;     int64_t ld_gx;    /* input projection, folded biases */
     float *acc;          int64_t ld_acc;   /* W_hh h_prev; scratch: overwritten */
-    const float *h_prev; int64_t ld_hprev; /* read by GRU only                */
+    const float *h_prev; int64_t ld_hprev; /* read by cells with direct_h     */
     float *y;            int64_t ld_y;     /* h_t                             */
-    float *c;                              /* LSTM: [N, Hp] c_prev in, c_t out */
-    const float *b_hn;                     /* GRU: [Hp] recurrent n-gate bias */
-    float *tape;         int64_t ld_tape;  /* NULL, or rnc_tape_slots rows    */
+    float *c;                              /* has_c: [N, Hp] c_prev in, c_t out */
+    const float *b_last;                   /* last_bias_inside: [Hp] b_hh of the last gate */
+    float *tape;         int64_t ld_tape;  /* NULL, or tape_slots * Hp floats a row */
+    const float *peep;                     /* has_c: NULL or [3H] p_i, p_f, p_o */
+    int coupled;                           /* has_c: input_forget (f = 1 - i)  */
+    float *split;                          /* split_last: s_t rows of H floats */
 } rnc_post;
 
-/* Tape (forward for training): per row, what backward needs, in slots of Hp
- * floats: LSTM i, f, g, o (activated), c_t, tanh(c_t); GRU r, z, n
- * (activated), W_hn h_prev + b_hn; GRU_RB r, z, n, r * h_prev; RNN nothing
- * (backward reads h_t from y). */
-static inline int rnc_tape_slots(rnc_cell cell) {
-    return cell == RNC_CELL_LSTM ? 6 : (cell == RNC_CELL_GRU || cell == RNC_CELL_GRU_RB) ? 4 : 0;
-}
+/* Everything the element-wise backward pass of one step needs (bwd.c fills
+ * it; the cell kernels read it). Rows: row(t, n) = t*row_t + n*row_n. */
+typedef struct {
+    int64_t N, H, Hp, GH;
+    int64_t row_t, row_n;
+    const float *y;  int64_t ldy;  /* h_t rows                                  */
+    const float *dy; int64_t lddy; /* NULL, or the gradient of y                */
+    const float *tape;             /* tape_slots * Hp floats a row              */
+    const float *c0;               /* has_c: c_{-1} [N, H], or NULL for zeros   */
+    const float *zeros;            /* [max(Hp, Rp)] zeros                       */
+    const float *hprev;            /* [rows, H]: h_{t-1} of every row           */
+    float *dgx, *dgh;              /* [rows, GH]: dG, input side and state side */
+    float *dh, *dc;                /* [N, Hp]: in: the gradient from step t+1, out: to t-1 */
+    double *bsum_x, *bsum_h;       /* [GH]: running column sums (bias gradients) */
+    const float *peep;             /* has_c: NULL or [3H] peepholes              */
+    int coupled;                   /* has_c: input_forget                        */
+    double *psum;                  /* [3H]: running sums of peephole gradients   */
+    float *m_rows;                 /* has_c with a projection: m_t = o*tanh(c_t)
+                                      rows of H for dW_hr, else NULL            */
+} rnc_bwd_step;
+
+/* The kernels of one cell kind on one ISA. Units [u0, u1): u0 a multiple of
+ * RNC_PANEL; u1 a multiple of RNC_PANEL or H. */
+typedef struct {
+    /* h_t (c_t) of rows [n0, n1) from gx_t and acc = W_hh h_{t-1}; for a
+     * split cell, after the second product is in acc's last gate */
+    void (*forward)(const rnc_post *p, int64_t n0, int64_t n1, int64_t u0, int64_t u1);
+    /* split cells: the gates before the second product, and s_t into p->split */
+    void (*forward_split)(const rnc_post *p, int64_t n0, int64_t n1, int64_t u0, int64_t u1);
+    /* backward of step t for rows [0, rows): dG into dgx (dgh), bias sums, dh
+     * (dc) to step t-1; first: t is the first step run (t_prev: the step
+     * before t in forward order) */
+    void (*backward)(const rnc_bwd_step *s, int64_t t, int first, int64_t t_prev,
+                     int64_t rows, int64_t u0, int64_t u1);
+    /* split cells, after q = dG_last W_last (rows of Hp): the rest of dG and
+     * of dh (GRU reset-before: dA_r and r*q) */
+    void (*backward_split)(const rnc_bwd_step *s, int64_t t, const float *q, int64_t rows,
+                           int64_t u0, int64_t u1);
+} rnc_cell_kernels;
+
+#define RNC_N_CELLS 5 /* rnc_cell values 0 .. 4 */
 
 typedef struct {
     const char *name;
@@ -62,8 +130,8 @@ typedef struct {
      * product accumulated into C (K-blocked GEMMs, gradient sums). */
     void (*gemm_panel_acc)(int64_t M, int64_t K, const float *Ap, const float *P,
                            float *C, int64_t ldc);
-    /* Post-GEMM for rows [n0, n1) and units [u0, u1); u0 is a multiple of RNC_PANEL. */
-    void (*postgemm)(const rnc_post *p, int64_t n0, int64_t n1, int64_t u0, int64_t u1);
+    /* every cell's kernels, indexed by rnc_cell */
+    rnc_cell_kernels cell[RNC_N_CELLS];
     /* One row of the fused softmax cross-entropy (xent.c): loss = logsumexp(z)
      * - z[k]; with dz, dz = scale * (softmax(z) - onehot(k)) (dz may be z). */
     void (*xent_row)(int64_t V, const float *z, int64_t k, float *loss, float *dz, float scale);
@@ -223,12 +291,6 @@ static inline int64_t rnc_active_rows(const int64_t *lengths, int64_t N, int64_t
     }
     return lo;
 }
-
-/* The LSTM post-GEMM in plain C (kernels_generic.c), rows [n0, n1): the
- * generic path's, and every path's for the ONNX variants (peep: [3H] p_i,
- * p_f, p_o or NULL; coupled: f = 1 - i; see rnncore.h). */
-void rnc_lstm_update(const rnc_post *p, const float *peep, int coupled, int64_t n0, int64_t n1,
-                     int64_t u0, int64_t u1);
 
 /* The table chosen by rnc_init() (dispatch.c). */
 const rnc_kernels *rnc_active_kernels(void);

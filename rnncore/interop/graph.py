@@ -28,13 +28,55 @@ class Node:
         self.opset = opset
 
     def run(self, values):
+        """(Graph.run sets IEEE semantics, NaN and Inf flowing without
+        warnings as in ONNX Runtime, once for all its steps.)"""
         args = [values[i] if i else None for i in self.inputs]
-        with np.errstate(all="ignore"):  # IEEE semantics: NaN and Inf flow, as in ONNX Runtime
-            results = self.fn(args, self.attrs, self.opset)
+        results = self.fn(args, self.attrs, self.opset)
         return {name: value for name, value in zip(self.outputs, results) if name}
 
     def __repr__(self):
         return f"Node({self.op_type} {self.name!r}: {self.inputs} -> {self.outputs})"
+
+
+# small arrays (shape arithmetic) are compared by value, others by identity
+_BY_VALUE = 64
+
+
+def _same(a, b):
+    if a is b:
+        return True
+    if not (isinstance(a, np.ndarray) and isinstance(b, np.ndarray)):
+        return False
+    return a.size <= _BY_VALUE and a.dtype == b.dtype and a.shape == b.shape and \
+        bool(np.array_equal(a, b))
+
+
+class _ShapeMemo:
+    """A Node of the graph's shape arithmetic (every input a constant, a
+    Shape / Size result or another such node's output: the zero initial
+    states and index vectors of exported models), whose results are kept
+    and handed out again while its inputs are the same as on the last run.
+    An exported LSTM language model has 9 such nodes; recomputing them took
+    0.2 of 7.8 ms at batch 1. Their outputs are read-only to the graph
+    (never ``_reusable``) and copied when they are graph outputs."""
+
+    def __init__(self, node):
+        self.node = node
+        self.op_type, self.name = node.op_type, node.name
+        self.inputs, self.outputs = node.inputs, node.outputs
+        self._last = None  # (inputs, results)
+
+    def run(self, values):
+        args = [values[i] if i else None for i in self.inputs]
+        last = self._last
+        if last is not None and all(_same(a, b) for a, b in zip(args, last[0])):
+            return last[1]
+        results = self.node.run(values)
+        self._last = (args, results)
+        return results
+
+    def __repr__(self):
+        return f"_ShapeMemo({self.node!r})"
 
 
 class Graph:
@@ -48,7 +90,8 @@ class Graph:
       output buffer reused between runs (onnx_ops.Recycled);
     * a Node may write into an input that is an intermediate (made by a step
       at run time) no other step reads and that is not a graph output
-      (``attrs["_reusable"]``: its positions; onnx_ops honours it).
+      (``attrs["_reusable"]``: its positions; onnx_ops honours it);
+    * the shape arithmetic is computed once per input shape (_ShapeMemo).
     """
 
     def __init__(self, consts, inputs, outputs, steps):
@@ -62,12 +105,27 @@ class Graph:
             if isinstance(step, Node):
                 self._plan_weights(step)
         self._fuse_bias(reads)
-        made = {o for step in self.steps for o in step.outputs}  # after the fusion
+        self._memoize_shapes()
+        made = {o for step in self.steps for o in step.outputs  # after the fusion
+                if not isinstance(step, _ShapeMemo)}
+        self._kept = {o for step in self.steps if isinstance(step, _ShapeMemo)
+                      for o in step.outputs}
         for step in self.steps:
             if isinstance(step, Node):
                 step.attrs["_reusable"] = tuple(
                     k for k, i in enumerate(step.inputs)
                     if i in made and reads.get(i) == 1 and i not in self.outputs)
+
+    def _memoize_shapes(self):
+        shape_made = set(self.consts)
+        for k, step in enumerate(self.steps):
+            if not isinstance(step, Node):
+                continue
+            if step.op_type in ("Shape", "Size"):
+                shape_made.update(step.outputs)
+            elif all(not i or i in shape_made for i in step.inputs):
+                shape_made.update(step.outputs)
+                self.steps[k] = _ShapeMemo(step)
 
     def _plan_weights(self, node):
         if node.op_type not in ("MatMul", "Gemm") or len(node.inputs) < 2:
@@ -140,7 +198,9 @@ class Graph:
             raise ValueError(f"unknown outputs {bad}; the graph's are {self.outputs}")
         values = dict(self.consts)
         values.update({k: np.asarray(v) for k, v in feeds.items()})
-        for step in self.steps:
-            values.update(step.run(values))
-        # a constant is the graph's own: hand out copies
-        return [values[n].copy() if n in self.consts else values[n] for n in names]
+        with np.errstate(all="ignore"):  # IEEE semantics: NaN and Inf flow, as in ONNX Runtime
+            for step in self.steps:
+                values.update(step.run(values))
+        # constants and kept shape results are the graph's own: hand out copies
+        return [values[n].copy() if n in self.consts or n in self._kept else values[n]
+                for n in names]

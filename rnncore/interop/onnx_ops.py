@@ -395,9 +395,11 @@ def _size(x, a, o):
 
 
 def _constant_of_shape(x, a, o):
-    from onnx import numpy_helper
-    value = a.get("value")
-    fill = np.zeros(1, np.float32) if value is None else numpy_helper.to_array(value)
+    fill = a.get("_fill")
+    if fill is None:  # the value attribute, converted on the first run
+        from onnx import numpy_helper
+        value = a.get("value")
+        fill = a["_fill"] = np.zeros(1, np.float32) if value is None else numpy_helper.to_array(value)
     return [np.full(_bounded("ConstantOfShape", _ints(x[0])), fill.reshape(-1)[0],
                     dtype=fill.dtype)]
 

@@ -1,4 +1,4 @@
-"""Accuracy of the kernels' vectorised tanh and sigmoid (csrc/src/activations.h),
+"""Accuracy of the kernels' vectorised tanh and sigmoid (csrc/src/isa/kernels_simd.inc),
 measured through the public layers on a dense sweep against float64."""
 import numpy as np
 import pytest

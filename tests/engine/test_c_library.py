@@ -25,7 +25,7 @@ def test_plain_c_program(tmp_path, openmp):
         if build.returncode == 0:  # e.g. not on x86-64
             objs.append(str(obj))
             defines.append(f"-DRNC_HAVE_{isa.upper()}")
-    sources = sorted(str(p) for p in (src / "src").glob("*.c"))
+    sources = sorted(str(p) for p in (src / "src").glob("*.c")) + [str(src / "src" / "isa" / "kernels_generic.c")]
     exe = tmp_path / "test_forward"
     build = subprocess.run([CC, *flags, *defines, str(src / "tests" / "test_forward.c"), *sources, *objs,
                             "-o", str(exe), "-lm"], capture_output=True, text=True)

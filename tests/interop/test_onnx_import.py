@@ -444,3 +444,37 @@ def test_product_output_recycled_only_when_dropped(rng):
     y4 = session.run(None, {"x": rng.standard_normal((7, 24)).astype(np.float32)})[0]
     assert y4.shape == (7, 40)  # another shape: a new buffer
     np.testing.assert_array_equal(y3, kept)
+
+
+def test_shape_arithmetic_is_kept_per_input_shape(rng):
+    """The shape subgraph of an export (Shape -> Gather -> Unsqueeze -> Concat
+    -> ConstantOfShape) runs once per input shape: its nodes are kept
+    (graph._ShapeMemo), recomputed when the batch size changes, and a kept
+    value that is a graph output is handed out as a copy, so that a caller
+    writing into it changes nothing the next run sees; a node that may write
+    into its input never gets a kept one."""
+    from rnncore.interop.graph import _ShapeMemo
+    const = lambda name, v: numpy_helper.from_array(np.array(v, np.int64), name)  # noqa: E731
+    graph = helper.make_graph(
+        [helper.make_node("Shape", ["x"], ["s"]),
+         helper.make_node("Gather", ["s", "idx"], ["n"], axis=0),
+         helper.make_node("Unsqueeze", ["n", "axis0"], ["n1"]),
+         helper.make_node("Concat", ["n1", "width"], ["shape"], axis=0),
+         helper.make_node("ConstantOfShape", ["shape"], ["zeros"],
+                          value=numpy_helper.from_array(np.ones(1, np.float32))),
+         helper.make_node("Add", ["x", "zeros"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None),
+         helper.make_tensor_value_info("shape", TensorProto.INT64, None)],
+        initializer=[const("idx", 0), const("axis0", [0]), const("width", [3])])
+    session = rnncore.from_onnx(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)]))
+    kept = [s for s in session.graph.steps if isinstance(s, _ShapeMemo)]
+    assert [s.op_type for s in kept] == ["Gather", "Unsqueeze", "Concat", "ConstantOfShape"]
+    add = [s for s in session.graph.steps if s.op_type == "Add"][0]
+    assert add.attrs["_reusable"] == (), "Add must not write into the kept ones"
+    for n in (4, 4, 2, 4):
+        x = rng.standard_normal((n, 3)).astype(np.float32)
+        y, shape = session.run(None, {"x": x})
+        np.testing.assert_array_equal(y, x + 1)
+        assert shape.tolist() == [n, 3]
+        shape[...] = 7  # the caller's copy

@@ -1,6 +1,7 @@
 /* simd_avx2.h: the vector vocabulary of kernels_simd.inc for AVX2 + FMA
  * (8 floats). Compiled only into isa/kernels_avx2.c. */
 #include <immintrin.h>
+#include <stdint.h>
 
 #define ISA_NAME "avx2"
 #define ISA_SUFFIX(f) f##_avx2
@@ -30,3 +31,15 @@ typedef __m256 vm;
 #define vround_trunc(a) _mm256_cvtepi32_ps(_mm256_cvttps_epi32(a))
 #define vpow2i(n) _mm256_castsi256_ps(_mm256_slli_epi32( \
     _mm256_add_epi32(_mm256_cvttps_epi32(n), _mm256_set1_epi32(127)), 23))
+/* p[0, w) += lanes of v in double: full vectors converted 4 lanes at a time */
+#define VHAVE_ACCD 1
+static inline void vaccd(double *p, vf v, int64_t w) {
+    if (w == VW) {
+        _mm256_storeu_pd(p, _mm256_add_pd(_mm256_loadu_pd(p), _mm256_cvtps_pd(_mm256_castps256_ps128(v))));
+        _mm256_storeu_pd(p + 4, _mm256_add_pd(_mm256_loadu_pd(p + 4), _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1))));
+        return;
+    }
+    float tmp[VW];
+    vstore(tmp, v);
+    for (int64_t i = 0; i < w; i++) p[i] += tmp[i];
+}

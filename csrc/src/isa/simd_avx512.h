@@ -1,6 +1,7 @@
 /* simd_avx512.h: the vector vocabulary of kernels_simd.inc for AVX-512F
  * (16 floats). Compiled only into isa/kernels_avx512.c. */
 #include <immintrin.h>
+#include <stdint.h>
 
 #define ISA_NAME "avx512"
 #define ISA_SUFFIX(f) f##_avx512
@@ -36,3 +37,18 @@ typedef __mmask16 vm;
 /* 2^n for integral n in [-126, 127], from the float n */
 #define vpow2i(n) _mm512_castsi512_ps(_mm512_slli_epi32( \
     _mm512_add_epi32(_mm512_cvttps_epi32(n), _mm512_set1_epi32(127)), 23))
+/* partial vectors through lane masks (kernels_simd.inc: vloadn, vstoren) */
+#define VHAVE_PARTIAL 1
+#define vlanes(w) ((__mmask16)((1u << (w)) - 1u)) /* w in [1, 16] */
+#define vloadn(p, w) _mm512_maskz_loadu_ps(vlanes(w), p)
+#define vstoren(p, v, w) _mm512_mask_storeu_ps(p, vlanes(w), v)
+/* p[0, w) += lanes of v in double, 8 lanes at a time */
+#define VHAVE_ACCD 1
+static inline void vaccd(double *p, vf v, int64_t w) {
+    const __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+    const __m512d hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+    const __mmask8 mlo = (__mmask8)(w >= 8 ? 0xffu : (1u << w) - 1u);
+    const __mmask8 mhi = (__mmask8)(w >= 16 ? 0xffu : w > 8 ? (1u << (w - 8)) - 1u : 0u);
+    _mm512_mask_storeu_pd(p, mlo, _mm512_add_pd(_mm512_maskz_loadu_pd(mlo, p), lo));
+    if (mhi) _mm512_mask_storeu_pd(p + 8, mhi, _mm512_add_pd(_mm512_maskz_loadu_pd(mhi, p + 8), hi));
+}
