@@ -5,9 +5,10 @@
  *
  *   gx = deq(q(x_t) Wq_ih^T) + bias_x      every row of x quantized on its own
  *   a  = deq(q(h_{t-1}) Wq_hh^T)           per row of the batch, every step
- *   h_t, c_t = cell(gx_t, a)               the fp32 kernels' post-GEMM
- *                                          (rnc_kernels.postgemm, rnc_lstm_update)
- *   GRU_RB: a_n = deq(q(r * h_{t-1}) Wq_hn^T); projection: h_t = deq(q(m_t) Wq_hr^T)
+ *   h_t, c_t = cell(gx_t, a)               the fp32 kernels' cell pass
+ *                                          (rnc_kernels.cell[c].forward)
+ *   split cells (GRU_RB): a_last = deq(q(s_t) Wq_last^T), s_t = r * h_{t-1}
+ *   from cell.forward_split; projection: h_t = deq(q(m_t) Wq_hr^T)
  *
  * with deq(acc)[j] = (float)acc[j] * (s_row * sw[j]) (rnc_dequant_row), so the
  * fp32 cell code is written once for both precisions.
@@ -23,14 +24,14 @@
  * Workspace (bytes, each part 64-aligned; Hp, GHp as fwd.c, S = max(H, R),
  * Kx = 4*ceil(I/4), Ks = 4*ceil(S/4)):
  *   gx float [cs*N*GHp] | a float [N*GHp]
- *   | bias_x float [GHp] | b_hn float [Hp] | c float [N*Hp] | zeros float [N*S]
- *   | m (GRU_RB r*h, or the projection's m_t) float [N*H]
+ *   | bias_x float [GHp] | b_last float [Hp] | c float [N*Hp] | zeros float [N*S]
+ *   | b_last float [Hp] (cells with last_bias_inside)
+ *   | m (a split cell's s_t, or the projection's m_t) float [N*H]
  *   | qx u8 [cs*N*Kx] | sx float [cs*N]
  *   | per thread: qh u8 [N*Ks] | sh float [N] | blk int32 [max(QROWS, N)*Hp]
  */
 #include <string.h>
 
-#include "activations.h"
 #include "qkernels.h"
 
 #ifdef _OPENMP
@@ -48,7 +49,7 @@ static int64_t chunk_steps(const rnc_dims *d) {
 static int64_t up64(int64_t b) { return (b + 63) / 64 * 64; }
 
 typedef struct {
-    int64_t gx, acc, bias_x, b_hn, c, zeros, m, qx, sx, thread0, per_thread, total;
+    int64_t gx, acc, bias_x, b_last, c, zeros, m, qx, sx, thread0, per_thread, total;
 } qlayout;
 
 /* Byte offsets of the workspace parts; total -1 on overflow. */
@@ -62,7 +63,7 @@ static qlayout layout(const rnc_dims *d, int threads) {
     L.gx = o;      o += up64(4 * cs * N * GHp);
     L.acc = o;     o += up64(4 * N * GHp);
     L.bias_x = o;  o += up64(4 * GHp);
-    L.b_hn = o;    o += up64(4 * Hp);
+    L.b_last = o;  o += up64(4 * Hp);
     L.c = o;       o += up64(4 * N * Hp);
     L.zeros = o;   o += up64(4 * N * S);
     L.m = o;       o += up64(4 * N * d->H);
@@ -79,7 +80,8 @@ static qlayout layout(const rnc_dims *d, int threads) {
 static int qdims_ok(const rnc_dims *d) {
     if (!d || d->T < 1 || d->N < 1 || d->I < 1 || d->H < 1) return 0;
     const int G = rnc_cell_gates(d->cell);
-    if (G == 0 || d->proj < 0 || (d->proj > 0 && (d->cell != RNC_CELL_LSTM || d->proj >= d->H)))
+    if (G == 0 || d->proj < 0 ||
+        (d->proj > 0 && (!rnc_cell_info_of(d->cell)->has_c || d->proj >= d->H)))
         return 0;
     if (d->I > RNC_Q_MAX_K || d->H > RNC_Q_MAX_K) return 0;
     const int64_t lim = (int64_t)1 << 40; /* bytes of any one part */
@@ -106,38 +108,6 @@ typedef struct {
 } qteam;
 
 #define PART(type, name) ((type *)(void *)(x->base + x->L.name))
-
-/* GRU_RB: r, z into acc slots 0, 1 and rh = r * h_{t-1}; n and h after the
- * second product (fwd.c's gru_rb_gates / gru_rb_update, without a tape:
- * int8 is inference only). */
-static void gru_rb_gates(const rnc_post *p, float *rh, int64_t M, int64_t u0, int64_t u1) {
-    const int64_t Hp = p->Hp;
-    for (int64_t n = 0; n < M; n++) {
-        const float *gx = p->gx + n * p->ld_gx, *hp = p->h_prev + n * p->ld_hprev;
-        float *a = p->acc + n * p->ld_acc, *rhn = rh + n * p->H;
-#pragma omp simd
-        for (int64_t u = u0; u < u1; u++) {
-            const float r = rnc_sigmoid(gx[u] + a[u]), z = rnc_sigmoid(gx[Hp + u] + a[Hp + u]);
-            a[u] = r;
-            a[Hp + u] = z;
-            rhn[u] = r * hp[u];
-        }
-    }
-}
-
-static void gru_rb_update(const rnc_post *p, int64_t M, int64_t u0, int64_t u1) {
-    const int64_t Hp = p->Hp;
-    for (int64_t n = 0; n < M; n++) {
-        const float *gx = p->gx + n * p->ld_gx, *a = p->acc + n * p->ld_acc;
-        const float *hp = p->h_prev + n * p->ld_hprev;
-        float *y = p->y + n * p->ld_y;
-#pragma omp simd
-        for (int64_t u = u0; u < u1; u++) {
-            const float nn = rnc_tanh(gx[2 * Hp + u] + a[2 * Hp + u]), z = a[Hp + u];
-            y[u] = (1.0f - z) * nn + z * hp[u];
-        }
-    }
-}
 
 /* out rows n < M (stride ldo) at columns g*Hp + [u0, u1) for gates g in
  * [g0, g1) = deq(q(rows) W^T) (+ bias at the same columns): q rows in qa
@@ -168,11 +138,13 @@ static void qforward_thread(const qteam *x, int tid, int team) {
     const rnc_kernels *K = x->K;
     const rnc_qkernels *Q = x->Q;
     const int G = rnc_cell_gates(d->cell);
+    const rnc_cell_info *cell = rnc_cell_info_of(d->cell);
+    const rnc_cell_kernels *ck = &K->cell[d->cell];
     const int64_t T = d->T, N = d->N, I = d->I, H = d->H;
     const int64_t Hp = rnc_padded(H), GHp = G * Hp;
     const int64_t R = rnc_state_width(d), Rp = rnc_padded(R), S = R > H ? R : H;
     const int64_t Kx = 4 * rnc_qk(I), Ks = 4 * rnc_qk(S);
-    const int proj = d->proj > 0, reset_before = d->cell == RNC_CELL_GRU_RB;
+    const int proj = d->proj > 0, split_last = cell->split_last;
     const int64_t cs = x->cs, row_t = x->row_t, row_n = x->row_n;
     float *gx = PART(float, gx), *acc = PART(float, acc), *bias_x = PART(float, bias_x);
     float *m = PART(float, m), *sx = PART(float, sx), *zeros = PART(float, zeros);
@@ -188,8 +160,8 @@ static void qforward_thread(const qteam *x, int tid, int team) {
     const int64_t u1 = u_end < H ? u_end : H;                    /* ... and updates */
     rnc_split_range(Rp / RNC_PANEL, team, tid, 1, &q0, &q1);
     const int64_t v0 = q0 * RNC_PANEL, v_end = q1 * RNC_PANEL, v1 = v_end < R ? v_end : R;
-    rnc_post post = {d->cell, H, Hp, NULL, GHp, acc, GHp, NULL, 0, NULL, 0,
-                     PART(float, c), PART(float, b_hn), NULL, 0};
+    rnc_post post = {H, Hp, NULL, GHp, acc, GHp, NULL, 0, NULL, 0, PART(float, c),
+                     PART(float, b_last), NULL, 0, a->peephole, a->input_forget, m};
     int64_t t_lo = 0;
     const int64_t T_run = a->lengths ? a->lengths[0] : T;
     for (int64_t step = 0; step < T_run; step++) {
@@ -237,25 +209,22 @@ static void qforward_thread(const qteam *x, int tid, int team) {
         if (u0 < u_end) {
             for (int64_t n = 0; n < rows_now; n++)
                 sh[n] = rnc_quantize_row(R, h_prev + n * ld_hprev, qh + n * Ks);
-            qproduct(Q, rows_now, qh, Ks, sh, a->w_hh_q, G, H, R, 0, reset_before ? 2 : G, u0,
+            qproduct(Q, rows_now, qh, Ks, sh, a->w_hh_q, G, H, R, 0, split_last ? G - 1 : G, u0,
                      u_end, blk, acc, GHp, NULL);
         }
-        if (reset_before) {
-            if (u0 < u1) gru_rb_gates(&post, m, rows_now, u0, u1);
+        if (split_last) {
+            /* s_t (r * h_{t-1}) from the other gates, then its product with
+             * the last gate after a barrier (every unit of s_t is needed) */
+            if (u0 < u1) ck->forward_split(&post, 0, rows_now, u0, u1);
 #ifdef _OPENMP
 #pragma omp barrier
 #endif
             for (int64_t n = 0; n < rows_now && u0 < u_end; n++)
                 sh[n] = rnc_quantize_row(H, m + n * H, qh + n * Ks);
-            qproduct(Q, rows_now, qh, Ks, sh, a->w_hh_q, G, H, H, 2, 3, u0, u_end, blk, acc, GHp,
-                     NULL);
+            qproduct(Q, rows_now, qh, Ks, sh, a->w_hh_q, G, H, H, G - 1, G, u0, u_end, blk, acc,
+                     GHp, NULL);
         }
-        if (u0 < u1) {
-            if (reset_before) gru_rb_update(&post, rows_now, u0, u1);
-            else if (a->peephole || a->input_forget)
-                rnc_lstm_update(&post, a->peephole, a->input_forget, 0, rows_now, u0, u1);
-            else K->postgemm(&post, 0, rows_now, u0, u1);
-        }
+        if (u0 < u1) ck->forward(&post, 0, rows_now, u0, u1);
         if (proj) { /* 2'. h_t = deq(q(m_t) Wq_hr^T) for this thread's state units */
 #ifdef _OPENMP
 #pragma omp barrier
@@ -285,7 +254,8 @@ rnc_status rnc_qforward(const rnc_dims *d, const rnc_qfwd_args *a, int n_threads
         return RNC_ERR_INVALID_ARG;
     if (((uintptr_t)a->w_ih_q | (uintptr_t)a->w_hh_q | (uintptr_t)a->w_hr_q) & 3)
         return RNC_ERR_INVALID_ARG;
-    if (d->cell != RNC_CELL_LSTM && (a->c0 || a->c_n || a->peephole || a->input_forget))
+    const rnc_cell_info *cell = rnc_cell_info_of(d->cell);
+    if (!cell->has_c && (a->c0 || a->c_n || a->peephole || a->input_forget))
         return RNC_ERR_INVALID_ARG;
     if (d->proj > 0 && (a->peephole || a->input_forget)) return RNC_ERR_INVALID_ARG;
     if (rnc_check_lengths(a->lengths, d->T, d->N, a->batch_first, a->reverse))
@@ -306,18 +276,18 @@ rnc_status rnc_qforward(const rnc_dims *d, const rnc_qfwd_args *a, int n_threads
     const qteam *x = &ctx;
 
     /* 0. folded biases (fwd.c's) and padded states */
-    float *bias_x = PART(float, bias_x), *b_hn = PART(float, b_hn), *c = PART(float, c);
+    float *bias_x = PART(float, bias_x), *b_last = PART(float, b_last), *c = PART(float, c);
     for (int64_t g = 0; g < G; g++)
         for (int64_t u = 0; u < Hp; u++) {
             const int64_t j = g * H + u;
-            const int recurrent_in_gx = d->cell != RNC_CELL_GRU || g < 2;
+            const int recurrent_in_gx = !cell->last_bias_inside || g < G - 1;
             bias_x[g * Hp + u] = u >= H ? 0.0f
                 : (a->b_ih ? a->b_ih[j] : 0.0f) + (a->b_hh && recurrent_in_gx ? a->b_hh[j] : 0.0f);
         }
     for (int64_t u = 0; u < Hp; u++)
-        b_hn[u] = d->cell == RNC_CELL_GRU && a->b_hh && u < H ? a->b_hh[2 * H + u] : 0.0f;
+        b_last[u] = cell->last_bias_inside && a->b_hh && u < H ? a->b_hh[(G - 1) * H + u] : 0.0f;
     memset(c, 0, (size_t)(N * Hp) * sizeof(float));
-    if (d->cell == RNC_CELL_LSTM && a->c0)
+    if (cell->has_c && a->c0)
         for (int64_t n = 0; n < N; n++) memcpy(c + n * Hp, a->c0 + n * H, (size_t)H * sizeof(float));
     memset(PART(float, zeros), 0, (size_t)(N * S) * sizeof(float));
     memset(PART(float, acc), 0, (size_t)(N * GHp) * sizeof(float));
