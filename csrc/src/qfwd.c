@@ -16,8 +16,9 @@
  * Threads: as fwd.c, each thread owns fixed panels of RNC_PANEL hidden
  * units (and of state units with a projection) for the whole sequence;
  * every thread quantizes the whole h_{t-1} rows it needs into its own
- * buffer (N * R bytes a step: cheaper than another barrier), the rows of
- * x of a chunk are quantized once, split over the team. Integer products
+ * buffer (N * R values a step, against N * R * G * H / team multiply-adds
+ * of its product; no barrier more per step), the rows of x of a chunk are
+ * quantized once, split over the team. Integer products
  * are exact and every float is computed by one thread in one order, so the
  * result does not depend on the thread count.
  *

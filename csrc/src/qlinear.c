@@ -127,9 +127,9 @@ const rnc_qkernels rnc_qkernels_generic = {"generic", gemm_generic};
 
 /* ---------------------------------------------------------------- rnc_qlinear */
 
-/* Panels per product call: 8 x 16 outputs, so that a one-row product has
- * 8 independent sums in flight (one panel at a time ran a generation step's
- * decoder at the latency of one accumulation chain). */
+/* Panels per product call: 8 x 16 outputs, so that a one-row product (a
+ * generation step's decoder) takes the kernels' widest one-row tile, 8
+ * independent sums in flight, rather than one chain of dependent adds. */
 #define QLINEAR_PANELS 8
 
 /* Workspace: quantized rows [M][Kp] | scales [M] | per thread, int32
