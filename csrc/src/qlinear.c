@@ -45,13 +45,12 @@ float rnc_quantize_row(int64_t K, const float *v, uint8_t *u) {
         memset(u, 128, (size_t)Kp);
         return bad ? NAN : 0.0f;
     }
+    /* |v_k| <= a, so |v_k * fl(127 / a)| <= 127 (1 + 2^-24) rounds to at
+     * most 127: no clamp (a clamp here kept the loop from vectorizing:
+     * 20 % of an rnn t100 n1 h512 int8 forward went to this function) */
     const float inv = 127.0f / amax;
 #pragma omp simd
-    for (int64_t k = 0; k < K; k++) {
-        float q = round_even(v[k] * inv);
-        q = q > 127.0f ? 127.0f : q < -127.0f ? -127.0f : q;
-        u[k] = (uint8_t)(int)(q + 128.0f);
-    }
+    for (int64_t k = 0; k < K; k++) u[k] = (uint8_t)(int32_t)(round_even(v[k] * inv) + 128.0f);
     for (int64_t k = K; k < Kp; k++) u[k] = 128;
     return amax / 127.0f;
 }
