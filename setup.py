@@ -27,10 +27,12 @@ ROOT = Path(__file__).parent.resolve()
 CSRC = Path("csrc")
 # the portable kernels: the shared SIMD sources over portable C vectors, no ISA flags
 C_SOURCES = sorted(str(p) for p in (CSRC / "src").glob("*.c")) + ["csrc/src/isa/kernels_generic.c"]
-# ISA name -> (source, flags); x86-64 only (arm64 runs the generic path)
+# ISA name -> (source, flags, machines it is built for); NEON is baseline on
+# AArch64, so it needs no flags
 ISA_SOURCES = {
-    "avx2": ("csrc/src/isa/kernels_avx2.c", ["-mavx2", "-mfma"]),
-    "avx512": ("csrc/src/isa/kernels_avx512.c", ["-mavx512f", "-mavx2", "-mfma"]),
+    "avx2": ("csrc/src/isa/kernels_avx2.c", ["-mavx2", "-mfma"], ("x86_64", "amd64")),
+    "avx512": ("csrc/src/isa/kernels_avx512.c", ["-mavx512f", "-mavx2", "-mfma"], ("x86_64", "amd64")),
+    "neon": ("csrc/src/isa/kernels_neon.c", [], ("aarch64", "arm64")),
 }
 # the int8 products (csrc/src/isa/qkernels_<isa>.c), macro RNC_HAVE_Q<ISA>
 INT8_ISA_SOURCES = {
@@ -105,8 +107,8 @@ class BuildExt(build_ext):
         build_tmp = Path(self.build_temp) / "csrc"
         include = [str(CSRC / "include")]
         isa_objects, macros, isas = [], [], []
-        for isa, (src, isa_flags) in ISA_SOURCES.items():
-            if platform.machine().lower() not in ("x86_64", "amd64") or \
+        for isa, (src, isa_flags, machines) in ISA_SOURCES.items():
+            if platform.machine().lower() not in machines or \
                     not self._compiles(isa_flags + ["-Werror"]):
                 continue
             isa_objects += self.compiler.compile(

@@ -148,7 +148,7 @@ def init():
 
 
 def isa():
-    """The active CPU path: 'avx512', 'avx2' or 'generic'."""
+    """The active CPU path: 'avx512', 'avx2', 'neon' or 'generic'."""
     return rnc_isa_name().decode()
 
 

@@ -58,7 +58,7 @@ _S2S_CONFIG = {"cell": str, "embed_size": int, "hidden_size": int, "num_layers":
 MAX_TOKENIZER_CHARS = 1 << 26
 _CLASSIFIER_CONFIG = {"cell": str, "embed_size": int, "hidden_size": int, "num_layers": int,
                       "bidirectional": bool, "pooling": str, "dropout": float,
-                      "multi_label": bool}
+                      "multi_label": bool, "freeze_embedding": bool}
 _MODEL_CONFIG = {"LanguageModel": _LM_CONFIG, "Seq2Seq": _S2S_CONFIG,
                  "SequenceClassifier": _CLASSIFIER_CONFIG}
 
@@ -67,7 +67,7 @@ _MODEL_CONFIG = {"LanguageModel": _LM_CONFIG, "Seq2Seq": _S2S_CONFIG,
 _KIND_CONFIG = {"RNN": {"nonlinearity": str}, "GRU": {"reset_after": bool},
                 "LSTM": {"peephole": bool, "input_forget": bool, "proj_size": int}}
 # keys that files written before them lack, with the value they meant
-_ADDED_KEYS = {"LSTM": {"proj_size": 0}}
+_ADDED_KEYS = {"LSTM": {"proj_size": 0}, "SequenceClassifier": {"freeze_embedding": False}}
 
 
 def _layer_config(layer):

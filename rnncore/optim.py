@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "clip_grad_norm",
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "clip_grad_norm", "ExponentialAverage",
            "StepLR", "ExponentialLR", "LambdaLR"]
 
 
@@ -301,6 +301,91 @@ def clip_grad_norm(params, max_norm, error_if_nonfinite=False):
             for g in grads:
                 g *= np.float32(coef)
     return total
+
+
+# ------------------------------------------------------------ weight averaging
+
+class ExponentialAverage:
+    """An exponential moving average of the parameters (Polyak averaging;
+    torch.optim.swa_utils.AveragedModel with get_ema_multi_avg_fn(decay)):
+    the first update() copies the parameters, each later one sets
+    ``avg = decay * avg + (1 - decay) * p``. Evaluating the average instead
+    of the last weights smooths out the noise of the last steps.
+    params: a model or (param, grad) dicts, as for the optimizers.
+
+    >>> ema = rnncore.optim.ExponentialAverage(model, decay=0.99)
+    >>> # ... after each opt.step(): ema.update() ...
+    >>> raw = ema.swap_in()      # the model holds the average   # doctest: +SKIP
+    >>> model.evaluate(...); ema.swap_out(raw)                   # doctest: +SKIP
+    """
+
+    def __init__(self, params, decay):
+        decay = _positive_float("decay", decay, allow_zero=True)
+        if not decay < 1.0:
+            raise ValueError(f"decay must be in [0, 1), got {decay}")
+        self.decay = decay
+        self._sources = _sources(params)
+        self.count = 0
+        self.average = {}  # "i.name" -> float32 array
+
+    def _params(self):
+        for i, src in enumerate(self._sources):
+            for name, p, _ in _pairs(src):
+                yield i, name, f"{i}.{name}", p
+
+    def update(self):
+        """Fold the current parameters into the average."""
+        first, d = self.count == 0, np.float32(self.decay)
+        for _, _, key, p in self._params():
+            if first:
+                self.average[key] = np.array(p, np.float32)
+            else:
+                a = self.average[key]
+                a *= d
+                a += (1 - d) * np.asarray(p, np.float32)
+        self.count += 1
+
+    def _load(self, values):
+        for i, src in enumerate(self._sources):
+            mine = {name: values[f"{i}.{name}"] for name, _, _ in _pairs(src)}
+            if isinstance(src, dict):
+                for name, (p, _) in src.items():
+                    p[...] = mine[name]
+            else:
+                src.load_state_dict(mine, strict=False)
+
+    def swap_in(self):
+        """Put the average into the parameters; returns the values they had
+        (for swap_out)."""
+        if self.count == 0:
+            raise RuntimeError("no average yet: call update() after an optimizer step first")
+        raw = {key: np.array(p, np.float32) for _, _, key, p in self._params()}
+        self._load(self.average)
+        return raw
+
+    def swap_out(self, raw):
+        """Put back the values swap_in returned."""
+        self._load(raw)
+
+    def state_dict(self):
+        return {"type": "ExponentialAverage", "decay": self.decay, "count": self.count,
+                "average": {k: v.copy() for k, v in self.average.items()}}
+
+    def load_state_dict(self, state_dict):
+        if not isinstance(state_dict, dict) or state_dict.get("type") != "ExponentialAverage":
+            raise ValueError("state_dict is not an ExponentialAverage state")
+        shapes = {key: p.shape for _, _, key, p in self._params()}
+        count = int(state_dict["count"])
+        average = {k: np.array(v, np.float32) for k, v in state_dict["average"].items()}
+        if count and set(average) != set(shapes):
+            raise KeyError(f"state_dict averages {sorted(average)} != the parameters "
+                           f"{sorted(shapes)}")
+        for k, v in average.items():
+            if v.shape != shapes[k]:
+                raise ValueError(f"state_dict average {k!r} has shape {v.shape}, expected "
+                                 f"{shapes[k]}")
+        self.decay = _positive_float("decay", state_dict["decay"], allow_zero=True)
+        self.count, self.average = count, average
 
 
 # ------------------------------------------------------------ schedules

@@ -12,11 +12,14 @@ inside functions count too):
   edges that point up, and the only ones left out of the cycle check).
 """
 import ast
+import importlib.util
 from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "rnncore"
+# the package the tests import (the source tree, or an installed wheel: .ci/wheel),
+# found without importing it
+PACKAGE = Path(importlib.util.find_spec("rnncore").submodule_search_locations[0])
 OPTIONAL = {"torch", "onnx", "onnxruntime", "ml_dtypes", "keras", "h5py", "matplotlib", "dask",
             "distributed", "sacrebleu", "sentencepiece", "tokenizers"}
 FACADES = {("rnncore.engine.layers", "rnncore.interop.pytorch"),

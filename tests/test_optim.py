@@ -205,3 +205,63 @@ def test_clip_grad_norm_float32_sums_match_float64():
         exact = float(np.sqrt(np.sum(g.astype(np.float64) ** 2)))
         got = optim.clip_grad_norm(g.copy(), 1e38)
         assert got == pytest.approx(exact, rel=1e-5), (g[:2], got, exact)
+
+
+def test_exponential_average_matches_torch_ema():
+    torch = pytest.importorskip("torch")
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+    layer = rnncore.GRU(3, 5, seed=0)
+    net = torch.nn.GRU(3, 5)
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            p.copy_(torch.from_numpy(layer.state_dict()[name].copy()))
+    ours, theirs = optim.ExponentialAverage(layer, 0.9), AveragedModel(
+        net, multi_avg_fn=get_ema_multi_avg_fn(0.9))
+    opt = optim.SGD(layer, lr=0.1)
+    for grads in grads_sequence(layer._shapes, 5, seed=2):
+        for k, g in grads.items():
+            layer.grads[k][...] = g
+        opt.step()
+        with torch.no_grad():
+            for name, p in net.named_parameters():
+                p.copy_(torch.from_numpy(layer.state_dict()[name].copy()))
+        ours.update()
+        theirs.update_parameters(net)
+    last = {k: v.copy() for k, v in layer.state_dict().items()}
+    raw = ours.swap_in()
+    for name, p in theirs.module.named_parameters():
+        np.testing.assert_allclose(layer.state_dict()[name], p.detach().numpy(), rtol=1e-5,
+                                   atol=1e-6, err_msg=name)
+    ours.swap_out(raw)
+    for k, v in last.items():
+        np.testing.assert_array_equal(layer.state_dict()[k], v)
+
+
+def test_exponential_average_of_dicts_resume_and_errors():
+    p, g = np.zeros(3, np.float32), np.zeros(3, np.float32)
+    ema = optim.ExponentialAverage({"w": (p, g)}, 0.5)
+    with pytest.raises(RuntimeError, match="no average yet"):
+        ema.swap_in()
+    for value in (2.0, 4.0, 8.0):
+        p[...] = value
+        ema.update()
+    np.testing.assert_array_equal(ema.average["0.w"], [5.5] * 3)  # 2 -> 3 -> 5.5
+    again = optim.ExponentialAverage({"w": (p, g)}, 0.5)
+    again.load_state_dict(ema.state_dict())
+    p[...] = 0.0
+    ema.update()
+    again.update()
+    np.testing.assert_array_equal(again.average["0.w"], ema.average["0.w"])
+    raw = again.swap_in()
+    np.testing.assert_array_equal(p, [2.75] * 3)
+    again.swap_out(raw)
+    np.testing.assert_array_equal(p, [0.0] * 3)
+    for decay in (1.0, -0.1, float("nan")):
+        with pytest.raises(ValueError, match="decay"):
+            optim.ExponentialAverage({"w": (p, g)}, decay)
+    bad = ema.state_dict()
+    bad["average"]["0.w"] = np.zeros(4, np.float32)
+    with pytest.raises(ValueError, match="shape"):
+        again.load_state_dict(bad)
+    with pytest.raises(ValueError, match="not an ExponentialAverage"):
+        again.load_state_dict({"type": "Adam"})

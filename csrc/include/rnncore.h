@@ -261,9 +261,10 @@ rnc_status rnc_pack_weights(rnc_cell cell, int64_t H, int64_t K, const float *sr
 
 /*
  * CPU paths. rnc_init() detects the CPU once (CPUID plus the OS XGETBV check),
- * honours RNNCORE_DISABLE_ISA (comma-separated: "avx512", "avx2") and selects
- * the best compiled path; it is idempotent and rnc_forward calls it when
- * needed. rnc_isa_name: the active path ("avx512", "avx2" or "generic").
+ * honours RNNCORE_DISABLE_ISA (comma-separated: "avx512", "avx2", "neon") and
+ * selects the best compiled path; it is idempotent and rnc_forward calls it
+ * when needed. rnc_isa_name: the active path ("avx512", "avx2" or "generic"
+ * on x86-64; "neon" or "generic" on AArch64).
  * rnc_compiled_isas: the paths in this build, comma-separated.
  * rnc_isa_available: 1 if `name` is compiled, supported by this CPU and not
  * disabled. rnc_set_isa: switch the active path (for tests and benchmarks; not

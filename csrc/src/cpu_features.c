@@ -37,3 +37,13 @@ static int detect(void) { return 0; }
 
 int rnc_cpu_has_avx2_fma(void) { return detect() & 1; }
 int rnc_cpu_has_avx512f(void) { return (detect() >> 1) & 1; }
+
+/* Advanced SIMD (NEON) is part of the AArch64 base architecture: every
+ * AArch64 CPU and OS has it, no run-time check is needed. */
+int rnc_cpu_has_neon(void) {
+#if defined(__aarch64__)
+    return 1;
+#else
+    return 0;
+#endif
+}

@@ -1,6 +1,6 @@
 /*
  * dispatch.c: choose the kernel table once. Order of preference: avx512,
- * avx2, generic; a path is used only if it was compiled, the CPU and OS
+ * avx2 (x86-64), neon (AArch64), generic; a path is used only if it was compiled, the CPU and OS
  * support it, and RNNCORE_DISABLE_ISA does not name it.
  */
 #include <stdlib.h>
@@ -22,6 +22,9 @@ static const isa_entry ISAS[] = {
 #endif
 #ifdef RNC_HAVE_AVX2
     {"avx2", &rnc_kernels_avx2, rnc_cpu_has_avx2_fma},
+#endif
+#ifdef RNC_HAVE_NEON
+    {"neon", &rnc_kernels_neon, rnc_cpu_has_neon},
 #endif
     {"generic", &rnc_kernels_generic, always},
 };
@@ -79,6 +82,9 @@ const char *rnc_compiled_isas(void) {
 #endif
 #ifdef RNC_HAVE_AVX2
            "avx2,"
+#endif
+#ifdef RNC_HAVE_NEON
+           "neon,"
 #endif
            "generic";
 }

@@ -2,7 +2,8 @@
  * kernels.h: internal interfaces between the forward driver (fwd.c), the
  * run-time dispatch (dispatch.c) and the per-ISA kernels (isa/kernels_<isa>.c:
  * isa/kernels_simd.inc and the cells of isa/cells/ over each ISA's vector
- * vocabulary, isa/simd_<isa>.h). Not part of the public API.
+ * vocabulary, isa/simd_<isa>.h: generic, avx2, avx512, neon). Not part of the
+ * public API.
  *
  * Packed weights (rnc_pack_weights): a [G*H, K] PyTorch weight becomes panels
  * of RNC_PANEL hidden units of one gate, each panel K rows of RNC_PANEL
@@ -155,6 +156,9 @@ extern const rnc_kernels rnc_kernels_avx2;
 #ifdef RNC_HAVE_AVX512
 extern const rnc_kernels rnc_kernels_avx512;
 #endif
+#ifdef RNC_HAVE_NEON
+extern const rnc_kernels rnc_kernels_neon;
+#endif
 
 /* Largest float count the library hands out: its bytes fit both size_t and
  * int64_t. */
@@ -209,7 +213,8 @@ static inline int rnc_step_threads(const rnc_dims *d, int G, int n_threads) {
 }
 
 /* Denormals flushed to zero (FTZ/DAZ) inside the kernels of a thread:
- * saved = rnc_ftz_begin(); ...; rnc_ftz_end(saved). No-op off x86. */
+ * saved = rnc_ftz_begin(); ...; rnc_ftz_end(saved). x86: MXCSR; AArch64:
+ * FPCR.FZ (bit 24, flushes denormal inputs and results); no-op elsewhere. */
 #if defined(__x86_64__) || defined(_M_X64) || defined(__SSE__)
 #include <xmmintrin.h>
 static inline unsigned int rnc_ftz_begin(void) {
@@ -218,6 +223,17 @@ static inline unsigned int rnc_ftz_begin(void) {
     return saved;
 }
 static inline void rnc_ftz_end(unsigned int saved) { _mm_setcsr(saved); }
+#elif defined(__aarch64__) && (defined(__GNUC__) || defined(__clang__))
+static inline unsigned int rnc_ftz_begin(void) {
+    uint64_t fpcr;
+    __asm__ volatile("mrs %0, fpcr" : "=r"(fpcr));
+    __asm__ volatile("msr fpcr, %0" : : "r"(fpcr | (UINT64_C(1) << 24)));
+    return (unsigned int)fpcr;
+}
+static inline void rnc_ftz_end(unsigned int saved) {
+    const uint64_t fpcr = saved; /* FPCR's defined bits are all below 32 */
+    __asm__ volatile("msr fpcr, %0" : : "r"(fpcr));
+}
 #else
 static inline unsigned int rnc_ftz_begin(void) { return 0; }
 static inline void rnc_ftz_end(unsigned int saved) { (void)saved; }
@@ -299,5 +315,6 @@ const rnc_kernels *rnc_active_kernels(void);
 /* CPU support, with the OS (XGETBV) check: cpu_features.c. */
 int rnc_cpu_has_avx2_fma(void);
 int rnc_cpu_has_avx512f(void);
+int rnc_cpu_has_neon(void); /* 1 on AArch64, where Advanced SIMD is baseline */
 
 #endif /* RNC_KERNELS_H */

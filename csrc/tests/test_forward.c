@@ -1,10 +1,28 @@
 /*
  * test_forward.c: the C library on its own, from plain C (no Python).
- * Builds with the sources of csrc/src (tests/test_c_library.py does it):
+ * Builds with the sources of csrc/src (tests/engine/test_c_library.py and
+ * .ci/arm64 do it):
  *   cc -std=c99 -Icsrc/include csrc/tests/test_forward.c csrc/src/ *.c -lm
- * Checks an LSTM and a GRU against a scalar double-precision loop written
- * here, on every CPU path available, their backward pass against finite
- * differences of that loop, and that bad arguments are rejected.
+ * (plus csrc/src/isa/kernels_<isa>.c with -DRNC_HAVE_<ISA> per SIMD path).
+ *
+ * Every cell (RNN tanh and relu; LSTM plain, with peepholes, with coupled
+ * gates, both, with a projection; GRU reset-after and reset-before), forward
+ * and backward (rnc_backward), on every CPU path this build and CPU have
+ * (rnc_set_isa; RNNCORE_DISABLE_ISA removes paths), at 1 and 2 threads, for
+ * odd sizes (H = 1, 7, 17, 33, 65 / 129), time-major and batch-first,
+ * forward and reverse in time, and with variable lengths. The expected
+ * values come from a scalar double-precision loop written here (ref_forward,
+ * nothing of the library's): forward outputs directly, gradients as central
+ * differences of that loop's loss
+ *   L = sum(y * dy) + sum(h_n * dh_n) + sum(c_n * dc_n)
+ * in double (step 1e-6: truncation ~1e-12, rounding ~1e-9), per entry on a
+ * spread of entries and along one random +-1 direction over all entries of
+ * each gradient. The 1- and 2-thread results must be bit-identical (the
+ * library's promise), and y's row padding untouched. Bad arguments are
+ * rejected.
+ *
+ * Prints "N CPU path(s), M case(s), K value(s) compared, F failure(s)" and
+ * exits non-zero on any failure.
  */
 #include <math.h>
 #include <stdio.h>
@@ -12,146 +30,457 @@
 #include <string.h>
 
 #include "rnncore.h"
-
-/* sizes: steps, batch, inputs, hidden units */
-#define ST 4
-#define SN 3
-#define SI 5
-#define SH 7
+#include "../src/kernels.h" /* rnc_step_threads: which cases really run 2 threads */
 
 static int failures = 0;
-#define CHECK(cond, ...) do { if (!(cond)) { failures++; printf("FAIL: " __VA_ARGS__); printf("\n"); } } while (0)
+static long cases = 0, compared = 0, two_thread_cases = 0;
+static double worst_fwd = 0, worst_bwd = 0; /* largest error / tolerance seen */
+#define CHECK(cond, ...) do { if (!(cond)) { failures++; if (failures <= 30) { \
+    printf("FAIL: " __VA_ARGS__); printf("\n"); } } } while (0)
+
+/* Tolerances. Forward: float32 against double, |y - ref| <= FWD_ATOL +
+ * FWD_RTOL |ref| (the project's default). Backward: float32 BPTT sums over
+ * T*N rows and G*H units, |g - fd| <= BWD_TOL (1 + |fd|). */
+#define FWD_ATOL 2e-6
+#define FWD_RTOL 2e-5
+#define BWD_TOL 1e-5
+#define FD_STEP 1e-6
+#define FD_PROBES 16 /* entries probed per gradient when it has more than 2x that */
+
+/* ------------------------------------------------------------ cases */
+
+typedef enum { VAR_PLAIN, VAR_PEEP, VAR_COUPLED, VAR_PEEP_COUPLED, VAR_PROJ, VAR_PROJ_PEEP } variant;
+
+typedef struct {
+    rnc_cell cell;
+    variant var;
+    int64_t T, N, I, H, R; /* R: LSTM projection width, 0 for none */
+    int batch_first, reverse, lengths;
+} config;
+
+/* The parameters, in one vector theta (double for the reference, float for
+ * the library), groups at offsets; gradients use the same layout. */
+enum { P_X, P_H0, P_C0, P_WIH, P_WHH, P_BIH, P_BHH, P_PEEP, P_WHR, NP };
+static const char *PNAME[NP] = {"dx", "dh0", "dc0", "dw_ih", "dw_hh", "db_ih", "db_hh",
+                                "dpeephole", "dw_hr"};
+
+typedef struct {
+    int64_t off[NP], len[NP], total;
+} layout;
+
+static int64_t width(const config *c) { return c->R > 0 ? c->R : c->H; }
+static int has_peep(const config *c) {
+    return c->var == VAR_PEEP || c->var == VAR_PEEP_COUPLED || c->var == VAR_PROJ_PEEP;
+}
+static int coupled(const config *c) { return c->var == VAR_COUPLED || c->var == VAR_PEEP_COUPLED; }
+
+static layout make_layout(const config *c) {
+    const int64_t G = rnc_cell_gates(c->cell), R = width(c), H = c->H;
+    const int lstm = c->cell == RNC_CELL_LSTM;
+    layout L;
+    L.len[P_X] = c->T * c->N * c->I;
+    L.len[P_H0] = c->N * R;
+    L.len[P_C0] = lstm ? c->N * H : 0;
+    L.len[P_WIH] = G * H * c->I;
+    L.len[P_WHH] = G * H * R;
+    L.len[P_BIH] = L.len[P_BHH] = G * H;
+    L.len[P_PEEP] = has_peep(c) ? 3 * H : 0;
+    L.len[P_WHR] = c->R > 0 ? c->R * H : 0;
+    L.total = 0;
+    for (int p = 0; p < NP; p++) {
+        L.off[p] = L.total;
+        L.total += L.len[p];
+    }
+    return L;
+}
+
+static int64_t row_of(const config *c, int64_t t, int64_t n) {
+    return c->batch_first ? n * c->T + t : t * c->N + n;
+}
+
+/* non-increasing, the first below T when T > 1 (so steps past every length exist) */
+static int64_t length_of(const config *c, int64_t n) {
+    if (!c->lengths) return c->T;
+    const int64_t l = c->T - 1 - n;
+    return l < 1 ? 1 : l;
+}
+
+static void describe(const config *c, char *buf, size_t size) {
+    static const char *cells[] = {"rnn_tanh", "rnn_relu", "lstm", "gru", "gru_rb"};
+    static const char *vars[] = {"", "+peephole", "+coupled", "+peephole+coupled", "+proj", "+proj+peephole"};
+    snprintf(buf, size, "%s%s T=%lld N=%lld I=%lld H=%lld R=%lld%s%s%s", cells[c->cell], vars[c->var],
+             (long long)c->T, (long long)c->N, (long long)c->I, (long long)c->H, (long long)c->R,
+             c->batch_first ? " batch_first" : "", c->reverse ? " reverse" : "",
+             c->lengths ? " lengths" : "");
+}
+
+/* ------------------------------------------------- double reference */
 
 static double sig(double v) { return 1.0 / (1.0 + exp(-v)); }
 
-/* Scalar reference of one layer, time-major, PyTorch gate orders. */
-static void reference(rnc_cell cell, const float *x, const float *h0, const float *c0,
-                      const float *w_ih, const float *w_hh, const float *b_ih,
-                      const float *b_hh, double *y) {
-    const int G = rnc_cell_gates(cell);
-    double h[SN][SH], c[SN][SH];
-    for (int n = 0; n < SN; n++)
-        for (int u = 0; u < SH; u++) { h[n][u] = h0[n * SH + u]; c[n][u] = c0[n * SH + u]; }
-    for (int t = 0; t < ST; t++) {
-        double hn[SN][SH];
-        for (int n = 0; n < SN; n++) {
-            double gi[4 * SH], gh[4 * SH];
-            for (int j = 0; j < G * SH; j++) {
+/*
+ * One layer over the sequence, in double, straight from the equations of
+ * rnncore.h (PyTorch's gate orders i,f,g,o and r,z,n; ONNX's peepholes and
+ * coupled gates; PyTorch's proj_size). y [rows, R] dense, h_n [N, R],
+ * c_n [N, H] (LSTM). Rows past a sequence's length stay 0 and its state
+ * stops at its last step.
+ */
+static void ref_forward(const config *c, const layout *L, const double *th, double *y,
+                        double *h_n, double *c_n) {
+    const int64_t G = rnc_cell_gates(c->cell), T = c->T, N = c->N, I = c->I, H = c->H, R = width(c);
+    const double *x = th + L->off[P_X], *w_ih = th + L->off[P_WIH], *w_hh = th + L->off[P_WHH];
+    const double *b_ih = th + L->off[P_BIH], *b_hh = th + L->off[P_BHH];
+    const double *pp = th + L->off[P_PEEP], *w_hr = th + L->off[P_WHR];
+    const int peep = has_peep(c), coup = coupled(c);
+    double *gi = malloc((size_t)(G * H) * sizeof(double)), *gh = malloc((size_t)(G * H) * sizeof(double));
+    double *m = malloc((size_t)H * sizeof(double)), *hnew = malloc((size_t)R * sizeof(double));
+    memcpy(h_n, th + L->off[P_H0], (size_t)(N * R) * sizeof(double));
+    if (c->cell == RNC_CELL_LSTM) memcpy(c_n, th + L->off[P_C0], (size_t)(N * H) * sizeof(double));
+    memset(y, 0, (size_t)(T * N * R) * sizeof(double));
+    for (int64_t step = 0; step < T; step++) {
+        const int64_t t = c->reverse ? T - 1 - step : step;
+        for (int64_t n = 0; n < N; n++) {
+            if (step >= length_of(c, n)) continue;
+            const int64_t row = row_of(c, t, n);
+            const double *xr = x + row * I;
+            double *h = h_n + n * R, *cs = c_n + n * H;
+            for (int64_t j = 0; j < G * H; j++) {
                 gi[j] = b_ih[j];
                 gh[j] = b_hh[j];
-                for (int k = 0; k < SI; k++) gi[j] += w_ih[j * SI + k] * x[(t * SN + n) * SI + k];
-                for (int k = 0; k < SH; k++) gh[j] += w_hh[j * SH + k] * h[n][k];
+                for (int64_t k = 0; k < I; k++) gi[j] += w_ih[j * I + k] * xr[k];
+                if (c->cell == RNC_CELL_GRU_RB && j >= 2 * H) continue; /* W_hn (r * h) below */
+                for (int64_t k = 0; k < R; k++) gh[j] += w_hh[j * R + k] * h[k];
             }
-            for (int u = 0; u < SH; u++) {
-                if (cell == RNC_CELL_LSTM) {
-                    double i = sig(gi[u] + gh[u]), f = sig(gi[SH + u] + gh[SH + u]);
-                    double g = tanh(gi[2 * SH + u] + gh[2 * SH + u]);
-                    double o = sig(gi[3 * SH + u] + gh[3 * SH + u]);
-                    c[n][u] = f * c[n][u] + i * g;
-                    hn[n][u] = o * tanh(c[n][u]);
-                } else { /* GRU */
-                    double r = sig(gi[u] + gh[u]), z = sig(gi[SH + u] + gh[SH + u]);
-                    double nn = tanh(gi[2 * SH + u] + r * gh[2 * SH + u]);
-                    hn[n][u] = (1 - z) * nn + z * h[n][u];
+            switch (c->cell) {
+            case RNC_CELL_RNN_TANH:
+            case RNC_CELL_RNN_RELU:
+                for (int64_t u = 0; u < H; u++) {
+                    const double v = gi[u] + gh[u];
+                    hnew[u] = c->cell == RNC_CELL_RNN_TANH ? tanh(v) : (v > 0 ? v : 0);
                 }
+                break;
+            case RNC_CELL_LSTM:
+                for (int64_t u = 0; u < H; u++) {
+                    const double cp = cs[u];
+                    const double i = sig(gi[u] + gh[u] + (peep ? pp[u] * cp : 0));
+                    const double f = coup ? 1 - i : sig(gi[H + u] + gh[H + u] + (peep ? pp[H + u] * cp : 0));
+                    const double g = tanh(gi[2 * H + u] + gh[2 * H + u]);
+                    const double ct = f * cp + i * g;
+                    const double o = sig(gi[3 * H + u] + gh[3 * H + u] + (peep ? pp[2 * H + u] * ct : 0));
+                    cs[u] = ct;
+                    m[u] = o * tanh(ct);
+                }
+                for (int64_t v = 0; v < R; v++) { /* h = W_hr m, or m */
+                    if (c->R == 0) { hnew[v] = m[v]; continue; }
+                    hnew[v] = 0;
+                    for (int64_t u = 0; u < H; u++) hnew[v] += w_hr[v * H + u] * m[u];
+                }
+                break;
+            case RNC_CELL_GRU:
+                for (int64_t u = 0; u < H; u++) {
+                    const double r = sig(gi[u] + gh[u]), z = sig(gi[H + u] + gh[H + u]);
+                    const double nn = tanh(gi[2 * H + u] + r * gh[2 * H + u]);
+                    hnew[u] = (1 - z) * nn + z * h[u];
+                }
+                break;
+            case RNC_CELL_GRU_RB:
+                for (int64_t u = 0; u < H; u++) m[u] = sig(gi[u] + gh[u]) * h[u]; /* r * h */
+                for (int64_t u = 0; u < H; u++) {
+                    double a = gh[2 * H + u];
+                    for (int64_t k = 0; k < H; k++) a += w_hh[(2 * H + u) * H + k] * m[k];
+                    const double z = sig(gi[H + u] + gh[H + u]);
+                    const double nn = tanh(gi[2 * H + u] + a);
+                    hnew[u] = (1 - z) * nn + z * h[u];
+                }
+                break;
             }
+            memcpy(h, hnew, (size_t)R * sizeof(double));
+            memcpy(y + row * R, hnew, (size_t)R * sizeof(double));
         }
-        for (int n = 0; n < SN; n++)
-            for (int u = 0; u < SH; u++) { h[n][u] = hn[n][u]; y[(t * SN + n) * SH + u] = hn[n][u]; }
     }
+    free(gi);
+    free(gh);
+    free(m);
+    free(hnew);
 }
 
-static float rnd(unsigned *s) { *s = *s * 1103515245u + 12345u; return ((*s >> 8) & 0xffff) / 32768.0f - 1.0f; }
+typedef struct {
+    const float *dy, *dh_n, *dc_n; /* the loss's weights: [rows, R], [N, R], [N, H] */
+} loss_weights;
 
-/* loss = sum(y * dy) of the scalar reference */
-static double ref_loss(rnc_cell cell, const float *x, const float *h0, const float *c0,
-                       const float *w_ih, const float *w_hh, const float *b_ih,
-                       const float *b_hh, const float *dy) {
-    double y[ST * SN * SH], loss = 0;
-    reference(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, y);
-    for (int i = 0; i < ST * SN * SH; i++) loss += y[i] * dy[i];
+static double ref_loss(const config *c, const layout *L, const double *th, const loss_weights *w) {
+    const int64_t R = width(c), rows = c->T * c->N;
+    double *y = malloc((size_t)(rows * R) * sizeof(double));
+    double *hn = malloc((size_t)(c->N * R) * sizeof(double)), *cn = malloc((size_t)(c->N * c->H) * sizeof(double));
+    ref_forward(c, L, th, y, hn, cn);
+    double loss = 0;
+    for (int64_t i = 0; i < rows * R; i++) loss += y[i] * w->dy[i];
+    for (int64_t i = 0; i < c->N * R; i++) loss += hn[i] * w->dh_n[i];
+    for (int64_t i = 0; i < c->N * c->H && c->cell == RNC_CELL_LSTM; i++) loss += cn[i] * w->dc_n[i];
+    free(y);
+    free(hn);
+    free(cn);
     return loss;
 }
 
-/* rnc_backward's dW_hh, dW_ih and dx against central differences of ref_loss
- * (step 1e-2 on float inputs: the error is O(step^2) ~ 1e-4 relative). */
-static void check_backward(rnc_cell cell, const char *isa, const rnc_dims *d, rnc_fwd_args *a,
-                           float *w_ih, float *w_hh, const float *b_ih, const float *b_hh) {
-    const int G = rnc_cell_gates(cell);
-    float *tape = rnc_tape_floats(d) ? malloc(rnc_tape_floats(d) * sizeof(float)) : NULL;
-    float *ws = malloc(rnc_bwd_workspace_floats(d, 2) * sizeof(float));
-    float dy[ST * SN * SH], dx[ST * SN * SI], dh0[SN * SH], dc0[SN * SH];
-    float dw_ih[4 * SH * SI] = {0}, dw_hh[4 * SH * SH] = {0}, db_ih[4 * SH] = {0}, db_hh[4 * SH] = {0};
-    unsigned seed = 99;
-    for (int i = 0; i < ST * SN * SH; i++) dy[i] = rnd(&seed);
-    a->tape = tape;
-    CHECK(rnc_forward(d, a, 2) == RNC_OK, "%s forward with a tape", isa);
-    a->tape = NULL;
-    rnc_bwd_args b = {a->x, a->h0, a->c0, w_ih, w_hh, a->y, SH, tape, dy, SH, NULL, NULL,
-                      dx, SI, 0, dh0, cell == RNC_CELL_LSTM ? dc0 : NULL,
-                      dw_ih, dw_hh, db_ih, db_hh, ws, 0, 0, NULL, NULL, 0, NULL, NULL, NULL};
-    CHECK(rnc_backward(d, &b, 2) == RNC_OK, "%s backward", isa);
-    float *x = (float *)a->x;
-    struct { float *v; const float *grad; int n; const char *name; } probes[] = {
-        {w_hh, dw_hh, G * SH * SH, "dw_hh"}, {w_ih, dw_ih, G * SH * SI, "dw_ih"}, {x, dx, ST * SN * SI, "dx"}};
-    for (int p = 0; p < 3; p++)
-        for (int j = 0; j < probes[p].n; j += 5) {
-            const float saved = probes[p].v[j];
-            probes[p].v[j] = saved + 1e-2f;
-            const double up = ref_loss(cell, x, a->h0, a->c0 ? a->c0 : a->h0, w_ih, w_hh, b_ih, b_hh, dy);
-            const double step_up = (double)probes[p].v[j] - saved;
-            probes[p].v[j] = saved - 1e-2f;
-            const double down = ref_loss(cell, x, a->h0, a->c0 ? a->c0 : a->h0, w_ih, w_hh, b_ih, b_hh, dy);
-            const double step_down = saved - (double)probes[p].v[j];
-            probes[p].v[j] = saved;
-            const double fd = (up - down) / (step_up + step_down);
-            CHECK(fabs(probes[p].grad[j] - fd) < 1e-3 * fmax(1.0, fabs(fd)),
-                  "%s cell %d %s[%d]: backward %g, finite difference %g", isa, (int)cell,
-                  probes[p].name, j, probes[p].grad[j], fd);
-        }
-    rnc_bwd_args bad = b;
-    bad.tape = NULL;
-    CHECK(rnc_backward(d, &bad, 1) == RNC_ERR_INVALID_ARG, "backward without its tape");
-    free(tape);
-    free(ws);
+/* dL/dtheta_j by central differences; theta restored */
+static double fd_entry(const config *c, const layout *L, double *th, const loss_weights *w, int64_t j) {
+    const double saved = th[j];
+    th[j] = saved + FD_STEP;
+    const double up = ref_loss(c, L, th, w);
+    th[j] = saved - FD_STEP;
+    const double down = ref_loss(c, L, th, w);
+    th[j] = saved;
+    return (up - down) / (2 * FD_STEP);
 }
 
-static void run_cell(rnc_cell cell, const char *isa) {
-    const int G = rnc_cell_gates(cell);
-    unsigned seed = 7;
-    float x[ST * SN * SI], h0[SN * SH], c0[SN * SH], w_ih[4 * SH * SI], w_hh[4 * SH * SH], b_ih[4 * SH], b_hh[4 * SH];
-    for (int i = 0; i < ST * SN * SI; i++) x[i] = rnd(&seed);
-    for (int i = 0; i < SN * SH; i++) { h0[i] = rnd(&seed); c0[i] = rnd(&seed); }
-    for (int i = 0; i < G * SH * SI; i++) w_ih[i] = 0.4f * rnd(&seed);
-    for (int i = 0; i < G * SH * SH; i++) w_hh[i] = 0.4f * rnd(&seed);
-    for (int i = 0; i < G * SH; i++) { b_ih[i] = 0.1f * rnd(&seed); b_hh[i] = 0.1f * rnd(&seed); }
+/* the derivative of L along v over group p's entries */
+static double fd_direction(const config *c, const layout *L, double *th, const loss_weights *w,
+                           int p, const signed char *v) {
+    double *moved = malloc((size_t)L->total * sizeof(double));
+    memcpy(moved, th, (size_t)L->total * sizeof(double));
+    for (int64_t j = 0; j < L->len[p]; j++) moved[L->off[p] + j] += FD_STEP * v[L->off[p] + j];
+    const double up = ref_loss(c, L, moved, w);
+    for (int64_t j = 0; j < L->len[p]; j++) moved[L->off[p] + j] = th[L->off[p] + j] - FD_STEP * v[L->off[p] + j];
+    const double down = ref_loss(c, L, moved, w);
+    free(moved);
+    return (up - down) / (2 * FD_STEP);
+}
 
-    rnc_dims d = {ST, SN, SI, SH, cell, 0};
-    float *w_ih_p = malloc(rnc_packed_floats(cell, SH, SI) * sizeof(float));
-    float *w_hh_p = malloc(rnc_packed_floats(cell, SH, SH) * sizeof(float));
-    float *ws = malloc(rnc_fwd_workspace_floats(&d, 2) * sizeof(float));
-    float y[ST * SN * SH], h_n[SN * SH], c_n[SN * SH];
-    double y_ref[ST * SN * SH];
-    CHECK(rnc_pack_weights(cell, SH, SI, w_ih, w_ih_p) == RNC_OK, "pack w_ih");
-    CHECK(rnc_pack_weights(cell, SH, SH, w_hh, w_hh_p) == RNC_OK, "pack w_hh");
+/* entries of group p probed one by one: all, or FD_PROBES spread from the
+ * first to the last */
+static int64_t probe_count(int64_t len) { return len <= 2 * FD_PROBES ? len : FD_PROBES; }
+static int64_t probe_index(int64_t len, int64_t k) {
+    return len <= 2 * FD_PROBES ? k : k * (len - 1) / (FD_PROBES - 1);
+}
+
+/* -------------------------------------------------------- library run */
+
+typedef struct {
+    float *y;     /* rows of ldy floats */
+    int64_t ldy;
+    float *h_n, *c_n;
+    float *grad;  /* theta's layout */
+    int team;     /* threads rnc_step_threads gives this call */
+} lib_out;
+
+static float rnd(unsigned *s) {
+    *s = *s * 1103515245u + 12345u;
+    return (float)((*s >> 8) & 0xffff) / 32768.0f - 1.0f;
+}
+
+#define SENTINEL 12345.0f
+
+/* Forward (with a tape when the cell has one) and backward on the active
+ * path with n_threads threads. Returns 0, or -1 when a call failed. */
+static int run_library(const config *c, const layout *L, const float *thf, const loss_weights *w,
+                       int n_threads, lib_out *o) {
+    const int64_t H = c->H, R = width(c), rows = c->T * c->N, I = c->I;
+    const rnc_cell cell = c->cell;
+    const rnc_dims d = {c->T, c->N, I, H, cell, c->R};
+    int64_t *lens = malloc((size_t)c->N * sizeof(int64_t));
+    for (int64_t n = 0; n < c->N; n++) lens[n] = length_of(c, n);
+    float *w_ih_p = malloc(rnc_packed_floats(cell, H, I) * sizeof(float));
+    float *w_hh_p = malloc(rnc_packed_floats(cell, H, R) * sizeof(float));
+    float *w_hr_p = c->R ? malloc(rnc_packed_floats(RNC_CELL_RNN_TANH, R, H) * sizeof(float)) : NULL;
+    CHECK(rnc_pack_weights(cell, H, I, thf + L->off[P_WIH], w_ih_p) == RNC_OK, "pack w_ih");
+    CHECK(rnc_pack_weights(cell, H, R, thf + L->off[P_WHH], w_hh_p) == RNC_OK, "pack w_hh");
+    if (c->R) CHECK(rnc_pack_weights(RNC_CELL_RNN_TANH, R, H, thf + L->off[P_WHR], w_hr_p) == RNC_OK, "pack w_hr");
+    const size_t tape_n = rnc_tape_floats(&d);
+    float *tape = tape_n ? malloc(tape_n * sizeof(float)) : NULL;
+    float *fws = malloc(rnc_fwd_workspace_floats(&d, n_threads) * sizeof(float));
+    float *bws = malloc(rnc_bwd_workspace_floats(&d, n_threads) * sizeof(float));
+    for (int64_t i = 0; i < rows * o->ldy; i++) o->y[i] = SENTINEL;
+    memset(o->grad, 0, (size_t)L->total * sizeof(float));
     const int lstm = cell == RNC_CELL_LSTM;
-    rnc_fwd_args a = {x, h0, lstm ? c0 : NULL, w_ih_p, w_hh_p, b_ih, b_hh, y, SH, h_n,
-                      lstm ? c_n : NULL, ws, 0, 0, NULL, NULL, NULL, 0, NULL};
-    CHECK(rnc_forward(&d, &a, 2) == RNC_OK, "%s forward", isa);
-    reference(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, y_ref);
-    double worst = 0;
-    for (int i = 0; i < ST * SN * SH; i++) worst = fmax(worst, fabs(y[i] - y_ref[i]));
-    CHECK(worst < 1e-5, "%s cell %d: max |y - reference| = %g", isa, (int)cell, worst);
-    CHECK(memcmp(h_n, y + (ST - 1) * SN * SH, sizeof h_n) == 0, "%s h_n is the last output", isa);
+#define GROUP(p) (L->len[p] ? thf + L->off[p] : NULL)
+#define GRAD(p) (L->len[p] ? o->grad + L->off[p] : NULL)
+    const rnc_fwd_args a = {thf + L->off[P_X], GROUP(P_H0), GROUP(P_C0), w_ih_p, w_hh_p,
+                            GROUP(P_BIH), GROUP(P_BHH), o->y, o->ldy, o->h_n, lstm ? o->c_n : NULL,
+                            fws, c->batch_first, c->reverse, tape, c->lengths ? lens : NULL,
+                            GROUP(P_PEEP), coupled(c), w_hr_p};
+    int ok = rnc_forward(&d, &a, n_threads) == RNC_OK;
+    const rnc_bwd_args b = {thf + L->off[P_X], GROUP(P_H0), GROUP(P_C0), thf + L->off[P_WIH],
+                            thf + L->off[P_WHH], o->y, o->ldy, tape, w->dy, R, w->dh_n,
+                            lstm ? w->dc_n : NULL, GRAD(P_X), I, 0, GRAD(P_H0), GRAD(P_C0),
+                            GRAD(P_WIH), GRAD(P_WHH), GRAD(P_BIH), GRAD(P_BHH), bws,
+                            c->batch_first, c->reverse, c->lengths ? lens : NULL, GROUP(P_PEEP),
+                            coupled(c), GRAD(P_PEEP), GROUP(P_WHR), GRAD(P_WHR)};
+    ok = ok && rnc_backward(&d, &b, n_threads) == RNC_OK;
+    o->team = rnc_step_threads(&d, rnc_cell_gates(cell), n_threads);
+    if (ok && tape) { /* backward needs its tape */
+        rnc_bwd_args bad = b;
+        bad.tape = NULL;
+        CHECK(rnc_backward(&d, &bad, n_threads) == RNC_ERR_INVALID_ARG, "backward without its tape");
+    }
+#undef GROUP
+#undef GRAD
+    free(lens);
+    free(w_ih_p);
+    free(w_hh_p);
+    free(w_hr_p);
+    free(tape);
+    free(fws);
+    free(bws);
+    return ok ? 0 : -1;
+}
 
-    check_backward(cell, isa, &d, &a, w_ih, w_hh, b_ih, b_hh);
+/* --------------------------------------------------------------- check */
 
-    /* bad arguments are rejected, never crash */
+/* The expected values of one config, computed once for every path. */
+typedef struct {
+    double *y, *h_n, *c_n; /* ref_forward */
+    double *fd;            /* theta's layout; probed entries only */
+    double dir[NP];        /* directional derivative per group */
+    signed char *v;        /* the directions */
+} expected;
+
+static void check_close(double got, double want, double atol, double rtol, double *worst,
+                        const char *what, const char *desc, const char *isa, int nt, int64_t j) {
+    const double err = fabs(got - want), tol = atol + rtol * fabs(want);
+    if (err / tol > *worst) *worst = err / tol;
+    compared++;
+    CHECK(err <= tol, "%s [%s, %d thread(s)] %s[%lld]: got %.8g, expected %.8g", desc, isa, nt,
+          what, (long long)j, got, want);
+}
+
+static void check_against(const config *c, const layout *L, const expected *e, const lib_out *o,
+                          const char *desc, const char *isa, int nt) {
+    const int64_t R = width(c), rows = c->T * c->N;
+    for (int64_t r = 0; r < rows; r++) {
+        for (int64_t v = 0; v < R; v++)
+            check_close(o->y[r * o->ldy + v], e->y[r * R + v], FWD_ATOL, FWD_RTOL, &worst_fwd, "y", desc,
+                        isa, nt, r * R + v);
+        for (int64_t v = R; v < o->ldy; v++)
+            CHECK(o->y[r * o->ldy + v] == SENTINEL, "%s [%s]: y's row padding written", desc, isa);
+    }
+    for (int64_t i = 0; i < c->N * R; i++)
+        check_close(o->h_n[i], e->h_n[i], FWD_ATOL, FWD_RTOL, &worst_fwd, "h_n", desc, isa, nt, i);
+    for (int64_t i = 0; i < c->N * c->H && c->cell == RNC_CELL_LSTM; i++)
+        check_close(o->c_n[i], e->c_n[i], FWD_ATOL, FWD_RTOL, &worst_fwd, "c_n", desc, isa, nt, i);
+    for (int p = 0; p < NP; p++) {
+        const int64_t len = L->len[p];
+        if (len == 0) continue;
+        const float *g = o->grad + L->off[p];
+        for (int64_t k = 0; k < probe_count(len); k++) {
+            const int64_t j = probe_index(len, k);
+            check_close(g[j], e->fd[L->off[p] + j], BWD_TOL, BWD_TOL, &worst_bwd, PNAME[p], desc, isa, nt, j);
+        }
+        double along = 0, scale = 0;
+        for (int64_t j = 0; j < len; j++) {
+            along += (double)g[j] * e->v[L->off[p] + j];
+            scale += fabs(g[j]);
+        }
+        const double err = fabs(along - e->dir[p]), tol = BWD_TOL * (1 + scale);
+        if (err / tol > worst_bwd) worst_bwd = err / tol;
+        compared++;
+        CHECK(err <= tol, "%s [%s, %d thread(s)] %s along a random direction: %.8g, expected %.8g",
+              desc, isa, nt, PNAME[p], along, e->dir[p]);
+    }
+}
+
+static void run_config(const config *c, unsigned seed) {
+    char desc[160];
+    describe(c, desc, sizeof desc);
+    const layout L = make_layout(c);
+    const int64_t R = width(c), rows = c->T * c->N;
+    /* inputs U(-1, 1); weights U(-1, 1) / sqrt(fan-in); states, biases,
+     * peepholes smaller; every value a float, the same in both thetas */
+    double *th = malloc((size_t)L.total * sizeof(double));
+    float *thf = malloc((size_t)L.total * sizeof(float));
+    for (int p = 0; p < NP; p++) {
+        const double fan = p == P_WIH ? (double)c->I : p == P_WHH ? (double)R : p == P_WHR ? (double)c->H : 1;
+        const float scale = p == P_X ? 1.0f : p == P_H0 || p == P_C0 || p == P_PEEP ? 0.5f
+                          : p == P_BIH || p == P_BHH ? 0.1f : (float)(1.0 / sqrt(fan));
+        for (int64_t j = 0; j < L.len[p]; j++) thf[L.off[p] + j] = scale * rnd(&seed);
+    }
+    for (int64_t j = 0; j < L.total; j++) th[j] = thf[j];
+    float *dy = malloc((size_t)(rows * R) * sizeof(float));
+    float *dh_n = malloc((size_t)(c->N * R) * sizeof(float)), *dc_n = malloc((size_t)(c->N * c->H) * sizeof(float));
+    for (int64_t i = 0; i < rows * R; i++) dy[i] = rnd(&seed);
+    for (int64_t i = 0; i < c->N * R; i++) dh_n[i] = rnd(&seed);
+    for (int64_t i = 0; i < c->N * c->H; i++) dc_n[i] = rnd(&seed);
+    const loss_weights w = {dy, dh_n, dc_n};
+
+    expected e;
+    e.y = malloc((size_t)(rows * R) * sizeof(double));
+    e.h_n = malloc((size_t)(c->N * R) * sizeof(double));
+    e.c_n = malloc((size_t)(c->N * c->H) * sizeof(double));
+    e.fd = calloc((size_t)L.total, sizeof(double));
+    e.v = malloc((size_t)L.total);
+    ref_forward(c, &L, th, e.y, e.h_n, e.c_n);
+    for (int64_t j = 0; j < L.total; j++) e.v[j] = rnd(&seed) < 0 ? -1 : 1;
+    for (int p = 0; p < NP; p++) {
+        if (L.len[p] == 0) continue;
+        for (int64_t k = 0; k < probe_count(L.len[p]); k++) {
+            const int64_t j = L.off[p] + probe_index(L.len[p], k);
+            e.fd[j] = fd_entry(c, &L, th, &w, j);
+        }
+        e.dir[p] = fd_direction(c, &L, th, &w, p, e.v);
+    }
+
+    const int64_t ldy = R + (c->batch_first ? 3 : 0); /* a row stride > R on some cases */
+    lib_out out[2];
+    for (int k = 0; k < 2; k++) {
+        out[k].ldy = ldy;
+        out[k].y = malloc((size_t)(rows * ldy) * sizeof(float));
+        out[k].h_n = malloc((size_t)(c->N * R) * sizeof(float));
+        out[k].c_n = malloc((size_t)(c->N * c->H) * sizeof(float));
+        out[k].grad = malloc((size_t)L.total * sizeof(float));
+    }
+    static const char *paths[] = {"avx512", "avx2", "neon", "generic"};
+    for (int i = 0; i < 4; i++) {
+        if (rnc_set_isa(paths[i]) != RNC_OK) continue;
+        for (int k = 0; k < 2; k++) { /* 1 and 2 threads */
+            const int nt = k + 1;
+            const int ok = run_library(c, &L, thf, &w, nt, &out[k]) == 0;
+            CHECK(ok, "%s [%s, %d thread(s)]: a call failed", desc, paths[i], nt);
+            if (!ok) continue;
+            cases++;
+            two_thread_cases += out[k].team == 2;
+            check_against(c, &L, &e, &out[k], desc, paths[i], nt);
+        }
+        const int same = memcmp(out[0].y, out[1].y, (size_t)(rows * ldy) * sizeof(float)) == 0 &&
+                         memcmp(out[0].h_n, out[1].h_n, (size_t)(c->N * R) * sizeof(float)) == 0 &&
+                         (c->cell != RNC_CELL_LSTM ||
+                          memcmp(out[0].c_n, out[1].c_n, (size_t)(c->N * c->H) * sizeof(float)) == 0) &&
+                         memcmp(out[0].grad, out[1].grad, (size_t)L.total * sizeof(float)) == 0;
+        CHECK(same, "%s [%s]: 1 and 2 threads differ", desc, paths[i]);
+    }
+    for (int k = 0; k < 2; k++) {
+        free(out[k].y);
+        free(out[k].h_n);
+        free(out[k].c_n);
+        free(out[k].grad);
+    }
+    free(th);
+    free(thf);
+    free(dy);
+    free(dh_n);
+    free(dc_n);
+    free(e.y);
+    free(e.h_n);
+    free(e.c_n);
+    free(e.fd);
+    free(e.v);
+}
+
+/* ------------------------------------------------------- bad arguments */
+
+static void check_bad_arguments(void) {
+    enum { T = 2, N = 2, I = 3, H = 5 };
+    const rnc_cell cell = RNC_CELL_LSTM;
+    float x[T * N * I] = {0}, w_ih_p[1024], w_hh_p[1024], y[T * N * H], ws[1 << 14];
+    CHECK(rnc_packed_floats(cell, H, I) <= 1024 && rnc_packed_floats(cell, H, H) <= 1024, "packed sizes");
+    const rnc_dims d = {T, N, I, H, cell, 0};
+    CHECK(rnc_fwd_workspace_floats(&d, 1) <= sizeof ws / sizeof ws[0], "workspace size");
+    const rnc_fwd_args a = {x, NULL, NULL, w_ih_p, w_hh_p, NULL, NULL, y, H, NULL, NULL, ws,
+                            0, 0, NULL, NULL, NULL, 0, NULL};
     rnc_fwd_args bad = a;
     bad.x = NULL;
     CHECK(rnc_forward(&d, &bad, 1) == RNC_ERR_INVALID_ARG, "NULL x");
     bad = a;
-    bad.ldy = SH - 1;
+    bad.ldy = H - 1;
     CHECK(rnc_forward(&d, &bad, 1) == RNC_ERR_INVALID_ARG, "ldy < H");
     rnc_dims zero = d;
     zero.T = 0;
@@ -162,22 +491,66 @@ static void run_cell(rnc_cell cell, const char *isa) {
     rnc_dims unknown = d;
     unknown.cell = (rnc_cell)42;
     CHECK(rnc_forward(&unknown, &a, 1) == RNC_ERR_UNSUPPORTED, "unknown cell");
-    free(w_ih_p);
-    free(w_hh_p);
-    free(ws);
+    int64_t rising[N] = {1, 2};
+    bad = a;
+    bad.lengths = rising;
+    CHECK(rnc_forward(&d, &bad, 1) == RNC_ERR_INVALID_ARG, "increasing lengths");
+    CHECK(rnc_set_isa("no-such-isa") == RNC_ERR_UNSUPPORTED, "unknown ISA name");
 }
+
+/* --------------------------------------------------------------- main */
 
 int main(void) {
     rnc_init();
-    const char *isas[] = {"avx512", "avx2", "generic"};
-    int ran = 0;
-    for (int i = 0; i < 3; i++) {
-        if (rnc_set_isa(isas[i]) != RNC_OK) continue;
-        run_cell(RNC_CELL_LSTM, isas[i]);
-        run_cell(RNC_CELL_GRU, isas[i]);
-        ran++;
+    static const struct { rnc_cell cell; variant var; } kinds[] = {
+        {RNC_CELL_RNN_TANH, VAR_PLAIN}, {RNC_CELL_RNN_RELU, VAR_PLAIN},
+        {RNC_CELL_LSTM, VAR_PLAIN},     {RNC_CELL_LSTM, VAR_PEEP},
+        {RNC_CELL_LSTM, VAR_COUPLED},   {RNC_CELL_LSTM, VAR_PEEP_COUPLED},
+        {RNC_CELL_LSTM, VAR_PROJ},      {RNC_CELL_LSTM, VAR_PROJ_PEEP},
+        {RNC_CELL_GRU, VAR_PLAIN},      {RNC_CELL_GRU_RB, VAR_PLAIN}};
+    /* T, N, I, H, R (the projection width, when the variant has one) */
+    static const int64_t sizes[][5] = {{1, 1, 1, 1, 1}, {4, 3, 5, 7, 3}, {3, 5, 6, 17, 5}, {5, 2, 3, 33, 17}};
+    /* time-major, batch-first, reverse, both, lengths */
+    static const int layouts[][3] = {{0, 0, 0}, {1, 0, 0}, {0, 1, 0}, {1, 1, 0}, {0, 0, 1}};
+    int n_paths = 0;
+    static const char *paths[] = {"avx512", "avx2", "neon", "generic"};
+    printf("CPU paths:");
+    for (int i = 0; i < 4; i++)
+        if (rnc_isa_available(paths[i])) {
+            printf(" %s", paths[i]);
+            n_paths++;
+        }
+    printf(" (compiled: %s; OpenMP %s)\n", rnc_compiled_isas(), rnc_has_openmp() ? "on" : "off");
+    unsigned seed = 7;
+    int configs = 0;
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+        const int proj = kinds[k].var == VAR_PROJ || kinds[k].var == VAR_PROJ_PEEP;
+        for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++)
+            for (size_t l = 0; l < sizeof layouts / sizeof layouts[0]; l++) {
+                const config c = {kinds[k].cell, kinds[k].var, sizes[s][0], sizes[s][1], sizes[s][2],
+                                  sizes[s][3], proj ? sizes[s][4] : 0, layouts[l][0], layouts[l][1],
+                                  layouts[l][2]};
+                run_config(&c, seed++);
+                configs++;
+            }
+        /* big enough for a team of 2 (N G H^2 >= 2 RNC_MIN_STEP_MACS and 2+
+         * panels of units): time-major, batch-first reversed, lengths */
+        const int64_t G = rnc_cell_gates(kinds[k].cell), H = G == 1 ? 129 : 65;
+        const int64_t N = 2 * RNC_MIN_STEP_MACS / (G * H * H) + 1;
+        for (int l = 0; l < 3; l++) {
+            const int lay = l == 0 ? 0 : l == 1 ? 3 : 4;
+            const config c = {kinds[k].cell, kinds[k].var, 3, N, 4, H, proj ? 33 : 0,
+                              layouts[lay][0], layouts[lay][1], layouts[lay][2]};
+            run_config(&c, seed++);
+            configs++;
+        }
     }
-    CHECK(rnc_set_isa("no-such-isa") == RNC_ERR_UNSUPPORTED, "unknown ISA name");
-    printf("%d CPU path(s), %d failure(s)\n", ran, failures);
+    check_bad_arguments();
+    if (rnc_has_openmp())
+        CHECK(two_thread_cases > 0, "no case ran with a team of 2 threads");
+    printf("%d configuration(s), %ld case(s) with a 2-thread team; worst error / tolerance: "
+           "forward %.3f, backward %.3f\n", configs, two_thread_cases, worst_fwd, worst_bwd);
+    printf("%d CPU path(s), %ld case(s), %ld value(s) compared, %d failure(s)\n", n_paths, cases,
+           compared, failures);
     return failures != 0;
 }

@@ -77,10 +77,13 @@ def check_labels(path, labels, classes):
                                  f"classes: {', '.join(classes)})")
 
 
-def build_vocab(texts, min_count=1, max_vocab=None):
+def build_vocab(texts, min_count=1, max_vocab=None, keep=None, extra=()):
     """A word-level Vocabulary of the tokens of `texts` seen at least
-    min_count times, the max_vocab most frequent at most (ties by first
-    appearance), <unk> first (id 0, the id of every other token)."""
+    min_count times (or once, for the words of the set `keep`: those with a
+    pretrained vector), the max_vocab most frequent at most (ties by first
+    appearance), <unk> first (id 0, the id of every other token); then the
+    words of `extra` not in it yet, in their order (pretrained words never
+    seen in training)."""
     if min_count < 1:
         raise ValueError(f"min_count must be >= 1, got {min_count}")
     if max_vocab is not None and max_vocab < 1:
@@ -88,9 +91,16 @@ def build_vocab(texts, min_count=1, max_vocab=None):
     counts = collections.Counter(t for text in texts for t in tokenize(text))
     counts.pop(UNK, None)
     # Counter keeps first-appearance order; a stable sort keeps it for ties
-    words = [w for w, c in sorted(counts.items(), key=lambda kv: -kv[1]) if c >= min_count]
+    keep = keep or ()
+    words = [w for w, c in sorted(counts.items(), key=lambda kv: -kv[1])
+             if c >= min_count or w in keep]
     if max_vocab is not None:
         words = words[:max_vocab]
+    have = set(words) | {UNK}
+    for w in extra:
+        if w not in have:
+            have.add(w)
+            words.append(w)
     return Vocabulary([UNK] + words, "word")
 
 

@@ -21,6 +21,14 @@ Dropout (training only, inverted): on the embeddings, between stacked layers
 
 Arrays are time-major: token ids ``(T, N)`` with ``lengths (N,)``.
 
+Pretrained word vectors (``init_embedding``, rnncore.classify.vectors) set
+the embedding's rows of the words they cover; the other rows keep their
+random initial values, scaled to the pretrained vectors' standard deviation
+(Kim 2014: random rows of the same variance as the pretrained ones).
+``freeze_embedding=True`` keeps the embedding fixed during training: it gets
+no gradient and is not among ``trainable()``'s parameters (so no optimizer
+step, weight decay included, touches it).
+
 >>> vocab = build_vocab(["a good film", "a bad film"])
 >>> clf = SequenceClassifier(vocab, ["neg", "pos"], "gru", 16, 16, seed=0)
 >>> clf.predict(["good"])   # doctest: +SKIP
@@ -40,6 +48,7 @@ from ..engine.stack import dropout_mask
 from ..lm.text import Vocabulary
 from . import metrics
 from .data import encode, pad_batch
+from .vectors import match
 
 __all__ = ["SequenceClassifier", "POOLINGS"]
 
@@ -53,7 +62,8 @@ class SequenceClassifier(ParameterModel):
 
     cell: 'lstm', 'gru', 'rnn_tanh', ...; pooling: 'last', 'mean' or 'max';
     multi_label: a sigmoid per class (each text has any number of labels)
-    instead of one softmax. Initialisation: embedding U(-0.1, 0.1), the
+    instead of one softmax; freeze_embedding: train everything but the
+    embedding. Initialisation: embedding U(-0.1, 0.1), the
     recurrent layer PyTorch's, dense layer U(-1/sqrt(F), 1/sqrt(F)).
 
     Parameters (``named_parameters()``): ``embedding.weight`` (V, E),
@@ -64,12 +74,14 @@ class SequenceClassifier(ParameterModel):
 
     def __init__(self, vocab, classes, cell="lstm", embed_size=128, hidden_size=128,
                  num_layers=1, bidirectional=False, pooling="last", dropout=0.0,
-                 multi_label=False, *, seed=None):
+                 multi_label=False, freeze_embedding=False, *, seed=None):
         if not isinstance(vocab, Vocabulary):
             raise TypeError(f"vocab must be an rnncore.Vocabulary, got {type(vocab).__name__}")
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
         self.multi_label = check_bool("multi_label", multi_label)
+        self.freeze_embedding = check_bool("freeze_embedding", freeze_embedding)
+        self.frozen = {"embedding.weight"} if self.freeze_embedding else set()
         self.classes = self._check_classes(classes)
         kind = cells.by_name(cell)
         self.vocab, self.cell, self.pooling = vocab, cell, pooling
@@ -134,7 +146,8 @@ class SequenceClassifier(ParameterModel):
         return {"cell": self.cell, "embed_size": self.embed_size,
                 "hidden_size": self.hidden_size, "num_layers": self.num_layers,
                 "bidirectional": self.bidirectional, "pooling": self.pooling,
-                "dropout": self.dropout, "multi_label": self.multi_label}
+                "dropout": self.dropout, "multi_label": self.multi_label,
+                "freeze_embedding": self.freeze_embedding}
 
     def __repr__(self):
         c = self.config()
@@ -142,12 +155,42 @@ class SequenceClassifier(ParameterModel):
                 f"embed_size={c['embed_size']}, hidden_size={c['hidden_size']}, "
                 f"num_layers={c['num_layers']}, bidirectional={c['bidirectional']}, "
                 f"pooling={c['pooling']!r}, dropout={c['dropout']}"
-                f"{', multi_label=True' if self.multi_label else ''})")
+                f"{', multi_label=True' if self.multi_label else ''}"
+                f"{', freeze_embedding=True' if self.freeze_embedding else ''})")
 
     # ------------------------------------------------------------ parameters
 
     def _layout(self):
         return ["embedding.weight", ("rnn.", self.rnn), "fc.weight", "fc.bias"]
+
+    def init_embedding(self, words, vectors):
+        """Set the embedding rows of the vocabulary words that (words,
+        vectors) cover (see rnncore.classify.vectors.match: the word, its
+        lower-cased form, or the mean of its parts): their first D columns
+        (D = the vectors' dimension, at most embed_size) are the vectors.
+        Every other value (the rows of <unk> and of the words not covered,
+        the columns past D) is its initial U(-0.1, 0.1) value scaled to
+        U(-a, a), a = sqrt(3) * the standard deviation of the vectors used.
+        vectors: float (len(words), D), finite. Returns the number of
+        vocabulary words covered."""
+        vectors = np.asarray(vectors)
+        if vectors.ndim != 2 or vectors.dtype.kind != "f":
+            raise ValueError(f"vectors must be a 2-D float array, got {vectors.dtype} "
+                             f"{shape_str(vectors.shape)}")
+        if vectors.shape[1] > self.embed_size:
+            raise ValueError(f"the vectors have dimension {vectors.shape[1]}, more than the "
+                             f"model's embedding ({self.embed_size})")
+        if len(words) != vectors.shape[0]:
+            raise ValueError(f"{len(words)} words but {vectors.shape[0]} vectors")
+        if not np.isfinite(vectors).all():
+            raise ValueError("vectors must be finite (a value is NaN or infinite)")
+        rows, found = match(self.vocab.tokens, words, vectors)
+        found[self.vocab.unk] = False  # <unk> stands for every unknown word: kept random
+        emb = self.params["embedding.weight"]
+        if found.any():
+            emb *= math.sqrt(3.0) * float(rows[found].std()) / 0.1
+            emb[found, :rows.shape[1]] = rows[found]
+        return int(found.sum())
 
     # ------------------------------------------------------------ inputs
 
@@ -324,7 +367,8 @@ class SequenceClassifier(ParameterModel):
         dx, _ = self.rnn.backward(tape, dy, (dh, None) if lstm else dh)
         if mask_in is not None:
             dx *= mask_in
-        np.add.at(self.grads["embedding.weight"], ids[real], dx[real].reshape(-1, E))
+        if not self.freeze_embedding:
+            np.add.at(self.grads["embedding.weight"], ids[real], dx[real].reshape(-1, E))
         return loss
 
     # ------------------------------------------------------------ prediction

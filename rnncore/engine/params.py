@@ -77,6 +77,30 @@ class ParameterModel:
             self.params[name] = np.array(arr, dtype=np.float32, order="C")
         return missing, unexpected
 
+    def trainable(self):
+        """What an optimizer trains: the model itself, or, when some of its
+        parameters are frozen (their names in ``self.frozen``), a view of the
+        others (named_parameters, grads, load_state_dict as the model's)."""
+        frozen = getattr(self, "frozen", ())
+        return _Trainable(self, frozen) if frozen else self
+
     def zero_grad(self):
         for g in self.grads.values():  # the layers' own arrays among them
             g.fill(0.0)
+
+
+class _Trainable:
+    """The parameters of `model` but those named in `frozen`, as rnncore.optim
+    takes them (the names and arrays stay the model's)."""
+
+    def __init__(self, model, frozen):
+        self.model, self.frozen = model, frozenset(frozen)
+        self.grads = {k: g for k, g in model.grads.items() if k not in self.frozen}
+
+    def named_parameters(self):
+        return ((n, p) for n, p in self.model.named_parameters() if n not in self.frozen)
+
+    def load_state_dict(self, state_dict, strict=False):
+        if strict:
+            raise ValueError("a view of the trainable parameters loads with strict=False only")
+        return self.model.load_state_dict(state_dict, strict=False)

@@ -115,10 +115,25 @@ def add_commands(sub):
     tr.add_argument("--pooling", choices=POOLINGS, default=d.pooling,
                     help="last: final states; mean / max over the real steps (default last)")
     tr.add_argument("--bidirectional", action="store_true", help="read both ways")
+    tr.add_argument("--embed-size", type=int,
+                    help="embedding size (default 128, or the dimension of --embeddings)")
+    tr.add_argument("--embeddings", metavar="FILE",
+                    help="initialise the embedding from pretrained word vectors: a GloVe / "
+                         "word2vec text file (word v1 ... vD a line), or .npy / .safetensors "
+                         "with --embeddings-vocab; the embedding size is theirs "
+                         "unless --embed-size is larger (the other columns start random)")
+    tr.add_argument("--embeddings-vocab", metavar="FILE",
+                    help="the words of .npy / .safetensors vectors, one a line (line i: row i)")
+    tr.add_argument("--freeze-embeddings", action="store_true",
+                    help="keep the pretrained embedding fixed (default: fine-tune it)")
+    tr.add_argument("--vocab-from-embeddings", type=int, default=0, metavar="N",
+                    help="also put the first N words of --embeddings (the most frequent) in "
+                         "the vocabulary, so words unseen in training keep their vectors "
+                         "(default 0)")
     for name, typ, help_ in (
             ("min-count", int, "vocabulary: words seen at least this often"),
             ("max-vocab", int, "vocabulary: the most frequent words at most"),
-            ("embed-size", int, "embedding size"), ("hidden-size", int, "hidden units"),
+            ("hidden-size", int, "hidden units"),
             ("layers", int, "stacked layers"),
             ("dropout", float, "dropout on embeddings, between layers and on the features"),
             ("batch", int, "examples per batch"), ("lr", float, "learning rate"),
@@ -126,6 +141,8 @@ def add_commands(sub):
             ("lr-decay", float, "lr factor per epoch after --decay-after"),
             ("decay-after", int, "epochs at the full lr"),
             ("clip", float, "global gradient-norm clip (0: none)"), ("epochs", int, "epochs"),
+            ("average", float, "validate and keep the moving average of the weights, this "
+                               "decay per step, e.g. 0.99 (0: none)"),
             ("patience", int, "stop after this many epochs without a better valid accuracy"),
             ("max-steps", int, "batches per epoch at most"), ("seed", int, "random seed"),
             ("threads", int, "kernel threads")):

@@ -15,6 +15,24 @@ accuracy, macro-F1 and loss, one JSON line in the log, an atomic checkpoint
 bit) and, when the validation accuracy improves, the best model (early
 stopping: --patience epochs without improvement end the run). The learning
 rate is ``lr * lr_decay ** max(0, epoch - decay_after)``.
+
+Pretrained word vectors (--embeddings FILE, with --embeddings-vocab FILE
+for .npy / .safetensors; rnncore.classify.vectors): the embedding size is
+their dimension unless --embed-size is larger (the columns past theirs
+start random), a training word that has a vector is in the vocabulary
+even when seen fewer than --min-count times, and the embedding starts from
+them (SequenceClassifier.init_embedding); --freeze-embeddings keeps it
+fixed. --vocab-from-embeddings N also puts the vectors file's first N words
+(its most frequent ones), those the tokenizer can produce, in the
+vocabulary, so that a word never seen in training still reads its
+pretrained vector instead of <unk>. The vectors file is read once, at the
+start; a checkpoint holds the embedding itself, so --resume does not read it
+again.
+
+--average D keeps an exponential moving average of the trained weights
+(rnncore.optim.ExponentialAverage, ``avg = D avg + (1 - D) w`` after every
+step): validation, the best model and early stopping use the average, the
+checkpoint <out> keeps the raw weights (and the average, for --resume).
 """
 import dataclasses
 import math
@@ -26,8 +44,10 @@ from tqdm import tqdm
 
 from .. import optim
 from ..classify import SequenceClassifier
-from ..classify.data import bucket_batches, build_vocab, check_labels, pad_batch, read_tsv
+from ..classify.data import (bucket_batches, build_vocab, check_labels, pad_batch, read_tsv,
+                             tokenize)
 from ..classify.model import POOLINGS
+from ..classify.vectors import lookup_set, match, read_vectors
 from ..engine import cells, runtime
 from ..files import read_checkpoint, write_checkpoint
 from .train import (OPTIMIZERS, _append_json, _join_optimizer_state, _make_optimizer, _sibling,
@@ -46,7 +66,11 @@ class ClassifyConfig:
     min_count: int = 2           # vocabulary: words seen at least this often
     max_vocab: int = None        # ... and the most frequent this many at most
     cell: str = "lstm"
-    embed_size: int = 128
+    embed_size: int = None       # None: 128, or the dimension of the --embeddings vectors
+    embeddings: str = None       # pretrained word vectors (text, .npy or .safetensors)
+    embeddings_vocab: str = None  # the words of .npy / .safetensors vectors, one a line
+    freeze_embeddings: bool = False
+    vocab_from_embeddings: int = 0  # also the vectors file's first N words
     hidden_size: int = 128
     layers: int = 1
     bidirectional: bool = False
@@ -60,6 +84,7 @@ class ClassifyConfig:
     lr_decay: float = 1.0
     decay_after: int = 0
     clip: float = 5.0
+    average: float = 0.0         # decay of the weights' moving average (0: none)
     epochs: int = 10
     patience: int = None         # stop after this many epochs without a better valid accuracy
     max_steps: int = None        # batches per epoch at most (short runs, tests)
@@ -77,12 +102,14 @@ class ClassifyConfig:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
-        for name in ("embed_size", "hidden_size", "layers", "batch", "epochs", "min_count"):
+        for name in ("hidden_size", "layers", "batch", "epochs", "min_count"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("max_vocab", "patience", "max_steps"):
+        for name in ("embed_size", "max_vocab", "patience", "max_steps"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.average < 1.0:
+            raise ValueError(f"average must be in [0, 1), got {self.average}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if not 0.0 < self.valid_fraction < 1.0:
@@ -91,12 +118,21 @@ class ClassifyConfig:
             raise ValueError("lr and lr_decay must be > 0 and clip >= 0")
         if self.train is None and self.resume is None:
             raise ValueError("give a training file (--train) or --resume CHECKPOINT")
+        if self.vocab_from_embeddings < 0:
+            raise ValueError(f"vocab_from_embeddings must be >= 0, got "
+                             f"{self.vocab_from_embeddings}")
+        if self.embeddings is None and (self.embeddings_vocab or self.freeze_embeddings
+                                        or self.vocab_from_embeddings):
+            raise ValueError("--embeddings-vocab, --freeze-embeddings and "
+                             "--vocab-from-embeddings need --embeddings FILE")
 
 
 def load_examples(cfg, model=None):
     """``(vocab, classes, (train_texts, train_labels), (valid_texts,
-    valid_labels))`` as the config names them; vocabulary and classes from
-    the training examples unless `model` gives them."""
+    valid_labels), pretrained)`` as the config names them; vocabulary and
+    classes from the training examples unless `model` gives them;
+    pretrained: ``(words, vectors)`` of cfg.embeddings (the rows the
+    vocabulary can use), or None."""
     labels, texts = read_tsv(cfg.train, cfg.multi_label)
     all_labels = labels  # the classes are those of the whole training file
     if cfg.valid is not None:
@@ -112,17 +148,35 @@ def load_examples(cfg, model=None):
         valid_labels, valid_texts = [labels[i] for i in held], [texts[i] for i in held]
         labels, texts = [labels[i] for i in keep], [texts[i] for i in keep]
         valid_path = f"{cfg.train} (held out)"
+    pretrained = None
     if model is None:
+        keep, extra = None, []
+        if cfg.embeddings is not None:
+            tokens = sorted({t for text in texts for t in tokenize(text)})
+            words, vectors = read_vectors(cfg.embeddings, cfg.embeddings_vocab,
+                                          wanted=lookup_set(tokens),
+                                          first=cfg.vocab_from_embeddings)
+            # words the tokenizer can produce: not "n't", "'s", "a.m." ...
+            extra = [w for w in words[:cfg.vocab_from_embeddings] if tokenize(w) == [w]]
+            if cfg.embed_size is not None and cfg.embed_size < vectors.shape[1]:
+                raise ValueError(f"{cfg.embeddings}: the vectors have dimension "
+                                 f"{vectors.shape[1]}, more than --embed-size {cfg.embed_size}")
+            keep = {t for t, ok in zip(tokens, match(tokens, words, vectors)[1]) if ok}
+            pretrained = words, vectors
         found = sorted({lab for ls in all_labels for lab in (ls if cfg.multi_label else (ls,))})
         if len(found) < (1 if cfg.multi_label else 2):
             raise ValueError(f"{cfg.train}: only the label(s) {found}; a classifier needs "
                              "at least 2 classes")
-        vocab, classes = build_vocab(texts, cfg.min_count, cfg.max_vocab), found
+        vocab, classes = build_vocab(texts, cfg.min_count, cfg.max_vocab, keep, extra), found
     else:
         vocab, classes = model.vocab, model.classes
     check_labels(cfg.train, labels, classes)
     check_labels(valid_path, valid_labels, classes)
-    return vocab, classes, (texts, labels), (valid_texts, valid_labels)
+    return vocab, classes, (texts, labels), (valid_texts, valid_labels), pretrained
+
+
+def _make_average(cfg, model):
+    return optim.ExponentialAverage(model.trainable(), cfg.average) if cfg.average else None
 
 
 def _progress(total, desc, enabled):
@@ -147,10 +201,14 @@ def train_classifier(cfg, log=print):
         cfg = dataclasses.replace(saved, epochs=cfg.epochs, resume=cfg.resume,
                                   threads=cfg.threads, progress=cfg.progress,
                                   max_steps=cfg.max_steps, patience=cfg.patience)
-        _, _, (texts, labels), (valid_texts, valid_labels) = load_examples(cfg, model)
-        opt, sched = _make_optimizer(cfg, model)
+        _, _, (texts, labels), (valid_texts, valid_labels), _ = load_examples(cfg, model)
+        opt, sched = _make_optimizer(cfg, model.trainable())
         opt.load_state_dict(_join_optimizer_state(training["optimizer"], arrays))
         sched.load_state_dict(training["schedule"])
+        average = _make_average(cfg, model)
+        if average is not None:
+            average.load_state_dict(dict(training["average"], average={
+                k[len("average/"):]: v for k, v in arrays.items() if k.startswith("average/")}))
         model.generator.bit_generator.state = training["rng"]
         batch_rng = np.random.default_rng()
         batch_rng.bit_generator.state = training["batch_rng"]
@@ -158,11 +216,19 @@ def train_classifier(cfg, log=print):
         best, bad_epochs = training["best_valid_accuracy"], training["bad_epochs"]
         log(f"resumed {cfg.resume} after epoch {epoch0}")
     else:
-        vocab, classes, (texts, labels), (valid_texts, valid_labels) = load_examples(cfg)
-        model = SequenceClassifier(vocab, classes, cfg.cell, cfg.embed_size, cfg.hidden_size,
+        vocab, classes, (texts, labels), (valid_texts, valid_labels), pretrained = \
+            load_examples(cfg)
+        embed_size = cfg.embed_size or (128 if pretrained is None else pretrained[1].shape[1])
+        model = SequenceClassifier(vocab, classes, cfg.cell, embed_size, cfg.hidden_size,
                                    cfg.layers, cfg.bidirectional, cfg.pooling, cfg.dropout,
-                                   cfg.multi_label, seed=cfg.seed)
-        opt, sched = _make_optimizer(cfg, model)
+                                   cfg.multi_label, cfg.freeze_embeddings, seed=cfg.seed)
+        if pretrained is not None:
+            covered = model.init_embedding(*pretrained)
+            log(f"{cfg.embeddings}: vectors of dimension {pretrained[1].shape[1]} for "
+                f"{covered:,} of the {len(vocab):,} vocabulary words"
+                + (" (frozen)" if cfg.freeze_embeddings else ""))
+        opt, sched = _make_optimizer(cfg, model.trainable())
+        average = _make_average(cfg, model)
         batch_rng = np.random.default_rng([cfg.seed, 1])
     best_path = cfg.best or _sibling(cfg.out, ".best.safetensors")
     log_path = cfg.log or _sibling(cfg.out, ".log.jsonl")
@@ -190,6 +256,8 @@ def train_classifier(cfg, log=print):
                 optim.clip_grad_norm(model, cfg.clip)
             opt.step()
             model.zero_grad()
+            if average is not None:
+                average.update()
             total += loss * idx.size
             steps += 1
             seen += idx.size
@@ -202,6 +270,7 @@ def train_classifier(cfg, log=print):
                 log(f"epoch {epoch}: step {steps}/{len(batches)}, loss {total / seen:.4f}")
         bar.close()
         seconds = time.perf_counter() - t0
+        raw = average.swap_in() if average is not None else None  # validate the average
         valid = model.evaluate(valid_texts, valid_labels)
         record = {"epoch": epoch, "lr": opt.lr, "train_loss": total / seen,
                   "valid_loss": valid["loss"], "valid_accuracy": valid["accuracy"],
@@ -214,12 +283,19 @@ def train_classifier(cfg, log=print):
             write_checkpoint(model, best_path)
         else:
             bad_epochs += 1
+        if raw is not None:
+            average.swap_out(raw)
         opt_meta, opt_arrays = _split_optimizer_state(opt.state_dict())
+        extra = {}
+        if average is not None:
+            state = average.state_dict()
+            opt_arrays.update(("average/" + k, v) for k, v in state.pop("average").items())
+            extra["average"] = state
         write_checkpoint(model, cfg.out, training={
             "epoch": epoch, "config": dataclasses.asdict(cfg), "optimizer": opt_meta,
             "schedule": sched.state_dict(), "rng": model.generator.bit_generator.state,
             "batch_rng": batch_rng.bit_generator.state, "history": history,
-            "best_valid_accuracy": best, "bad_epochs": bad_epochs},
+            "best_valid_accuracy": best, "bad_epochs": bad_epochs, **extra},
             optimizer_tensors=opt_arrays)
         _append_json(log_path, record)
         log(f"epoch {epoch}: lr {record['lr']:.4g}, train loss {record['train_loss']:.4f}, "

@@ -172,3 +172,91 @@ def test_help_documents_the_tsv_format():
     proc = subprocess.run([sys.executable, "-m", "rnncore", "classify", "train", "--help"],
                           capture_output=True, text=True, timeout=60)
     assert "label<TAB>text" in proc.stdout and "comma-separated" in proc.stdout
+
+
+def vectors_file(path, words, dim=8, seed=0, extra=()):
+    """A GloVe-format file: a vector per word ('great' far from the rest),
+    then the `extra` words."""
+    rng = np.random.default_rng(seed)
+    with open(path, "w") as f:
+        for w in list(words) + list(extra):
+            v = rng.normal(0, 0.5, dim) + (2.0 if w == "great" else 0.0)
+            f.write(w + " " + " ".join(f"{x:.5f}" for x in v) + "\n")
+    return path
+
+
+def test_pretrained_embeddings_frozen_and_fine_tuned(data, tmp_path):
+    vec = vectors_file(tmp_path / "vec.txt", ["great"] + WORDS, extra=["superb", "'s", "a.m."])
+    common = ["--train", str(data / "train.tsv"), "--valid", str(data / "valid.tsv"),
+              *[a for a in ARGS if a not in ("--embed-size", "8")], "--epochs", "2",
+              "--embeddings", str(vec)]
+    proc = run_cli("train", *common, "--freeze-embeddings", "--vocab-from-embeddings", "100",
+                   "--out", "frozen.safetensors", cwd=tmp_path)
+    assert "vec.txt: vectors of dimension 8 for 17 of the 18 vocabulary words (frozen)" \
+        in proc.stderr, proc.stderr  # 'superb' added; "'s" and 'a.m.' are never tokens
+    model = rnncore.load(tmp_path / "frozen.safetensors")
+    assert model.freeze_embedding and model.embed_size == 8
+    assert model.vocab.tokens[-1] == "superb" and "'s" not in model.vocab.index
+    words, vectors = rnncore.classify.vectors.read_vectors(vec)
+    rows = dict(zip(words, vectors))
+    for w in ["great", "superb"] + WORDS:  # frozen: exactly the file's vectors
+        np.testing.assert_array_equal(model.params["embedding.weight"][model.vocab.index[w]],
+                                      rows[w])
+    run_cli("train", "--resume", "frozen.safetensors", "--epochs", "3", "--no-progress",
+            cwd=tmp_path)
+    again = rnncore.load(tmp_path / "frozen.safetensors")
+    np.testing.assert_array_equal(again.params["embedding.weight"],
+                                  model.params["embedding.weight"])
+    run_cli("train", *common, "--out", "tuned.safetensors", cwd=tmp_path)
+    tuned = rnncore.load(tmp_path / "tuned.safetensors")
+    assert not tuned.freeze_embedding and len(tuned.vocab) == 17  # no 'superb'
+    assert not np.array_equal(tuned.params["embedding.weight"][tuned.vocab.index["great"]],
+                              rows["great"])
+    log = [json.loads(line) for line in (tmp_path / "tuned.log.jsonl").read_text().splitlines()]
+    assert max(r["valid_accuracy"] for r in log) >= 0.95
+
+
+@pytest.mark.parametrize("content, extra, match", [
+    ("great 1 2\nfilm 1\n", [], "vec.txt, line 2: 1 values, expected 2"),
+    ("great 1 nan\n", [], "vec.txt, line 1 (word 'great'): a value is NaN"),
+    ("", [], "vec.txt: no vectors"),
+    ("great 1 2\n", ["--embed-size", "1"],
+     "the vectors have dimension 2, more than --embed-size 1"),
+    ("great 1 2\n", ["--embeddings-vocab", "v.txt"], "vocabulary file is only for .npy"),
+])
+def test_bad_embeddings_are_reported_and_nothing_is_written(data, tmp_path, content, extra,
+                                                            match):
+    (tmp_path / "vec.txt").write_text(content)
+    before = set(os.listdir(tmp_path))
+    proc = run_cli("train", "--train", str(data / "train.tsv"), "--embeddings", "vec.txt",
+                   *extra, "--no-progress", "--out", "x.safetensors", cwd=tmp_path, ok=False)
+    assert proc.returncode != 0 and match in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and set(os.listdir(tmp_path)) == before
+    proc = run_cli("train", "--train", str(data / "train.tsv"), "--freeze-embeddings",
+                   cwd=tmp_path, ok=False)
+    assert proc.returncode != 0 and "need --embeddings FILE" in proc.stderr
+
+
+def test_weight_average_validates_the_average_and_resumes_bit_for_bit(data, tmp_path):
+    common = ["--train", str(data / "train.tsv"), *ARGS, "--optimizer", "adamw",
+              "--average", "0.9"]
+    run_cli("train", *common, "--epochs", "2", "--out", "full.safetensors", cwd=tmp_path)
+    run_cli("train", *common, "--epochs", "1", "--out", "half.safetensors", cwd=tmp_path)
+    # after one epoch the best model is the average the checkpoint holds, not its weights
+    raw, training, arrays = rnncore.files.read_checkpoint(tmp_path / "half.safetensors")
+    best = rnncore.load(tmp_path / "half.best.safetensors").state_dict()
+    assert training["average"]["count"] == training["history"][0]["steps"]
+    for k, v in best.items():
+        np.testing.assert_array_equal(v, arrays["average/0." + k], err_msg=k)
+    assert not np.array_equal(best["fc.weight"], raw.state_dict()["fc.weight"])
+    run_cli("train", "--resume", "half.safetensors", "--epochs", "2", "--no-progress",
+            cwd=tmp_path)
+    for suffix in (".safetensors", ".best.safetensors"):
+        full, half = (rnncore.load(tmp_path / (n + suffix)) for n in ("full", "half"))
+        for k, v in full.state_dict().items():
+            np.testing.assert_array_equal(half.state_dict()[k], v, err_msg=k + suffix)
+    logs = [[json.loads(x) for x in (tmp_path / n).read_text().splitlines()]
+            for n in ("full.log.jsonl", "half.log.jsonl")]
+    assert [r["valid_loss"] for r in logs[0]] == [r["valid_loss"] for r in logs[1]]
+    proc = run_cli("train", *common, "--average", "1.0", cwd=tmp_path, ok=False)
+    assert proc.returncode != 0 and "average must be in [0, 1)" in proc.stderr

@@ -18,7 +18,9 @@ def test_plain_c_program(tmp_path, openmp):
     flags = ["-O2", "-std=c99", "-Wall", "-Wextra", "-Werror", f"-I{src / 'include'}"]
     flags.append("-fopenmp" if openmp else "-fopenmp-simd")  # as setup.py builds
     defines = []
-    for isa, isa_flags in (("avx2", ["-mavx2", "-mfma"]), ("avx512", ["-mavx512f", "-mavx2", "-mfma"])):
+    # as setup.py: each path whose source this compiler builds (NEON: AArch64 only, no flags)
+    for isa, isa_flags in (("avx2", ["-mavx2", "-mfma"]), ("avx512", ["-mavx512f", "-mavx2", "-mfma"]),
+                           ("neon", [])):
         obj = tmp_path / f"{isa}.o"
         build = subprocess.run([CC, *flags, *isa_flags, "-c", str(src / "src" / "isa" / f"kernels_{isa}.c"),
                                 "-o", str(obj)], capture_output=True, text=True)
@@ -30,6 +32,6 @@ def test_plain_c_program(tmp_path, openmp):
     build = subprocess.run([CC, *flags, *defines, str(src / "tests" / "test_forward.c"), *sources, *objs,
                             "-o", str(exe), "-lm"], capture_output=True, text=True)
     assert build.returncode == 0, build.stderr
-    run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
+    run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "0 failure(s)" in run.stdout
