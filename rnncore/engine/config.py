@@ -3,7 +3,7 @@ OpenMP, threads."""
 import platform
 
 from .._version import __version__
-from . import runtime
+from . import quantized, runtime
 
 try:
     from .. import _build_info  # written by setup.py
@@ -24,6 +24,8 @@ def config():
         "compiled_cpu_paths": c.compiled_isas() if c else [],
         "cpu_paths": [i for i in c.compiled_isas() if c.isa_available(i)] if c else [],
         "cpu_path": c.isa() if c is not None and runtime.ops() is c else "numpy",
+        "int8_cpu_path": c.qisa() if c is not None and runtime.ops() is c else "numpy",
+        "int8_fp32_fallback": quantized.fp32_fallback(),
         "openmp": bool(c is not None and c.has_openmp()),
         "num_threads": runtime.get_num_threads(),
         "machine": platform.machine(),
