@@ -34,6 +34,12 @@ ISA_SOURCES = {
     "avx512": ("csrc/src/isa/kernels_avx512.c", ["-mavx512f", "-mavx2", "-mfma"], ("x86_64", "amd64")),
     "neon": ("csrc/src/isa/kernels_neon.c", [], ("aarch64", "arm64")),
 }
+# the int8 products (csrc/src/isa/qkernels_<isa>.c), macro RNC_HAVE_Q<ISA>
+INT8_ISA_SOURCES = {
+    "avx2": ("csrc/src/isa/qkernels_avx2.c", ["-mavx2", "-mfma"]),
+    "avx512vnni": ("csrc/src/isa/qkernels_avx512vnni.c",
+                   ["-mavx512f", "-mavx512bw", "-mavx512vnni", "-mavx2", "-mfma"]),
+}
 C_HEADERS = sorted(str(p) for p in CSRC.rglob("*.h")) + sorted(str(p) for p in CSRC.rglob("*.inc"))
 
 BASE_FLAGS = ["-O3", "-std=c99", "-Wall", "-Wextra"]
@@ -110,6 +116,14 @@ class BuildExt(build_ext):
                 extra_postargs=flags + isa_flags + omp_compile, depends=C_HEADERS)
             macros.append((f"RNC_HAVE_{isa.upper()}", "1"))
             isas.append(isa)
+        for isa, (src, isa_flags) in INT8_ISA_SOURCES.items():
+            if platform.machine().lower() not in ("x86_64", "amd64") or \
+                    not self._compiles(isa_flags + ["-Werror"]):
+                continue
+            isa_objects += self.compiler.compile(
+                [src], output_dir=str(build_tmp / ("q" + isa)), include_dirs=include,
+                extra_postargs=flags + isa_flags + omp_compile, depends=C_HEADERS)
+            macros.append((f"RNC_HAVE_Q{isa.upper()}", "1"))
         objects = self.compiler.compile(
             C_SOURCES,
             output_dir=str(build_tmp),

@@ -165,6 +165,28 @@ def set_isa(str name):
     _check(rnc_set_isa(name.encode()))
 
 
+def blocking():
+    """rnc_get_blocking: the caches detected (or set by RNNCORE_CACHE), the
+    active path's registers, the GEMM blocking chosen and why, as a dict."""
+    cdef const rnc_blocking *b = rnc_get_blocking()
+    cdef int rows[16]
+    cdef int n = rnc_gemm_tile_rows(rows, 16)
+    return {"l1d": b.l1d, "l2": b.l2, "l3": b.l3, "cache_source": b.cache_source.decode(),
+            "cache_error": b.cache_error.decode(), "vregs": b.vregs,
+            "vector_floats": b.vector_floats, "mr": b.mr, "tile_cols": b.tile_cols,
+            "kchunk": b.kchunk, "kc": b.kc, "mc": b.mc, "nc": b.nc,
+            "tile_rows": [rows[i] for i in range(min(n, 16))], "why": b.why.decode()}
+
+
+def set_blocking(*, int mr=0, int64_t kchunk=0, int64_t kc=0, int64_t mc=0, int64_t nc=0):
+    """rnc_set_blocking (sweeps and tests; not during other calls): 0 derives
+    that value from the rule; ValueError for values out of range."""
+    if rnc_set_blocking(mr, kchunk, kc, mc, nc) != RNC_OK:
+        raise ValueError(f"blocking out of range: mr={mr} (one of {blocking()['tile_rows']}), "
+                         f"kchunk={kchunk}, kc={kc}, mc={mc} (a multiple of mr), "
+                         f"nc={nc} (a multiple of 32)")
+
+
 def forward(int cell, int64_t T, int64_t N, int64_t I, int64_t H, *,
             const float[:, ::1] x, const float[::1] w_ih_p, const float[::1] w_hh_p,
             const float[::1] b_ih=None, const float[::1] b_hh=None,
@@ -432,5 +454,201 @@ cdef class StepPlan:
                                       &c0[0, 0, 0] if c0 is not None else NULL,
                                       &h_out[0, 0, 0], &c_out[0, 0, 0] if lstm else NULL,
                                       &self.ws[0], self.n_threads)
+        _check(status)
+        return h_array[L - 1], (h_array, c_array)
+
+
+# ---------------------------------------------------------------- int8 (rnncore_int8.h)
+
+def qisa():
+    """The int8 path that goes with the active fp32 path: 'avx512vnni', 'avx2' or 'generic'."""
+    return rnc_qisa_name().decode()
+
+
+def qpacked_bytes(int64_t G, int64_t H, int64_t K):
+    """Bytes of packed int8 weights of a [G*H, K] weight (0: out of range)."""
+    return rnc_qpacked_bytes(G, H, K)
+
+
+def qpack_weights(int64_t G, int64_t H, *, const int8_t[:, ::1] wq, const float[::1] scale,
+                  uint8_t[::1] packed):
+    """packed <- wq [G*H, K] int8 with row scales [G*H] in the int8 kernels' layout."""
+    cdef int64_t K = wq.shape[1]
+    _need(wq.shape[0] == G * H and scale.shape[0] == G * H, "wq/scale")
+    _need(packed.shape[0] == <Py_ssize_t>rnc_qpacked_bytes(G, H, K) > 0, "packed")
+    with nogil:
+        status = rnc_qpack_weights(G, H, K, &wq[0, 0], &scale[0], &packed[0])
+    _check(status)
+
+
+def qfwd_workspace_bytes(int cell, int64_t T, int64_t N, int64_t I, int64_t H, *, int n_threads,
+                         int64_t proj=0):
+    cdef rnc_dims d = rnc_dims(T, N, I, H, <rnc_cell>cell, proj)
+    return rnc_qfwd_workspace_bytes(&d, n_threads)
+
+
+cdef const uint8_t *_qin(const uint8_t[::1] a, size_t n, str name) except? NULL:
+    if a is None:
+        return NULL
+    _need(n > 0 and a.shape[0] == <Py_ssize_t>n, name)
+    return &a[0]
+
+
+def qforward(int cell, int64_t T, int64_t N, int64_t I, int64_t H, *,
+             const float[:, ::1] x, const uint8_t[::1] w_ih_q, const uint8_t[::1] w_hh_q,
+             const float[::1] b_ih=None, const float[::1] b_hh=None,
+             state0=None, state_n=None, float[:, ::1] y, int64_t y_col=0, uint8_t[::1] ws,
+             int n_threads, bint batch_first=False, bint reverse=False,
+             const int64_t[::1] lengths=None, const float[::1] peephole=None,
+             bint input_forget=False, int64_t proj=0, const uint8_t[::1] w_hr_q=None):
+    """One layer-direction on int8 weights: rnc_qforward; arguments as forward
+    (no tape: inference only), weights packed by qpack_weights."""
+    cdef rnc_dims d = rnc_dims(T, N, I, H, <rnc_cell>cell, proj)
+    cdef int G = rnc_cell_gates(<rnc_cell>cell)
+    _need(G > 0 and T > 0 and N > 0 and I > 0 and H > 0 and proj >= 0, "sizes")
+    cdef int64_t R = proj if proj > 0 else H
+    h0, c0 = _pair(state0, "state0")
+    h_n, c_n = _pair(state_n, "state_n")
+    cdef rnc_qfwd_args a
+    a.x = _in2(x, T * N, I, "x")
+    a.h0 = _in2(h0, N, R, "h0")
+    a.c0 = _in2(c0, N, H, "c0")
+    a.w_ih_q = _qin(w_ih_q, rnc_qpacked_bytes(G, H, I), "w_ih_q")
+    a.w_hh_q = _qin(w_hh_q, rnc_qpacked_bytes(G, H, R), "w_hh_q")
+    a.w_hr_q = _qin(w_hr_q, rnc_qpacked_bytes(1, proj, H), "w_hr_q") if proj > 0 else NULL
+    _need(a.w_ih_q != NULL and a.w_hh_q != NULL, "weights")
+    _need((proj > 0) == (a.w_hr_q != NULL), "w_hr_q")
+    a.b_ih = _in1(b_ih, G * H, "b_ih")
+    a.b_hh = _in1(b_hh, G * H, "b_hh")
+    _need(y.shape[0] == T * N and 0 <= y_col and y_col + R <= y.shape[1], "y")
+    a.y = &y[0, y_col]
+    a.ldy = y.shape[1]
+    a.h_n = _out2(h_n, N, R, "h_n")
+    a.c_n = _out2(c_n, N, H, "c_n")
+    _need(n_threads > 0, "n_threads")
+    cdef size_t need = rnc_qfwd_workspace_bytes(&d, n_threads)
+    _need(need > 0 and ws.shape[0] >= <Py_ssize_t>need, "ws")
+    a.ws = &ws[0]
+    a.batch_first = batch_first
+    a.reverse = reverse
+    _need(lengths is None or lengths.shape[0] == N, "lengths")
+    a.lengths = &lengths[0] if lengths is not None else NULL
+    a.peephole = _in1(peephole, 3 * H, "peephole")
+    a.input_forget = input_forget
+    with nogil:
+        status = rnc_qforward(&d, &a, n_threads)
+    _check(status)
+
+
+def qlinear_workspace_bytes(int64_t M, int64_t K, *, int n_threads):
+    return rnc_qlinear_workspace_bytes(M, K, n_threads)
+
+
+def qlinear(const float[:, :] x, const uint8_t[::1] w_q, *, int64_t n_out,
+            const float[::1] bias=None, float[:, ::1] y, int32_t[:, ::1] acc=None,
+            float[::1] x_scale=None, uint8_t[::1] ws, int n_threads):
+    """y = deq(q(x) Wq^T) (+ bias): rnc_qlinear; acc [M, n_out] and x_scale
+    [M] receive the int32 products and the rows' scales when given."""
+    cdef int64_t M = x.shape[0], K = x.shape[1]
+    _need(M > 0 and K > 0 and x.strides[1] == 4 and x.strides[0] % 4 == 0, "x")
+    _need(w_q.shape[0] == <Py_ssize_t>rnc_qpacked_bytes(1, n_out, K) > 0, "w_q")
+    _need(y.shape[0] == M and y.shape[1] == n_out, "y")
+    cdef const float *pb = _in1(bias, n_out, "bias")
+    cdef int32_t *pacc = NULL
+    if acc is not None:
+        _need(acc.shape[0] == M and acc.shape[1] == n_out, "acc")
+        pacc = &acc[0, 0]
+    cdef float *psx = _out1(x_scale, M, "x_scale")
+    cdef size_t need = rnc_qlinear_workspace_bytes(M, K, n_threads)
+    _need(n_threads > 0 and need > 0 and ws.shape[0] >= <Py_ssize_t>need, "ws")
+    cdef int64_t ldx = x.strides[0] // 4
+    with nogil:
+        status = rnc_qlinear(M, K, n_out, &x[0, 0], ldx, &w_q[0], pb, &y[0, 0], n_out, pacc, psx,
+                             &ws[0], n_threads)
+    _check(status)
+
+
+cdef class QStepPlan:
+    """StepPlan for int8 layers: the rnc_qforward arguments of stacked
+    unidirectional layers fixed at construction; a step runs each layer as a
+    T = 1 sequence in one GIL-free loop."""
+    cdef int cell, n_threads
+    cdef int64_t L, N, I, H
+    cdef list params
+    cdef object ws_array
+    cdef tuple state_shape
+    cdef uint8_t[::1] ws
+    cdef rnc_qfwd_args *args
+
+    def __cinit__(self):
+        self.args = NULL
+
+    def __init__(self, int cell, int64_t N, int64_t I, int64_t H, *, list layers,
+                 int n_threads):
+        """layers: per layer a dict with 'w_ih_q', 'w_hh_q', 'b_ih', 'b_hh',
+        'peephole' (each array or None) and 'input_forget'."""
+        cdef int G = rnc_cell_gates(<rnc_cell>cell)
+        cdef rnc_dims d = rnc_dims(1, N, I if I > H else H, H, <rnc_cell>cell, 0)
+        _need(G > 0 and N > 0 and I > 0 and H > 0 and n_threads > 0 and len(layers) > 0, "sizes")
+        cdef size_t nbytes = rnc_qfwd_workspace_bytes(&d, n_threads)
+        _need(nbytes > 0, "sizes")
+        self.cell, self.N, self.I, self.H = cell, N, I, H
+        self.L, self.n_threads = len(layers), n_threads
+        self.params = list(layers)
+        self.state_shape = (self.L, N, H)
+        self.ws_array = np.empty(nbytes, dtype=np.uint8)
+        self.ws = self.ws_array
+        self.args = <rnc_qfwd_args *>PyMem_Malloc(self.L * sizeof(rnc_qfwd_args))
+        if self.args == NULL:
+            raise MemoryError()
+        for l, p in enumerate(self.params):
+            self.args[l].w_ih_q = _qin(p["w_ih_q"], rnc_qpacked_bytes(G, H, I if l == 0 else H),
+                                       "w_ih_q")
+            self.args[l].w_hh_q = _qin(p["w_hh_q"], rnc_qpacked_bytes(G, H, H), "w_hh_q")
+            # (w_ih_q, w_hh_q: the packed bytes of rnc_qpack_weights)
+            _need(self.args[l].w_ih_q != NULL and self.args[l].w_hh_q != NULL, "weights")
+            self.args[l].w_hr_q = NULL
+            self.args[l].b_ih = _in1(p["b_ih"], G * H, "b_ih")
+            self.args[l].b_hh = _in1(p["b_hh"], G * H, "b_hh")
+            self.args[l].peephole = _in1(p["peephole"], 3 * H, "peephole")
+            self.args[l].input_forget = bool(p["input_forget"])
+            self.args[l].batch_first = 0
+            self.args[l].reverse = 0
+            self.args[l].lengths = NULL
+            self.args[l].h_n = NULL
+
+    def __dealloc__(self):
+        PyMem_Free(self.args)
+
+    def step(self, const float[:, ::1] x, state=None):
+        """(y, (h, c)) after one step, as StepPlan.step."""
+        cdef int64_t L = self.L, N = self.N, H = self.H, l
+        cdef bint lstm = self.cell == RNC_CELL_LSTM
+        cdef const float[:, :, ::1] h0
+        cdef const float[:, :, ::1] c0
+        h0, c0 = _pair(state, "state")
+        _need(x.shape[0] == N and x.shape[1] == self.I, "x")
+        _need(h0 is None or (h0.shape[0] == L and h0.shape[1] == N and h0.shape[2] == H), "h0")
+        _need(c0 is None or (lstm and c0.shape[0] == L and c0.shape[1] == N
+                             and c0.shape[2] == H), "c0")
+        h_array = np.empty(self.state_shape, np.float32)
+        c_array = np.empty(self.state_shape, np.float32) if lstm else None
+        cdef float[:, :, ::1] h_out = h_array
+        cdef float[:, :, ::1] c_out = c_array
+        cdef rnc_dims d
+        cdef rnc_status status = RNC_OK
+        with nogil:
+            for l in range(L):
+                d = rnc_dims(1, N, self.I if l == 0 else H, H, <rnc_cell>self.cell, 0)
+                self.args[l].x = &x[0, 0] if l == 0 else &h_out[l - 1, 0, 0]
+                self.args[l].h0 = &h0[l, 0, 0] if h0 is not None else NULL
+                self.args[l].c0 = &c0[l, 0, 0] if c0 is not None else NULL
+                self.args[l].y = &h_out[l, 0, 0]
+                self.args[l].ldy = H
+                self.args[l].c_n = &c_out[l, 0, 0] if lstm else NULL
+                self.args[l].ws = &self.ws[0]
+                status = rnc_qforward(&d, &self.args[l], self.n_threads)
+                if status != RNC_OK:
+                    break
         _check(status)
         return h_array[L - 1], (h_array, c_array)

@@ -106,7 +106,53 @@ cdef extern from "rnncore.h" nogil:
     const char *rnc_compiled_isas() noexcept
     int rnc_isa_available(const char *name) noexcept
     rnc_status rnc_set_isa(const char *name) noexcept
+    ctypedef struct rnc_blocking:
+        int64_t l1d, l2, l3
+        const char *cache_source
+        const char *cache_error
+        int vregs, vector_floats, mr, tile_cols
+        int64_t kchunk, kc, mc, nc
+        const char *why
+    const rnc_blocking *rnc_get_blocking() noexcept
+    rnc_status rnc_set_blocking(int mr, int64_t kchunk, int64_t kc, int64_t mc, int64_t nc) noexcept
+    int rnc_gemm_tile_rows(int *out, int cap) noexcept
     double rnc_probe_peak_gflops(int n_threads, double seconds) noexcept
     double rnc_probe_read_gbps(const float *buf, int64_t n, int n_threads, double seconds) noexcept
     int rnc_has_openmp() noexcept
     int rnc_default_threads() noexcept
+
+
+# csrc/include/rnncore_int8.h: the int8 inference kernels
+from libc.stdint cimport int8_t, uint8_t, int32_t
+
+cdef extern from "rnncore_int8.h" nogil:
+    ctypedef struct rnc_qfwd_args:
+        const float *x
+        const float *h0
+        const float *c0
+        const uint8_t *w_ih_q
+        const uint8_t *w_hh_q
+        const uint8_t *w_hr_q
+        const float *b_ih
+        const float *b_hh
+        float *y
+        int64_t ldy
+        float *h_n
+        float *c_n
+        void *ws
+        int batch_first
+        int reverse
+        const int64_t *lengths
+        const float *peephole
+        int input_forget
+
+    size_t rnc_qpacked_bytes(int64_t G, int64_t H, int64_t K) noexcept
+    rnc_status rnc_qpack_weights(int64_t G, int64_t H, int64_t K, const int8_t *wq,
+                                 const float *scale, uint8_t *dst) noexcept
+    size_t rnc_qfwd_workspace_bytes(const rnc_dims *d, int n_threads) noexcept
+    rnc_status rnc_qforward(const rnc_dims *d, const rnc_qfwd_args *a, int n_threads) noexcept
+    size_t rnc_qlinear_workspace_bytes(int64_t M, int64_t K, int n_threads) noexcept
+    rnc_status rnc_qlinear(int64_t M, int64_t K, int64_t Nout, const float *x, int64_t ldx,
+                           const uint8_t *w_q, const float *bias, float *y, int64_t ldy,
+                           int32_t *acc, float *x_scale, void *ws, int n_threads) noexcept
+    const char *rnc_qisa_name() noexcept

@@ -20,6 +20,7 @@ from .engine.layers import GRU, LSTM, RNN, Tape
 from .engine.losses import softmax_cross_entropy
 from .engine.runtime import backend, get_num_threads, set_num_threads
 from .files import load, save
+from .quantization import quantize
 from .interop import from_keras, from_keras_weights, from_onnx, from_torch
 from .lm import LanguageModel, Vocabulary, text
 from .seq2seq import Seq2Seq
@@ -28,5 +29,5 @@ from .classify import SequenceClassifier
 __all__ = ["RNN", "LSTM", "GRU", "Tape", "LanguageModel", "Vocabulary", "Seq2Seq",
            "SequenceClassifier", "optim", "reference",
            "from_torch", "from_keras", "from_keras_weights", "from_onnx", "save", "load",
-           "softmax_cross_entropy", "text", "backend", "config", "show_config", "set_num_threads",
+           "softmax_cross_entropy", "quantize", "text", "backend", "config", "show_config", "set_num_threads",
            "get_num_threads", "__version__"]

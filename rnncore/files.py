@@ -27,6 +27,9 @@ from .engine import cells
 from .engine.layers import LAYERS, RNNBase
 from .classify import SequenceClassifier
 from .lm import LanguageModel, Vocabulary
+from .lm.quantized import lm_from_quantized_state
+from .quantization import is_quantized, quantize
+from .engine.quantized import from_quantized_state
 from .seq2seq import Seq2Seq
 from .seq2seq import tokenizers as s2s_tokenizers
 
@@ -68,7 +71,7 @@ _ADDED_KEYS = {"LSTM": {"proj_size": 0}, "SequenceClassifier": {"freeze_embeddin
 
 
 def _layer_config(layer):
-    kind = type(layer).__name__
+    kind = layer.cell.layer  # "RNN", "LSTM" or "GRU" (an int8 copy too)
     return {k: getattr(layer, k) for k in dict(_LAYER_CONFIG, **_KIND_CONFIG[kind])}
 
 
@@ -87,8 +90,12 @@ def write_checkpoint(model, path, training=None, optimizer_tensors=None, dtype="
     under ``optimizer/<name>``."""
     if dtype not in ("float32", "float16"):
         raise ValueError(f"dtype must be 'float32' or 'float16', got {dtype!r}")
+    int8 = is_quantized(model)
+    if int8 and dtype != "float32":
+        raise ValueError(f"dtype={dtype!r}: an int8 model is stored as it is (int8 weights, "
+                         "float32 scales and biases); leave dtype at its default")
     if isinstance(model, RNNBase):
-        metadata = {"kind": type(model).__name__, "config": json.dumps(_layer_config(model))}
+        metadata = {"kind": model.cell.layer, "config": json.dumps(_layer_config(model))}
     elif isinstance(model, LanguageModel):
         metadata = {"kind": "LanguageModel", "config": json.dumps(model.config()),
                     "vocab": json.dumps({"level": model.vocab.level,
@@ -106,7 +113,11 @@ def write_checkpoint(model, path, training=None, optimizer_tensors=None, dtype="
         raise TypeError(f"model must be an rnncore RNN, LSTM, GRU, LanguageModel, Seq2Seq or "
                         f"SequenceClassifier, got {type(model).__name__}")
     metadata.update(format=FORMAT, format_version=FORMAT_VERSION)
-    tensors = {k: np.ascontiguousarray(v, dtype=dtype) for k, v in model.state_dict().items()}
+    if int8:  # int8 weights with their float32 "<name>_scale" row scales, float32 biases
+        metadata["dtype"] = model.dtype
+        tensors = {k: np.ascontiguousarray(v) for k, v in model.state_dict().items()}
+    else:
+        tensors = {k: np.ascontiguousarray(v, dtype=dtype) for k, v in model.state_dict().items()}
     if training is not None:
         metadata["training"] = json.dumps(training)
         for k, v in (optimizer_tensors or {}).items():
@@ -297,6 +308,13 @@ def read_checkpoint(path, optimizer=True):
             except (TypeError, ValueError) as exc:
                 raise _bad(path, f"config rejected: {exc}") from None
             training = _json(path, metadata, "training") if "training" in metadata else None
+            stored = metadata.get("dtype", "float32")
+            if stored not in ("float32", "int8") or (stored == "int8" and not isinstance(
+                    model, (RNNBase, LanguageModel))):
+                raise _bad(path, f"dtype {stored!r} is not 'float32' or 'int8' (int8: layers "
+                                 "and language models)")
+            if stored == "int8":
+                return _read_int8(path, f, model), training, {}
             shapes = {k: v.shape for k, v in model.state_dict().items()}
             names = set(f.keys())
             extra = {n for n in names if n.startswith(OPTIMIZER_PREFIX)} if training else set()
@@ -326,3 +344,28 @@ def read_checkpoint(path, optimizer=True):
             raise
         raise _bad(path, str(exc)) from None
     return model, training, buffers
+
+
+def _read_int8(path, f, model):
+    """The int8 copy of `model` (a float model of the file's configuration)
+    holding the file's tensors: names, dtypes and shapes those of
+    rnncore.quantize(model), then the values checked (weights in [-127,
+    127], scales finite and >= 0)."""
+    expected = {k: (v.dtype, v.shape) for k, v in quantize(model).state_dict().items()}
+    names = set(f.keys())
+    if names != set(expected):
+        raise _bad(path, f"tensors {sorted(names ^ set(expected))} missing or unexpected")
+    codes = {np.dtype(np.int8): "I8", np.dtype(np.float32): "F32"}
+    for name, (dt, shape) in expected.items():
+        sl = f.get_slice(name)
+        got_dtype, got = sl.get_dtype(), tuple(sl.get_shape())
+        if got_dtype != codes[dt] or got != tuple(shape):
+            raise _bad(path, f"tensor {name!r} is {got_dtype} {got}, expected {codes[dt]} "
+                             f"{tuple(shape)}")
+    tensors = {name: f.get_tensor(name) for name in expected}
+    try:
+        if isinstance(model, LanguageModel):
+            return lm_from_quantized_state(model, tensors, path)
+        return from_quantized_state(model, tensors, path)
+    except ValueError as exc:
+        raise ValueError(f"rnncore.load: {exc}") from None

@@ -61,7 +61,8 @@ Conventions are PyTorch's:
 import numpy as np
 
 __all__ = ["sigmoid", "layer_forward", "layer_backward", "stack_forward", "softmax_xent", "softmax",
-           "matmul", "reverse_within"]
+           "matmul", "reverse_within", "quantize_rows", "quantize_weight", "qproduct", "qlinear",
+           "QWeight", "qlayer_forward"]
 
 
 def sigmoid(x):
@@ -465,3 +466,107 @@ def matmul(a, b):
     """a @ b, in the arrays' own dtype (NumPy's product: the reference
     backend's GEMM)."""
     return a @ b
+
+
+# ------------------------------------------------------------ int8 inference
+#
+# The scheme of rnncore's int8 kernels (csrc/include/rnncore_int8.h), in
+# exact integer arithmetic: int8 weights with one float32 scale per output
+# row; activations quantized at every product, one scale per row (per row of
+# the batch: x_t, h_{t-1}, r * h_{t-1}, the projection's input):
+#   a = max |v|,  s = a / 127,  q = rint(v * (127 / a))     (float32)
+#   acc = q @ Wq^T  (exact; int64 here),  out = float32(acc) * (s * sw)
+# rows with a < 2^-100 give s = 0, q = 0; rows with NaN or inf give s = NaN.
+# The C kernels produce the same integers and the same float32 `out` on
+# every CPU path; the cells then run on the float64 code above.
+
+Q_TINY = np.float32(2.0 ** -100)
+
+
+def quantize_rows(v):
+    """(q int8 [M, K], s float32 [M]): each row of float32 v [M, K]
+    quantized on its own, as the kernels do."""
+    v = np.asarray(v, np.float32)
+    with np.errstate(all="ignore"):
+        a = np.abs(v).max(axis=1)
+        bad = ~np.isfinite(v).all(axis=1)
+        zero = ~bad & (a < Q_TINY)
+        safe = np.where(bad | zero, np.float32(1), a).astype(np.float32)
+        inv = (np.float32(127) / safe).astype(np.float32)
+        q = np.clip(np.rint(v * inv[:, None]), -127, 127).astype(np.int8)
+        s = (safe / np.float32(127)).astype(np.float32)
+    q[bad | zero] = 0
+    s[zero] = 0
+    s[bad] = np.nan
+    return q, s
+
+
+def quantize_weight(w, per_tensor=False):
+    """(wq int8 [rows, K], sw float32 [rows]) with w ~ sw[:, None] * wq:
+    symmetric, |wq| <= 127, one scale per row (``per_tensor``: one for the
+    whole matrix, repeated per row); all-zero rows get scale 0."""
+    w = np.asarray(w, np.float64)
+    a = np.abs(w).max(axis=1) if w.size else np.zeros(w.shape[0])
+    if per_tensor:
+        a = np.full(w.shape[0], a.max() if a.size else 0.0)
+    sw = (a / 127.0).astype(np.float32)
+    safe = np.where(sw > 0, sw, 1.0).astype(np.float64)
+    wq = np.clip(np.rint(w / safe[:, None]), -127, 127).astype(np.int8)
+    return wq, sw
+
+
+def qproduct(v, wq, sw):
+    """(out float32 [M, J], acc int64 [M, J], s [M]) for v [M, K] and int8
+    weights wq [J, K] with row scales sw [J]: the kernels' product."""
+    q, s = quantize_rows(v)
+    acc = q.astype(np.int64) @ wq.astype(np.int64).T
+    with np.errstate(all="ignore"):
+        out = acc.astype(np.float32) * (s[:, None] * np.asarray(sw, np.float32)[None, :])
+    return out, acc, s
+
+
+def qlinear(x, wq, sw, bias=None):
+    """x [M, K] -> float32 [M, J]: the product plus the bias (rnc_qlinear)."""
+    out = qproduct(x, wq, sw)[0]
+    return out if bias is None else out + np.asarray(bias, np.float32)
+
+
+class QWeight:
+    """An int8 weight that the cell code above uses in place of a float one:
+    ``v @ w.T`` is the kernels' product (on float32 rows of v, any leading
+    dimensions), ``w[a:b]`` its rows, ``w.shape`` its shape."""
+
+    def __init__(self, wq, sw):
+        self.wq, self.sw = np.asarray(wq, np.int8), np.asarray(sw, np.float32)
+        self.shape = self.wq.shape
+
+    @property
+    def T(self):
+        return _QTransposed(self)
+
+    def __getitem__(self, rows):
+        return QWeight(self.wq[rows], self.sw[rows])
+
+
+class _QTransposed:
+    __array_ufunc__ = None  # ndarray @ this defers to __rmatmul__
+
+    def __init__(self, w):
+        self.w = w
+
+    def __rmatmul__(self, v):
+        v = np.asarray(v)
+        flat = v.reshape(-1, v.shape[-1]).astype(np.float32)
+        out = qproduct(flat, self.w.wq, self.w.sw)[0].astype(np.float64)
+        return out.reshape(v.shape[:-1] + (self.w.shape[0],))
+
+
+def qlayer_forward(mode, x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, *, reverse=False,
+                   peephole=None, input_forget=False, lengths=None, w_hr=None):
+    """:func:`layer_forward` with int8 weights: w_ih, w_hh (and w_hr) are
+    (wq, sw) pairs; every product is the kernels' int8 one, everything else
+    (biases, gates, cell state) the float64 code of the cells above."""
+    q = lambda w: None if w is None else QWeight(*w)  # noqa: E731
+    return layer_forward(mode, x, h0, c0, q(w_ih), q(w_hh), b_ih, b_hh, reverse=reverse,
+                         peephole=peephole, input_forget=input_forget, lengths=lengths,
+                         w_hr=q(w_hr))

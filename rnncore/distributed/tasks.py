@@ -83,7 +83,7 @@ def stream_nll(model, ids, first, window=WINDOW):
         raise ValueError(f"first must be in [1, {len(ids)}), got {first}")
     state = None
     if first > 1:  # the recurrent layer alone: the context's logits are not needed
-        x = model.params["encoder.weight"][ids[:first - 1]][:, None, :]
+        x = model._embed(ids[:first - 1])[:, None, :]
         _, state = model.rnn(x, None)
     data = ids[first - 1:].reshape(-1, 1)
     total, count = 0.0, 0

@@ -50,6 +50,8 @@ class COps(Ops):
     compiled_isas = staticmethod(_core.compiled_isas)
     isa_available = staticmethod(_core.isa_available)
     set_isa = staticmethod(_core.set_isa)
+    blocking = staticmethod(_core.blocking)          # caches, tile, blocks, and why
+    set_blocking = staticmethod(_core.set_blocking)  # for sweeps and tests
     has_openmp = staticmethod(_core.has_openmp)
     default_threads = staticmethod(_core.default_threads)
     version = _core.VERSION
@@ -149,6 +151,73 @@ class COps(Ops):
 
     def step_plan(self, cell, N, I, H, layers, n_threads):
         return _core.StepPlan(self.code(cell), N, I, H, layers=layers, n_threads=n_threads)
+
+    # ------------------------------------------------------------ int8 inference
+
+    qisa = staticmethod(_core.qisa)
+
+    def qpack(self, wq, sw, G, H):
+        """wq [G*H, K] int8 with row scales sw [G*H] packed for the int8
+        kernels (rnc_qpack_weights), read-only."""
+        nbytes = _core.qpacked_bytes(G, H, wq.shape[1])
+        if nbytes == 0:
+            raise ValueError(f"rnncore: int8 weights of shape {wq.shape} are out of range "
+                             "(at most 65535 inputs)")
+        packed = np.empty(nbytes, dtype=np.uint8)
+        _core.qpack_weights(G, H, wq=wq, scale=sw, packed=packed)
+        packed.flags.writeable = False
+        return packed
+
+    @staticmethod
+    def qunpack(packed, G, H, K):
+        """(wq [G*H, K] int8, sw [G*H] float32) back from qpack's layout
+        (csrc/src/qkernels.h: panels [G*Hp/16][Kq][16][4], column sums
+        [G*Hp], scales [G*Hp], Hp = H rounded up to 32, Kq = ceil(K / 4))."""
+        Hp, Kq = -(-H // 32) * 32, -(-K // 4)
+        n = G * Hp * Kq * 4
+        panels = packed[:n].view(np.int8).reshape(G, Hp // 16, Kq, 16, 4)
+        wq = panels.transpose(0, 1, 3, 2, 4).reshape(G, Hp, Kq * 4)[:, :H, :K]
+        sw = packed[n + 4 * G * Hp:n + 8 * G * Hp].view(np.float32).reshape(G, Hp)[:, :H]
+        return np.ascontiguousarray(wq.reshape(G * H, K)), sw.reshape(G * H).copy()
+
+    def qlayer_forward(self, cell, inp, state0, p, *, T, N, batch_first, reverse, lengths, y,
+                       col, state_n, n_threads, **_):
+        code, I, R = self.code(cell), inp.shape[1], p["w_hh"].shape[1]
+        H, proj = p["w_ih"].shape[0] // cell.gates, 0 if p.get("w_hr") is None else p["w_hr"].shape[0]
+        nbytes = _core.qfwd_workspace_bytes(code, T, N, I, H, n_threads=n_threads, proj=proj)
+        ws = buffers.workspace((nbytes + 3) // 4, f"int8 workspace for T={T}, N={N}, H={H}")
+        x, out, out_col = inp, y, col
+        flipped = lengths is not None and reverse
+        if lengths is not None:  # forward in time over its own buffer, as layer_forward
+            if flipped:
+                x = reverse_within(inp.reshape(T, N, I), lengths).reshape(T * N, I)
+            out, out_col = np.empty((T * N, R), dtype=np.float32), 0
+            reverse = False
+        _core.qforward(code, T, N, I, H, x=x, w_ih_q=p["w_ih"].packed, w_hh_q=p["w_hh"].packed,
+                       b_ih=p["b_ih"], b_hh=p["b_hh"], state0=state0, state_n=state_n,
+                       y=out, y_col=out_col, ws=ws.view(np.uint8), n_threads=n_threads,
+                       batch_first=batch_first, reverse=reverse, lengths=lengths,
+                       peephole=p["peephole"], input_forget=p["input_forget"], proj=proj,
+                       w_hr_q=None if p.get("w_hr") is None else p["w_hr"].packed)
+        if lengths is not None:
+            own = out.reshape(T, N, R)
+            y.reshape(T, N, -1)[..., col:col + R] = reverse_within(own, lengths) if flipped else own
+
+    def qstep_plan(self, cell, N, I, H, layers, n_threads):
+        if any(p["w_ih"].packed is None for p in layers):
+            return None
+        layers = [dict(p, w_ih_q=p["w_ih"].packed, w_hh_q=p["w_hh"].packed) for p in layers]
+        return _core.QStepPlan(self.code(cell), N, I, H, layers=layers, n_threads=n_threads)
+
+    def qlinear(self, x, w, bias, n_threads):
+        if w.packed is None or x.strides[1] != 4 or x.strides[0] % 4:
+            return super().qlinear(x, w, bias, n_threads)
+        nbytes = _core.qlinear_workspace_bytes(x.shape[0], x.shape[1], n_threads=n_threads)
+        ws = buffers.workspace((nbytes + 3) // 4, "int8 linear")
+        y = np.empty((x.shape[0], w.shape[0]), np.float32)
+        _core.qlinear(x, w.packed, n_out=w.shape[0], bias=bias, y=y, ws=ws.view(np.uint8),
+                      n_threads=n_threads)
+        return y
 
     # ------------------------------------------------------------ output layer
 

@@ -134,6 +134,45 @@ class Ops:
         then run a T = 1 sequence instead."""
         return None
 
+    # ------------------------------------------------------------ int8 inference
+
+    def qpack(self, wq, sw, G, H):
+        """The kernels' packed form of int8 weights wq [G*H, K] with row
+        scales sw (None here: the reference reads wq and sw themselves)."""
+        return None
+
+    def qunpack(self, packed, G, H, K):
+        """(wq, sw) back from qpack's form (never called here: qpack gives None)."""
+        raise NotImplementedError
+
+    def qlayer_forward(self, cell, inp, state0, p, *, T, N, batch_first, reverse, lengths, y,
+                       col, state_n, n_threads, **_):
+        """layer_forward with int8 weights: p's 'w_ih', 'w_hh' (and 'w_hr')
+        are rnncore.engine.quantized.Int8Weight (``.shape``, ``.packed``,
+        ``.int8()`` -> (wq, sw)); biases and the LSTM variants as in
+        layer_forward."""
+        h0, c0 = state0
+        R, H = p["w_hh"].shape[1], p["w_ih"].shape[0] // cell.gates
+        w_hr = None if p.get("w_hr") is None else p["w_hr"].int8()
+        yd, h_n, c_n = reference.qlayer_forward(
+            cell.mode, inp, _state64(h0, N, R), _state64(c0, N, H), p["w_ih"].int8(),
+            p["w_hh"].int8(), _f64(p["b_ih"]), _f64(p["b_hh"]), reverse=reverse,
+            peephole=_f64(p["peephole"]), input_forget=p["input_forget"], lengths=lengths,
+            w_hr=w_hr)
+        y[..., col:col + R] = yd
+        state_n[0][...] = h_n
+        if state_n[1] is not None:
+            state_n[1][...] = c_n
+
+    def qstep_plan(self, cell, N, I, H, layers, n_threads):
+        """step_plan for int8 layers (None: a T = 1 sequence instead)."""
+        return None
+
+    def qlinear(self, x, w, bias, n_threads):
+        """x [M, K] float32 (M > 0) through the Int8Weight w [Nout, K], plus
+        bias: float32 [M, Nout]."""
+        return reference.qlinear(x, *w.int8(), bias)
+
     # ------------------------------------------------------------ output layer
 
     def matmul(self, a, b, out, accumulate, n_threads):

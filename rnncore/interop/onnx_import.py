@@ -10,6 +10,15 @@ constant are computed once there. The returned object's
 and refuses feeds of another element type or fixed size than the graph
 declares, naming the input.
 
+ONNX Runtime's ``com.microsoft.DynamicQuantizeLSTM`` (what
+``onnxruntime.quantization.quantize_dynamic`` makes of an LSTM node: int8
+W [D, I, 4H] and R [D, H, 4H] with per-tensor or per-row scales and zero
+points) runs on rnncore's int8 kernels with those very int8 weights and
+scales (rnncore.engine.quantized; weights of another zero point are shifted
+to it and must then fit [-127, 127]). Its activations are quantized as
+rnncore's are (symmetric, per row) rather than as ONNX Runtime's, so the
+outputs agree with ONNX Runtime to within the activation quantization.
+
 Supported operator attributes: ``hidden_size``, ``direction`` (forward,
 reverse, bidirectional), ``layout`` 0 and 1, ``linear_before_reset`` 0 and 1,
 ``input_forget``, peepholes ``P``, ``sequence_lens``, ``initial_h`` /
@@ -27,6 +36,7 @@ import numpy as np
 from .. import reference
 from ..engine import cells
 from ..engine.layers import GRU, LSTM, RNN
+from ..engine.quantized import from_quantized_state
 from ..reference import reverse_within
 from .gates import inverse, reorder_gates
 from .graph import Graph, Node
@@ -59,6 +69,8 @@ class _RecurrentNode:
 
     def __init__(self, node, attrs, consts):
         op = node.op_type
+        self.int8 = op == QUANTIZED_LSTM  # int8 W and R with scales and zero points
+        op = "LSTM" if self.int8 else op
         self.op, self.node = op, node
         # the graph step's interface (rnncore.interop.graph)
         self.name, self.op_type = node.name, op
@@ -88,13 +100,14 @@ class _RecurrentNode:
                                              list(attrs.get("activation_beta", [])), D)
         self.linear_before_reset = int(attrs.get("linear_before_reset", 0))
         self.input_forget = int(attrs.get("input_forget", 0))
-        inputs = list(node.input) + [""] * (8 - len(node.input))
-        self.names = dict(zip(["X", "W", "R", "B", "sequence_lens", "initial_h", "initial_c", "P"],
-                              inputs))
+        inputs = list(node.input) + [""] * (12 - len(node.input))
+        self.names = dict(zip(["X", "W", "R", "B", "sequence_lens", "initial_h", "initial_c", "P",
+                               "W_scale", "W_zero_point", "R_scale", "R_zero_point"], inputs))
         self.D = D
         # weights, biases and peepholes given as graph inputs rather than
         # initializers: their layers are built from the first run's values
-        self.fed = [self.names[n] for n in ("W", "R", "B", "P")
+        self.fed = [self.names[n] for n in ("W", "R", "B", "P", "W_scale", "W_zero_point",
+                                            "R_scale", "R_zero_point")
                     if self.names[n] and self.names[n] not in consts]
         self.layers = None if self.fed else [self._layer(consts, d) for d in range(D)]
         self._built = None  # (the fed arrays, their layers)
@@ -132,6 +145,8 @@ class _RecurrentNode:
         op, H = self.op, self.H
         order = _TO_TORCH[op]
         W, R = np.asarray(consts[self.names["W"]]), np.asarray(consts[self.names["R"]])
+        if self.int8:  # [D, K, 4H] -> [D, 4H, K] as LSTM's; scales separately
+            W, R = W.transpose(0, 2, 1), R.transpose(0, 2, 1)
         if W.ndim != 3 or R.ndim != 3 or d >= min(W.shape[0], R.shape[0]):
             raise ValueError(f"{op} node {self.node.name!r}: W {W.shape} and R {R.shape} must be "
                              f"[num_directions = {self.D}, gates*hidden_size, ...]")
@@ -157,8 +172,43 @@ class _RecurrentNode:
         if P is not None:  # ONNX P: i, o, f -> rnncore's p_i, p_f, p_o
             p = P[d]
             sd["peephole_l0"] = np.concatenate([p[:H], p[2 * H:], p[H:2 * H]])
+        if self.int8:
+            for name, key in (("weight_ih_l0", "W"), ("weight_hh_l0", "R")):
+                sd[name] = self._int8_weight(sd[name], consts, key, d, order)
+                sd[name + "_scale"] = self._int8_scale(consts, key, d, order)
+            return from_quantized_state(layer, sd, f"{QUANTIZED_LSTM} node {self.node.name!r}")
         layer.load_state_dict(sd)
         return layer
+
+    def _int8_weight(self, wq, consts, key, d, order):
+        """Direction d's int8 weight (PyTorch gate order) with the node's zero
+        point subtracted (0 for what quantize_dynamic writes with QInt8)."""
+        zp = self._per_row(consts, key + "_zero_point", d, order, default=0)
+        w = wq.astype(np.int32) - zp.astype(np.int32)[:, None]
+        if w.min() < -127 or w.max() > 127:
+            raise NotImplementedError(
+                f"{QUANTIZED_LSTM} node {self.node.name!r}: {key} minus its zero point leaves "
+                "[-127, 127] (rnncore's int8 weights are symmetric)")
+        return w.astype(np.int8)
+
+    def _int8_scale(self, consts, key, d, order):
+        return self._per_row(consts, key + "_scale", d, order).astype(np.float32)
+
+    def _per_row(self, consts, name, d, order, default=None):
+        """A scale or zero point ([D] per tensor or [D, 4H] per row) as 4H rows
+        in PyTorch's gate order."""
+        node_name = self.names[name]
+        if not node_name:
+            if default is None:
+                raise ValueError(f"{QUANTIZED_LSTM} node {self.node.name!r}: no {name}")
+            return np.full(4 * self.H, default)
+        v = np.asarray(consts[node_name])
+        if v.ndim == 1 and v.shape[0] == self.D:
+            return np.full(4 * self.H, v[d])
+        if v.shape == (self.D, 4 * self.H):
+            return reorder_gates(v[d], order, self.H)
+        raise ValueError(f"{QUANTIZED_LSTM} node {self.node.name!r}: {name} has shape "
+                         f"{list(v.shape)}, expected [{self.D}] or [{self.D}, {4 * self.H}]")
 
     def run(self, values):
         get = lambda n: values[self.names[n]] if self.names[n] else None  # noqa: E731
@@ -215,7 +265,8 @@ class _RecurrentNode:
         parameters: returns y [T, N, H] (0 past each length), h_n [1, N, H]
         and c_n (or None), float32."""
         N, H = x.shape[1], self.H
-        sd = {k: v.astype(np.float64) for k, v in layer.state_dict().items()}
+        sd = layer.dequantized_state_dict() if self.int8 else layer.state_dict()
+        sd = {k: v.astype(np.float64) for k, v in sd.items()}
         lstm = self.op == "LSTM"
         zeros = np.zeros((N, H))
         h0 = zeros if hx is None else np.asarray(hx[0] if lstm else hx, np.float64)[0]
@@ -314,7 +365,8 @@ class _ScanNode:
 
 # the operators run here: recurrent nodes on the kernels, Scan by its body,
 # the rest in onnx_ops
-RECURRENT_OPS = ("LSTM", "GRU", "RNN")
+QUANTIZED_LSTM = "DynamicQuantizeLSTM"  # ONNX Runtime's, domain com.microsoft
+RECURRENT_OPS = ("LSTM", "GRU", "RNN", QUANTIZED_LSTM)
 SUPPORTED_OPS = tuple(sorted(RECURRENT_OPS + tuple(OPS) + ("Constant", "Scan")))
 
 
@@ -424,7 +476,9 @@ def _check(graph, outer=frozenset(), where="ONNX graph: "):
     known = {t.name for t in graph.initializer} | {i.name for i in graph.input} | {""}
     for index, node in enumerate(graph.node):  # "": an omitted optional input
         what = f"node {index} ({node.op_type} {node.name!r})"
-        if node.domain not in ("", "ai.onnx") or node.op_type not in SUPPORTED_OPS:
+        microsoft = node.domain == "com.microsoft" and node.op_type == QUANTIZED_LSTM
+        if not microsoft and (node.domain not in ("", "ai.onnx") or node.op_type == QUANTIZED_LSTM
+                              or node.op_type not in SUPPORTED_OPS):
             raise NotImplementedError(f"{where}ONNX operator {node.op_type} ({what}) is not "
                                       f"supported; supported: {', '.join(SUPPORTED_OPS)}")
         reads = list(node.input)

@@ -135,6 +135,18 @@ class LanguageModel(ParameterModel):
                              f"{arr.min()}..{arr.max()}")
         return np.ascontiguousarray(arr, dtype=np.int64)
 
+    def _embed(self, ids):
+        """The embedding rows of token ids (any shape) -> ids.shape + (E,)."""
+        return self.params["encoder.weight"][ids]
+
+    def _step_decoder(self):
+        """The decoder as a callable y (M, H) -> logits (M, V) for a run of
+        generation steps."""
+        # the decoder's weights packed once for this call's steps: a step's
+        # product of a few rows with a 10k x 512 decoder took 2.0 ms on the
+        # GEMM (which packs its B every call), 0.37 ms packed (AMD Zen 5)
+        return Linear(self._decoder_weight(), self.params["decoder.bias"])
+
     def _logits(self, y):
         """y (M, H) -> logits (M, V) = y W_d^T + b_d."""
         z = matmul(y, self._decoder_weight().T)
@@ -146,7 +158,7 @@ class LanguageModel(ParameterModel):
         (T, N, V) float32, state carried (None: zeros). No dropout."""
         ids = self._ids("ids", ids)
         T, N = ids.shape
-        x = self.params["encoder.weight"][ids]
+        x = self._embed(ids)
         y, state = self.rnn(x, state)
         return self._logits(y.reshape(T * N, -1)).reshape(T, N, -1), state
 
@@ -243,20 +255,16 @@ class LanguageModel(ParameterModel):
         else:
             context = ids
         state = None
-        enc = self.params["encoder.weight"]
         if len(context) > 1:
-            _, state = self.rnn(enc[context[:-1]][:, None, :], None)
+            _, state = self.rnn(self._embed(context[:-1])[:, None, :], None)
         if state is not None and num_samples > 1:
             state = (tuple(np.repeat(s, num_samples, axis=1) for s in state)
                      if isinstance(state, tuple) else np.repeat(state, num_samples, axis=1))
         last = np.full(num_samples, context[-1], np.int64)
         out = np.empty((max_tokens, num_samples), np.int64)
-        # the decoder's weights packed once for this call's steps: a step's
-        # product of a few rows with a 10k x 512 decoder took 2.0 ms on the
-        # GEMM (which packs its B every call), 0.37 ms packed (AMD Zen 5)
-        decoder = Linear(self._decoder_weight(), self.params["decoder.bias"])
+        decoder = self._step_decoder()
         for t in range(max_tokens):
-            y, state = self.rnn.step(enc[last], state)
+            y, state = self.rnn.step(self._embed(last), state)
             z = decoder(y)
             last = pick(z, temperature, top_k, top_p, rng)
             out[t] = last

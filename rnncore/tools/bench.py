@@ -23,6 +23,16 @@ backward (recurrent, dW_ih and dW_hh GEMMs per layer, and the input-gradient
 GEMM of every layer but the first, whose input needs no gradient).
 
 Backends that are not installed (torch, onnxruntime) are reported as missing.
+
+``--dtype int8`` times rnncore's int8 copies (rnncore.quantize) instead,
+side by side with rnncore's float32 layers, PyTorch's dynamic quantization
+(torch.ao.quantization.quantize_dynamic: nn.LSTM and nn.GRU, and the *Cell
+modules of steps) and ONNX Runtime's (onnxruntime.quantization.
+quantize_dynamic, which turns an LSTM node into com.microsoft.
+DynamicQuantizeLSTM and leaves GRU and RNN nodes in float: those cases are
+reported as "-"). Ratios and floors are then rnncore-int8's: the floor
+with one byte per weight and 4x the FMA peak (a VNNI instruction does 64
+multiply-adds, an FMA 16; %peak is of that int8 peak).
 """
 import argparse
 import json
@@ -30,6 +40,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -38,11 +49,15 @@ from ..engine import runtime
 from ..engine.config import config
 from ..engine.layers import make_layer
 from ..interop.gates import reorder_gates
+from ..quantization import quantize
+from . import tune
 from .cases import (CELL, CELLS, FULL, QUICK, STEP_FULL, STEP_QUICK, TRAIN_FULL, TRAIN_QUICK,
                     case_name)
 
 GATES = {name: c.gates for name, c in CELL.items()}
-BACKENDS = ("rnncore", "torch", "onnxruntime", "reference")
+BACKENDS = ("rnncore", "torch", "onnxruntime", "reference", "rnncore-int8", "torch-int8",
+            "ort-int8")
+INT8_BACKENDS = ("rnncore-int8", "rnncore", "torch-int8", "ort-int8")  # --dtype int8
 PAUSE_S = 0.05  # between two backends' turns: idle thread pools go to sleep
 TRAIN_BACKENDS = ("rnncore", "torch", "reference")  # ONNX Runtime does not train
 STEP_REPS = 200  # streaming cases: single steps timed per call (layer.step; torch's
@@ -153,21 +168,25 @@ def _step_runner(backend, cell, H, threads):
     """A callable running STEP_REPS single time steps of `backend` on x
     [N, H], carrying the state from step to step."""
     sd = state_dict(cell, H)
-    if backend in ("rnncore", "reference"):
+    if backend in ("rnncore", "reference", "rnncore-int8"):
         runtime.set_num_threads(threads)
         layer = make_layer(CELL[cell], H, H)
         layer.load_state_dict(sd)
+        if backend == "rnncore-int8":
+            layer = quantize(layer)
 
         def steps(x):
             state = None
             for _ in range(STEP_REPS):
                 _, state = layer.step(x, state)
         return steps
-    if backend == "torch":
+    if backend in ("torch", "torch-int8"):
         import torch
         torch.set_num_threads(threads)
         module = getattr(torch.nn, cell + "Cell")(H, H)
         module.load_state_dict({k[:-3]: torch.from_numpy(v) for k, v in sd.items()})  # no "_l0"
+        if backend == "torch-int8":
+            module = _torch_int8(module)
 
         def steps(x):
             xt, state = torch.from_numpy(x), None
@@ -175,8 +194,13 @@ def _step_runner(backend, cell, H, threads):
                 for _ in range(STEP_REPS):
                     state = module(xt, state)
         return steps
-    if backend == "onnxruntime":
-        session = _ort_session(onnx_model(cell, H, sd, with_state=True), threads)
+    if backend in ("onnxruntime", "ort-int8"):
+        model = onnx_model(cell, H, sd, with_state=True)
+        if backend == "ort-int8":
+            model = _ort_int8(model)
+            if model is None:
+                return None
+        session = _ort_session(model, threads)
         names = ["initial_h", "initial_c"] if cell == "LSTM" else ["initial_h"]
 
         def steps(x):
@@ -188,11 +212,12 @@ def _step_runner(backend, cell, H, threads):
     raise ValueError(f"unknown backend {backend!r}")
 
 
-def step_floor_us(cell, N, H, threads, probe, machine):
-    """A step's floor: its FLOPs at peak or its weights (W_ih and W_hh, I = H)
-    read from the cache level that holds a thread's share, whichever is longer."""
+def step_floor_us(cell, N, H, threads, probe, machine, weight_bytes=4):
+    """A step's floor: its FLOPs at peak or its weights (W_ih and W_hh, I = H,
+    weight_bytes each) read from the cache level that holds a thread's
+    share, whichever is longer."""
     f = 2.0 * N * GATES[cell] * H * 2 * H
-    w_bytes = 4.0 * GATES[cell] * H * 2 * H
+    w_bytes = float(weight_bytes) * GATES[cell] * H * 2 * H
     if w_bytes / threads <= machine["l2_bytes"]:
         bw = probe["l2_gbps"]
     elif w_bytes <= machine["l3_bytes"]:
@@ -205,25 +230,60 @@ def step_floor_us(cell, N, H, threads, probe, machine):
 def _runner(backend, cell, H, threads):
     """A zero-argument callable running one forward pass of `backend` on x."""
     sd = state_dict(cell, H)
-    if backend in ("rnncore", "reference"):
+    if backend in ("rnncore", "reference", "rnncore-int8"):
         runtime.set_num_threads(threads)
         layer = make_layer(CELL[cell], H, H)
         layer.load_state_dict(sd)
+        if backend == "rnncore-int8":
+            layer = quantize(layer)
         return lambda x: layer(x)
-    if backend == "torch":
+    if backend in ("torch", "torch-int8"):
         import torch
         torch.set_num_threads(threads)
         module = getattr(torch.nn, cell)(H, H)
         module.load_state_dict({k: torch.from_numpy(v) for k, v in sd.items()})
+        if backend == "torch-int8":
+            if cell == "RNN":  # torch's dynamic quantization has no quantized nn.RNN
+                return None
+            module = _torch_int8(module)
 
         def run(x):
             with torch.no_grad():
                 return module(torch.from_numpy(x))
         return run
-    if backend == "onnxruntime":
-        session = _ort_session(onnx_model(cell, H, sd), threads)
+    if backend in ("onnxruntime", "ort-int8"):
+        model = onnx_model(cell, H, sd)
+        if backend == "ort-int8":
+            model = _ort_int8(model)
+            if model is None:
+                return None
+        session = _ort_session(model, threads)
         return lambda x: session.run(None, {"X": x})
     raise ValueError(f"unknown backend {backend!r}")
+
+
+def _torch_int8(module):
+    """PyTorch's dynamic quantization of a recurrent module (int8 weights,
+    activations quantized per call)."""
+    import torch
+    kinds = {torch.nn.LSTM, torch.nn.GRU, torch.nn.LSTMCell, torch.nn.GRUCell, torch.nn.RNNCell}
+    return torch.ao.quantization.quantize_dynamic(module, kinds, dtype=torch.qint8)
+
+
+def _ort_int8(model_bytes):
+    """ONNX Runtime's quantize_dynamic of a one-node graph (int8 weights), or
+    None when it leaves the node in float (it quantizes LSTM only)."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = os.path.join(tmp, "f.onnx"), os.path.join(tmp, "q.onnx")
+        with open(src, "wb") as f:
+            f.write(model_bytes)
+        quantize_dynamic(src, dst, weight_type=QuantType.QInt8)
+        model = onnx.load(dst)
+    if not any(n.op_type.startswith("DynamicQuantize") for n in model.graph.node):
+        return None
+    return model.SerializeToString()
 
 
 def worker(backend, threads):
@@ -251,8 +311,11 @@ def worker(backend, threads):
                 fn = _train_runner(backend, cell, H, threads, layers, d_out)
             else:
                 fn = _runner(backend, cell, H, threads)
-            fn(x)  # warm-up
-            reply = {"ready": True}
+            if fn is None:  # this backend has no such model (e.g. no int8 GRU)
+                reply = {"ready": False}
+            else:
+                fn(x)  # warm-up
+                reply = {"ready": True}
         else:
             if last_ms < 100:
                 fn(x)
@@ -272,8 +335,9 @@ _PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspat
 
 def _available(backend):
     module = {"torch": "torch", "onnxruntime": "onnxruntime", "rnncore": "rnncore._core",
-              "reference": "rnncore"}[backend]
-    code = f"import {module}" + ("\nimport onnx" if backend == "onnxruntime" else "")
+              "reference": "rnncore", "rnncore-int8": "rnncore._core", "torch-int8": "torch",
+              "ort-int8": "onnxruntime.quantization"}[backend]
+    code = f"import {module}" + ("\nimport onnx" if backend in ("onnxruntime", "ort-int8") else "")
     return subprocess.run([sys.executable, "-c", code], capture_output=True,
                           cwd=_PACKAGE_PARENT).returncode == 0
 
@@ -326,11 +390,10 @@ def time_cases(backends, threads, cases, repeat, budget_s, progress):
         for case in cases:
             name = case_name(*case)
             progress(f"  {name}, {threads} thread(s)")
-            for w in workers:
-                w.ask({"case": list(case)})
-            times = {w.backend: [] for w in workers}
+            ready = [w for w in workers if w.ask({"case": list(case)})["ready"]]
+            times = {w.backend: [] for w in ready}
             for r in range(repeat):
-                for w in workers:
+                for w in ready:
                     spent = sum(times[w.backend]) / 1e3
                     if r >= 3 and spent > budget_s:
                         continue
@@ -411,11 +474,12 @@ def probes(thread_counts, seconds=0.3):
     return out
 
 
-def floor_ms(cell, T, N, H, threads, probe, machine):
-    """The roofline floor of a case (see the module docstring)."""
+def floor_ms(cell, T, N, H, threads, probe, machine, weight_bytes=4):
+    """The roofline floor of a case (see the module docstring; int8: one
+    byte a weight, the fp32 FMA peak kept as the arithmetic bound)."""
     f_in, f_rec = flops(cell, T, N, H)
     peak = probe["peak_gflops"] * 1e9
-    w_bytes = 4.0 * GATES[cell] * H * H
+    w_bytes = float(weight_bytes) * GATES[cell] * H * H
     per_thread = w_bytes / threads
     if per_thread <= machine["l2_bytes"]:
         bw = probe["l2_gbps"]
@@ -430,7 +494,7 @@ def floor_ms(cell, T, N, H, threads, probe, machine):
 # ------------------------------------------------------------------ report
 
 def run(cells, hidden, batch, steps, threads, backends, repeat, budget_s, progress=print,
-        kind="forward", layers=1, probe_seconds=0.3):
+        kind="forward", layers=1, probe_seconds=0.3, dtype="float32"):
     machine = machine_line()
     progress(f"machine: {machine['cpu']} | {machine['isa_flags']} | {machine['cores']} cores")
     cfg = config()
@@ -447,6 +511,10 @@ def run(cells, hidden, batch, steps, threads, backends, repeat, budget_s, progre
         timed = time_cases([b for b in backends if have[b]], t, cases, repeat, budget_s, progress)
         for (name, b), r in timed.items():
             results[(name, t, b)] = r
+    ours_b = "rnncore-int8" if dtype == "int8" else "rnncore"
+    wb = 1 if dtype == "int8" else 4
+    if dtype == "int8":  # VNNI: 64 multiply-adds a 512-bit instruction, an FMA 16
+        probe = {t: dict(p, peak_gflops=4 * p["peak_gflops"]) for t, p in probe.items()}
     rows = []
     for t in threads:
         for cell, T, N, H, _, _ in cases:
@@ -458,45 +526,48 @@ def run(cells, hidden, batch, steps, threads, backends, repeat, budget_s, progre
                    "repeats": {b: results[(name, t, b)]["repeats"] for b in ms}}
             if kind == "step":  # per step, in microseconds
                 row["us"] = {b: v * 1e3 / STEP_REPS for b, v in ms.items()}
-            if "rnncore" in ms and kind == "step":
-                ours = row["us"]["rnncore"]
+            if ours_b in ms and kind == "step":
+                ours = row["us"][ours_b]
                 row["gflops"] = 2.0 * N * GATES[cell] * H * 2 * H / ours / 1e3
                 row["pct_peak"] = 100 * row["gflops"] / probe[t]["peak_gflops"]
-                row["floor_us"] = step_floor_us(cell, N, H, t, probe[t], machine)
+                row["floor_us"] = step_floor_us(cell, N, H, t, probe[t], machine, wb)
                 row["pct_floor"] = 100 * row["floor_us"] / ours
-                row["speedup"] = {b: ms[b] / ms["rnncore"] for b in ms if b != "rnncore"}
-            elif "rnncore" in ms:
+                row["speedup"] = {b: ms[b] / ms[ours_b] for b in ms if b != ours_b}
+            elif ours_b in ms:
                 train = kind == "train"
                 total = train_flops(cell, T, N, H, layers) if train else sum(flops(cell, T, N, H))
-                ours = ms["rnncore"]
+                ours = ms[ours_b]
                 row["gflops"] = total / ours / 1e6
                 row["pct_peak"] = 100 * row["gflops"] / probe[t]["peak_gflops"]
                 if train:
                     row["floor_ms"] = total / (probe[t]["peak_gflops"] * 1e9) * 1e3
                 else:
-                    row["floor_ms"] = floor_ms(cell, T, N, H, t, probe[t], machine)
+                    row["floor_ms"] = floor_ms(cell, T, N, H, t, probe[t], machine, wb)
                 row["pct_floor"] = 100 * row["floor_ms"] / ours
-                row["speedup"] = {b: ms[b] / ours for b in ms if b != "rnncore"}
+                row["speedup"] = {b: ms[b] / ours for b in ms if b != ours_b}
             rows.append(row)
     return {"date": time.strftime("%Y-%m-%d"), "machine": machine, "config": cfg,
             "numpy": np.__version__, "probes": probe, "backends": have, "rows": rows,
+            "dtype": dtype, "primary": ours_b,
             "command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:])}
 
 
 def format_table(report):
-    backends = [b for b in BACKENDS if report["backends"].get(b)]
-    short = {"rnncore": "rnncore", "torch": "torch", "onnxruntime": "ort", "reference": "ref"}
+    primary = report.get("primary", "rnncore")
+    backends = [primary] + [b for b in BACKENDS if report["backends"].get(b) and b != primary]
+    short = {"rnncore": "rnncore", "torch": "torch", "onnxruntime": "ort", "reference": "ref",
+             "rnncore-int8": "int8", "torch-int8": "torch-int8", "ort-int8": "ort-int8"}
     step = any(r["kind"] == "step" for r in report["rows"])
     unit, key, floor_key = ("us", "us", "floor_us") if step else ("ms", "ms", "floor_ms")
     head = (["case", "thr"] + [f"{short[b]} {unit}" for b in backends]
-            + [f"x{short[b]}" for b in backends if b != "rnncore"]
+            + [f"x{short[b]}" for b in backends if b != primary]
             + ["GFLOP/s", "%peak", f"floor {unit}", "%floor"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in report["rows"]:
         cells = [r["case"], str(r["threads"])]
         cells += [f"{r[key][b]:.2f}" if b in r[key] else "-" for b in backends]
         sp = r.get("speedup", {})
-        cells += [f"{sp[b]:.2f}" if b in sp else "-" for b in backends if b != "rnncore"]
+        cells += [f"{sp[b]:.2f}" if b in sp else "-" for b in backends if b != primary]
         if "gflops" in r:
             cells += [f"{r['gflops']:.1f}", f"{r['pct_peak']:.0f}", f"{r[floor_key]:.2f}",
                       f"{r['pct_floor']:.0f}"]
@@ -533,6 +604,10 @@ def add_arguments(parser):
                         help="time training steps (forward_train + backward) instead: "
                              "2 layers, T=35, N=64, H in {256, 512} (--quick: H=256, 1 thread)")
     parser.add_argument("--layers", type=int, default=2, help="stacked layers with --train (default 2)")
+    parser.add_argument("--tune", action="store_true",
+                        help="sweep the GEMM blocking on this machine and print the best against "
+                             "the derived choice (rnncore.tools.tune; first --hidden/--batch/"
+                             "--steps/--threads values, default 512/64/20/1)")
     parser.add_argument("--step", action="store_true",
                         help="time single streaming steps at N=1 instead (layer.step against "
                              "torch's *Cell and ONNX Runtime on T=1), H in {256, 512, 1024}, "
@@ -548,6 +623,10 @@ def add_arguments(parser):
     parser.add_argument("--budget", type=float, default=5.0,
                         help="seconds per case after which fewer (>= 3) repeats suffice")
     parser.add_argument("--json", metavar="PATH", help="also write the report as JSON")
+    tune.add_arguments(parser)
+    parser.add_argument("--dtype", choices=["float32", "int8"], default="float32",
+                        help="int8: rnncore's int8 copies against rnncore float32 and the "
+                             "int8 paths of PyTorch and ONNX Runtime (forward and --step)")
     parser.add_argument("--probe-seconds", type=float, default=0.3,
                         help="duration of each machine probe, best of 3 (default 0.3)")
 
@@ -556,11 +635,17 @@ def main_from_args(args):
     if runtime.c_ops() is None:
         raise SystemExit("rnncore bench: needs the C extension, which failed to import "
                          f"({runtime.CORE_ERROR}); rebuild with pip install .")
+    if args.tune:
+        if args.train or args.step or args.dtype != "float32":
+            raise SystemExit("rnncore bench: --tune excludes --train, --step and --dtype int8")
+        return tune.main_from_args(args)
     if args.train and args.step:
         raise SystemExit("rnncore bench: --train and --step exclude each other")
+    if args.dtype == "int8" and args.train:
+        raise SystemExit("rnncore bench: --dtype int8 is inference only (not with --train)")
     if args.step:
         grid = dict(STEP_QUICK if args.quick else STEP_FULL)
-        backends = args.backends or list(BACKENDS)
+        backends = args.backends or list(INT8_BACKENDS if args.dtype == "int8" else BACKENDS[:4])
     elif args.train:
         grid = dict(TRAIN_QUICK if args.quick else TRAIN_FULL)
         backends = args.backends or ["rnncore", "torch"]
@@ -568,7 +653,7 @@ def main_from_args(args):
             raise SystemExit(f"rnncore bench --train: backends must be among {TRAIN_BACKENDS}")
     else:
         grid = dict(QUICK if args.quick else FULL)
-        backends = args.backends or list(BACKENDS)
+        backends = args.backends or list(INT8_BACKENDS if args.dtype == "int8" else BACKENDS[:4])
     for key in ("cells", "hidden", "batch", "steps", "threads"):
         if getattr(args, key) is not None:
             grid[key] = getattr(args, key)
@@ -583,7 +668,8 @@ def main_from_args(args):
                  backends, args.repeat, args.budget,
                  progress=lambda s: print(s, file=sys.stderr, flush=True),
                  kind="train" if args.train else "step" if args.step else "forward",
-                 layers=args.layers if args.train else 1, probe_seconds=args.probe_seconds)
+                 layers=args.layers if args.train else 1, probe_seconds=args.probe_seconds,
+                 dtype=args.dtype)
     print(format_table(report))
     scaling = format_scaling(report)
     if scaling:

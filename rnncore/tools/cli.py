@@ -14,6 +14,9 @@ character-level Tiny Shakespeare model when no ``--model`` is given, and run
 on a Dask cluster with ``--scheduler ADDRESS`` (``local:N``: N worker
 processes on this machine; see rnncore.distributed).
 
+``rnncore quantize IN OUT [--dtype int8]`` writes an int8 copy of a model
+file (rnncore.quantize); eval and generate take such files as --model.
+
 Translation: ``rnncore seq2seq train | translate | eval`` (see
 rnncore/tools/seq2seq_cli.py).
 
@@ -27,7 +30,8 @@ import os
 import sys
 
 from ..engine import cells, runtime
-from ..files import DEFAULT_MODEL, load
+from ..files import DEFAULT_MODEL, load, save
+from ..quantization import quantize
 from ..lm import LanguageModel
 from ..lm.text import read_text
 from .. import distributed
@@ -161,6 +165,27 @@ def cmd_generate(args):
     return 0
 
 
+def cmd_quantize(args):
+    """rnncore quantize IN OUT: the int8 copy of the model in IN written to OUT."""
+    try:
+        model = load(args.input)
+        q = quantize(model, args.dtype)
+    except (ValueError, TypeError, OSError) as exc:
+        raise SystemExit(f"rnncore quantize: {exc}") from None
+    save(q, args.output)
+    print(f"{args.output}: {type(model).__name__} quantized to {args.dtype} "
+          f"({os.path.getsize(args.input):,} -> {os.path.getsize(args.output):,} bytes)")
+    return 0
+
+
+def _add_quantize_command(sub):
+    qu = sub.add_parser("quantize", help="write an int8 copy of a model file (inference only)")
+    qu.add_argument("input", help="model file (a layer or a language model)")
+    qu.add_argument("output", help="the quantized model file to write")
+    qu.add_argument("--dtype", choices=["int8"], default="int8", help="(default int8)")
+    qu.set_defaults(func=cmd_quantize)
+
+
 def _add_lm_commands(sub):
     d = TrainConfig()
     tr = sub.add_parser("train", help="train a language model on text files")
@@ -249,6 +274,7 @@ def build_parser():
     bench_module.add_arguments(bench)
     bench.set_defaults(func=bench_module.main_from_args)
     _add_lm_commands(sub)
+    _add_quantize_command(sub)
     seq2seq_cli.add_commands(sub)
     classify_cli.add_commands(sub)
     return parser

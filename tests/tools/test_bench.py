@@ -160,3 +160,38 @@ def test_bench_without_the_extension_says_so(tmp_path):
     out = subprocess.run([sys.executable, "-m", "rnncore", "bench", "--quick"],
                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert out.returncode != 0 and "rnncore bench: needs the C extension" in out.stderr
+
+
+@needs_c
+def test_int8_step_bench_command(tmp_path):
+    """--dtype int8: the int8 copy is the row's reference (ratios, floor at
+    one byte a weight), fp32 rnncore beside it; ORT's quantizer has no GRU,
+    so that backend shows "-" for it."""
+    pytest.importorskip("onnxruntime.quantization")
+    out = subprocess.run([sys.executable, "-m", "rnncore", "bench", "--probe-seconds", "0.02",
+                          "--step", "--dtype", "int8", "--cells", "GRU", "LSTM", "--hidden", "32",
+                          "--threads", "1", "--repeat", "3",
+                          "--backends", "rnncore-int8", "rnncore", "ort-int8",
+                          "--json", str(tmp_path / "r.json")],
+                         capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "| int8 us | rnncore us |" in out.stdout
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["primary"] == "rnncore-int8" and report["dtype"] == "int8"
+    gru, lstm = report["rows"]
+    assert set(gru["us"]) == {"rnncore-int8", "rnncore"}  # no int8 GRU in ONNX Runtime
+    assert set(lstm["us"]) == {"rnncore-int8", "rnncore", "ort-int8"}
+    assert set(lstm["speedup"]) == {"rnncore", "ort-int8"}
+
+
+@needs_c
+def test_int8_bench_is_inference_only():
+    with pytest.raises(SystemExit, match="inference only"):
+        bench.main_from_args(bench_args(["--train", "--dtype", "int8"]))
+
+
+def bench_args(argv):
+    import argparse
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    return parser.parse_args(argv)

@@ -1,0 +1,72 @@
+/*
+ * qkernels_avx512vnni.c: the int8 product on AVX-512 VNNI (compiled with
+ * -mavx512f -mavx512bw -mavx512vnni; chosen at run time by qdispatch.c).
+ *
+ * vpdpbusd multiplies 4 unsigned activation bytes by 4 signed weight bytes
+ * and adds the 4 products to a 32-bit lane, without saturation: one
+ * instruction per 64 weight bytes (16 outputs x 4 k). A tile is MR rows x
+ * NP panels of MR*NP zmm accumulators; the 4 activation bytes of a row are
+ * broadcast to every lane and shared by the NP panels, each 64-byte weight
+ * load by the MR rows. One row gets 8 panels (8 chains in flight: a
+ * single chain waits on the instruction's latency), up to 4 rows get 4.
+ */
+#include <immintrin.h>
+#include <string.h>
+
+#include "../qkernels.h"
+
+static inline __attribute__((always_inline)) void tile(const int MR, const int NP, int64_t Kq,
+                                                       const uint8_t *A, int64_t lda,
+                                                       const int8_t *W, int32_t *C, int64_t ldc) {
+    __m512i acc[4][8];
+    const int64_t wstride = Kq * 64;
+#pragma GCC unroll 4
+    for (int m = 0; m < MR; m++)
+#pragma GCC unroll 8
+        for (int p = 0; p < NP; p++) acc[m][p] = _mm512_setzero_si512();
+    for (int64_t kq = 0; kq < Kq; kq++) {
+        __m512i w[8];
+#pragma GCC unroll 8
+        for (int p = 0; p < NP; p++) w[p] = _mm512_loadu_si512((const void *)(W + p * wstride + kq * 64));
+#pragma GCC unroll 4
+        for (int m = 0; m < MR; m++) {
+            int32_t a4;
+            memcpy(&a4, A + m * lda + 4 * kq, 4);
+            const __m512i a = _mm512_set1_epi32(a4);
+#pragma GCC unroll 8
+            for (int p = 0; p < NP; p++) acc[m][p] = _mm512_dpbusd_epi32(acc[m][p], a, w[p]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int m = 0; m < MR; m++)
+#pragma GCC unroll 8
+        for (int p = 0; p < NP; p++)
+            _mm512_storeu_si512((void *)(C + m * ldc + p * RNC_QPANEL), acc[m][p]);
+}
+
+#define TILE(MR, NP)                                                                            \
+    static void tile_##MR##_##NP(int64_t Kq, const uint8_t *A, int64_t lda, const int8_t *W, \
+                                 int32_t *C, int64_t ldc) {                                     \
+        tile(MR, NP, Kq, A, lda, W, C, ldc);                                                    \
+    }
+TILE(1, 8) TILE(1, 1) TILE(2, 4) TILE(2, 1) TILE(3, 4) TILE(3, 1) TILE(4, 4) TILE(4, 1)
+
+typedef void (*tile_fn)(int64_t, const uint8_t *, int64_t, const int8_t *, int32_t *, int64_t);
+
+static void gemm_vnni(int64_t M, int64_t Kq, const uint8_t *A, int64_t lda, const int8_t *W,
+                      int64_t np, int32_t *C, int64_t ldc) {
+    static const tile_fn wide[5] = {NULL, tile_1_8, tile_2_4, tile_3_4, tile_4_4};
+    static const tile_fn one[5] = {NULL, tile_1_1, tile_2_1, tile_3_1, tile_4_1};
+    static const int width[5] = {0, 8, 4, 4, 4};
+    const int64_t wstride = Kq * 64;
+    for (int64_t m0 = 0; m0 < M; m0 += 4) {
+        const int mr = M - m0 < 4 ? (int)(M - m0) : 4;
+        int64_t p = 0;
+        for (; p + width[mr] <= np; p += width[mr])
+            wide[mr](Kq, A + m0 * lda, lda, W + p * wstride, C + m0 * ldc + p * RNC_QPANEL, ldc);
+        for (; p < np; p++)
+            one[mr](Kq, A + m0 * lda, lda, W + p * wstride, C + m0 * ldc + p * RNC_QPANEL, ldc);
+    }
+}
+
+const rnc_qkernels rnc_qkernels_avx512vnni = {"avx512vnni", gemm_vnni};

@@ -1,0 +1,78 @@
+/*
+ * qkernels.h: internal interfaces of the int8 kernels (qlinear.c, qfwd.c,
+ * qdispatch.c and the per-ISA isa/qkernels_<isa>.c). Not public API; the
+ * scheme is stated in rnncore_int8.h.
+ *
+ * Packed int8 weights (rnc_qpack_weights) of a [G*H, K] weight, with Hp =
+ * rnc_padded(H) (the fp32 gate-row padding, so that rows of gate
+ * pre-activations use the fp32 kernels' layout) and Kq = ceil(K / 4):
+ *   panels  int8 [G*Hp/16][Kq][16][4]:
+ *           panel[(g*Hp/16 + p)][kq][j][r] = Wq[g*H + p*16 + j][4*kq + r]
+ *           (zero past H and past K)
+ *   colsum  int32 [G*Hp]: sum_k Wq[row][k] (0 on padding)
+ *   scale   float [G*Hp]: sw[row] (0 on padding)
+ * at byte offsets 0, qpanel_bytes, qpanel_bytes + 4*G*Hp.
+ *
+ * Activations enter the kernels as bytes u = q + 128 (unsigned, what the
+ * VNNI instruction multiplies), rows of lda >= 4*Kq bytes padded with 128
+ * (q = 0). The kernels return sum_k u_k Wq[j, k] (exact: at most
+ * 255 * 127 * 65535 < 2^31); the driver subtracts 128 * colsum[j], which
+ * gives sum_k q_k Wq[j, k] exactly.
+ */
+#ifndef RNC_QKERNELS_H
+#define RNC_QKERNELS_H
+
+#include "kernels.h"
+#include "rnncore_int8.h"
+
+#define RNC_QPANEL 16 /* output rows per int8 panel */
+
+static inline int64_t rnc_qk(int64_t K) { return (K + 3) / 4; }
+
+static inline int64_t rnc_qpanel_bytes(int64_t G, int64_t H, int64_t K) {
+    return G * rnc_padded(H) * rnc_qk(K) * 4;
+}
+
+typedef struct {
+    const char *name;
+    /* C[m*ldc + p*RNC_QPANEL + j] = sum_{k < 4*Kq} A[m*lda + k] * W[p][k][j]
+     * for m < M, p < np (panels of W, Kq*64 bytes apart), j < RNC_QPANEL. */
+    void (*gemm)(int64_t M, int64_t Kq, const uint8_t *A, int64_t lda, const int8_t *W,
+                 int64_t np, int32_t *C, int64_t ldc);
+} rnc_qkernels;
+
+extern const rnc_qkernels rnc_qkernels_generic;
+#ifdef RNC_HAVE_QAVX2
+extern const rnc_qkernels rnc_qkernels_avx2;
+#endif
+#ifdef RNC_HAVE_QAVX512VNNI
+extern const rnc_qkernels rnc_qkernels_avx512vnni;
+#endif
+
+/* The int8 table that goes with the active fp32 table (qdispatch.c). */
+const rnc_qkernels *rnc_active_qkernels(void);
+
+/* Rows below this absolute maximum quantize to zero (rnncore_int8.h). */
+#define RNC_Q_TINY 7.8886090522101181e-31f /* 2^-100 */
+
+/* Quantize row v[0, K) into u[0, 4*rnc_qk(K)) (q + 128, padding 128);
+ * returns the row's scale sv (qlinear.c). */
+float rnc_quantize_row(int64_t K, const float *v, uint8_t *u);
+
+/* out[j] = (float)(C[j] - 128*colsum[j]) * (sv * sw[j]) (+ bias[j]) for j
+ * in [0, n): the dequantisation of one row (qlinear.c). bias may be NULL. */
+void rnc_dequant_row(int64_t n, const int32_t *C, const int32_t *colsum, const float *sw,
+                     float sv, const float *bias, float *out);
+
+static inline const int8_t *rnc_qpanels(const uint8_t *w) { return (const int8_t *)w; }
+static inline const int32_t *rnc_qcolsum(const uint8_t *w, int64_t G, int64_t H, int64_t K) {
+    return (const int32_t *)(const void *)(w + rnc_qpanel_bytes(G, H, K));
+}
+static inline const float *rnc_qscale(const uint8_t *w, int64_t G, int64_t H, int64_t K) {
+    return (const float *)(const void *)(w + rnc_qpanel_bytes(G, H, K) + 4 * G * rnc_padded(H));
+}
+
+/* CPU support of AVX-512 BW + VNNI, with the OS check (qdispatch.c). */
+int rnc_cpu_has_avx512vnni(void);
+
+#endif /* RNC_QKERNELS_H */
