@@ -165,6 +165,28 @@ def set_isa(str name):
     _check(rnc_set_isa(name.encode()))
 
 
+def blocking():
+    """rnc_get_blocking: the caches detected (or set by RNNCORE_CACHE), the
+    active path's registers, the GEMM blocking chosen and why, as a dict."""
+    cdef const rnc_blocking *b = rnc_get_blocking()
+    cdef int rows[16]
+    cdef int n = rnc_gemm_tile_rows(rows, 16)
+    return {"l1d": b.l1d, "l2": b.l2, "l3": b.l3, "cache_source": b.cache_source.decode(),
+            "cache_error": b.cache_error.decode(), "vregs": b.vregs,
+            "vector_floats": b.vector_floats, "mr": b.mr, "tile_cols": b.tile_cols,
+            "kchunk": b.kchunk, "kc": b.kc, "mc": b.mc, "nc": b.nc,
+            "tile_rows": [rows[i] for i in range(min(n, 16))], "why": b.why.decode()}
+
+
+def set_blocking(*, int mr=0, int64_t kchunk=0, int64_t kc=0, int64_t mc=0, int64_t nc=0):
+    """rnc_set_blocking (sweeps and tests; not during other calls): 0 derives
+    that value from the rule; ValueError for values out of range."""
+    if rnc_set_blocking(mr, kchunk, kc, mc, nc) != RNC_OK:
+        raise ValueError(f"blocking out of range: mr={mr} (one of {blocking()['tile_rows']}), "
+                         f"kchunk={kchunk}, kc={kc}, mc={mc} (a multiple of mr), "
+                         f"nc={nc} (a multiple of 32)")
+
+
 def forward(int cell, int64_t T, int64_t N, int64_t I, int64_t H, *,
             const float[:, ::1] x, const float[::1] w_ih_p, const float[::1] w_hh_p,
             const float[::1] b_ih=None, const float[::1] b_hh=None,

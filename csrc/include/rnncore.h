@@ -277,6 +277,39 @@ int rnc_isa_available(const char *name);
 rnc_status rnc_set_isa(const char *name);
 
 /*
+ * GEMM blocking (blocking.c), derived by rnc_init() and rnc_set_isa() from
+ * the caches and the active path's vector registers; rnc_get_blocking()
+ * says what was detected and chosen, and `why` gives the rule of each choice
+ * (one line each). Caches: CPUID leaf 4 (Intel) / 0x8000001D (AMD), else
+ * sysconf, else 32 KB / 256 KB / 8 MB; RNNCORE_CACHE="L1,L2,L3" (bytes, with
+ * optional K / M / G suffixes) overrides them, so that one machine makes
+ * another CPU's choices. A bad RNNCORE_CACHE is ignored and cache_error says
+ * why (never an abort).
+ * rnc_set_blocking (tuning sweeps, tests; not while other calls run): the
+ * tile height mr (one of rnc_gemm_tile_rows), the micro-kernel's K chunk,
+ * and gemm.c's KC (a multiple of 128), MC (rows, a multiple of mr) and NC
+ * (columns, a multiple of 32); 0 derives that value again from the rule.
+ * RNC_ERR_INVALID_ARG for a value out of range (then nothing changes).
+ * Results are identical for every kchunk, KC, MC and NC; the tile height
+ * regroups the sums of the rows it leaves in a tail of 1-3 rows (float32
+ * rounding of a K-term sum).
+ */
+typedef struct {
+    int64_t l1d, l2, l3;       /* bytes: L1 data and L2 of one core, one L3    */
+    const char *cache_source;  /* "RNNCORE_CACHE", "cpuid", "sysconf", "default" */
+    const char *cache_error;   /* why RNNCORE_CACHE was ignored, or ""        */
+    int vregs, vector_floats;  /* the active path's vector registers, width    */
+    int mr, tile_cols;         /* micro-kernel tile: mr rows x tile_cols columns */
+    int64_t kchunk;            /* micro-kernel: K rows of a panel kept in L1   */
+    int64_t kc, mc, nc;        /* gemm.c: K block, A rows block, B columns group */
+    const char *why;
+} rnc_blocking;
+const rnc_blocking *rnc_get_blocking(void);
+rnc_status rnc_set_blocking(int mr, int64_t kchunk, int64_t kc, int64_t mc, int64_t nc);
+/* The tile heights compiled for the active path: writes up to cap, returns the count. */
+int rnc_gemm_tile_rows(int *out, int cap);
+
+/*
  * Machine probes for the benchmarks, on the active CPU path, with n_threads
  * threads (<= 0: the OpenMP default) each running for about `seconds`.
  * rnc_probe_peak_gflops: sustained FP32 FMA throughput, GFLOP/s summed over

@@ -2,8 +2,14 @@
  * cpu_features.c: what the CPU and the OS support, read once by rnc_init().
  * A feature counts only when CPUID reports it AND the OS saves the register
  * state it needs (XGETBV: XMM|YMM for AVX2, plus opmask|ZMM for AVX-512).
+ * Also the data cache sizes that blocking.c derives the GEMM blocking from.
  */
+#define _GNU_SOURCE /* sysconf's cache sizes (glibc) */
 #include "kernels.h"
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <unistd.h>
+#endif
 
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
 #include <cpuid.h>
@@ -31,9 +37,66 @@ static int detect(void) {
     if ((bits & 1) && os_zmm && avx512f) bits |= 2;
     return bits;
 }
+
+/* Sizes of the L1 data, L2 and L3 caches from the deterministic cache
+ * parameters leaf (Intel 4, AMD 0x8000001D: the same format): subleaf i
+ * describes one cache, size = ways * partitions * line * sets, of one
+ * instance (L1d and L2: one core's; L3: shared by a core complex). 0 when
+ * the leaf is missing. */
+static void cpuid_caches(int64_t size[4]) {
+    unsigned int a, b, c, d;
+    if (!__get_cpuid(0, &a, &b, &c, &d)) return;
+    const unsigned int max_basic = a;
+    const int amd = (b == 0x68747541 && d == 0x69746e65 && c == 0x444d4163) || /* AuthenticAMD */
+                    (b == 0x6f677948 && d == 0x6e65476e && c == 0x656e6975);   /* HygonGenuine */
+    unsigned int leaf = 4;
+    if (amd) {
+        const unsigned int max_ext = __get_cpuid_max(0x80000000u, 0);
+        if (max_ext < 0x8000001Du) return;
+        __cpuid(0x80000001u, a, b, c, d);
+        if (!((c >> 22) & 1)) return; /* TOPOEXT: leaf 0x8000001D present */
+        leaf = 0x8000001Du;
+    } else if (max_basic < 4) {
+        return;
+    }
+    for (unsigned int i = 0; i < 16; i++) {
+        __cpuid_count(leaf, i, a, b, c, d);
+        const unsigned int type = a & 0x1f, level = (a >> 5) & 0x7;
+        if (type == 0) break;          /* no more caches */
+        if (type == 2 || level > 3) continue; /* instruction caches */
+        const int64_t bytes = (int64_t)((b >> 22) + 1) * (((b >> 12) & 0x3ff) + 1) *
+                              ((b & 0xfff) + 1) * ((int64_t)c + 1);
+        if (size[level] == 0) size[level] = bytes;
+    }
+}
 #else
 static int detect(void) { return 0; }
+static void cpuid_caches(int64_t size[4]) { (void)size; }
 #endif
+
+const char *rnc_cpu_caches(int64_t *l1d, int64_t *l2, int64_t *l3) {
+    int64_t size[4] = {0, 0, 0, 0};
+    const char *source = "cpuid";
+    cpuid_caches(size);
+#if defined(_SC_LEVEL1_DCACHE_SIZE) && defined(_SC_LEVEL2_CACHE_SIZE) && defined(_SC_LEVEL3_CACHE_SIZE)
+    if (size[1] <= 0 || size[2] <= 0) { /* glibc: from CPUID too, or from /sys elsewhere */
+        const long s1 = sysconf(_SC_LEVEL1_DCACHE_SIZE), s2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+        const long s3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
+        if (s1 > 0 && s2 > 0) {
+            size[1] = s1, size[2] = s2, size[3] = s3 > 0 ? s3 : 0;
+            source = "sysconf";
+        }
+    }
+#endif
+    if (size[1] <= 0 || size[2] <= 0) { /* safe defaults: small caches, small blocks */
+        size[1] = 32 << 10, size[2] = 256 << 10, size[3] = 8 << 20;
+        source = "default";
+    }
+    *l1d = size[1];
+    *l2 = size[2];
+    *l3 = size[3] > 0 ? size[3] : size[2]; /* no L3: the L2 is the last level */
+    return source;
+}
 
 int rnc_cpu_has_avx2_fma(void) { return detect() & 1; }
 int rnc_cpu_has_avx512f(void) { return (detect() >> 1) & 1; }

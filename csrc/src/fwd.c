@@ -48,8 +48,9 @@
 #include <omp.h>
 #endif
 
-/* Rows per work item of the input GEMM: a multiple of every ISA's GEMM_MR
- * (12, 6, 4), so the row tiling is the same for any number of threads. */
+/* Rows per work item of the input GEMM: a multiple of the tile height
+ * blocking.c chooses (it picks an mr dividing 48: 12, 6, 4), so that the
+ * blocks have no row tail; the tiling is the same for any number of threads. */
 #define GEMM_ROW_BLOCK 48
 /* Rows of x per chunk of the input projection (see chunk_steps). */
 #define CHUNK_ROWS 192

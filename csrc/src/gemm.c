@@ -3,13 +3,14 @@
  * (input and state gradients over a whole sequence, weight gradients), built
  * on the same packed micro-kernel as the forward (rnc_kernels.gemm_panel).
  *
- * Blocking (BLIS order): for each group of up to GEMM_NCP column panels of 32,
- * for each block of GEMM_KC rows of K: pack those rows of B (up to 1 MB); for
- * each block of GEMM_MC rows of A: pack it (192 KB, L2-resident) and run the
- * micro-kernel over the group's panels (it walks each panel in chunks of 128
- * rows of K, 16 KB, that stay in L1 while the row tiles pass). With 8 panels
- * per group A was packed twice for 512 columns, and packing took 8% of an
- * LSTM training step.
+ * Blocking (BLIS order), the sizes from blocking.c (rnc_blk, derived from
+ * the caches): for each group of NC columns (panels of 32), for each block
+ * of KC rows of K: pack those rows of B (NC x KC fills L2); for each block
+ * of MC rows of A: pack it (a quarter of L2) and run the micro-kernel over
+ * the group's panels (it walks each panel in chunks of kchunk rows of K that
+ * stay in L1 while the row tiles pass). With a group of half of L2 A was
+ * packed twice for 512 columns, and packing took 8% of an LSTM training
+ * step. Scratch is sized for the largest blocking rnc_set_blocking accepts.
  */
 #include <string.h>
 
@@ -29,13 +30,9 @@
 #define PACK_INLINE static inline
 #endif
 
-#define GEMM_KC 512
-#define GEMM_MC 96 /* a multiple of every micro-kernel's mr (12, 6, 4) */
-#define GEMM_NCP 16 /* up to 512 columns: B and A are then packed once per GEMM */
-
 int64_t rnc_gemm_scratch_floats(void) {
     /* packed B group | packed A block | one edge panel of C */
-    return GEMM_NCP * GEMM_KC * RNC_PANEL + GEMM_MC * GEMM_KC + GEMM_MC * RNC_PANEL;
+    return RNC_GROUP_FLOATS_MAX + RNC_MC_MAX * RNC_KC_MAX + RNC_MC_MAX * RNC_PANEL;
 }
 
 void rnc_pack_b_panel(int64_t kc, int64_t Nc, rnc_mat B, int64_t k0, int64_t col, float *Bp) {
@@ -66,10 +63,14 @@ PACK_INLINE void pack_tile(const int mt, int64_t K, const float *a, int64_t rs, 
     int64_t k = 0;
 #ifdef RNC_PACK_SSE
     /* rows along k (cs = 1): 4 x 4 blocks transposed in registers, 0.16 ns
-     * a float against 0.46 for the scalar gather below (96 x 512 blocks) */
-    if (cs == 1 && mt % 4 == 0)
-        for (; k + 4 <= K; k += 4)
-            for (int r = 0; r < mt; r += 4) {
+     * a float against 0.46 for the scalar gather below (96 x 512 blocks);
+     * the rows past the last multiple of 4 (mt = 6, 10, 14) gathered */
+    const int m4 = mt / 4 * 4;
+    if (cs == 1 && m4 > 0)
+        for (; k + 4 <= K; k += 4) {
+            for (int r = m4; r < mt; r++)
+                for (int j = 0; j < 4; j++) tile[(k + j) * mt + r] = a[r * rs + k + j];
+            for (int r = 0; r < m4; r += 4) {
                 __m128 r0 = _mm_loadu_ps(a + r * rs + k), r1 = _mm_loadu_ps(a + (r + 1) * rs + k);
                 __m128 r2 = _mm_loadu_ps(a + (r + 2) * rs + k), r3 = _mm_loadu_ps(a + (r + 3) * rs + k);
                 _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
@@ -78,6 +79,7 @@ PACK_INLINE void pack_tile(const int mt, int64_t K, const float *a, int64_t rs, 
                 _mm_storeu_ps(tile + (k + 2) * mt + r, r2);
                 _mm_storeu_ps(tile + (k + 3) * mt + r, r3);
             }
+        }
 #endif
     {
         for (; k < K; k++)
@@ -85,17 +87,25 @@ PACK_INLINE void pack_tile(const int mt, int64_t K, const float *a, int64_t rs, 
     }
 }
 
+/* pack_tile with a constant mt for every tile height of blocking.c's choices */
+#define PACK_TILE(mt, K, a, rs, cs, tile)                               \
+    switch (mt) {                                                       \
+    case 14: pack_tile(14, K, a, rs, cs, tile); break;                  \
+    case 12: pack_tile(12, K, a, rs, cs, tile); break;                  \
+    case 10: pack_tile(10, K, a, rs, cs, tile); break;                  \
+    case 8: pack_tile(8, K, a, rs, cs, tile); break;                    \
+    case 6: pack_tile(6, K, a, rs, cs, tile); break;                    \
+    case 5: pack_tile(5, K, a, rs, cs, tile); break;                    \
+    case 4: pack_tile(4, K, a, rs, cs, tile); break;                    \
+    default: pack_tile(mt, K, a, rs, cs, tile); break;                  \
+    }
+
 void rnc_pack_a_cols(int64_t M, int64_t K, int64_t k0, int64_t k1, rnc_mat A, int mr, float *Ap) {
     for (int64_t m = 0; m < M; m += mr) {
         const int mt = M - m < mr ? (int)(M - m) : mr;
         const float *a = A.p + m * A.rs + k0 * A.cs;
         float *tile = Ap + m * K + k0 * mt;
-        switch (mt) {
-        case 12: pack_tile(12, k1 - k0, a, A.rs, A.cs, tile); break;
-        case 6: pack_tile(6, k1 - k0, a, A.rs, A.cs, tile); break;
-        case 4: pack_tile(4, k1 - k0, a, A.rs, A.cs, tile); break;
-        default: pack_tile(mt, k1 - k0, a, A.rs, A.cs, tile); break;
-        }
+        PACK_TILE(mt, k1 - k0, a, A.rs, A.cs, tile);
     }
 }
 
@@ -104,18 +114,13 @@ void rnc_pack_a(int64_t M, int64_t K, rnc_mat A, int mr, float *Ap) {
         const int mt = M - m < mr ? (int)(M - m) : mr;
         float *tile = Ap + m * K;
         const float *a = A.p + m * A.rs;
-        switch (mt) {
-        case 12: pack_tile(12, K, a, A.rs, A.cs, tile); break;
-        case 6: pack_tile(6, K, a, A.rs, A.cs, tile); break;
-        case 4: pack_tile(4, K, a, A.rs, A.cs, tile); break;
-        default: pack_tile(mt, K, a, A.rs, A.cs, tile); break;
-        }
+        PACK_TILE(mt, K, a, A.rs, A.cs, tile);
     }
 }
 
 int64_t rnc_gemm_prepacked_scratch_floats(void) {
     /* packed A block | one edge panel of C */
-    return GEMM_MC * GEMM_KC + GEMM_MC * RNC_PANEL;
+    return RNC_MC_MAX * RNC_KC_MAX + RNC_MC_MAX * RNC_PANEL;
 }
 
 /* rnc_gemm_part, and rnc_gemm_prepacked_part with Bp_all (B's panels packed
@@ -126,30 +131,31 @@ static void gemm_part_impl(const rnc_kernels *kern, int64_t M, int64_t Nc, int64
                            float *C, int64_t ldc, int accumulate, float *scratch, int part,
                            int parts) {
     const int64_t P = (Nc + RNC_PANEL - 1) / RNC_PANEL;
+    const int64_t KC = rnc_blk.kc, MC = rnc_blk.mc, NCP = rnc_blk.nc / RNC_PANEL;
     const int col_parts = parts < P ? parts : (int)P;
     const int row_parts = parts / col_parts;
     if (part >= col_parts * row_parts) return;
     int64_t p0, p1, m_lo, m_hi;
     rnc_split_range(P, col_parts, part % col_parts, 1, &p0, &p1);
-    rnc_split_range(M, row_parts, part / col_parts, GEMM_MC, &m_lo, &m_hi);
+    rnc_split_range(M, row_parts, part / col_parts, MC, &m_lo, &m_hi);
 
     float *Bp = Bp_all ? NULL : scratch;
-    float *Ap = Bp_all ? scratch : Bp + GEMM_NCP * GEMM_KC * RNC_PANEL;
-    float *edge = Ap + GEMM_MC * GEMM_KC;
+    float *Ap = Bp_all ? scratch : Bp + RNC_GROUP_FLOATS_MAX;
+    float *edge = Ap + RNC_MC_MAX * RNC_KC_MAX;
     float edge_bias[RNC_PANEL]; /* the last, partial panel's bias, zero-padded */
     if (bias && Nc % RNC_PANEL) {
         memset(edge_bias, 0, sizeof edge_bias);
         memcpy(edge_bias, bias + (P - 1) * RNC_PANEL, (size_t)(Nc % RNC_PANEL) * sizeof(float));
     }
-    for (int64_t jp = p0; jp < p1; jp += GEMM_NCP) {
-        const int64_t np = p1 - jp < GEMM_NCP ? p1 - jp : GEMM_NCP;
-        for (int64_t k0 = 0; k0 < K; k0 += GEMM_KC) {
-            const int64_t kc = K - k0 < GEMM_KC ? K - k0 : GEMM_KC;
+    for (int64_t jp = p0; jp < p1; jp += NCP) {
+        const int64_t np = p1 - jp < NCP ? p1 - jp : NCP;
+        for (int64_t k0 = 0; k0 < K; k0 += KC) {
+            const int64_t kc = K - k0 < KC ? K - k0 : KC;
             const int acc = accumulate || k0 > 0;
             for (int64_t q = 0; !Bp_all && q < np; q++)
                 rnc_pack_b_panel(kc, Nc, B, k0, (jp + q) * RNC_PANEL, Bp + q * kc * RNC_PANEL);
-            for (int64_t m0 = m_lo; m0 < m_hi; m0 += GEMM_MC) {
-                const int64_t mc = m_hi - m0 < GEMM_MC ? m_hi - m0 : GEMM_MC;
+            for (int64_t m0 = m_lo; m0 < m_hi; m0 += MC) {
+                const int64_t mc = m_hi - m0 < MC ? m_hi - m0 : MC;
                 const rnc_mat Ablk = {A.p + m0 * A.rs + k0 * A.cs, A.rs, A.cs};
                 rnc_pack_a(mc, kc, Ablk, kern->mr, Ap);
                 for (int64_t q = 0; q < np; q++) {
@@ -199,7 +205,7 @@ void rnc_gemm_prepacked_part(const rnc_kernels *kern, int64_t M, int64_t Nc, int
 static int gemm_threads(int64_t M, int64_t N, int64_t K, int n_threads) {
     int nt = rnc_resolve_threads(n_threads);
     const int64_t by_work = M * N * K / (1 << 20);
-    const int64_t by_blocks = ((N + RNC_PANEL - 1) / RNC_PANEL) * ((M + GEMM_MC - 1) / GEMM_MC);
+    const int64_t by_blocks = ((N + RNC_PANEL - 1) / RNC_PANEL) * ((M + rnc_blk.mc - 1) / rnc_blk.mc);
     if (nt > by_work) nt = (int)(by_work > 1 ? by_work : 1);
     if (nt > by_blocks) nt = (int)by_blocks;
     return nt;

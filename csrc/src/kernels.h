@@ -19,7 +19,7 @@
 #include "rnncore.h"
 
 #define RNC_PANEL 32
-#define RNC_MR_MAX 12 /* the largest GEMM tile height of any ISA */
+#define RNC_MR_MAX 16 /* the largest GEMM tile height of any ISA (rnc_tile) */
 
 static inline int64_t rnc_padded(int64_t H) {
     return (H + RNC_PANEL - 1) / RNC_PANEL * RNC_PANEL;
@@ -120,9 +120,27 @@ typedef struct {
 
 #define RNC_N_CELLS 5 /* rnc_cell values 0 .. 4 */
 
+/* One micro-kernel tile height of an ISA, with its two panel GEMMs (the
+ * signatures of rnc_kernels.gemm_panel and gemm_panel_acc). */
+typedef struct {
+    int mr;
+    void (*gemm_panel)(int64_t M, int64_t K, const float *Ap, const float *P,
+                       const float *bias, float *C, int64_t ldc);
+    void (*gemm_panel_acc)(int64_t M, int64_t K, const float *Ap, const float *P,
+                           float *C, int64_t ldc);
+} rnc_tile;
+
+/* What blocking.c needs of an ISA: its vector registers and width, and its
+ * compiled tile heights (kernels_simd.inc; n_tiles 0: the table's only). */
+typedef struct {
+    int vregs, vw;
+    const rnc_tile *tiles;
+    int n_tiles;
+} rnc_isa_gemm;
+
 typedef struct {
     const char *name;
-    int mr; /* rows per GEMM tile (<= RNC_MR_MAX) */
+    int mr; /* rows per GEMM tile (<= RNC_MR_MAX); the active table's are blocking.c's choice */
     /* C[m, 0:RNC_PANEL) = bias[0:RNC_PANEL) (or 0) + sum_k A[m, k] * P[k*RNC_PANEL + j]
      * for m in [0, M), A packed by rnc_pack_a with this table's mr: one panel of packed weights. */
     void (*gemm_panel)(int64_t M, int64_t K, const float *Ap,
@@ -150,14 +168,18 @@ typedef struct {
 } rnc_kernels;
 
 extern const rnc_kernels rnc_kernels_generic;
+extern const rnc_isa_gemm rnc_isa_gemm_generic; /* its tiles (kernels_simd.inc) */
 #ifdef RNC_HAVE_AVX2
 extern const rnc_kernels rnc_kernels_avx2;
+extern const rnc_isa_gemm rnc_isa_gemm_avx2;
 #endif
 #ifdef RNC_HAVE_AVX512
 extern const rnc_kernels rnc_kernels_avx512;
+extern const rnc_isa_gemm rnc_isa_gemm_avx512;
 #endif
 #ifdef RNC_HAVE_NEON
 extern const rnc_kernels rnc_kernels_neon;
+extern const rnc_isa_gemm rnc_isa_gemm_neon;
 #endif
 
 /* Largest float count the library hands out: its bytes fit both size_t and
@@ -308,8 +330,32 @@ static inline int64_t rnc_active_rows(const int64_t *lengths, int64_t N, int64_t
     return lo;
 }
 
-/* The table chosen by rnc_init() (dispatch.c). */
+/* The table chosen by rnc_init() (dispatch.c): a copy of the ISA's table
+ * with the tile (mr, gemm_panel, gemm_panel_acc) that blocking.c chose. */
 const rnc_kernels *rnc_active_kernels(void);
+/* The active ISA's facts for blocking.c (dispatch.c). */
+const rnc_isa_gemm *rnc_active_isa_gemm(void);
+const rnc_kernels *rnc_active_kernels_table(void); /* the ISA's own, unmodified */
+/* Install the tile of height mr of the active ISA: 0, or -1 if none. */
+int rnc_use_tile(int mr);
+
+/* The blocking in use (blocking.c; see rnc_blocking in rnncore.h), read by
+ * the GEMMs on every call. rnc_blocking_derive: from the caches and the
+ * active ISA, by rnc_init() and rnc_set_isa(). Bounds of what
+ * rnc_set_blocking accepts, which size every scratch buffer, so that a
+ * workspace sized before a change stays big enough after it: */
+extern rnc_blocking rnc_blk;
+void rnc_blocking_derive(void);
+#define RNC_KCHUNK_MAX 1024
+/* K segment of a 1-3 row tail tile (kernels_simd.inc); KC is a multiple */
+#define RNC_TAIL_KSEG 128
+#define RNC_KC_MAX 1024
+#define RNC_MC_MAX 256
+#define RNC_GROUP_FLOATS_MAX (1 << 19) /* packed B group: NC x KC floats, 2 MB */
+
+/* Cache sizes (cpu_features.c): L1d, L2 of one core, one L3, in bytes; the
+ * source ("cpuid", "sysconf" or "default") returned. */
+const char *rnc_cpu_caches(int64_t *l1d, int64_t *l2, int64_t *l3);
 
 
 /* CPU support, with the OS (XGETBV) check: cpu_features.c. */

@@ -2,8 +2,10 @@
  * test_forward.c: the C library on its own, from plain C (no Python).
  * Builds with the sources of csrc/src (tests/engine/test_c_library.py and
  * .ci/arm64 do it):
- *   cc -std=c99 -Icsrc/include csrc/tests/test_forward.c csrc/src/ *.c -lm
- * (plus csrc/src/isa/kernels_<isa>.c with -DRNC_HAVE_<ISA> per SIMD path).
+ *   cc -std=c99 -Icsrc/include csrc/tests/test_forward.c csrc/src/ *.c \
+ *      csrc/src/isa/kernels_generic.c -lm
+ * (plus csrc/src/isa/kernels_<isa>.c, built with its ISA's flags, and
+ * -DRNC_HAVE_<ISA> per SIMD path).
  *
  * Every cell (RNN tanh and relu; LSTM plain, with peepholes, with coupled
  * gates, both, with a projection; GRU reset-after and reset-before), forward

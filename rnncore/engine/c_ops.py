@@ -50,6 +50,8 @@ class COps(Ops):
     compiled_isas = staticmethod(_core.compiled_isas)
     isa_available = staticmethod(_core.isa_available)
     set_isa = staticmethod(_core.set_isa)
+    blocking = staticmethod(_core.blocking)          # caches, tile, blocks, and why
+    set_blocking = staticmethod(_core.set_blocking)  # for sweeps and tests
     has_openmp = staticmethod(_core.has_openmp)
     default_threads = staticmethod(_core.default_threads)
     version = _core.VERSION

@@ -30,13 +30,42 @@ def config():
         "num_threads": runtime.get_num_threads(),
         "machine": platform.machine(),
         **build,
+        **_blocking(c),
     }
+
+
+def _blocking(c):
+    """The caches the GEMM blocking was derived from and what it chose
+    (csrc/src/blocking.c), or nothing without the extension."""
+    if c is None:
+        return {}
+    b = c.blocking()
+    return {
+        "cache_l1d": b["l1d"], "cache_l2": b["l2"], "cache_l3": b["l3"],
+        "cache_source": b["cache_source"] + (f" ({b['cache_error']})" if b["cache_error"] else ""),
+        "vector_registers": b["vregs"],
+        "gemm_tile": f"{b['mr']}x{b['tile_cols']}",
+        "gemm_kchunk": b["kchunk"], "gemm_kc": b["kc"], "gemm_mc": b["mc"], "gemm_nc": b["nc"],
+        "blocking_why": b["why"].splitlines(),
+    }
+
+
+def _size(n):
+    return f"{n // (1 << 20)} MB" if n % (1 << 20) == 0 else f"{n // 1024} KB" if n % 1024 == 0 \
+        else f"{n} B"
 
 
 def show_config():
     """Print version, backend, the CPU paths this build and machine offer and
-    the one in use, OpenMP on/off and threads."""
+    the one in use, OpenMP on/off and threads; the caches detected (or set by
+    RNNCORE_CACHE) and the GEMM blocking derived from them, with the rule of
+    each choice."""
     for key, value in config().items():
+        if key == "blocking_why":
+            print(f"{'why':>14}: " + f"\n{'':>16}".join(value))
+            continue
+        if key.startswith("cache_l"):
+            value = _size(value)
         if isinstance(value, list):
             value = ", ".join(value) or "none"
         if isinstance(value, bool):

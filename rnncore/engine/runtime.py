@@ -29,6 +29,10 @@ except ImportError as exc:  # the extension was not built: the reference still w
 
 REFERENCE_OPS = Ops()
 
+if _C_OPS is not None and _C_OPS.blocking()["cache_error"]:  # a bad RNNCORE_CACHE
+    warnings.warn(f"rnncore: {_C_OPS.blocking()['cache_error']}; using the detected caches",
+                  RuntimeWarning, stacklevel=2)
+
 
 def _select():
     requested = os.environ.get("RNNCORE_BACKEND", "").strip().lower()

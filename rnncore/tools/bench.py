@@ -50,6 +50,7 @@ from ..engine.config import config
 from ..engine.layers import make_layer
 from ..interop.gates import reorder_gates
 from ..quantization import quantize
+from . import tune
 from .cases import (CELL, CELLS, FULL, QUICK, STEP_FULL, STEP_QUICK, TRAIN_FULL, TRAIN_QUICK,
                     case_name)
 
@@ -603,6 +604,10 @@ def add_arguments(parser):
                         help="time training steps (forward_train + backward) instead: "
                              "2 layers, T=35, N=64, H in {256, 512} (--quick: H=256, 1 thread)")
     parser.add_argument("--layers", type=int, default=2, help="stacked layers with --train (default 2)")
+    parser.add_argument("--tune", action="store_true",
+                        help="sweep the GEMM blocking on this machine and print the best against "
+                             "the derived choice (rnncore.tools.tune; first --hidden/--batch/"
+                             "--steps/--threads values, default 512/64/20/1)")
     parser.add_argument("--step", action="store_true",
                         help="time single streaming steps at N=1 instead (layer.step against "
                              "torch's *Cell and ONNX Runtime on T=1), H in {256, 512, 1024}, "
@@ -618,6 +623,7 @@ def add_arguments(parser):
     parser.add_argument("--budget", type=float, default=5.0,
                         help="seconds per case after which fewer (>= 3) repeats suffice")
     parser.add_argument("--json", metavar="PATH", help="also write the report as JSON")
+    tune.add_arguments(parser)
     parser.add_argument("--dtype", choices=["float32", "int8"], default="float32",
                         help="int8: rnncore's int8 copies against rnncore float32 and the "
                              "int8 paths of PyTorch and ONNX Runtime (forward and --step)")
@@ -629,6 +635,10 @@ def main_from_args(args):
     if runtime.c_ops() is None:
         raise SystemExit("rnncore bench: needs the C extension, which failed to import "
                          f"({runtime.CORE_ERROR}); rebuild with pip install .")
+    if args.tune:
+        if args.train or args.step or args.dtype != "float32":
+            raise SystemExit("rnncore bench: --tune excludes --train, --step and --dtype int8")
+        return tune.main_from_args(args)
     if args.train and args.step:
         raise SystemExit("rnncore bench: --train and --step exclude each other")
     if args.dtype == "int8" and args.train:

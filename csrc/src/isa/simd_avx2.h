@@ -6,7 +6,13 @@
 #define ISA_NAME "avx2"
 #define ISA_SUFFIX(f) f##_avx2
 #define VW 8
-#define GEMM_MR 6    /* 6 x 2 accumulators + 2 panel vectors + 1 broadcast of 16 ymm */
+/* 16 ymm registers. Tile heights compiled (blocking.c picks the largest
+ * that fits: 6 x 2 accumulators + 2 panel vectors + 1 broadcast = 15); 8
+ * and 12 do not fit (19 and 27) and are there for the tuning sweep, which
+ * shows what spilling costs. */
+#define VREGS 16
+#define GEMM_TILES(X) X(4) X(5) X(6) X(8) X(12)
+#define GEMM_MR 6   /* the table's tile before blocking.c chooses */
 
 typedef __m256 vf;
 typedef __m256 vm;

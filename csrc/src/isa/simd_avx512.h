@@ -6,7 +6,12 @@
 #define ISA_NAME "avx512"
 #define ISA_SUFFIX(f) f##_avx512
 #define VW 16        /* floats per vector */
-#define GEMM_MR 12   /* rows per GEMM tile: 12 x 2 accumulators + 2 panel vectors */
+/* 32 zmm registers. Tile heights compiled (blocking.c picks one by its
+ * rule: mr x 2 accumulators + 2 panel vectors + 1 broadcast <= 32, so up to
+ * 14; the others are there for the tuning sweep). */
+#define VREGS 32
+#define GEMM_TILES(X) X(8) X(10) X(12) X(14)
+#define GEMM_MR 12   /* the table's tile before blocking.c chooses */
 
 typedef __m512 vf;
 typedef __mmask16 vm;

@@ -11,7 +11,13 @@
 #define ISA_NAME "generic"
 #define ISA_SUFFIX(f) f##_generic
 #define VW 4
-#define GEMM_MR 4    /* 4 x 2 accumulators + 2 panel vectors + 1 broadcast: 11 of SSE2's 16 */
+/* 16 registers assumed (SSE2's xmm; arm64's baseline has 32). One tile
+ * height: 4 x 2 accumulators + 2 panel vectors + 1 broadcast = 11 (6 rows
+ * would fit, but another height regroups the sums of the row tails, and the
+ * portable path is the one kept bit for bit). */
+#define VREGS 16
+#define GEMM_TILES(X) X(4)
+#define GEMM_MR 4   /* the table's tile before blocking.c chooses */
 
 typedef float vf __attribute__((vector_size(16)));
 typedef int32_t vi __attribute__((vector_size(16)));

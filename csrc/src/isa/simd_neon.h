@@ -16,7 +16,9 @@
 /* 32 vector registers, as AVX-512: 12 x 2 accumulators + 2 panel vectors +
  * 1 broadcast = 27. The tile is 12 x 8 floats (CW = 2 * VW), so a 32-float
  * panel takes four column chunks. */
-#define GEMM_MR 12
+#define VREGS 32
+#define GEMM_TILES(X) X(8) X(12)   /* blocking.c picks 12; 8 for the tuning sweep */
+#define GEMM_MR 12   /* the table's tile before blocking.c chooses */
 
 typedef float32x4_t vf;
 typedef uint32x4_t vm;
