@@ -6,7 +6,9 @@
   model), the extension rnncore._core and the build's _build_info.py;
 * the extension carries every CPU path the machine type has (x86-64: avx2,
   avx512 and generic; AArch64: neon and generic): their kernel tables are
-  exported symbols of the .so, and _build_info lists them;
+  exported symbols of the .so, and _build_info lists them; likewise the
+  int8 products' tables (x86-64: avx2, avx512vnni, generic; AArch64:
+  generic);
 * the C flags of the default build: no -march / -mtune (ISA flags only on
   the isa/ sources, chosen at run time), no -ffast-math, no sanitizer;
 * metadata: name, version and dependencies as pyproject.toml says, the
@@ -24,6 +26,8 @@ import zipfile
 from pathlib import Path
 
 ISAS_BY_MACHINE = {"x86_64": ["avx2", "avx512", "generic"], "aarch64": ["neon", "generic"]}
+# the int8 products' tables (csrc/src/qkernels.h): rnc_qkernels_<isa>
+INT8_ISAS_BY_MACHINE = {"x86_64": ["avx2", "avx512vnni", "generic"], "aarch64": ["generic"]}
 
 
 def main(wheel_path, source):
@@ -62,6 +66,10 @@ def main(wheel_path, source):
         for isa in wanted:
             if f"rnc_kernels_{isa}\0".encode() not in so:
                 problems.append(f"the extension has no {isa} kernels (rnc_kernels_{isa})")
+        if (source / "csrc" / "src" / "qkernels.h").exists():
+            for isa in INT8_ISAS_BY_MACHINE.get(machine, ["generic"]):
+                if f"rnc_qkernels_{isa}\0".encode() not in so:
+                    problems.append(f"the extension has no {isa} int8 kernels (rnc_qkernels_{isa})")
     if sorted(info.get("isas", [])) != sorted(wanted):
         problems.append(f"_build_info isas {info.get('isas')}, expected {wanted}")
     flags = info.get("c_flags", [])
@@ -69,7 +77,8 @@ def main(wheel_path, source):
                                              "-Ofast", "-fsanitize"))]
     if bad or info.get("sanitize"):
         problems.append(f"non-portable flags in the default build: {bad}")
-    print(f"CPU paths compiled: {info.get('isas')} (expected on {machine}: {wanted}); "
+    print(f"CPU paths compiled: {info.get('isas')} (expected on {machine}: {wanted}; int8: "
+          f"{INT8_ISAS_BY_MACHINE.get(machine, ['generic'])}); "
           f"C flags: {' '.join(flags)}; OpenMP: {info.get('openmp_status')}")
 
     # 3. metadata and tags
