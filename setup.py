@@ -162,7 +162,11 @@ extension = Extension(
     "rnncore._core",
     sources=["python/_core.pyx"],
     include_dirs=[str(CSRC / "include")],
-    depends=C_HEADERS + ["python/_crnncore.pxd"],
+    # the C sources too: build_ext relinks only when a dependency is newer than
+    # the extension, so with headers alone a change to a .c file recompiled
+    # its object and kept (and copied back) the old extension
+    depends=C_HEADERS + C_SOURCES + [v[0] for v in ISA_SOURCES.values()]
+    + [v[0] for v in INT8_ISA_SOURCES.values()] + ["python/_crnncore.pxd"],
 )
 
 setup(
