@@ -105,8 +105,10 @@ def test_config_reports_caches_and_blocking(capsys):
 def run_python(code, **env):
     full = {k: v for k, v in os.environ.items() if k not in ("RNNCORE_CACHE",)}
     full.update(env)
+    # cwd "/": `python -c` puts the working directory first on sys.path, and
+    # the source tree's rnncore has no extension when the package is installed
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=300, env=full)
+                          timeout=300, env=full, cwd="/")
 
 
 BLOCKING = "import json, rnncore; c = rnncore.config(); print(json.dumps(c))"
@@ -201,7 +203,7 @@ def test_parity_under_other_cpus_caches(caches):
     blocking another CPU's caches give, and bit-identical to this process's."""
     out = subprocess.run([sys.executable, "-c", CHILD, str(HERE), str(HERE.parent)],
                          capture_output=True, text=True, timeout=300,
-                         env=dict(os.environ, RNNCORE_CACHE=caches))
+                         env=dict(os.environ, RNNCORE_CACHE=caches), cwd="/")
     assert out.returncode == 0, out.stderr[-3000:]
     got = json.loads(out.stdout.splitlines()[-1])
     assert got["config"]["cache_source"] == "RNNCORE_CACHE"
