@@ -321,7 +321,8 @@ rnc_status rnc_forward(const rnc_dims *d, const rnc_fwd_args *a, int n_threads) 
     const int64_t S = R > H ? R : H;
     float *hpack = zeros + N * S; /* [2][packed N x R]: h_{t-1} packed, by step parity */
     const int64_t hpack_half = rnc_packed_a_floats(N, R), rhpack_floats = rnc_packed_a_floats(N, H);
-    /* split cells: s_t (GRU_RB: r * h_{t-1}), packed | its rows [N, H]; projection: m_t likewise */
+    /* split cells: s_t (GRU_RB: r * h_{t-1}), packed | its rows [N, H];
+     * projection: m_t likewise */
     float *rhpack = hpack + 2 * hpack_half;
     float *hproj = rhpack + rhpack_floats + N * H; /* projection: W_hr m_t [N, Rp] */
     float *apack = hproj + (d->proj > 0 ? N * Rp : 0); /* + tid * apack_floats(d) */

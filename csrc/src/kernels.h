@@ -44,7 +44,7 @@ typedef struct {
                             s_t made from this step's other gates, so a second
                             GEMM after a barrier (GRU reset-before: s = r*h)     */
     int split_slot;      /* split_last: the tape slot holding s_t                */
-    int last_bias_inside;/* the last gate's b_hh stays inside the cell (GRU:
+    int last_bias_inside; /* the last gate's b_hh stays inside the cell (GRU:
                             n = tanh(.. + r*(W_hn h + b_hn))), not folded into gx */
     int distinct_dgh;    /* the state-side gradient of the gates differs from the
                             input side (GRU: dn*r against dn): its own buffer    */
