@@ -463,9 +463,15 @@ def softmax(x, log=False):
 
 
 def matmul(a, b):
-    """a @ b, in the arrays' own dtype (NumPy's product: the reference
-    backend's GEMM)."""
-    return a @ b
+    """a @ b in float64, rounded to the arrays' dtype: the reference
+    backend's GEMM. A float32 product would be NumPy's BLAS's own summation
+    order, which its per-CPU kernels choose (OpenBLAS's Haswell and SkylakeX
+    sgemm kernels gave different bits for the same language-model gradients);
+    in float64 the order stays below float32's rounding."""
+    dtype = np.result_type(a, b)
+    if dtype == np.float64:
+        return a @ b
+    return (np.asarray(a, np.float64) @ np.asarray(b, np.float64)).astype(dtype)
 
 
 # ------------------------------------------------------------ int8 inference

@@ -4,7 +4,12 @@ backend and CPU path), at every thread count. Re-recorded once, when the
 kernels moved to one source per cell (isa/cells/): the LSTM variants and the
 reset-before GRU went from scalar to SIMD code on the AVX paths, and the
 generic path to the shared SIMD sources; every other array of the AVX paths
-(backward included, now SIMD too) kept its bits."""
+(backward included, now SIMD too) kept its bits. The reference's language
+model arrays were re-recorded when its products moved to float64
+(reference.matmul): in float32 they carried the bits of NumPy's BLAS kernel
+for the CPU, and an Intel Xeon's (OpenBLAS SkylakeX) differed from the AMD
+Zen's (Haswell) on which they were recorded; they are now the same under
+OPENBLAS_CORETYPE=Haswell, SkylakeX and Prescott."""
 import json
 import sys
 from pathlib import Path
