@@ -234,6 +234,15 @@ def _partitions(lines, lines_per_task):
     return [lines[i:i + lines_per_task] for i in range(0, len(lines), lines_per_task)]
 
 
+def _scatter_parts(client, lines, lines_per_task):
+    """The lines' partitions scattered as futures under fresh keys
+    (hash=False): content-hashed keys are shared by a second job on the
+    same lines, whose tasks then race the first job's release of them
+    ("cancelled for reason: lost dependencies", seen translating the same
+    lines twice on one client)."""
+    return client.scatter(_partitions(lines, lines_per_task), hash=False)
+
+
 def score(client, lines_or_bag, model=None, *, lines_per_task=1000, threads=None):
     """Per-line log-probability (nats) and token count, as a dask Bag of
     ``{"logprob", "tokens"}`` in the order of the lines (``.compute()`` for
@@ -252,7 +261,7 @@ def score(client, lines_or_bag, model=None, *, lines_per_task=1000, threads=None
     else:
         lines = list(lines_or_bag)
         firsts = list(range(0, len(lines), lines_per_task))
-        parts = client.scatter(_partitions(lines, lines_per_task)) if lines else []
+        parts = _scatter_parts(client, lines, lines_per_task) if lines else []
         labels = ["line "] * len(parts)
     scored = [dask.delayed(tasks.score_lines, pure=False)(ref, data, p, threads, first, label)
               for p, first, label in zip(parts, firsts, labels)]
@@ -360,7 +369,7 @@ def translate(client, lines, model, *, beam_size=5, max_len_a=1.5, max_len_b=10,
     if not lines:
         return []
     firsts = list(range(0, len(lines), lines_per_task))
-    parts = client.scatter(_partitions(lines, lines_per_task))
+    parts = _scatter_parts(client, lines, lines_per_task)
     futures = [client.submit(tasks.translate_lines, ref, data, part, first, seed, decoding,
                              threads, pure=False) for part, first in zip(parts, firsts)]
     labels = [f"lines {f + 1}-{min(f + lines_per_task, len(lines))}" for f in firsts]
