@@ -29,11 +29,10 @@ def tokenize(text):
     return _TOKEN.findall(text.lower())
 
 
-def read_tsv(path, multi_label=False):
-    """``(labels, texts)`` of a ``label<TAB>text`` file: labels a list of str
-    (multi_label: of tuples of str). ValueError naming the file and the line
-    for anything else; an empty file is an error too."""
-    labels, texts = [], []
+def read_lines(path):
+    """``(number, line)`` for the lines of a UTF-8 file, numbered from 1,
+    without their line ends (only "\n" ends a line; a "\r" before it goes);
+    a ValueError naming the file for anything not UTF-8."""
     try:
         with open(path, encoding="utf-8", newline="") as f:
             lines = f.read().split("\n")
@@ -41,8 +40,15 @@ def read_tsv(path, multi_label=False):
         raise ValueError(f"{path}: not UTF-8 text ({exc})") from None
     if lines and lines[-1] == "":
         lines.pop()  # the final line end
-    for number, line in enumerate(lines, 1):
-        line = line.rstrip("\r")
+    return [(number, line.rstrip("\r")) for number, line in enumerate(lines, 1)]
+
+
+def read_tsv(path, multi_label=False):
+    """``(labels, texts)`` of a ``label<TAB>text`` file: labels a list of str
+    (multi_label: of tuples of str). ValueError naming the file and the line
+    for anything else; an empty file is an error too."""
+    labels, texts = [], []
+    for number, line in read_lines(path):
         where = f"{path}, line {number}"
         if not line.strip():
             raise ValueError(f"{where}: empty line (expected label<TAB>text)")

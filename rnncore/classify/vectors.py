@@ -31,6 +31,8 @@ import os
 import numpy as np
 from safetensors import SafetensorError, safe_open
 
+from .data import read_lines
+
 __all__ = ["read_vectors", "read_word_list", "match", "word_parts", "lookup_set"]
 
 
@@ -61,16 +63,8 @@ def read_word_list(path):
     """The words of a vocabulary file, one a line (UTF-8; ValueError naming
     the file and line for an empty line, a word with a space, an empty
     file)."""
-    try:
-        with open(path, encoding="utf-8", newline="") as f:
-            lines = f.read().split("\n")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not UTF-8 text ({exc})") from None
-    if lines and lines[-1] == "":
-        lines.pop()
     words = []
-    for number, line in enumerate(lines, 1):
-        word = line.rstrip("\r")
+    for number, word in read_lines(path):
         if not word.strip():
             raise ValueError(f"{path}, line {number}: empty line (expected one word a line)")
         if len(word.split()) != 1 or word != word.strip():
