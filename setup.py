@@ -17,6 +17,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from Cython.Build import cythonize
@@ -106,32 +107,34 @@ class BuildExt(build_ext):
 
         build_tmp = Path(self.build_temp) / "csrc"
         include = [str(CSRC / "include")]
-        isa_objects, macros, isas = [], [], []
+        # (source, object dir, extra flags): the ISA files the compiler accepts
+        # the flags of, then the portable sources with a macro per ISA built
+        jobs, macros, isas = [], [], []
         for isa, (src, isa_flags, machines) in ISA_SOURCES.items():
             if platform.machine().lower() not in machines or \
                     not self._compiles(isa_flags + ["-Werror"]):
                 continue
-            isa_objects += self.compiler.compile(
-                [src], output_dir=str(build_tmp / isa), include_dirs=include,
-                extra_postargs=flags + isa_flags + omp_compile, depends=C_HEADERS)
+            jobs.append((src, build_tmp / isa, isa_flags))
             macros.append((f"RNC_HAVE_{isa.upper()}", "1"))
             isas.append(isa)
         for isa, (src, isa_flags) in INT8_ISA_SOURCES.items():
             if platform.machine().lower() not in ("x86_64", "amd64") or \
                     not self._compiles(isa_flags + ["-Werror"]):
                 continue
-            isa_objects += self.compiler.compile(
-                [src], output_dir=str(build_tmp / ("q" + isa)), include_dirs=include,
-                extra_postargs=flags + isa_flags + omp_compile, depends=C_HEADERS)
+            jobs.append((src, build_tmp / ("q" + isa), isa_flags))
             macros.append((f"RNC_HAVE_Q{isa.upper()}", "1"))
-        objects = self.compiler.compile(
-            C_SOURCES,
-            output_dir=str(build_tmp),
-            include_dirs=include,
-            macros=macros,
-            extra_postargs=flags + omp_compile,
-            depends=C_HEADERS,
-        ) + isa_objects
+        jobs += [(src, build_tmp, []) for src in C_SOURCES]
+
+        def compile_one(job):
+            src, out, isa_flags = job
+            return self.compiler.compile([src], output_dir=str(out), include_dirs=include,
+                                         macros=macros if not isa_flags else None,
+                                         extra_postargs=flags + isa_flags + omp_compile,
+                                         depends=C_HEADERS)
+
+        # one compiler process per core (the compiler object only spawns)
+        with ThreadPoolExecutor(max_workers=max(1, min(len(jobs), os.cpu_count() or 1))) as pool:
+            objects = [obj for objs in pool.map(compile_one, jobs) for obj in objs]
         for ext in self.extensions:
             ext.extra_objects = objects + ext.extra_objects
             ext.extra_compile_args = ext.extra_compile_args + omp_compile + sanitize
