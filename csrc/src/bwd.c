@@ -260,7 +260,8 @@ static void backward_thread(const bwd_team *x, int tid, int team) {
 #pragma omp barrier
 #endif
         if (need_dh && q1 > q0) { /* dh_prev = dGh_t W_hh (+ the cell's direct part) */
-            for (int64_t qp = q0; qp < q1; qp++) {
+            for (int64_t i = q0; i < q1; i++) { /* alternate directions, as fwd.c's step */
+                const int64_t qp = step & 1 ? q1 - 1 - (i - q0) : i;
                 const float *panel = wT + qp * GH * RNC_PANEL;
                 if (cell->direct_h) K->gemm_panel_acc(M, GH, packed, panel, dh + qp * RNC_PANEL, Rp);
                 else K->gemm_panel(M, GH, packed, panel, NULL, dh + qp * RNC_PANEL, Rp);

@@ -248,10 +248,18 @@ static void forward_thread(const fwd_team *x, int tid, int team) {
         }
         const float *h_packed = hpack + (step & 1) * hpack_half;
         const int split_last = x->cell->split_last;
-        for (int64_t g = 0; g < (split_last ? G - 1 : G); g++)
-            for (int64_t p = p0; p < p1; p++)
-                K->gemm_panel(rows_now, R, h_packed, a->w_hh_p + (g * P + p) * R * RNC_PANEL, NULL,
-                              acc + g * Hp + p * RNC_PANEL, GHp);
+        /* This thread's panels of W_hh, in alternate directions on alternate
+         * steps: where its slice does not fit the cache, the panels a step
+         * read last are the ones still cached, and the next step starts
+         * there instead of evicting them first (each panel makes its own
+         * outputs: the order changes no result). Measured in benchmarks/
+         * RESULTS.md ("serpentine"). */
+        const int64_t mine = p1 - p0, n_panels = (split_last ? G - 1 : G) * mine;
+        for (int64_t i = 0; i < n_panels; i++) {
+            const int64_t j = step & 1 ? n_panels - 1 - i : i, g = j / mine, p = p0 + j % mine;
+            K->gemm_panel(rows_now, R, h_packed, a->w_hh_p + (g * P + p) * R * RNC_PANEL, NULL,
+                          acc + g * Hp + p * RNC_PANEL, GHp);
+        }
         if (split_last) {
             /* s_t from the other gates; then W_last s_t needs s_t of every
              * unit: a second GEMM after a barrier (two barriers a step) */
