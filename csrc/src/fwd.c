@@ -252,8 +252,9 @@ static void forward_thread(const fwd_team *x, int tid, int team) {
          * steps: where its slice does not fit the cache, the panels a step
          * read last are the ones still cached, and the next step starts
          * there instead of evicting them first (each panel makes its own
-         * outputs: the order changes no result). Measured in benchmarks/
-         * RESULTS.md ("serpentine"). */
+         * outputs: the order changes no result). T = 100, N = 1, H = 512,
+         * 1 thread, Xeon with a 2 MB L2 (W_hh 4 / 3 MB): LSTM 24.3 -> 19.9
+         * ms, GRU 18.1 -> 14.1 (benchmarks/RESULTS.md, "serpentine"). */
         const int64_t mine = p1 - p0, n_panels = (split_last ? G - 1 : G) * mine;
         for (int64_t i = 0; i < n_panels; i++) {
             const int64_t j = step & 1 ? n_panels - 1 - i : i, g = j / mine, p = p0 + j % mine;
