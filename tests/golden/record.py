@@ -4,7 +4,10 @@ once, on the code before the package layout change: the recordings are the
 old code's answers). Each configuration runs in its own process, selected by
 environment, at 1 and 4 threads, which must agree bit for bit before
 anything is written. A hash is sha256 over an array's dtype, shape and bytes
-(grid.digest)."""
+(grid.digest). ``python tests/golden/record.py avx2 generic`` re-records
+only the named configurations and keeps the others' recorded hashes (a
+change of summation order on some CPU paths, recorded on a machine that may
+lack the others)."""
 import json
 import os
 import subprocess
@@ -38,11 +41,17 @@ print(json.dumps({k: digest(v) for k, v in a.items()}))
 """
 
 if __name__ == "__main__":
-    hashes = {}
-    for stem, env in CONFIGS.items():
+    stems = sys.argv[1:] or list(CONFIGS)
+    unknown = sorted(set(stems) - set(CONFIGS))
+    if unknown:
+        sys.exit(f"unknown configurations {unknown}; known: {sorted(CONFIGS)}")
+    path = HERE / "hashes.json"
+    hashes = json.loads(path.read_text()) if sys.argv[1:] else {}
+    for stem in stems:
+        env = CONFIGS[stem]
         out = subprocess.run([sys.executable, "-c", CHILD, str(HERE), stem],
                              env={**os.environ, **env}, check=True, cwd="/",
                              capture_output=True, text=True).stdout
         hashes[stem] = json.loads(out)
         print(stem, len(hashes[stem]), "arrays")
-    (HERE / "hashes.json").write_text(json.dumps(hashes, indent=0, sort_keys=True) + "\n")
+    path.write_text(json.dumps(hashes, indent=0, sort_keys=True) + "\n")
