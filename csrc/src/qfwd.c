@@ -128,7 +128,7 @@ static void qproduct(const rnc_qkernels *Q, int64_t M, const uint8_t *qa, int64_
         Q->gemm(M, Kq, qa, lda, panels + (g * Pg + u0 / RNC_QPANEL) * Kq * 4 * RNC_QPANEL,
                 w_units / RNC_QPANEL, blk, w_units);
         for (int64_t n = 0; n < M; n++)
-            rnc_dequant_row(w_units, blk + n * w_units, colsum + col, sw + col, s[n],
+            rnc_dequant_row(w_units, blk + n * w_units, colsum + col, Q->offset, sw + col, s[n],
                             bias ? bias + col : NULL, out + n * ldo + col);
     }
 }

@@ -15,9 +15,10 @@
  *
  * Activations enter the kernels as bytes u = q + 128 (unsigned, what the
  * VNNI instruction multiplies), rows of lda >= 4*Kq bytes padded with 128
- * (q = 0). The kernels return sum_k u_k Wq[j, k] (exact: at most
- * 255 * 127 * 65535 < 2^31); the driver subtracts 128 * colsum[j], which
- * gives sum_k q_k Wq[j, k] exactly.
+ * (q = 0). A kernel returns sum_k u_k Wq[j, k] (offset 128; exact: at most
+ * 255 * 127 * 65535 < 2^31), from which the driver subtracts 128 *
+ * colsum[j], or sum_k q_k Wq[j, k] itself (offset 0): sum_k q_k Wq[j, k]
+ * exactly either way.
  */
 #ifndef RNC_QKERNELS_H
 #define RNC_QKERNELS_H
@@ -35,8 +36,11 @@ static inline int64_t rnc_qpanel_bytes(int64_t G, int64_t H, int64_t K) {
 
 typedef struct {
     const char *name;
-    /* C[m*ldc + p*RNC_QPANEL + j] = sum_{k < 4*Kq} A[m*lda + k] * W[p][k][j]
-     * for m < M, p < np (panels of W, Kq*64 bytes apart), j < RNC_QPANEL. */
+    /* C[m*ldc + p*RNC_QPANEL + j] = sum_{k < 4*Kq} (A[m*lda + k] - 128 + offset) * W[p][k][j]
+     * for m < M, p < np (panels of W, Kq*64 bytes apart), j < RNC_QPANEL:
+     * offset 128 sums the bytes u as they are (VNNI's u8 x s8), offset 0
+     * sums q = u - 128; the driver subtracts offset * colsum[j]. */
+    int32_t offset;
     void (*gemm)(int64_t M, int64_t Kq, const uint8_t *A, int64_t lda, const int8_t *W,
                  int64_t np, int32_t *C, int64_t ldc);
 } rnc_qkernels;
@@ -59,10 +63,11 @@ const rnc_qkernels *rnc_active_qkernels(void);
  * returns the row's scale sv (qlinear.c). */
 float rnc_quantize_row(int64_t K, const float *v, uint8_t *u);
 
-/* out[j] = (float)(C[j] - 128*colsum[j]) * (sv * sw[j]) (+ bias[j]) for j
- * in [0, n): the dequantisation of one row (qlinear.c). bias may be NULL. */
-void rnc_dequant_row(int64_t n, const int32_t *C, const int32_t *colsum, const float *sw,
-                     float sv, const float *bias, float *out);
+/* out[j] = (float)(C[j] - offset*colsum[j]) * (sv * sw[j]) (+ bias[j]) for
+ * j in [0, n): the dequantisation of one row of a kernel's sums (offset:
+ * its table's, rnc_qkernels.offset; qlinear.c). bias may be NULL. */
+void rnc_dequant_row(int64_t n, const int32_t *C, const int32_t *colsum, int32_t offset,
+                     const float *sw, float sv, const float *bias, float *out);
 
 static inline const int8_t *rnc_qpanels(const uint8_t *w) { return (const int8_t *)w; }
 static inline const int32_t *rnc_qcolsum(const uint8_t *w, int64_t G, int64_t H, int64_t K) {

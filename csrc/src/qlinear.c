@@ -55,15 +55,15 @@ float rnc_quantize_row(int64_t K, const float *v, uint8_t *u) {
     return amax / 127.0f;
 }
 
-void rnc_dequant_row(int64_t n, const int32_t *C, const int32_t *colsum, const float *sw,
-                     float sv, const float *bias, float *out) {
+void rnc_dequant_row(int64_t n, const int32_t *C, const int32_t *colsum, int32_t offset,
+                     const float *sw, float sv, const float *bias, float *out) {
     if (bias) {
 #pragma omp simd
         for (int64_t j = 0; j < n; j++)
-            out[j] = (float)(C[j] - 128 * colsum[j]) * (sv * sw[j]) + bias[j];
+            out[j] = (float)(C[j] - offset * colsum[j]) * (sv * sw[j]) + bias[j];
     } else {
 #pragma omp simd
-        for (int64_t j = 0; j < n; j++) out[j] = (float)(C[j] - 128 * colsum[j]) * (sv * sw[j]);
+        for (int64_t j = 0; j < n; j++) out[j] = (float)(C[j] - offset * colsum[j]) * (sv * sw[j]);
     }
 }
 
@@ -122,7 +122,7 @@ static void gemm_generic(int64_t M, int64_t Kq, const uint8_t *A, int64_t lda, c
         }
 }
 
-const rnc_qkernels rnc_qkernels_generic = {"generic", gemm_generic};
+const rnc_qkernels rnc_qkernels_generic = {"generic", 128, gemm_generic};
 
 /* ---------------------------------------------------------------- rnc_qlinear */
 
@@ -197,11 +197,11 @@ rnc_status rnc_qlinear(int64_t M, int64_t K, int64_t Nout, const float *x, int64
                          ldc);
                 for (int64_t r = 0; r < rows; r++) {
                     const int64_t m = m0 + r;
-                    rnc_dequant_row(cols, C + r * ldc, colsum + j0, sw + j0, sx[m],
+                    rnc_dequant_row(cols, C + r * ldc, colsum + j0, qk->offset, sw + j0, sx[m],
                                     bias ? bias + j0 : NULL, y + m * ldy + j0);
                     if (acc)
                         for (int64_t j = 0; j < cols; j++)
-                            acc[m * Nout + j0 + j] = C[r * ldc + j] - 128 * colsum[j0 + j];
+                            acc[m * Nout + j0 + j] = C[r * ldc + j] - qk->offset * colsum[j0 + j];
                 }
             }
         }

@@ -30,15 +30,17 @@ _CONFIG = ("cell", "mode", "input_size", "hidden_size", "num_layers", "bias", "b
            "_proj_size", "_shapes")
 
 
-# Without VNNI (the AVX2 and generic int8 paths widen both operands to int16,
-# so a vector instruction does 16 multiply-adds, an fp32 FMA 8, plus the
-# widening) a large batch is compute-bound and int8 gains little or loses: measured with RNNCORE_DISABLE_ISA=
-# avx512 on the AMD EPYC Zen 5 (1 thread, H = 512, T = 100): GRU N = 64
-# x0.93 and RNN x0.96 of fp32, LSTM x1.37; GRU N = 8..32 x1.28-1.39. So on
-# those paths RNN and GRU copies run batches of at least this many rows on
-# the fp32 kernels, with the dequantized weights (float32 copies made on
-# first use), and say so in rnncore.show_config().
-FP32_FALLBACK_ROWS = {"RNN_TANH": 48, "RNN_RELU": 48, "GRU": 48, "GRU_RB": 48}
+# Where the int8 product is slower than the fp32 kernels, large batches run
+# the fp32 kernels on the dequantized weights (float32 copies made on first
+# use), and rnncore.show_config() says so. Measured at 1 thread, H = 512,
+# T = 100 (benchmarks/RESULTS.md, "AMD EPYC Zen 3 again"): the AVX2 int8
+# path (vpmaddubsw on |q| and the signed weights, qkernels_avx2.c) is faster
+# than fp32 at every batch, N = 16..64 x1.27-1.48 for RNN, GRU and LSTM on
+# Zen 3 (the kernel it replaced, both operands widened to int16, was
+# x0.93-0.96 for GRU and RNN at N = 64 on Zen 5): no fallback; the generic
+# path's int8 loops are x0.33-0.36 of its fp32 kernels at N = 1 and 64 on
+# every cell: batches of at least this many rows fall back there.
+FP32_FALLBACK_ROWS = {"generic": 48}
 
 
 def fp32_fallback():
@@ -47,16 +49,16 @@ def fp32_fallback():
     c = runtime.c_ops()
     if c is None or runtime.ops() is not c:
         return "none (int8 on the NumPy reference)"
-    if c.qisa() == "avx512vnni":
-        return "none (AVX-512 VNNI)"
-    return (f"RNN and GRU batches of >= {min(FP32_FALLBACK_ROWS.values())} rows run the fp32 "
-            f"kernels on the dequantized weights ({c.qisa()} int8 path, no VNNI: slower there)")
+    rows = FP32_FALLBACK_ROWS.get(c.qisa())
+    if rows is None:
+        return f"none ({c.qisa()} int8 path: faster than fp32 at every batch)"
+    return (f"batches of >= {rows} rows run the fp32 kernels on the dequantized weights "
+            f"({c.qisa()} int8 path: slower there)")
 
 
-def _falls_back(cell, N):
+def _falls_back(N):
     c = runtime.c_ops()
-    return (c is not None and runtime.ops() is c and N >= FP32_FALLBACK_ROWS.get(cell.mode, 1 << 62)
-            and c.qisa() != "avx512vnni")
+    return c is not None and runtime.ops() is c and N >= FP32_FALLBACK_ROWS.get(c.qisa(), 1 << 62)
 
 
 def is_quantized(model):
@@ -224,7 +226,7 @@ class _Quantized:
             h0 = self._check_state("h0", h0, batched, N)
         if c0 is not None:
             c0 = self._check_state("c0", c0, batched, N)
-        if _falls_back(self.cell, N):
+        if _falls_back(N):
             y, h_n, c_n = self._fp32()._run(x, h0, c0, lengths=lengths)
             return (y, h_n, c_n) if batched else (
                 y[:, 0, :] if not self.batch_first else y[0], h_n[:, 0, :],
@@ -253,7 +255,7 @@ class _Quantized:
 
     def _step_plan(self, N):
         """The float layer's plan cache (RNNBase._step_plan) on the int8 step plan."""
-        if _falls_back(self.cell, N):
+        if _falls_back(N):
             return self._fp32()._step_plan(N)
         ops, n_threads = runtime.ops(), runtime.get_num_threads()
         key = (N, n_threads, self._version, ops)

@@ -300,25 +300,33 @@ def test_per_tensor_and_weight_bytes():
     assert np.abs(f.weight_ih_l0 - layer.weight_ih_l0).max() <= q.weight_ih_l0_scale.max() / 2 + 1e-7
 
 
-def test_large_batches_fall_back_to_fp32_without_vnni(rng):
-    """RNN and GRU copies run N >= 48 rows on the fp32 kernels (dequantized
-    weights) on an int8 path without VNNI, and show_config says so."""
-    if C_OPS is None or not C_OPS.isa_available("avx2"):
-        pytest.skip("needs the C extension's avx2 path")
-    layer = rnncore.GRU(8, 16, seed=0)
+@pytest.mark.parametrize("mode", ["GRU", "LSTM"])
+def test_large_batches_fall_back_to_fp32_on_the_generic_path(rng, mode):
+    """On the generic int8 path (plain C loops, slower than its fp32 kernels)
+    copies run N >= 48 rows on the fp32 kernels with the dequantized
+    weights, and show_config says so; the AVX2 int8 path (faster than fp32
+    at every batch) does not fall back."""
+    if C_OPS is None:
+        pytest.skip("C extension not available (reference run)")
+    layer = getattr(rnncore, mode)(8, 16, seed=0)
     q = rnncore.quantize(layer)
-    f = rnncore.GRU(8, 16, seed=1)
+    f = getattr(rnncore, mode)(8, 16, seed=1)
     f.load_state_dict(q.dequantized_state_dict())
     x = rng.standard_normal((3, 48, 8)).astype(np.float32)
     saved = C_OPS.isa()
     try:
-        C_OPS.set_isa("avx2")
+        C_OPS.set_isa("generic")
         with runtime.using_backend("c"):
             np.testing.assert_array_equal(q(x)[0], f(x)[0])
             assert not np.array_equal(q(x[:, :47])[0], f(x[:, :47])[0])  # int8 below 48 rows
             assert "fp32 kernels" in rnncore.config()["int8_fp32_fallback"]
             y_step, _ = q.step(x[0])
             np.testing.assert_array_equal(y_step, f.step(x[0])[0])
+        if C_OPS.isa_available("avx2"):
+            C_OPS.set_isa("avx2")
+            with runtime.using_backend("c"):
+                assert not np.array_equal(q(x)[0], f(x)[0])
+                assert rnncore.config()["int8_fp32_fallback"].startswith("none (avx2")
     finally:
         C_OPS.set_isa(saved)
 
