@@ -37,9 +37,13 @@ ISA_SOURCES = {
 }
 # the int8 products (csrc/src/isa/qkernels_<isa>.c), macro RNC_HAVE_Q<ISA>
 INT8_ISA_SOURCES = {
-    "avx2": ("csrc/src/isa/qkernels_avx2.c", ["-mavx2", "-mfma"]),
+    "avx2": ("csrc/src/isa/qkernels_avx2.c", ["-mavx2", "-mfma"], ("x86_64", "amd64")),
     "avx512vnni": ("csrc/src/isa/qkernels_avx512vnni.c",
-                   ["-mavx512f", "-mavx512bw", "-mavx512vnni", "-mavx2", "-mfma"]),
+                   ["-mavx512f", "-mavx512bw", "-mavx512vnni", "-mavx2", "-mfma"],
+                   ("x86_64", "amd64")),
+    "neon": ("csrc/src/isa/qkernels_neon.c", [], ("aarch64", "arm64")),
+    "neon_dotprod": ("csrc/src/isa/qkernels_neon_dotprod.c", ["-march=armv8.2-a+dotprod"],
+                     ("aarch64", "arm64")),
 }
 C_HEADERS = sorted(str(p) for p in CSRC.rglob("*.h")) + sorted(str(p) for p in CSRC.rglob("*.inc"))
 
@@ -107,28 +111,25 @@ class BuildExt(build_ext):
 
         build_tmp = Path(self.build_temp) / "csrc"
         include = [str(CSRC / "include")]
-        # (source, object dir, extra flags): the ISA files the compiler accepts
-        # the flags of, then the portable sources with a macro per ISA built
+        # (source, object dir, extra flags, macros): the ISA files the compiler
+        # accepts the flags of (no macros), then the portable sources with a
+        # macro per ISA built
         jobs, macros, isas = [], [], []
-        for isa, (src, isa_flags, machines) in ISA_SOURCES.items():
-            if platform.machine().lower() not in machines or \
-                    not self._compiles(isa_flags + ["-Werror"]):
-                continue
-            jobs.append((src, build_tmp / isa, isa_flags))
-            macros.append((f"RNC_HAVE_{isa.upper()}", "1"))
-            isas.append(isa)
-        for isa, (src, isa_flags) in INT8_ISA_SOURCES.items():
-            if platform.machine().lower() not in ("x86_64", "amd64") or \
-                    not self._compiles(isa_flags + ["-Werror"]):
-                continue
-            jobs.append((src, build_tmp / ("q" + isa), isa_flags))
-            macros.append((f"RNC_HAVE_Q{isa.upper()}", "1"))
-        jobs += [(src, build_tmp, []) for src in C_SOURCES]
+        machine = platform.machine().lower()
+        for prefix, table in (("", ISA_SOURCES), ("Q", INT8_ISA_SOURCES)):
+            for isa, (src, isa_flags, machines) in table.items():
+                if machine not in machines or not self._compiles(isa_flags + ["-Werror"]):
+                    continue
+                jobs.append((src, build_tmp / (prefix.lower() + isa), isa_flags, None))
+                macros.append((f"RNC_HAVE_{prefix}{isa.upper()}", "1"))
+                if not prefix:
+                    isas.append(isa)
+        jobs += [(src, build_tmp, [], macros) for src in C_SOURCES]
 
         def compile_one(job):
-            src, out, isa_flags = job
+            src, out, isa_flags, job_macros = job
             return self.compiler.compile([src], output_dir=str(out), include_dirs=include,
-                                         macros=macros if not isa_flags else None,
+                                         macros=job_macros,
                                          extra_postargs=flags + isa_flags + omp_compile,
                                          depends=C_HEADERS)
 

@@ -461,7 +461,7 @@ cdef class StepPlan:
 # ---------------------------------------------------------------- int8 (rnncore_int8.h)
 
 def qisa():
-    """The int8 path that goes with the active fp32 path: 'avx512vnni', 'avx2' or 'generic'."""
+    """The int8 path that goes with the active fp32 path: 'avx512vnni', 'avx2', 'neon_dotprod', 'neon' or 'generic'."""
     return rnc_qisa_name().decode()
 
 

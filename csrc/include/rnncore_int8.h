@@ -16,9 +16,10 @@
  *   product   acc[j] = sum_k q_k Wq[j, k]  exactly, in int32 (K <= 65535);
  *   result    (float)acc[j] * (sv * sw[j])  in float32, then the fp32 bias,
  *             gates and cell state of rnncore.h's equations.
- * The integers are the same on every CPU path (AVX-512 VNNI, AVX2, generic
- * C) and for every thread count; rnncore/reference.py (qlinear, qlayer_forward)
- * computes the same numbers in NumPy.
+ * The integers are the same on every CPU path (AVX-512 VNNI, AVX2, NEON with
+ * and without dot products, generic C) and for every thread count;
+ * rnncore/reference.py (qlinear, qlayer_forward) computes the same numbers
+ * in NumPy.
  */
 #ifndef RNNCORE_INT8_H
 #define RNNCORE_INT8_H
@@ -84,7 +85,10 @@ rnc_status rnc_qlinear(int64_t M, int64_t K, int64_t Nout, const float *x, int64
 
 /* The int8 path chosen with the fp32 path (rnc_isa_name): "avx512vnni"
  * (AVX-512 VNNI + BW, unless RNNCORE_DISABLE_ISA names "avx512vnni" or the
- * fp32 path is not avx512), "avx2" (AVX2 path active), else "generic". */
+ * fp32 path is not avx512), "avx2" (AVX2 or AVX-512 path active),
+ * "neon_dotprod" (neon path, the CPU has the Armv8.2 dot products, unless
+ * RNNCORE_DISABLE_ISA names "neon_dotprod"), "neon" (neon path), else
+ * "generic". */
 const char *rnc_qisa_name(void);
 
 #ifdef __cplusplus

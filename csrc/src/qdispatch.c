@@ -3,13 +3,36 @@
  * (rnc_active_kernels()->name, so RNNCORE_DISABLE_ISA and rnc_set_isa steer
  * both): avx512 -> avx512vnni when the CPU has AVX-512 BW + VNNI and
  * RNNCORE_DISABLE_ISA does not name "avx512vnni", else avx2; avx2 -> avx2;
- * generic -> generic. Looked up per call (a string compare): rnc_set_isa
- * may switch the fp32 table between calls.
+ * neon -> neon_dotprod when the CPU has the Armv8.2 dot products and
+ * RNNCORE_DISABLE_ISA does not name "neon_dotprod", else neon; generic ->
+ * generic. Looked up per call (a string compare): rnc_set_isa may switch
+ * the fp32 table between calls.
  */
+#if defined(__linux__) && defined(__aarch64__)
+#include <sys/auxv.h>
+#endif
+#if defined(__APPLE__) && defined(__aarch64__)
+#include <sys/sysctl.h>
+#endif
 #include <stdlib.h>
 #include <string.h>
 
 #include "qkernels.h"
+
+int rnc_cpu_has_neon_dotprod(void) {
+#if defined(__linux__) && defined(__aarch64__)
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1 << 20)
+#endif
+    return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
+#elif defined(__APPLE__) && defined(__aarch64__)
+    int v = 0;
+    size_t len = sizeof v;
+    return sysctlbyname("hw.optional.arm.FEAT_DotProd", &v, &len, NULL, 0) == 0 && v;
+#else
+    return 0;
+#endif
+}
 
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
 #include <cpuid.h>
@@ -44,7 +67,8 @@ static int listed(const char *list, const char *name) {
     return 0;
 }
 
-static int vnni_usable = -1; /* decided once: CPUID and the environment do not change */
+/* decided once: CPUID, the auxiliary vector and the environment do not change */
+static int vnni_usable = -1, dotprod_usable = -1;
 
 const rnc_qkernels *rnc_active_qkernels(void) {
     const char *fp32 = rnc_active_kernels()->name;
@@ -56,8 +80,20 @@ const rnc_qkernels *rnc_active_qkernels(void) {
 #if defined(RNC_HAVE_QAVX2) && (defined(RNC_HAVE_AVX2) || defined(RNC_HAVE_AVX512))
     if (strcmp(fp32, "avx512") == 0 || strcmp(fp32, "avx2") == 0) return &rnc_qkernels_avx2;
 #endif
+#if defined(RNC_HAVE_QNEON) && defined(RNC_HAVE_NEON)
+    if (strcmp(fp32, "neon") == 0) {
+#ifdef RNC_HAVE_QNEON_DOTPROD
+        if (dotprod_usable < 0)
+            dotprod_usable = rnc_cpu_has_neon_dotprod() &&
+                             !listed(getenv("RNNCORE_DISABLE_ISA"), "neon_dotprod");
+        if (dotprod_usable) return &rnc_qkernels_neon_dotprod;
+#endif
+        return &rnc_qkernels_neon;
+    }
+#endif
     (void)fp32;
     (void)vnni_usable;
+    (void)dotprod_usable;
     (void)listed;
     return &rnc_qkernels_generic;
 }

@@ -52,6 +52,12 @@ extern const rnc_qkernels rnc_qkernels_avx2;
 #ifdef RNC_HAVE_QAVX512VNNI
 extern const rnc_qkernels rnc_qkernels_avx512vnni;
 #endif
+#ifdef RNC_HAVE_QNEON
+extern const rnc_qkernels rnc_qkernels_neon;
+#endif
+#ifdef RNC_HAVE_QNEON_DOTPROD
+extern const rnc_qkernels rnc_qkernels_neon_dotprod;
+#endif
 
 /* The int8 table that goes with the active fp32 table (qdispatch.c). */
 const rnc_qkernels *rnc_active_qkernels(void);
@@ -77,7 +83,9 @@ static inline const float *rnc_qscale(const uint8_t *w, int64_t G, int64_t H, in
     return (const float *)(const void *)(w + rnc_qpanel_bytes(G, H, K) + 4 * G * rnc_padded(H));
 }
 
-/* CPU support of AVX-512 BW + VNNI, with the OS check (qdispatch.c). */
+/* CPU support of AVX-512 BW + VNNI, with the OS check; of the AArch64
+ * dot-product instructions (qdispatch.c). */
 int rnc_cpu_has_avx512vnni(void);
+int rnc_cpu_has_neon_dotprod(void);
 
 #endif /* RNC_QKERNELS_H */

@@ -23,8 +23,13 @@
  * library's promise), and y's row padding untouched. Bad arguments are
  * rejected.
  *
- * Prints "N CPU path(s), M case(s), K value(s) compared, F failure(s)" and
- * exits non-zero on any failure.
+ * int8 (rnc_qlinear) on the int8 path of every fp32 path: its int32
+ * products equal an exact integer loop over the scheme's quantized rows
+ * (written here), and its outputs equal the generic path's bit for bit.
+ *
+ * Prints "int8 paths: ...", then "N CPU path(s), M case(s), K value(s)
+ * compared, F failure(s)" and exits non-zero on any failure. With the
+ * argument "int8", runs the int8 checks alone.
  */
 #include <math.h>
 #include <stdio.h>
@@ -32,6 +37,7 @@
 #include <string.h>
 
 #include "rnncore.h"
+#include "rnncore_int8.h"
 #include "../src/kernels.h" /* rnc_step_threads: which cases really run 2 threads */
 
 static int failures = 0;
@@ -502,8 +508,88 @@ static void check_bad_arguments(void) {
 
 /* --------------------------------------------------------------- main */
 
-int main(void) {
+/* ------------------------------------------------------------ int8 */
+
+/* The scheme's row quantization (rnncore_int8.h): q = rint(v * (127 / a)),
+ * a = max |v|, in float32; 0 for a row below 2^-100. */
+static void quantize_row(int64_t K, const float *v, int32_t *q) {
+    float a = 0.0f;
+    for (int64_t k = 0; k < K; k++) a = fabsf(v[k]) > a ? fabsf(v[k]) : a;
+    const float inv = a < 7.8886090522101181e-31f ? 0.0f : 127.0f / a;
+    for (int64_t k = 0; k < K; k++) q[k] = (int32_t)nearbyintf(v[k] * inv);
+}
+
+/* y and the int32 products of rnc_qlinear on the active int8 path */
+static void run_qlinear(int64_t M, int64_t K, int64_t Nout, const float *x, const uint8_t *wp,
+                        const float *bias, float *y, int32_t *acc, int threads) {
+    const size_t bytes = rnc_qlinear_workspace_bytes(M, K, threads);
+    void *ws = malloc(bytes + 4);
+    CHECK(bytes > 0 && ws, "qlinear workspace");
+    if (!ws) return;
+    CHECK(rnc_qlinear(M, K, Nout, x, K, wp, bias, y, Nout, acc, NULL, ws, threads) == RNC_OK,
+          "rnc_qlinear M=%lld K=%lld Nout=%lld", (long long)M, (long long)K, (long long)Nout);
+    free(ws);
+}
+
+static void check_int8(const char *const *paths, int n) {
+    static const int64_t Ms[] = {1, 2, 3, 5, 9}, Ks[] = {1, 5, 64, 130}, Ns[] = {1, 16, 17, 40};
+    unsigned seed = 99;
+    printf("int8 paths:");
+    for (int i = 0; i < n; i++)
+        if (rnc_set_isa(paths[i]) == RNC_OK) printf(" %s (with %s)", rnc_qisa_name(), paths[i]);
+    printf("\n");
+    for (size_t a = 0; a < sizeof Ms / sizeof Ms[0]; a++)
+        for (size_t b = 0; b < sizeof Ks / sizeof Ks[0]; b++)
+            for (size_t c = 0; c < sizeof Ns / sizeof Ns[0]; c++) {
+                const int64_t M = Ms[a], K = Ks[b], Nout = Ns[c];
+                float *x = malloc(sizeof(float) * M * K), *sc = malloc(sizeof(float) * Nout);
+                float *bias = malloc(sizeof(float) * Nout), *y = malloc(sizeof(float) * M * Nout);
+                float *y_ref = malloc(sizeof(float) * M * Nout);
+                int8_t *wq = malloc((size_t)(Nout * K));
+                int32_t *q = malloc(sizeof(int32_t) * K), *acc = malloc(sizeof(int32_t) * M * Nout);
+                int32_t *exact = malloc(sizeof(int32_t) * M * Nout);
+                uint8_t *wp = malloc(rnc_qpacked_bytes(1, Nout, K) + 4);
+                for (int64_t i = 0; i < M * K; i++) x[i] = 3.0f * rnd(&seed);
+                for (int64_t i = 0; i < Nout * K; i++) /* the extremes +-127 included */
+                    wq[i] = (int8_t)(i % 7 == 0 ? (i % 2 ? 127 : -127) : (int)(127 * rnd(&seed)));
+                for (int64_t j = 0; j < Nout; j++) sc[j] = 0.01f * (1 + j % 3), bias[j] = rnd(&seed);
+                CHECK(rnc_qpack_weights(1, Nout, K, wq, sc, wp) == RNC_OK, "rnc_qpack_weights");
+                for (int64_t m = 0; m < M; m++) {
+                    quantize_row(K, x + m * K, q);
+                    for (int64_t j = 0; j < Nout; j++) {
+                        int32_t s = 0;
+                        for (int64_t k = 0; k < K; k++) s += q[k] * wq[j * K + k];
+                        exact[m * Nout + j] = s;
+                    }
+                }
+                rnc_set_isa("generic");
+                run_qlinear(M, K, Nout, x, wp, bias, y_ref, acc, 1);
+                for (int i = 0; i < n; i++) {
+                    if (rnc_set_isa(paths[i]) != RNC_OK) continue;
+                    for (int threads = 1; threads <= 2; threads++) {
+                        memset(acc, 0, sizeof(int32_t) * M * Nout);
+                        run_qlinear(M, K, Nout, x, wp, bias, y, acc, threads);
+                        cases++;
+                        for (int64_t e = 0; e < M * Nout; e++, compared++) {
+                            CHECK(acc[e] == exact[e], "int8 %s M=%lld K=%lld Nout=%lld: product %lld is %d, "
+                                  "exact %d", rnc_qisa_name(), (long long)M, (long long)K,
+                                  (long long)Nout, (long long)e, acc[e], exact[e]);
+                            CHECK(memcmp(&y[e], &y_ref[e], sizeof(float)) == 0,
+                                  "int8 %s M=%lld K=%lld Nout=%lld: y[%lld] %.9g, generic %.9g",
+                                  rnc_qisa_name(), (long long)M, (long long)K, (long long)Nout,
+                                  (long long)e, y[e], y_ref[e]);
+                        }
+                    }
+                }
+                free(x), free(sc), free(bias), free(y), free(y_ref), free(wq), free(q), free(acc);
+                free(exact), free(wp);
+            }
+}
+
+int main(int argc, char **argv) {
     rnc_init();
+    /* "test_forward int8": the int8 checks alone (.ci/arm64 on a second CPU model) */
+    const int int8_only = argc > 1 && strcmp(argv[1], "int8") == 0;
     static const struct { rnc_cell cell; variant var; } kinds[] = {
         {RNC_CELL_RNN_TANH, VAR_PLAIN}, {RNC_CELL_RNN_RELU, VAR_PLAIN},
         {RNC_CELL_LSTM, VAR_PLAIN},     {RNC_CELL_LSTM, VAR_PEEP},
@@ -525,7 +611,7 @@ int main(void) {
     printf(" (compiled: %s; OpenMP %s)\n", rnc_compiled_isas(), rnc_has_openmp() ? "on" : "off");
     unsigned seed = 7;
     int configs = 0;
-    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0] && !int8_only; k++) {
         const int proj = kinds[k].var == VAR_PROJ || kinds[k].var == VAR_PROJ_PEEP;
         for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++)
             for (size_t l = 0; l < sizeof layouts / sizeof layouts[0]; l++) {
@@ -547,8 +633,15 @@ int main(void) {
             configs++;
         }
     }
+    {
+        const char *avail[4];
+        int n_avail = 0;
+        for (int i = 0; i < 4; i++)
+            if (rnc_isa_available(paths[i])) avail[n_avail++] = paths[i];
+        check_int8(avail, n_avail);
+    }
     check_bad_arguments();
-    if (rnc_has_openmp())
+    if (rnc_has_openmp() && !int8_only)
         CHECK(two_thread_cases > 0, "no case ran with a team of 2 threads");
     printf("%d configuration(s), %ld case(s) with a 2-thread team; worst error / tolerance: "
            "forward %.3f, backward %.3f\n", configs, two_thread_cases, worst_fwd, worst_bwd);

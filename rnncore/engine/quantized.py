@@ -39,7 +39,9 @@ _CONFIG = ("cell", "mode", "input_size", "hidden_size", "num_layers", "bias", "b
 # Zen 3 (the kernel it replaced, both operands widened to int16, was
 # x0.93-0.96 for GRU and RNN at N = 64 on Zen 5): no fallback; the generic
 # path's int8 loops are x0.33-0.36 of its fp32 kernels at N = 1 and 64 on
-# every cell: batches of at least this many rows fall back there.
+# every cell: batches of at least this many rows fall back there. The NEON
+# int8 paths (SDOT, or SMULL + SADALP on Armv8.0) are checked exact under
+# qemu (.ci/arm64) but not timed on arm64 hardware: no fallback.
 FP32_FALLBACK_ROWS = {"generic": 48}
 
 

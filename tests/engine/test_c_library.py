@@ -27,6 +27,16 @@ def test_plain_c_program(tmp_path, openmp):
         if build.returncode == 0:  # e.g. not on x86-64
             objs.append(str(obj))
             defines.append(f"-DRNC_HAVE_{isa.upper()}")
+    # the int8 products, as setup.py's INT8_ISA_SOURCES
+    for isa, isa_flags in (("avx2", ["-mavx2", "-mfma"]),
+                           ("avx512vnni", ["-mavx512f", "-mavx512bw", "-mavx512vnni", "-mavx2", "-mfma"]),
+                           ("neon", []), ("neon_dotprod", ["-march=armv8.2-a+dotprod"])):
+        obj = tmp_path / f"q{isa}.o"
+        build = subprocess.run([CC, *flags, *isa_flags, "-c", str(src / "src" / "isa" / f"qkernels_{isa}.c"),
+                                "-o", str(obj)], capture_output=True, text=True)
+        if build.returncode == 0:
+            objs.append(str(obj))
+            defines.append(f"-DRNC_HAVE_Q{isa.upper()}")
     sources = sorted(str(p) for p in (src / "src").glob("*.c")) + [str(src / "src" / "isa" / "kernels_generic.c")]
     exe = tmp_path / "test_forward"
     build = subprocess.run([CC, *flags, *defines, str(src / "tests" / "test_forward.c"), *sources, *objs,
@@ -35,3 +45,5 @@ def test_plain_c_program(tmp_path, openmp):
     run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "0 failure(s)" in run.stdout
+    if "-DRNC_HAVE_QAVX2" in defines:  # the int8 check ran on the avx2 int8 path
+        assert " avx2 (with avx2)" in run.stdout, run.stdout

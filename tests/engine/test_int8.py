@@ -339,7 +339,7 @@ def test_int8_path_follows_the_fp32_path():
         for isa in [i for i in C_OPS.compiled_isas() if C_OPS.isa_available(i)]:
             C_OPS.set_isa(isa)
             assert C_OPS.qisa() in {"avx512": ("avx512vnni", "avx2"), "avx2": ("avx2",),
-                                    "generic": ("generic",)}[isa]
+                                    "neon": ("neon_dotprod", "neon"), "generic": ("generic",)}[isa]
     finally:
         C_OPS.set_isa(saved)
     assert quantized.DTYPES == ("int8",)
