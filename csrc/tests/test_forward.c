@@ -39,6 +39,7 @@
 #include "rnncore.h"
 #include "rnncore_int8.h"
 #include "../src/kernels.h" /* rnc_step_threads: which cases really run 2 threads */
+#include "../src/qkernels.h" /* RNC_Q_TINY */
 
 static int failures = 0;
 static long cases = 0, compared = 0, two_thread_cases = 0;
@@ -515,7 +516,7 @@ static void check_bad_arguments(void) {
 static void quantize_row(int64_t K, const float *v, int32_t *q) {
     float a = 0.0f;
     for (int64_t k = 0; k < K; k++) a = fabsf(v[k]) > a ? fabsf(v[k]) : a;
-    const float inv = a < 7.8886090522101181e-31f ? 0.0f : 127.0f / a;
+    const float inv = a < RNC_Q_TINY ? 0.0f : 127.0f / a;
     for (int64_t k = 0; k < K; k++) q[k] = (int32_t)nearbyintf(v[k] * inv);
 }
 
@@ -600,13 +601,14 @@ int main(int argc, char **argv) {
     static const int64_t sizes[][5] = {{1, 1, 1, 1, 1}, {4, 3, 5, 7, 3}, {3, 5, 6, 17, 5}, {5, 2, 3, 33, 17}};
     /* time-major, batch-first, reverse, both, lengths */
     static const int layouts[][3] = {{0, 0, 0}, {1, 0, 0}, {0, 1, 0}, {1, 1, 0}, {0, 0, 1}};
-    int n_paths = 0;
     static const char *paths[] = {"avx512", "avx2", "neon", "generic"};
+    const char *avail[4]; /* the paths this CPU and RNNCORE_DISABLE_ISA leave */
+    int n_paths = 0;
     printf("CPU paths:");
     for (int i = 0; i < 4; i++)
         if (rnc_isa_available(paths[i])) {
             printf(" %s", paths[i]);
-            n_paths++;
+            avail[n_paths++] = paths[i];
         }
     printf(" (compiled: %s; OpenMP %s)\n", rnc_compiled_isas(), rnc_has_openmp() ? "on" : "off");
     unsigned seed = 7;
@@ -633,13 +635,7 @@ int main(int argc, char **argv) {
             configs++;
         }
     }
-    {
-        const char *avail[4];
-        int n_avail = 0;
-        for (int i = 0; i < 4; i++)
-            if (rnc_isa_available(paths[i])) avail[n_avail++] = paths[i];
-        check_int8(avail, n_avail);
-    }
+    check_int8(avail, n_paths);
     check_bad_arguments();
     if (rnc_has_openmp() && !int8_only)
         CHECK(two_thread_cases > 0, "no case ran with a team of 2 threads");
