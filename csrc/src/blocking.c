@@ -24,8 +24,16 @@
  *   MC:     gemm.c's block of A rows, packed: MC x KC floats fill a quarter
  *           of L2, a multiple of mr.
  *   NC:     gemm.c's group of B panels, packed once per K block: NC x KC
- *           floats fill L2 (measured: a group of half of it packed A twice
- *           for 512 columns, 8 % of an LSTM training step).
+ *           floats fill a quarter of L3 (or L2 if larger), at most the 2 MB
+ *           group scratch. The group need not fit L2: each MC block of A
+ *           reads it once, panel by panel, 2 / MC bytes a flop (2 GB/s at MC
+ *           = 84 and 90 GFLOP/s, against 50 GB/s from L3), while every group
+ *           more packs each A block again. Measured (Zen 3, L2 512 KB, 1
+ *           thread, in-process alternation, medians of 6 rounds, KC 384): NC
+ *           320 (L2-sized) -> 1024 took the LSTM backward's dW and dx (T*N =
+ *           2240, H = 512) and the 10k decoder's dW x0.93-0.96 of the time,
+ *           its logits x0.91-1.01; a group of half of L2 packed A twice for
+ *           512 columns (8 % of an LSTM training step, Xeon).
  * The recurrent weights are split across threads in whole 32-unit panels
  * (fwd.c, bwd.c), each thread keeping its slice for the whole sequence.
  * `why` states each choice with its numbers.
@@ -131,8 +139,9 @@ static int64_t rule_kc(int64_t kchunk) {
 static int64_t rule_mc(int64_t l2, int64_t kc, int mr) {
     return clamp(round_down(l2 / 4 / (4 * kc), mr), mr, round_down(RNC_MC_MAX, mr));
 }
-static int64_t rule_nc(int64_t l2, int64_t kc) {
-    const int64_t panels = clamp(l2 / (kc * RNC_PANEL * 4), 1, RNC_GROUP_FLOATS_MAX / (kc * RNC_PANEL));
+static int64_t rule_nc(int64_t l2, int64_t l3, int64_t kc) {
+    const int64_t bytes = l3 / 4 > l2 ? l3 / 4 : l2;
+    const int64_t panels = clamp(bytes / (kc * RNC_PANEL * 4), 1, RNC_GROUP_FLOATS_MAX / (kc * RNC_PANEL));
     return panels * RNC_PANEL;
 }
 
@@ -147,7 +156,7 @@ static int choose(int mr, int64_t kchunk, int64_t kc, int64_t mc, int64_t nc) {
     if (kchunk <= 0) kchunk = rule_kchunk(rnc_blk.l1d, mr);
     if (kc <= 0) kc = rule_kc(kchunk);
     if (mc <= 0) mc = rule_mc(rnc_blk.l2, kc, mr);
-    if (nc <= 0) nc = rule_nc(rnc_blk.l2, kc);
+    if (nc <= 0) nc = rule_nc(rnc_blk.l2, rnc_blk.l3, kc);
     if (kchunk > RNC_KCHUNK_MAX || kc > RNC_KC_MAX || kc % RNC_TAIL_KSEG || mc > RNC_MC_MAX || mc % mr ||
         nc % RNC_PANEL || nc * kc > RNC_GROUP_FLOATS_MAX)
         return -1;
@@ -193,9 +202,10 @@ static int choose(int mr, int64_t kchunk, int64_t kc, int64_t mc, int64_t nc) {
             mc * kc * 4 / kb, rnc_blk.l2 / 4 / kb, mr);
     if (given[4]) WHY("NC %lld: set\n", (long long)nc);
     else
-        WHY("NC %lld: %lld packed panels of %lld x %d (%.0f KB) fit L2 (%.0f KB)\n", (long long)nc,
+        WHY("NC %lld: %lld packed panels of %lld x %d (%.0f KB) fit the larger of L2 (%.0f KB) and "
+            "a quarter of L3 (%.0f KB), at most %.0f KB\n", (long long)nc,
             (long long)(nc / RNC_PANEL), (long long)kc, RNC_PANEL, nc * kc * 4 / kb,
-            rnc_blk.l2 / kb);
+            rnc_blk.l2 / kb, rnc_blk.l3 / 4 / kb, RNC_GROUP_FLOATS_MAX * 4 / kb);
     WHY("recurrent weights: split across threads in whole %d-unit panels of every gate, "
         "each thread keeping its slice of W_hh for the whole sequence (in its L2 when "
         "G*H*H*4/threads <= %.0f KB)", RNC_PANEL, rnc_blk.l2 / kb);

@@ -3,6 +3,8 @@
  * kernels.h). The equations and tape slots are in the cell's own source,
  * isa/cells/<cell>.inc.
  */
+#include <string.h>
+
 #include "kernels.h"
 
 static const rnc_cell_info CELLS[RNC_N_CELLS] = {
@@ -21,4 +23,19 @@ const rnc_cell_info *rnc_cell_info_of(rnc_cell cell) {
 int rnc_cell_gates(rnc_cell cell) {
     const rnc_cell_info *c = rnc_cell_info_of(cell);
     return c ? c->gates : 0;
+}
+
+void rnc_fold_biases(const rnc_cell_info *cell, int G, int64_t H, const float *b_ih,
+                     const float *b_hh, float *bias_x, float *b_last) {
+    const int64_t Hp = rnc_padded(H);
+    for (int g = 0; g < G; g++) {
+        float *out = bias_x + g * Hp;
+        const float *hh = b_hh && (!cell->last_bias_inside || g < G - 1) ? b_hh + g * H : NULL;
+        if (b_ih) memcpy(out, b_ih + g * H, (size_t)H * sizeof(float));
+        else memset(out, 0, (size_t)H * sizeof(float));
+        for (int64_t u = 0; hh && u < H; u++) out[u] += hh[u];
+        memset(out + H, 0, (size_t)(Hp - H) * sizeof(float));
+    }
+    memset(b_last, 0, (size_t)Hp * sizeof(float));
+    if (cell->last_bias_inside && b_hh) memcpy(b_last, b_hh + (G - 1) * H, (size_t)H * sizeof(float));
 }

@@ -337,15 +337,7 @@ rnc_status rnc_forward(const rnc_dims *d, const rnc_fwd_args *a, int n_threads) 
     float *apack = hproj + (d->proj > 0 ? N * Rp : 0); /* + tid * apack_floats(d) */
 
     /* 0. folded biases and padded states (padding stays exactly 0) */
-    for (int64_t g = 0; g < G; g++)
-        for (int64_t u = 0; u < Hp; u++) {
-            const int64_t j = g * H + u;
-            const int recurrent_in_gx = !cell->last_bias_inside || g < G - 1;
-            bias_x[g * Hp + u] = u >= H ? 0.0f
-                : (a->b_ih ? a->b_ih[j] : 0.0f) + (a->b_hh && recurrent_in_gx ? a->b_hh[j] : 0.0f);
-        }
-    for (int64_t u = 0; u < Hp; u++)
-        b_last[u] = cell->last_bias_inside && a->b_hh && u < H ? a->b_hh[(G - 1) * H + u] : 0.0f;
+    rnc_fold_biases(cell, G, H, a->b_ih, a->b_hh, bias_x, b_last);
     memset(c, 0, (size_t)(N * Hp) * sizeof(float));
     if (cell->has_c && a->c0)
         for (int64_t n = 0; n < N; n++) memcpy(c + n * Hp, a->c0 + n * H, (size_t)H * sizeof(float));

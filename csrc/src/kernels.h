@@ -55,6 +55,15 @@ typedef struct {
 /* The description of `cell`, or NULL for an unknown kind (cells.c). */
 const rnc_cell_info *rnc_cell_info_of(rnc_cell cell);
 
+/* The biases of a step's gates, padded rows of Hp (cells.c): bias_x[g*Hp + u]
+ * = b_ih + b_hh (b_hh left out of the last gate when the cell keeps it inside,
+ * last_bias_inside), b_last[u] = that gate's b_hh (or 0), 0 past H; either
+ * bias may be NULL (zeros). Once per forward call (fwd.c, qfwd.c): a
+ * vectorisable loop, since one-step calls pay it every step (the scalar loop
+ * with per-element branches was 5 % of an int8 LSTM step at H = 512). */
+void rnc_fold_biases(const rnc_cell_info *cell, int G, int64_t H, const float *b_ih,
+                     const float *b_hh, float *bias_x, float *b_last);
+
 /* Tape slots per row: see rnc_cell_info (isa/cells/ lists each cell's). */
 static inline int rnc_tape_slots(rnc_cell cell) {
     const rnc_cell_info *c = rnc_cell_info_of(cell);

@@ -125,7 +125,11 @@ def test_cache_override_with_suffixes_drives_the_choice():
     kchunk = ((32 << 10) // (4 * (32 + mr))) // 32 * 32
     assert cfg["gemm_kchunk"] == kchunk
     assert cfg["gemm_kc"] == max(128, 2 * kchunk // 128 * 128)
-    assert cfg["gemm_nc"] == (512 << 10) // (cfg["gemm_kc"] * 128) * 32
+    # NC: the group fills a quarter of L3 (8 MB here), at most the 2 MB scratch
+    assert cfg["gemm_nc"] == min(8 << 20, 2 << 20) // (cfg["gemm_kc"] * 128) * 32
+    # ... or L2 where a quarter of L3 is smaller
+    small = json.loads(run_python(BLOCKING, RNNCORE_CACHE="32K,512K,1M").stdout)
+    assert small["gemm_nc"] == (512 << 10) // (small["gemm_kc"] * 128) * 32
     plain = run_python(BLOCKING, RNNCORE_CACHE="32768,524288,33554432")
     assert json.loads(plain.stdout)["gemm_kchunk"] == kchunk
 
