@@ -28,12 +28,14 @@
  *           group scratch. The group need not fit L2: each MC block of A
  *           reads it once, panel by panel, 2 / MC bytes a flop (2 GB/s at MC
  *           = 84 and 90 GFLOP/s, against 50 GB/s from L3), while every group
- *           more packs each A block again. Measured (Zen 3, L2 512 KB, 1
- *           thread, in-process alternation, medians of 6 rounds, KC 384): NC
- *           320 (L2-sized) -> 1024 took the LSTM backward's dW and dx (T*N =
- *           2240, H = 512) and the 10k decoder's dW x0.93-0.96 of the time,
- *           its logits x0.91-1.01; a group of half of L2 packed A twice for
- *           512 columns (8 % of an LSTM training step, Xeon).
+ *           more packs each A block again (a group of half of L2 packed A
+ *           twice for 512 columns: 8 % of an LSTM training step). Measured
+ *           (Zen 3, L2 512 KB, 1 thread, in-process alternation, medians of
+ *           6 rounds, KC 384), against NC 320 (L2-sized): NC 1024 took the
+ *           LSTM backward's dW and dx (T*N = 2240, H = 512) and the 10k
+ *           decoder's dW x0.93-0.96 of the time, its logits x0.91-1.01; NC
+ *           1344 (this rule there) x0.97 / 0.97 / 0.94, logits x1.02; the
+ *           tune's gemm sweep then put it within 2.5 % of its best.
  * The recurrent weights are split across threads in whole 32-unit panels
  * (fwd.c, bwd.c), each thread keeping its slice for the whole sequence.
  * `why` states each choice with its numbers.
