@@ -123,12 +123,31 @@ def clock(threads):
     return time.thread_time if threads == 1 else time.perf_counter
 
 
+MIN_SECONDS = 5e-4  # a timed batch at least this long by the timer
+
+
+def seconds_per_call(fn, timer, min_seconds=MIN_SECONDS):
+    """Seconds a call of fn takes: calls in batches doubled until a batch
+    lasts min_seconds by timer. A tiny case (the tests' H = 32) is shorter
+    than what the thread CPU clock resolves on some hosts and timed one call
+    at a time read 0.0, which made score()'s log fail (CI, Zen 3)."""
+    n = 1
+    while True:
+        t0 = timer()
+        for _ in range(n):
+            fn()
+        dt = timer() - t0
+        if dt >= min_seconds or n >= 1 << 20:
+            return max(dt, 1e-12) / n
+        n *= 2
+
+
 def time_grid(cands, cases, rounds, progress=None, reps=3, seed=0, timer=time.perf_counter):
-    """Seconds per (candidate, case): the fastest of rounds x reps calls. Each
-    round times every candidate once (a warm-up call, then reps calls), in a
-    fresh random order, so that a burst of load on the shared machine does
-    not fall on neighbouring candidates alone; the fastest call is the one
-    least disturbed (load only ever adds time)."""
+    """Seconds per (candidate, case): the fastest of rounds x reps timings
+    (seconds_per_call). Each round times every candidate once (a warm-up
+    call, then the reps), in a fresh random order, so that a burst of load on
+    the shared machine does not fall on neighbouring candidates alone; the
+    fastest timing is the one least disturbed (load only ever adds time)."""
     core = _core()
     order = np.random.default_rng(seed)
     times = [[[] for _ in cases] for _ in cands]
@@ -139,12 +158,7 @@ def time_grid(cands, cases, rounds, progress=None, reps=3, seed=0, timer=time.pe
                 core.set_blocking(**c)
                 for j, (_, (fn, _, _)) in enumerate(cases):
                     fn()  # warm: the buffers the new blocking touches
-                    best = math.inf
-                    for _ in range(reps):
-                        t0 = timer()
-                        fn()
-                        best = min(best, timer() - t0)
-                    times[i][j].append(best)
+                    times[i][j].append(min(seconds_per_call(fn, timer) for _ in range(reps)))
             if progress:
                 progress(f"  round {r + 1}/{rounds} of {len(cands)} candidates")
     finally:

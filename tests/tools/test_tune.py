@@ -37,3 +37,15 @@ def test_tune_arguments(tmp_path):
     both = subprocess.run([sys.executable, "-m", "rnncore", "bench", "--tune", "--train"],
                           capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert both.returncode != 0 and "--tune excludes --train" in both.stderr
+
+
+def test_seconds_per_call_never_reads_zero():
+    """A call shorter than the timer resolves is timed in longer batches, and
+    a timer that never moves still gives a positive time (score() takes its log)."""
+    from rnncore.tools.tune import seconds_per_call
+    ticks = iter(range(10**7))
+    coarse = lambda: next(ticks) // 1000 * 1e-3  # a 1 ms clock, advancing per read
+    calls = []
+    t = seconds_per_call(lambda: calls.append(1), coarse, min_seconds=1e-3)
+    assert t > 0 and len(calls) > 1
+    assert seconds_per_call(lambda: None, lambda: 0.0, min_seconds=1e-3) > 0
