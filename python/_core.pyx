@@ -461,8 +461,18 @@ cdef class StepPlan:
 # ---------------------------------------------------------------- int8 (rnncore_int8.h)
 
 def qisa():
-    """The int8 path that goes with the active fp32 path: 'avx512vnni', 'avx2', 'neon_dotprod', 'neon' or 'generic'."""
+    """The int8 path that goes with the active fp32 path: 'amx', 'avx512vnni', 'avx2', 'neon_dotprod', 'neon' or 'generic'."""
     return rnc_qisa_name().decode()
+
+
+def qisa_candidates():
+    """The int8 paths usable with the active fp32 path, the default first."""
+    return rnc_qisa_candidates().decode().split(",")
+
+
+def set_qisa(str name):
+    """Use int8 path `name` (one of qisa_candidates(); "" for the default) while the fp32 path offers it."""
+    _check(rnc_set_qisa(name.encode()))
 
 
 def qpacked_bytes(int64_t G, int64_t H, int64_t K):

@@ -83,13 +83,27 @@ rnc_status rnc_qlinear(int64_t M, int64_t K, int64_t Nout, const float *x, int64
                        const uint8_t *w_q, const float *bias, float *y, int64_t ldy,
                        int32_t *acc, float *x_scale, void *ws, int n_threads);
 
-/* The int8 path chosen with the fp32 path (rnc_isa_name): "avx512vnni"
- * (AVX-512 VNNI + BW, unless RNNCORE_DISABLE_ISA names "avx512vnni" or the
- * fp32 path is not avx512), "avx2" (AVX2 or AVX-512 path active),
- * "neon_dotprod" (neon path, the CPU has the Armv8.2 dot products, unless
- * RNNCORE_DISABLE_ISA names "neon_dotprod"), "neon" (neon path), else
- * "generic". */
+/* The int8 path chosen with the fp32 path (rnc_isa_name): "amx" (AMX-INT8
+ * tiles for whole 16-row blocks, avx512vnni for the other rows; the CPU has
+ * AMX-INT8 and AVX-512 VNNI, the OS grants the tile state, the fp32 path is
+ * avx512, RNNCORE_DISABLE_ISA names neither "amx" nor "avx512vnni"),
+ * "avx512vnni" (AVX-512 VNNI + BW, unless RNNCORE_DISABLE_ISA names
+ * "avx512vnni" or the fp32 path is not avx512), "avx2" (AVX2 or AVX-512 path
+ * active), "neon_dotprod" (neon path, the CPU has the Armv8.2 dot products,
+ * unless RNNCORE_DISABLE_ISA names "neon_dotprod"), "neon" (neon path), else
+ * "generic"; or the path rnc_set_qisa chose, while it is usable with the
+ * fp32 path. Every path gives the same integer sums. */
 const char *rnc_qisa_name(void);
+
+/* The int8 paths usable with the active fp32 path, comma-separated, the
+ * default first (a static buffer, valid until the next call). */
+const char *rnc_qisa_candidates(void);
+
+/* Use int8 path `name` (one of rnc_qisa_candidates()) while the fp32 path
+ * offers it; NULL or "" returns to the default. RNC_ERR_UNSUPPORTED for a
+ * path not offered. Not thread-safe against running calls (tests,
+ * benchmarks). */
+rnc_status rnc_set_qisa(const char *name);
 
 #ifdef __cplusplus
 }

@@ -52,6 +52,9 @@ extern const rnc_qkernels rnc_qkernels_avx2;
 #ifdef RNC_HAVE_QAVX512VNNI
 extern const rnc_qkernels rnc_qkernels_avx512vnni;
 #endif
+#ifdef RNC_HAVE_QAMX
+extern const rnc_qkernels rnc_qkernels_amx; /* rows past whole 16-row tiles: avx512vnni's */
+#endif
 #ifdef RNC_HAVE_QNEON
 extern const rnc_qkernels rnc_qkernels_neon;
 #endif
@@ -83,9 +86,11 @@ static inline const float *rnc_qscale(const uint8_t *w, int64_t G, int64_t H, in
     return (const float *)(const void *)(w + rnc_qpanel_bytes(G, H, K) + 4 * G * rnc_padded(H));
 }
 
-/* CPU support of AVX-512 BW + VNNI, with the OS check; of the AArch64
+/* CPU support of AVX-512 BW + VNNI, with the OS check; of AMX-INT8 with
+ * the OS's grant of the tile state (Linux: arch_prctl); of the AArch64
  * dot-product instructions (qdispatch.c). */
 int rnc_cpu_has_avx512vnni(void);
+int rnc_cpu_has_amx_int8(void);
 int rnc_cpu_has_neon_dotprod(void);
 
 #endif /* RNC_QKERNELS_H */

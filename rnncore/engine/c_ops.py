@@ -155,6 +155,8 @@ class COps(Ops):
     # ------------------------------------------------------------ int8 inference
 
     qisa = staticmethod(_core.qisa)
+    qisa_candidates = staticmethod(_core.qisa_candidates)
+    set_qisa = staticmethod(_core.set_qisa)
 
     def qpack(self, wq, sw, G, H):
         """wq [G*H, K] int8 with row scales sw [G*H] packed for the int8

@@ -30,6 +30,8 @@ def test_plain_c_program(tmp_path, openmp):
     # the int8 products, as setup.py's INT8_ISA_SOURCES
     for isa, isa_flags in (("avx2", ["-mavx2", "-mfma"]),
                            ("avx512vnni", ["-mavx512f", "-mavx512bw", "-mavx512vnni", "-mavx2", "-mfma"]),
+                           ("amx", ["-mamx-tile", "-mamx-int8", "-mavx512f", "-mavx512bw", "-mavx512vnni",
+                                    "-mavx2", "-mfma"]),
                            ("neon", []), ("neon_dotprod", ["-march=armv8.2-a+dotprod"])):
         obj = tmp_path / f"q{isa}.o"
         build = subprocess.run([CC, *flags, *isa_flags, "-c", str(src / "src" / "isa" / f"qkernels_{isa}.c"),

@@ -19,7 +19,7 @@ import rnncore
 from rnncore import reference
 from rnncore.engine import quantized, runtime
 
-from conftest import C_OPS, MODES, call, make_layer
+from conftest import C_OPS, ISAS, MODES, call, make_layer
 
 # float32 kernels (approximated activations, <= 2.4e-7) against the float64
 # cells on the same dequantized products
@@ -27,6 +27,38 @@ TIGHT = 2e-6
 # one rounding flip of a quantized h (one step of q) moves a pre-activation
 # by at most sh * sw * 127 = max|h| * max|w row| / 127 (< 2e-3 at these sizes)
 QUANTUM = 4e-3
+
+
+def _int8_paths():
+    """(fp32 path, int8 path) for every int8 path each fp32 path of this
+    machine offers: on an AMX CPU, avx512 with amx, avx512vnni and avx2."""
+    if C_OPS is None:
+        return []
+    saved, paths = C_OPS.isa(), []
+    for fp32 in ISAS:
+        C_OPS.set_isa(fp32)
+        paths += [(fp32, q) for q in C_OPS.qisa_candidates()]
+    C_OPS.set_isa(saved)
+    return paths
+
+
+@pytest.fixture(params=_int8_paths() or [None], ids=lambda p: "-".join(p) if p else "none")
+def isa(request):
+    """This module's tests once per int8 path (conftest's ``isa`` runs one
+    int8 path per fp32 path: the default)."""
+    if request.param is None:
+        pytest.skip("C extension not available (reference run)")
+    fp32, q = request.param
+    saved = C_OPS.isa()
+    C_OPS.set_isa(fp32)
+    C_OPS.set_qisa(q)
+    try:
+        assert C_OPS.qisa() == q
+        with runtime.using_backend("c"):
+            yield request.param
+    finally:
+        C_OPS.set_qisa("")
+        C_OPS.set_isa(saved)
 
 
 def _c_qlinear(x, w, n_threads=2, bias=None):
@@ -338,8 +370,25 @@ def test_int8_path_follows_the_fp32_path():
     try:
         for isa in [i for i in C_OPS.compiled_isas() if C_OPS.isa_available(i)]:
             C_OPS.set_isa(isa)
-            assert C_OPS.qisa() in {"avx512": ("avx512vnni", "avx2"), "avx2": ("avx2",),
-                                    "neon": ("neon_dotprod", "neon"), "generic": ("generic",)}[isa]
+            offered = {"avx512": ("amx", "avx512vnni", "avx2"), "avx2": ("avx2",),
+                       "neon": ("neon_dotprod", "neon"), "generic": ("generic",)}[isa]
+            candidates = C_OPS.qisa_candidates()
+            assert C_OPS.qisa() == candidates[0] and set(candidates) <= set(offered)
+            assert [c for c in offered if c in candidates] == candidates  # best first
+            C_OPS.set_qisa(candidates[-1])
+            assert C_OPS.qisa() == candidates[-1]
+            C_OPS.set_qisa("")
+            assert C_OPS.qisa() == candidates[0]
+            with pytest.raises(NotImplementedError):
+                C_OPS.set_qisa("no-such-path")
+        if "avx512" in ISAS and "avx2" in ISAS:  # a choice holds while the fp32 path offers it
+            C_OPS.set_isa("avx512")
+            C_OPS.set_qisa("avx2")
+            C_OPS.set_isa("avx2")
+            assert C_OPS.qisa() == "avx2"
+            C_OPS.set_isa("generic")
+            assert C_OPS.qisa() == "generic"
     finally:
+        C_OPS.set_qisa("")
         C_OPS.set_isa(saved)
     assert quantized.DTYPES == ("int8",)
