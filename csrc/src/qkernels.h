@@ -43,6 +43,15 @@ typedef struct {
     int32_t offset;
     void (*gemm)(int64_t M, int64_t Kq, const uint8_t *A, int64_t lda, const int8_t *W,
                  int64_t np, int32_t *C, int64_t ldc);
+    /* Quantize row v[0, K) into u[0, 4*rnc_qk(K)) (q + 128, padding 128);
+     * returns the row's scale sv. */
+    float (*quantize_row)(int64_t K, const float *v, uint8_t *u);
+    /* out[j] = (float)(C[j] - offset*colsum[j]) * (sv * sw[j]) (+ bias[j])
+     * for j in [0, n): one row of gemm's sums dequantized (offset: this
+     * table's); bias may be NULL. Both from qrows.inc: the same bits on
+     * every table. */
+    void (*dequant_row)(int64_t n, const int32_t *C, const int32_t *colsum, int32_t offset,
+                        const float *sw, float sv, const float *bias, float *out);
 } rnc_qkernels;
 
 extern const rnc_qkernels rnc_qkernels_generic;
@@ -67,16 +76,6 @@ const rnc_qkernels *rnc_active_qkernels(void);
 
 /* Rows below this absolute maximum quantize to zero (rnncore_int8.h). */
 #define RNC_Q_TINY 7.8886090522101181e-31f /* 2^-100 */
-
-/* Quantize row v[0, K) into u[0, 4*rnc_qk(K)) (q + 128, padding 128);
- * returns the row's scale sv (qlinear.c). */
-float rnc_quantize_row(int64_t K, const float *v, uint8_t *u);
-
-/* out[j] = (float)(C[j] - offset*colsum[j]) * (sv * sw[j]) (+ bias[j]) for
- * j in [0, n): the dequantisation of one row of a kernel's sums (offset:
- * its table's, rnc_qkernels.offset; qlinear.c). bias may be NULL. */
-void rnc_dequant_row(int64_t n, const int32_t *C, const int32_t *colsum, int32_t offset,
-                     const float *sw, float sv, const float *bias, float *out);
 
 static inline const int8_t *rnc_qpanels(const uint8_t *w) { return (const int8_t *)w; }
 static inline const int32_t *rnc_qcolsum(const uint8_t *w, int64_t G, int64_t H, int64_t K) {

@@ -23,49 +23,7 @@
 
 #define QLINEAR_ROWS 64
 
-/* round half to even for |v| <= 2^22: adding and subtracting 1.5 * 2^23
- * leaves the integer nearest v (as np.rint and the SIMD conversions in the
- * default rounding mode); the build never uses -ffast-math, which would fold it */
-static inline float round_even(float v) {
-    const float magic = 12582912.0f;
-    return (v + magic) - magic;
-}
-
-float rnc_quantize_row(int64_t K, const float *v, uint8_t *u) {
-    float amax = 0.0f;
-    int bad = 0;
-#pragma omp simd reduction(max : amax) reduction(| : bad)
-    for (int64_t k = 0; k < K; k++) {
-        const float a = fabsf(v[k]);
-        bad |= !(a <= 3.40282347e38f); /* NaN or inf */
-        amax = a > amax ? a : amax;
-    }
-    const int64_t Kp = 4 * rnc_qk(K);
-    if (bad || amax < RNC_Q_TINY) {
-        memset(u, 128, (size_t)Kp);
-        return bad ? NAN : 0.0f;
-    }
-    /* |v_k| <= a, so |v_k * fl(127 / a)| <= 127 (1 + 2^-24) rounds to at
-     * most 127: no clamp (a clamp here kept the loop from vectorizing:
-     * 20 % of an rnn t100 n1 h512 int8 forward went to this function) */
-    const float inv = 127.0f / amax;
-#pragma omp simd
-    for (int64_t k = 0; k < K; k++) u[k] = (uint8_t)(int32_t)(round_even(v[k] * inv) + 128.0f);
-    for (int64_t k = K; k < Kp; k++) u[k] = 128;
-    return amax / 127.0f;
-}
-
-void rnc_dequant_row(int64_t n, const int32_t *C, const int32_t *colsum, int32_t offset,
-                     const float *sw, float sv, const float *bias, float *out) {
-    if (bias) {
-#pragma omp simd
-        for (int64_t j = 0; j < n; j++)
-            out[j] = (float)(C[j] - offset * colsum[j]) * (sv * sw[j]) + bias[j];
-    } else {
-#pragma omp simd
-        for (int64_t j = 0; j < n; j++) out[j] = (float)(C[j] - offset * colsum[j]) * (sv * sw[j]);
-    }
-}
+#include "qrows.inc"
 
 size_t rnc_qpacked_bytes(int64_t G, int64_t H, int64_t K) {
     if (G < 1 || G > 4 || H < 1 || K < 1 || K > RNC_Q_MAX_K || H > ((int64_t)1 << 40)) return 0;
@@ -122,7 +80,7 @@ static void gemm_generic(int64_t M, int64_t Kq, const uint8_t *A, int64_t lda, c
         }
 }
 
-const rnc_qkernels rnc_qkernels_generic = {"generic", 128, gemm_generic};
+const rnc_qkernels rnc_qkernels_generic = {"generic", 128, gemm_generic, quantize_row, dequant_row};
 
 /* ---------------------------------------------------------------- rnc_qlinear */
 
@@ -180,7 +138,7 @@ rnc_status rnc_qlinear(int64_t M, int64_t K, int64_t Nout, const float *x, int64
         const unsigned int csr = rnc_ftz_begin();
         int64_t r0, r1, p0, p1;
         rnc_split_range(M, team, tid, 1, &r0, &r1);
-        for (int64_t m = r0; m < r1; m++) sx[m] = rnc_quantize_row(K, x + m * ldx, qx + m * lda);
+        for (int64_t m = r0; m < r1; m++) sx[m] = qk->quantize_row(K, x + m * ldx, qx + m * lda);
 #ifdef _OPENMP
 #pragma omp barrier
 #endif
@@ -197,7 +155,7 @@ rnc_status rnc_qlinear(int64_t M, int64_t K, int64_t Nout, const float *x, int64
                          ldc);
                 for (int64_t r = 0; r < rows; r++) {
                     const int64_t m = m0 + r;
-                    rnc_dequant_row(cols, C + r * ldc, colsum + j0, qk->offset, sw + j0, sx[m],
+                    qk->dequant_row(cols, C + r * ldc, colsum + j0, qk->offset, sw + j0, sx[m],
                                     bias ? bias + j0 : NULL, y + m * ldy + j0);
                     if (acc)
                         for (int64_t j = 0; j < cols; j++)

@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "../qkernels.h"
+#include "../qrows.inc"
 
 static inline __attribute__((always_inline)) void tile(const int MR, const int NP, int64_t Kq,
                                                        const uint8_t *A, int64_t lda,
@@ -100,4 +101,4 @@ static void gemm_avx2(int64_t M, int64_t Kq, const uint8_t *A, int64_t lda, cons
     }
 }
 
-const rnc_qkernels rnc_qkernels_avx2 = {"avx2", 0, gemm_avx2};
+const rnc_qkernels rnc_qkernels_avx2 = {"avx2", 0, gemm_avx2, quantize_row, dequant_row};

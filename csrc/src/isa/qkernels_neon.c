@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "../qkernels.h"
+#include "../qrows.inc"
 
 static inline __attribute__((always_inline)) void tile(const int MR, int64_t Kq,
                                                        const uint8_t *A, int64_t lda,
@@ -66,4 +67,4 @@ static void gemm_neon(int64_t M, int64_t Kq, const uint8_t *A, int64_t lda, cons
         }
 }
 
-const rnc_qkernels rnc_qkernels_neon = {"neon", 0, gemm_neon};
+const rnc_qkernels rnc_qkernels_neon = {"neon", 0, gemm_neon, quantize_row, dequant_row};

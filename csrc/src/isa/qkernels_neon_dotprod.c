@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "../qkernels.h"
+#include "../qrows.inc"
 
 static inline __attribute__((always_inline)) void tile(const int MR, const int NP, int64_t Kq,
                                                        const uint8_t *A, int64_t lda,
@@ -71,4 +72,4 @@ static void gemm_dotprod(int64_t M, int64_t Kq, const uint8_t *A, int64_t lda, c
     }
 }
 
-const rnc_qkernels rnc_qkernels_neon_dotprod = {"neon_dotprod", 0, gemm_dotprod};
+const rnc_qkernels rnc_qkernels_neon_dotprod = {"neon_dotprod", 0, gemm_dotprod, quantize_row, dequant_row};
