@@ -80,3 +80,18 @@ def test_isa_can_be_disabled_by_environment():
         assert out.stdout.strip() == expected
         checked += 1
     assert checked >= 1  # generic is always there, so at least one case ran
+
+
+@pytest.mark.skipif(rnncore.backend() != "c", reason="needs the C extension")
+def test_int8_paths_can_be_disabled_by_environment():
+    """RNNCORE_DISABLE_ISA=amx leaves avx512vnni the int8 default, and
+    naming avx512vnni turns off both (AMX's other rows run on VNNI)."""
+    from rnncore import _core
+    code = "from rnncore import _core; print(','.join(_core.qisa_candidates()))"
+    offered = _core.qisa_candidates()
+    if "avx512vnni" not in offered:
+        pytest.skip(f"this CPU's int8 paths are {offered}: no VNNI or AMX to disable")
+    for disabled, gone in (("amx", {"amx"}), ("avx512vnni", {"amx", "avx512vnni"})):
+        out = run_python(code, RNNCORE_DISABLE_ISA=disabled)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip().split(",") == [p for p in offered if p not in gone]
