@@ -21,8 +21,17 @@
  *   KC:     gemm.c's K block: about 2 chunks (C is read and written once
  *           per KC: 2 x 32 floats a row per 2 x kchunk x 32 FMAs, about 1 %),
  *           rounded down to a multiple of RNC_TAIL_KSEG (128).
- *   MC:     gemm.c's block of A rows, packed: MC x KC floats fill a quarter
- *           of L2, a multiple of mr.
+ *   MC:     gemm.c's block of A rows, packed: MC x KC floats fill an eighth
+ *           of L2, a multiple of mr: the rest of L2 holds the B group's
+ *           panels streaming through (up to 2 MB, each read once per A
+ *           block) and the C rows each panel updates. Measured (`rnncore
+ *           bench --tune`, 1 thread): MC 48-240 within 2 % on Zen 5 (1 MB
+ *           L2); head to head on Zen 3 (512 KB) MC 48 the best twice against
+ *           84 (a quarter: x0.96-0.98); on the Xeon (2 MB L2) a quarter (MC
+ *           252) lost 10 % to MC 48-120 in two sweeps, 13 % on the dW GEMM
+ *           (2048 x 1280 x 512), while MC 24-120 were within 2 % of each
+ *           other: a B panel chunk reloaded from L2 every 2-4 tiles costs
+ *           little (4 GB/s at MC 48), an A block crowding L2 more.
  *   NC:     gemm.c's group of B panels, packed once per K block: NC x KC
  *           floats fill a quarter of L3 (or L2 if larger), at most the 2 MB
  *           group scratch. The group need not fit L2: each MC block of A
@@ -139,7 +148,7 @@ static int64_t rule_kc(int64_t kchunk) {
     return clamp(round_down(2 * kchunk, RNC_TAIL_KSEG), RNC_TAIL_KSEG, RNC_KC_MAX);
 }
 static int64_t rule_mc(int64_t l2, int64_t kc, int mr) {
-    return clamp(round_down(l2 / 4 / (4 * kc), mr), mr, round_down(RNC_MC_MAX, mr));
+    return clamp(round_down(l2 / 8 / (4 * kc), mr), mr, round_down(RNC_MC_MAX, mr));
 }
 static int64_t rule_nc(int64_t l2, int64_t l3, int64_t kc) {
     const int64_t bytes = l3 / 4 > l2 ? l3 / 4 : l2;
@@ -199,9 +208,9 @@ static int choose(int mr, int64_t kchunk, int64_t kc, int64_t mc, int64_t nc) {
     else WHY("KC %lld: about 2 chunks per pass over C, a multiple of %d\n", (long long)kc, RNC_TAIL_KSEG);
     if (given[3]) WHY("MC %lld: set\n", (long long)mc);
     else
-        WHY("MC %lld: a packed %lld x %lld block of A (%.0f KB) fits a quarter of L2 (%.0f KB), "
+        WHY("MC %lld: a packed %lld x %lld block of A (%.0f KB) fits an eighth of L2 (%.0f KB), "
             "a multiple of %d\n", (long long)mc, (long long)mc, (long long)kc,
-            mc * kc * 4 / kb, rnc_blk.l2 / 4 / kb, mr);
+            mc * kc * 4 / kb, rnc_blk.l2 / 8 / kb, mr);
     if (given[4]) WHY("NC %lld: set\n", (long long)nc);
     else
         WHY("NC %lld: %lld packed panels of %lld x %d (%.0f KB) fit the larger of L2 (%.0f KB) and "

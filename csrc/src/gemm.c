@@ -6,7 +6,7 @@
  * Blocking (BLIS order), the sizes from blocking.c (rnc_blk, derived from
  * the caches): for each group of NC columns (panels of 32), for each block
  * of KC rows of K: pack those rows of B (NC x KC fills L2); for each block
- * of MC rows of A: pack it (a quarter of L2) and run the micro-kernel over
+ * of MC rows of A: pack it (an eighth of L2) and run the micro-kernel over
  * the group's panels (it walks each panel in chunks of kchunk rows of K that
  * stay in L1 while the row tiles pass). With a group of half of L2 A was
  * packed twice for 512 columns, and packing took 8% of an LSTM training

@@ -125,6 +125,8 @@ def test_cache_override_with_suffixes_drives_the_choice():
     kchunk = ((32 << 10) // (4 * (32 + mr))) // 32 * 32
     assert cfg["gemm_kchunk"] == kchunk
     assert cfg["gemm_kc"] == max(128, 2 * kchunk // 128 * 128)
+    # MC: the packed A block fills an eighth of L2 (64 KB here), a multiple of mr
+    assert cfg["gemm_mc"] == max(mr, (512 << 10) // 8 // (4 * cfg["gemm_kc"]) // mr * mr)
     # NC: the group fills a quarter of L3 (8 MB here), at most the 2 MB scratch
     assert cfg["gemm_nc"] == min(8 << 20, 2 << 20) // (cfg["gemm_kc"] * 128) * 32
     # ... or L2 where a quarter of L3 is smaller
