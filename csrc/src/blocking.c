@@ -28,7 +28,7 @@
  *           bench --tune`, 1 thread): MC 48-240 within 2 % on Zen 5 (1 MB
  *           L2); head to head on Zen 3 (512 KB) MC 48 the best twice against
  *           84 (a quarter: x0.96-0.98); on the Xeon (2 MB L2) a quarter (MC
- *           252) lost 10 % to MC 48-120 in two sweeps, 13 % on the dW GEMM
+ *           252) lost 8-10 % to MC 48-120 in two sweeps, 13 % on the dW GEMM
  *           (2048 x 1280 x 512), while MC 24-120 were within 2 % of each
  *           other: a B panel chunk reloaded from L2 every 2-4 tiles costs
  *           little (4 GB/s at MC 48), an A block crowding L2 more.
