@@ -109,10 +109,12 @@ class Optimizer:
                 new = self._update(np.asarray(p, np.float32), np.asarray(g, np.float32), state)
                 if isinstance(src, dict):
                     p[...] = new
-                else:
-                    updated[name] = new
+                else:  # the model keeps `new` itself: a copy if an _update returned a kept array
+                    fresh = new.flags.owndata and all(new is not b for b in state.values())
+                    updated[name] = new if fresh else np.array(new, np.float32)
             if updated:
-                src.load_state_dict(updated, strict=False)
+                take = getattr(src, "_take_parameters", None)
+                take(updated) if take else src.load_state_dict(updated, strict=False)
 
     def zero_grad(self):
         """Zero every gradient array of the optimised parameters."""
@@ -258,20 +260,22 @@ _CHUNK = 1 << 15
 
 
 def _sum_of_squares(g):
-    """sum(g**2) as a Python float: float32 squares summed pairwise (NumPy's
-    add.reduce) per 32k-element chunk, the chunks added in float64; a chunk
-    whose float32 sum is not finite is redone in float64, so large finite
-    gradients keep a finite norm. Converting whole gradients to float64 made
-    clip_grad_norm 35 ms of a 229 ms PTB step; 11 ms this way."""
+    """sum(g**2) as a Python float: a float32 sum of products (einsum) per
+    32k-element chunk, the chunks added in float64; a chunk whose float32
+    sum is not finite is redone in float64, so large finite gradients keep a
+    finite norm. Converting whole gradients to float64 made clip_grad_norm
+    35 ms of a 229 ms PTB step; squares then a pairwise sum per chunk took
+    5.8 ms for 5.12 M floats, einsum's one pass 3.5 ms (Xeon, relative error
+    1e-8 and 5e-8 against float64). Not np.dot: OpenBLAS's threads would
+    spin on after it, taking the cores from the kernels."""
     flat = g.reshape(-1)
     if flat.dtype != np.float32:
         return _sum_of_squares_f64(flat)
-    buf = np.empty(min(flat.size, _CHUNK), np.float32)
     total = 0.0
     with np.errstate(over="ignore", invalid="ignore"):
         for i in range(0, flat.size, _CHUNK):
             chunk = flat[i:i + _CHUNK]
-            part = np.multiply(chunk, chunk, out=buf[:chunk.size]).sum(dtype=np.float32)
+            part = np.einsum("i,i->", chunk, chunk)
             if not np.isfinite(part):  # overflow (|g| > 1.8e19) or inf/NaN: redo in float64
                 part = _sum_of_squares_f64(chunk)
             total += float(part)

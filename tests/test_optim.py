@@ -44,6 +44,40 @@ def test_optimizer_matches_torch(name, kw):
         np.testing.assert_allclose(v, p.detach().numpy(), rtol=1e-5, atol=1e-6, err_msg=k)
 
 
+def test_models_keep_the_new_values_without_sharing_them():
+    """An optimizer hands its new arrays to the model uncopied (the layers
+    keep them read-only and repack them); an _update that returns one of
+    its own buffers gets a copy, so later steps cannot write the model's
+    weights behind its back."""
+    vocab = rnncore.Vocabulary(list("abcdef") + ["<unk>"], "char")
+    lm = rnncore.LanguageModel(vocab, "lstm", 6, 5, 2, seed=0)
+    for g in lm.grads.values():
+        g[...] = 0.5
+    before = {k: v.copy() for k, v in lm.named_parameters()}
+    optim.SGD(lm, lr=0.1).step()
+    for k, v in lm.named_parameters():
+        np.testing.assert_allclose(v, before[k] - np.float32(0.05), rtol=1e-6, err_msg=k)
+    assert not lm.rnn.weight_hh_l1.flags.writeable
+    x = np.array([[0, 1, 2, 3]]).T
+    logits, _ = lm.forward(x)  # the packed weights follow the new values
+    twin = rnncore.LanguageModel(vocab, "lstm", 6, 5, 2, seed=1)
+    twin.load_state_dict(dict(lm.named_parameters()))
+    np.testing.assert_array_equal(twin.forward(x)[0], logits)
+
+    class Keeps(optim.SGD):  # returns an array it keeps and writes again
+        def _update(self, p, g, state):
+            buf = state.setdefault("buf", np.zeros_like(p))
+            buf[...] = p - self.lr * g
+            return buf
+    opt = Keeps(lm, lr=0.1)
+    opt.step()
+    kept = {k: v.copy() for k, v in lm.named_parameters()}
+    for s in opt.state.values():
+        s["buf"][...] = 7.0
+    for k, v in lm.named_parameters():
+        np.testing.assert_array_equal(v, kept[k], err_msg=k)
+
+
 def test_dict_params_update_in_place_and_resume_from_state_dict():
     rng = np.random.default_rng(2)
     w0 = rng.standard_normal((4, 3)).astype(np.float32)

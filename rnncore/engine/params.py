@@ -52,6 +52,15 @@ class ParameterModel:
         named_parameters()). strict: exactly those names. All-or-nothing:
         every value (the layers' too) is checked before any is set. Returns
         ``(missing, unexpected)`` names."""
+        return self._load(state_dict, strict, copy=True)
+
+    def _take_parameters(self, arrays):
+        """load_state_dict(arrays, strict=False) for float32 C-contiguous
+        arrays nobody else holds (an optimizer's new values): kept, not
+        copied (see RNNBase._take_parameters)."""
+        self._load(arrays, False, copy=False)
+
+    def _load(self, state_dict, strict, copy):
         names = [n for n, _ in self.named_parameters()]
         missing = [n for n in names if n not in state_dict]
         unexpected = [k for k in state_dict if k not in names]
@@ -72,9 +81,13 @@ class ParameterModel:
                     layer._validated(k, v)
             layers.append((layer, sub))
         for layer, sub in layers:
-            layer.load_state_dict(sub, strict=strict)
+            if copy:
+                layer.load_state_dict(sub, strict=strict)
+            else:
+                layer._take_parameters(sub)
         for name, arr in own.items():
-            self.params[name] = np.array(arr, dtype=np.float32, order="C")
+            self.params[name] = (np.array(arr, dtype=np.float32, order="C") if copy
+                                 else np.ascontiguousarray(arr, dtype=np.float32))
         return missing, unexpected
 
     def trainable(self):
@@ -104,3 +117,6 @@ class _Trainable:
         if strict:
             raise ValueError("a view of the trainable parameters loads with strict=False only")
         return self.model.load_state_dict(state_dict, strict=False)
+
+    def _take_parameters(self, arrays):
+        self.model._take_parameters(arrays)
