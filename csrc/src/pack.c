@@ -29,7 +29,7 @@ rnc_status rnc_pack_weights(rnc_cell cell, int64_t H, int64_t K, const float *sr
             }
             memset(panel, 0, (size_t)(K * RNC_PANEL) * sizeof(float)); /* zero past H */
             for (int64_t j = 0; p * RNC_PANEL + j < H; j++) {
-                const float *row = src + (g * H + p * RNC_PANEL + j) * K;
+                const float *row = rows + j * K;
                 for (int64_t k = 0; k < K; k++) panel[k * RNC_PANEL + j] = row[k];
             }
         }
