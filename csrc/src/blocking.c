@@ -11,13 +11,18 @@
  *           divides the 48-row blocks of the input projection and of
  *           rnc_linear so that they have no row tail; the largest such mr.
  *   kchunk: the micro-kernel walks a panel in chunks of kchunk rows of K:
- *           the chunk (kchunk x 32 floats) plus one tile's chunk of A
- *           (mr x kchunk) fit L1d, a multiple of 32. Measured (rnncore bench
- *           --tune, Zen 5): chunks that fit half of L1d (128 rows at 48 KB,
- *           80 at 32 KB) lost 10-16 % to the grid's best (256-384 rows) in
- *           three sweeps, mostly in the LSTM forward at N = 64, H = 512,
- *           whose recurrent weights stream from L3: every chunk restarts
- *           that stream.
+ *           the panel's chunk (kchunk x 32 floats) fills L1d, a multiple of
+ *           32; the tile's chunk of A (mr x kchunk) streams beside it from
+ *           L2 (a 12-row tile reads 48 bytes of A per 24 FMAs). Every chunk
+ *           costs a pass of C through the tile and restarts the stream of a
+ *           panel that comes from L3 (the LSTM's recurrent weights at N =
+ *           64, H = 512), so fewer, larger chunks won in every sweep
+ *           (`rnncore bench --tune`, 1 thread, kernel group): Zen 4 (32 KB
+ *           L1d) 256 rows x0.94 the time of 160 (panel + A in L1d, the
+ *           previous rule), Xeon (48 KB) 384 ahead of 256 by 3 %, Zen 5
+ *           (48 KB) 384 the best, 128 (half of L1d) 10-16 % behind; on AVX2
+ *           (a tile covers half a panel row) Zen 3 256 within 0.5 % of 192
+ *           and 384 14 % behind, Zen 4 192-384 within 2 %.
  *   KC:     gemm.c's K block: about 2 chunks (C is read and written once
  *           per KC: 2 x 32 floats a row per 2 x kchunk x 32 FMAs, about 1 %),
  *           rounded down to a multiple of RNC_TAIL_KSEG (128).
@@ -141,8 +146,8 @@ static int rule_mr(const rnc_isa_gemm *g, int table_mr) {
     return best ? best : fit ? fit : smallest;
 }
 
-static int64_t rule_kchunk(int64_t l1d, int mr) {
-    return clamp(round_down(l1d / (4 * (RNC_PANEL + mr)), 32), 32, RNC_KCHUNK_MAX);
+static int64_t rule_kchunk(int64_t l1d) {
+    return clamp(round_down(l1d / (4 * RNC_PANEL), 32), 32, RNC_KCHUNK_MAX);
 }
 static int64_t rule_kc(int64_t kchunk) {
     return clamp(round_down(2 * kchunk, RNC_TAIL_KSEG), RNC_TAIL_KSEG, RNC_KC_MAX);
@@ -164,7 +169,7 @@ static int choose(int mr, int64_t kchunk, int64_t kc, int64_t mc, int64_t nc) {
     const rnc_kernels *table = rnc_active_kernels_table();
     const int given[5] = {mr > 0, kchunk > 0, kc > 0, mc > 0, nc > 0};
     if (mr <= 0) mr = rule_mr(g, table->mr);
-    if (kchunk <= 0) kchunk = rule_kchunk(rnc_blk.l1d, mr);
+    if (kchunk <= 0) kchunk = rule_kchunk(rnc_blk.l1d);
     if (kc <= 0) kc = rule_kc(kchunk);
     if (mc <= 0) mc = rule_mc(rnc_blk.l2, kc, mr);
     if (nc <= 0) nc = rule_nc(rnc_blk.l2, rnc_blk.l3, kc);
@@ -201,9 +206,10 @@ static int choose(int mr, int64_t kchunk, int64_t kc, int64_t mc, int64_t nc) {
             mr, rnc_blk.tile_cols, mr, NV, NV, regs, g->vregs, ROW_BLOCK);
     if (given[1]) WHY("kchunk %lld: set\n", (long long)kchunk);
     else
-        WHY("kchunk %lld: a %lld x %d panel chunk (%.0f KB) + a %d-row A chunk (%.1f KB) fit "
-            "L1d (%.0f KB), a multiple of 32\n", (long long)kchunk, (long long)kchunk, RNC_PANEL,
-            kchunk * RNC_PANEL * 4 / kb, mr, kchunk * mr * 4 / kb, rnc_blk.l1d / kb);
+        WHY("kchunk %lld: a %lld x %d panel chunk (%.0f KB) fills L1d (%.0f KB), a multiple of "
+            "32; the %d-row A chunk (%.1f KB) streams beside it\n", (long long)kchunk,
+            (long long)kchunk, RNC_PANEL, kchunk * RNC_PANEL * 4 / kb, rnc_blk.l1d / kb, mr,
+            kchunk * mr * 4 / kb);
     if (given[2]) WHY("KC %lld: set\n", (long long)kc);
     else WHY("KC %lld: about 2 chunks per pass over C, a multiple of %d\n", (long long)kc, RNC_TAIL_KSEG);
     if (given[3]) WHY("MC %lld: set\n", (long long)mc);

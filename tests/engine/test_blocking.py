@@ -99,7 +99,7 @@ def test_config_reports_caches_and_blocking(capsys):
         assert word in why
     rnncore.show_config()
     out = capsys.readouterr().out
-    assert "cache_l2" in out and "gemm_tile" in out and "fit L1d" in out
+    assert "cache_l2" in out and "gemm_tile" in out and "fills L1d" in out
 
 
 def run_python(code, **env):
@@ -122,7 +122,7 @@ def test_cache_override_with_suffixes_drives_the_choice():
     assert cfg["cache_source"] == "RNNCORE_CACHE"
     # the rules at 32 KB L1d / 512 KB L2 (blocking.c), for the active tile
     mr = int(cfg["gemm_tile"].split("x")[0])
-    kchunk = ((32 << 10) // (4 * (32 + mr))) // 32 * 32
+    kchunk = (32 << 10) // (4 * 32)  # the panel chunk fills L1d: 256 rows
     assert cfg["gemm_kchunk"] == kchunk
     assert cfg["gemm_kc"] == max(128, 2 * kchunk // 128 * 128)
     # MC: the packed A block fills an eighth of L2 (64 KB here), a multiple of mr
