@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from ..engine import cells
+from ..engine import buffers, cells
 from ..engine.checks import check_bool, check_int, make_rng, shape_str
 from ..engine.layers import make_layer
 from ..engine.losses import rows_xent
@@ -84,6 +84,7 @@ class LanguageModel(ParameterModel):
         self.init_scale = init_scale
         self.generator = np.random.default_rng(rng.integers(2**63))  # dropout masks
         self._init_grads()  # one gradient array per parameter
+        self._logits_pool = []  # train_step's logits buffer, kept for the next step
 
     # ------------------------------------------------------------ configuration
 
@@ -147,9 +148,9 @@ class LanguageModel(ParameterModel):
         # GEMM (which packs its B every call), 0.37 ms packed (AMD Zen 5)
         return Linear(self._decoder_weight(), self.params["decoder.bias"])
 
-    def _logits(self, y):
-        """y (M, H) -> logits (M, V) = y W_d^T + b_d."""
-        z = matmul(y, self._decoder_weight().T)
+    def _logits(self, y, out=None):
+        """y (M, H) -> logits (M, V) = y W_d^T + b_d (into `out` if given)."""
+        z = matmul(y, self._decoder_weight().T, out=out)
         z += self.params["decoder.bias"]
         return z
 
@@ -185,7 +186,11 @@ class LanguageModel(ParameterModel):
         if mask_out is not None:
             y = y * mask_out
         y2 = y.reshape(T * N, H)
-        z = self._logits(y2)
+        # the logits, then dz over them, in a buffer kept for the next step: a
+        # fresh one (90 MB at V = 10k, T * N = 2240) took 105 ms of page
+        # faults in a 1.5 s step (benchmarks/bench_lm.py, Zen 4, 1 thread)
+        zbuf = buffers.take(self._logits_pool, T * N * len(self.vocab))
+        z = self._logits(y2, out=zbuf.reshape(T * N, -1))
         # dz = d(sum_t mean_n nll) / dz, written over the logits
         losses, dz = rows_xent(z, targets.reshape(-1), 1.0 / N, True, in_place=True)
         loss = float(losses.sum(dtype=np.float64)) / N
@@ -195,6 +200,7 @@ class LanguageModel(ParameterModel):
         self.grads["decoder.bias"] += dz.sum(axis=0)
         dy = matmul(dz, wd).reshape(T, N, H)
         del z, dz
+        buffers.give_back([zbuf], self._logits_pool, 1)
         if mask_out is not None:
             dy *= mask_out
         dx, _ = self.rnn.backward(tape, dy)

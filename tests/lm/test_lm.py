@@ -109,6 +109,25 @@ def test_gradients_match_finite_differences(cell, tied, rng):
             assert lm.grads[name][idx] == pytest.approx(fd, rel=5e-3, abs=1e-3), (name, idx)
 
 
+def test_train_steps_reuse_the_logits_buffer_without_carrying_values(rng):
+    """train_step keeps its logits buffer for the next step of the same
+    shape; a step on the reused (dirty) buffer gives the fresh model's loss
+    and gradients bit for bit, and a shorter window gets its own buffer."""
+    lm, fresh = small_lm("lstm", False), small_lm("lstm", False)
+    x, y = (rng.integers(0, len(lm.vocab), (4, 3)) for _ in range(2))
+    x2, y2 = (rng.integers(0, len(lm.vocab), (4, 3)) for _ in range(2))
+    lm.train_step(x2, y2)
+    [buf] = lm._logits_pool
+    lm.zero_grad()
+    loss, _ = lm.train_step(x, y)
+    assert lm._logits_pool == [buf] and lm._logits_pool[0] is buf
+    assert loss == fresh.train_step(x, y)[0]
+    for name in lm.grads:
+        np.testing.assert_array_equal(lm.grads[name], fresh.grads[name], err_msg=name)
+    lm.train_step(x[:2], y[:2])  # another size: a buffer of its own, the first one kept
+    assert len(lm._logits_pool) == 1 and lm._logits_pool[0] is buf
+
+
 def test_dropout_gradients_match_finite_differences_with_the_same_masks(rng):
     lm = small_lm("gru", dropout=0.4)
     x = rng.integers(0, len(lm.vocab), (5, 3))
