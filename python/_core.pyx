@@ -322,6 +322,20 @@ def softmax_xent(const float[:, ::1] z, const int64_t[::1] target, *, float[::1]
     _check(status)
 
 
+def scatter_add_rows(const int64_t[::1] index not None, const float[:, ::1] src not None,
+                     float[:, ::1] dst not None, *, int n_threads):
+    """rnc_scatter_add_rows: dst[index[r]] += src[r] for every row r of src
+    [M, E], in row order (np.add.at's sums); dst [V, E]."""
+    cdef int64_t M = src.shape[0], E = src.shape[1], V = dst.shape[0]
+    _need(index.shape[0] == M, "index")
+    _need(E > 0 and dst.shape[1] == E and V > 0, "dst")
+    if M == 0:
+        return
+    with nogil:
+        status = rnc_scatter_add_rows(M, E, &index[0], &src[0, 0], E, &dst[0, 0], V, E, n_threads)
+    _check(status)
+
+
 def softmax(const float[:, :] x not None, float[:, :] y not None, *, bint log, int n_threads):
     """rnc_softmax: y = softmax(x) (log-softmax with log) over each row of x
     [M, V]; rows of any stride, columns contiguous; y may be x itself."""

@@ -89,6 +89,9 @@ cdef extern from "rnncore.h" nogil:
     rnc_status rnc_softmax_xent(int64_t M, int64_t V, const float *z, int64_t ldz,
                                 const int64_t *target, float *loss, float *dz, int64_t lddz,
                                 float scale, int n_threads) noexcept
+    rnc_status rnc_scatter_add_rows(int64_t M, int64_t E, const int64_t *index, const float *src,
+                                    int64_t ld_src, float *dst, int64_t V, int64_t ld_dst,
+                                    int n_threads) noexcept
     rnc_status rnc_softmax(int64_t M, int64_t V, const float *x, int64_t ldx, float *y,
                            int64_t ldy, int log_softmax, int n_threads) noexcept
     int64_t rnc_gemm_workspace_floats(int n_threads) noexcept

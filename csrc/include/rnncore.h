@@ -212,6 +212,18 @@ rnc_status rnc_softmax_xent(int64_t M, int64_t V, const float *z, int64_t ldz,
                             float scale, int n_threads);
 
 /*
+ * The backward pass of an embedding lookup: for r = 0 .. M-1 in order,
+ * dst[index[r]] += src[r] (rows of E floats; src row r at src + r*ld_src,
+ * dst row v at dst + v*ld_dst, V rows). float32 adds in row order: the sums
+ * of NumPy's np.add.at(dst, index, src), bit for bit, for every thread
+ * count. M = 0 does nothing. RNC_ERR_INVALID_ARG (nothing written) for an
+ * index outside [0, V) or bad sizes.
+ */
+rnc_status rnc_scatter_add_rows(int64_t M, int64_t E, const int64_t *index, const float *src,
+                                int64_t ld_src, float *dst, int64_t V, int64_t ld_dst,
+                                int n_threads);
+
+/*
  * Softmax (log_softmax = 0) or log-softmax (log_softmax != 0) of each of M
  * rows of V floats: row r of x at x + r*ldx, of y at y + r*ldy; y may be x
  * itself (in place, ldy = ldx), any other overlap is invalid. Computed as

@@ -507,6 +507,36 @@ static void check_bad_arguments(void) {
     CHECK(rnc_set_isa("no-such-isa") == RNC_ERR_UNSUPPORTED, "unknown ISA name");
 }
 
+/* rnc_scatter_add_rows against a plain loop: the same float32 sums bit for
+ * bit (rows summed in order) at 1 and 2 threads, with repeated rows and a
+ * size past the one-thread limit; an index out of range writes nothing. */
+static void check_scatter(void) {
+    enum { M = 300, E = 517, V = 7 };
+    static float src[M * E], dst[V * E], want[V * E];
+    static int64_t index[M];
+    unsigned s = 11;
+    for (int64_t i = 0; i < M * E; i++) src[i] = rnd(&s);
+    for (int64_t r = 0; r < M; r++) index[r] = (r * 5 + r / 3) % V;
+    for (int threads = 1; threads <= 2; threads++) {
+        for (int64_t i = 0; i < V * E; i++) dst[i] = want[i] = (float)i * 0.25f;
+        for (int64_t r = 0; r < M; r++)
+            for (int64_t j = 0; j < E; j++) want[index[r] * E + j] += src[r * E + j];
+        CHECK(rnc_scatter_add_rows(M, E, index, src, E, dst, V, E, threads) == RNC_OK,
+              "scatter_add_rows status");
+        CHECK(memcmp(dst, want, sizeof dst) == 0, "scatter_add_rows sums, %d thread(s)", threads);
+        compared += V * E;
+    }
+    int64_t bad[2] = {0, V};
+    memcpy(want, dst, sizeof dst);
+    CHECK(rnc_scatter_add_rows(2, E, bad, src, E, dst, V, E, 1) == RNC_ERR_INVALID_ARG,
+          "scatter_add_rows index >= V");
+    bad[1] = -1;
+    CHECK(rnc_scatter_add_rows(2, E, bad, src, E, dst, V, E, 1) == RNC_ERR_INVALID_ARG,
+          "scatter_add_rows index < 0");
+    CHECK(memcmp(dst, want, sizeof dst) == 0, "scatter_add_rows wrote on a bad index");
+    CHECK(rnc_scatter_add_rows(0, E, NULL, NULL, E, dst, V, E, 1) == RNC_OK, "scatter M = 0");
+}
+
 /* --------------------------------------------------------------- main */
 
 /* ------------------------------------------------------------ int8 */
@@ -637,6 +667,7 @@ int main(int argc, char **argv) {
     }
     check_int8(avail, n_paths);
     check_bad_arguments();
+    check_scatter();
     if (rnc_has_openmp() && !int8_only)
         CHECK(two_thread_cases > 0, "no case ran with a team of 2 threads");
     printf("%d configuration(s), %ld case(s) with a 2-thread team; worst error / tolerance: "

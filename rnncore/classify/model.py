@@ -43,7 +43,7 @@ from ..engine.checks import check_bool, check_int, make_rng, shape_str
 from ..engine.layers import make_layer
 from ..engine.losses import rows_xent
 from ..engine.params import ParameterModel
-from ..engine.runtime import matmul
+from ..engine.runtime import matmul, scatter_add_rows
 from ..engine.stack import dropout_mask
 from ..lm.text import Vocabulary
 from . import metrics
@@ -340,7 +340,7 @@ class SequenceClassifier(ParameterModel):
         T, N = ids.shape
         targets = self._check_targets(targets, N)
         rng = self.generator if rng is None else rng
-        p, E = self.dropout, self.embed_size
+        p = self.dropout
         x = self.params["embedding.weight"][ids]
         mask_in = dropout_mask(x.shape, p, rng, draw_dtype=np.float32)
         if mask_in is not None:
@@ -368,7 +368,7 @@ class SequenceClassifier(ParameterModel):
         if mask_in is not None:
             dx *= mask_in
         if not self.freeze_embedding:
-            np.add.at(self.grads["embedding.weight"], ids[real], dx[real].reshape(-1, E))
+            scatter_add_rows(self.grads["embedding.weight"], ids[real], dx[real])
         return loss
 
     # ------------------------------------------------------------ prediction

@@ -247,6 +247,14 @@ class COps(Ops):
         _core.linear(x, w_p, n_out=n_out, bias=bias, y=y, ws=ws, n_threads=n_threads)
         return y
 
+    def scatter_add_rows(self, dst, index, src, n_threads):
+        """On rnc_scatter_add_rows: the sums of np.add.at, bit for bit, in a
+        C loop: 2240 rows of 512 into 10k, 12.8 -> 1.1 ms (np.add.at's
+        per-element loop was 1 % of a 10k-word LM training step; Zen 4, 1
+        thread)."""
+        _core.scatter_add_rows(index, np.ascontiguousarray(src), dst, n_threads=n_threads)
+        return dst
+
     def softmax(self, x2, out, log, n_threads):
         """On rnc_softmax: one pass over memory per row (max, sum of exp and
         the result from cache), in place when out is x2."""

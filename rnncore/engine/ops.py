@@ -196,6 +196,12 @@ class Ops:
             return out
         return y
 
+    def scatter_add_rows(self, dst, index, src, n_threads):
+        """dst[index[r]] += src[r] for every row r in order: float32 dst [V, E]
+        (C-contiguous), int64 index [M] in [0, V), float32 src [M, E]."""
+        np.add.at(dst, index, src)
+        return dst
+
     def softmax(self, x2, out, log, n_threads):
         """out = softmax (log-softmax with log) of each row of float32 x2
         [M, V] (M, V > 0; rows of any stride, columns contiguous); out has

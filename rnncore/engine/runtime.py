@@ -242,6 +242,34 @@ def softmax_rows(x, out=None, log=False):
     return _ops.softmax(x, out, bool(log), get_num_threads())
 
 
+def scatter_add_rows(dst, index, src):
+    """dst[index[r]] += src[r] for every row r, in order (the sums of
+    ``np.add.at(dst, index, src)``, bit for bit): the gradient of an
+    embedding lookup. dst: a writeable C-contiguous float32 [V, E]; index:
+    integers [M] in [0, V) (any shape, flattened); src: float32 with M rows
+    of E (any shape whose size is M * E). Returns dst."""
+    if not isinstance(dst, np.ndarray) or dst.dtype != np.float32 or dst.ndim != 2 or \
+            not dst.flags.c_contiguous or not dst.flags.writeable or dst.size == 0:
+        raise ValueError("scatter_add_rows: dst must be a writeable, C-contiguous, non-empty "
+                         f"float32 2-D array, got {getattr(dst, 'dtype', type(dst).__name__)} "
+                         f"{shape_str(getattr(dst, 'shape', ()))}")
+    index = np.asarray(index)
+    if index.dtype.kind not in "iu":
+        raise TypeError(f"scatter_add_rows: index must hold integers, got {index.dtype}")
+    index = np.ascontiguousarray(index.reshape(-1), dtype=np.int64)
+    V, E = dst.shape
+    if not isinstance(src, np.ndarray) or src.dtype != np.float32 or src.size != index.size * E:
+        raise ValueError(f"scatter_add_rows: src must be float32 with {index.size} rows of {E}, "
+                         f"got {getattr(src, 'dtype', type(src).__name__)} "
+                         f"{shape_str(getattr(src, 'shape', ()))}")
+    if index.size == 0:
+        return dst
+    lo, hi = index.min(), index.max()
+    if lo < 0 or hi >= V:
+        raise ValueError(f"scatter_add_rows: index must be in [0, {V}), got values in [{lo}, {hi}]")
+    return _ops.scatter_add_rows(dst, index, src.reshape(index.size, E), get_num_threads())
+
+
 def _same_view(a, b):
     return a.__array_interface__["data"][0] == b.__array_interface__["data"][0] and \
         a.strides == b.strides and a.shape == b.shape

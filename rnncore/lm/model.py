@@ -23,7 +23,7 @@ from ..engine.checks import check_bool, check_int, make_rng, shape_str
 from ..engine.layers import make_layer
 from ..engine.losses import rows_xent
 from ..engine.params import ParameterModel
-from ..engine.runtime import Linear, matmul
+from ..engine.runtime import Linear, matmul, scatter_add_rows
 from ..engine.stack import dropout_mask
 from .sampling import pick
 from .text import Vocabulary, batchify, bptt_batches
@@ -206,7 +206,7 @@ class LanguageModel(ParameterModel):
         dx, _ = self.rnn.backward(tape, dy)
         if mask_in is not None:
             dx *= mask_in
-        np.add.at(self.grads["encoder.weight"], inputs.reshape(-1), dx.reshape(T * N, E))
+        scatter_add_rows(self.grads["encoder.weight"], inputs, dx)
         return loss, state
 
     def evaluate(self, ids, *, batch_size=1, chunk=256):

@@ -28,7 +28,7 @@ from ..engine.checks import check_bool, check_int, make_rng
 from ..engine.layers import make_layer
 from ..engine.losses import rows_xent
 from ..engine.params import ParameterModel
-from ..engine.runtime import Linear, matmul, one_blas_thread, softmax_rows
+from ..engine.runtime import Linear, matmul, one_blas_thread, scatter_add_rows, softmax_rows
 from ..engine.stack import dropout_mask
 from ..lm.sampling import pick
 from . import attention as attention_ops
@@ -252,7 +252,7 @@ class Seq2Seq(ParameterModel):
         dx, dstate0 = self.decoder.backward(dec_tape, np.ascontiguousarray(dh, np.float32))
         if mask_t is not None:
             dx *= mask_t
-        np.add.at(g["tgt_embed.weight"], tgt_in.reshape(-1), dx.reshape(-1, self.embed_size))
+        scatter_add_rows(g["tgt_embed.weight"], tgt_in, dx)
         if self.decoder.cell.has_cell_state:
             d_enc = (self._unbridge(dstate0[0]), self._unbridge(dstate0[1]))
         else:
@@ -261,7 +261,7 @@ class Seq2Seq(ParameterModel):
         dxs, _ = self.encoder.backward(tape, np.ascontiguousarray(dK, np.float32), d_enc)
         if mask_s is not None:
             dxs *= mask_s
-        np.add.at(g["src_embed.weight"], src_ids.reshape(-1), dxs.reshape(-1, self.embed_size))
+        scatter_add_rows(g["src_embed.weight"], src_ids, dxs)
         return loss_sum, tokens
 
     # ------------------------------------------------------------ decoding
