@@ -175,7 +175,7 @@ class LanguageModel(ParameterModel):
                              f"{targets.shape}")
         rng = self.generator if rng is None else rng
         T, N = inputs.shape
-        E, H, p = self.embed_size, self.hidden_size, self.dropout
+        H, p = self.hidden_size, self.dropout
         enc = self.params["encoder.weight"]
         x = enc[inputs]
         mask_in = _dropout_mask(x.shape, p, rng)
