@@ -476,7 +476,7 @@ def probes(thread_counts, seconds=0.3):
 
 def floor_ms(cell, T, N, H, threads, probe, machine, weight_bytes=4):
     """The roofline floor of a case (see the module docstring; int8: one
-    byte a weight, the fp32 FMA peak kept as the arithmetic bound)."""
+    byte a weight, and run() passes probes whose peak is the int8 one)."""
     f_in, f_rec = flops(cell, T, N, H)
     peak = probe["peak_gflops"] * 1e9
     w_bytes = float(weight_bytes) * GATES[cell] * H * H
