@@ -174,17 +174,20 @@ def blocking():
     return {"l1d": b.l1d, "l2": b.l2, "l3": b.l3, "cache_source": b.cache_source.decode(),
             "cache_error": b.cache_error.decode(), "vregs": b.vregs,
             "vector_floats": b.vector_floats, "mr": b.mr, "tile_cols": b.tile_cols,
-            "kchunk": b.kchunk, "kc": b.kc, "mc": b.mc, "nc": b.nc,
+            "kchunk": b.kchunk, "kc": b.kc, "mc": b.mc, "nc": b.nc, "prefetch": b.prefetch,
             "tile_rows": [rows[i] for i in range(min(n, 16))], "why": b.why.decode()}
 
 
-def set_blocking(*, int mr=0, int64_t kchunk=0, int64_t kc=0, int64_t mc=0, int64_t nc=0):
-    """rnc_set_blocking (sweeps and tests; not during other calls): 0 derives
-    that value from the rule; ValueError for values out of range."""
-    if rnc_set_blocking(mr, kchunk, kc, mc, nc) != RNC_OK:
+def set_blocking(*, int mr=0, int64_t kchunk=0, int64_t kc=0, int64_t mc=0, int64_t nc=0,
+                 prefetch=None):
+    """rnc_set_blocking (sweeps and tests; not during other calls): 0 (None
+    for prefetch, whose 0 means none) derives that value from the rule;
+    ValueError for values out of range."""
+    cdef int64_t pf = -1 if prefetch is None else prefetch
+    if (prefetch is not None and pf < 0) or rnc_set_blocking(mr, kchunk, kc, mc, nc, pf) != RNC_OK:
         raise ValueError(f"blocking out of range: mr={mr} (one of {blocking()['tile_rows']}), "
                          f"kchunk={kchunk}, kc={kc}, mc={mc} (a multiple of mr), "
-                         f"nc={nc} (a multiple of 32)")
+                         f"nc={nc} (a multiple of 32), prefetch={prefetch} (0-256 rows, or None)")
 
 
 def forward(int cell, int64_t T, int64_t N, int64_t I, int64_t H, *,

@@ -114,10 +114,11 @@ cdef extern from "rnncore.h" nogil:
         const char *cache_source
         const char *cache_error
         int vregs, vector_floats, mr, tile_cols
-        int64_t kchunk, kc, mc, nc
+        int64_t kchunk, kc, mc, nc, prefetch
         const char *why
     const rnc_blocking *rnc_get_blocking() noexcept
-    rnc_status rnc_set_blocking(int mr, int64_t kchunk, int64_t kc, int64_t mc, int64_t nc) noexcept
+    rnc_status rnc_set_blocking(int mr, int64_t kchunk, int64_t kc, int64_t mc, int64_t nc,
+                                int64_t prefetch) noexcept
     int rnc_gemm_tile_rows(int *out, int cap) noexcept
     double rnc_probe_peak_gflops(int n_threads, double seconds) noexcept
     double rnc_probe_read_gbps(const float *buf, int64_t n, int n_threads, double seconds) noexcept

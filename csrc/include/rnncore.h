@@ -300,7 +300,9 @@ rnc_status rnc_set_isa(const char *name);
  * rnc_set_blocking (tuning sweeps, tests; not while other calls run): the
  * tile height mr (one of rnc_gemm_tile_rows), the micro-kernel's K chunk,
  * and gemm.c's KC (a multiple of 128), MC (rows, a multiple of mr) and NC
- * (columns, a multiple of 32); 0 derives that value again from the rule.
+ * (columns, a multiple of 32); 0 derives that value again from the rule;
+ * prefetch: the panel rows (128 bytes each) that tiles of 1-2 rows prefetch
+ * ahead (0-256; 0: none), < 0 derives it.
  * RNC_ERR_INVALID_ARG for a value out of range (then nothing changes).
  * Results are identical for every kchunk, KC, MC and NC; the tile height
  * regroups the sums of the rows it leaves in a tail of 1-3 rows (float32
@@ -314,10 +316,12 @@ typedef struct {
     int mr, tile_cols;         /* micro-kernel tile: mr rows x tile_cols columns */
     int64_t kchunk;            /* micro-kernel: K rows of a panel kept in L1   */
     int64_t kc, mc, nc;        /* gemm.c: K block, A rows block, B columns group */
+    int64_t prefetch;          /* 1-2 row tiles: panel rows prefetched ahead, 0 = none */
     const char *why;
 } rnc_blocking;
 const rnc_blocking *rnc_get_blocking(void);
-rnc_status rnc_set_blocking(int mr, int64_t kchunk, int64_t kc, int64_t mc, int64_t nc);
+rnc_status rnc_set_blocking(int mr, int64_t kchunk, int64_t kc, int64_t mc, int64_t nc,
+                            int64_t prefetch);
 /* The tile heights compiled for the active path: writes up to cap, returns the count. */
 int rnc_gemm_tile_rows(int *out, int cap);
 

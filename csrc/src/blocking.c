@@ -50,6 +50,20 @@
  *           decoder's dW x0.93-0.96 of the time, its logits x0.91-1.01; NC
  *           1344 (this rule there) x0.97 / 0.97 / 0.94, logits x1.02; the
  *           tune's gemm sweep then put it within 2.5 % of its best.
+ *   prefetch: tiles of 1-2 rows (a batch-1 step, bound by streaming W_hh
+ *           from L3) prefetch the panel that many 128-byte rows ahead, or
+ *           not at all. Zen 5 (48 KB L1d) measured 4 KB ahead the best
+ *           (LSTM 2 x h512, T = 35, N = 1: 4.8-5.3 -> 4.4-4.5 ms; 2-6 KB
+ *           within noise, 8 KB and more slower; load 7-9); on Zen 4 (32 KB)
+ *           none was the fastest of 0 / 1 / 2 / 4 / 8 KB for every batch-1
+ *           forward of `rnncore bench`'s sizes, warm or after 48 MB read
+ *           in between, at 1 and 2 threads (1 thread, T = 100: LSTM h512
+ *           7.34 ms against 8.0-9.3, h1024 33.4 against 37.7-41.9 cold);
+ *           Zen 3 (32 KB), AVX2 int8 row tile: 2 KB ahead 41.5 / 50.7 us
+ *           against 40.8 / 46.7 without. So 4 KB with a 48 KB L1d, else
+ *           none: the two L1 sizes measured (Xeon, 48 KB, keeps what Zen 5
+ *           chose until its sweep says otherwise; `rnncore bench --tune`
+ *           sweeps it, the prefetch group).
  * The recurrent weights are split across threads in whole 32-unit panels
  * (fwd.c, bwd.c), each thread keeping its slice for the whole sequence.
  * `why` states each choice with its numbers.
@@ -73,7 +87,7 @@
 
 /* Defaults before rnc_init(): the constants this file replaces. */
 rnc_blocking rnc_blk = {32 << 10, 256 << 10, 8 << 20, "default", "", 16, 4, 4, 32,
-                        128, 512, 96, 512, ""};
+                        128, 512, 96, 512, 32, ""};
 
 static char why_text[1536], cache_error[256];
 
@@ -155,6 +169,7 @@ static int64_t rule_kc(int64_t kchunk) {
 static int64_t rule_mc(int64_t l2, int64_t kc, int mr) {
     return clamp(round_down(l2 / 8 / (4 * kc), mr), mr, round_down(RNC_MC_MAX, mr));
 }
+static int64_t rule_prefetch(int64_t l1d) { return l1d >= (48 << 10) ? 32 : 0; }
 static int64_t rule_nc(int64_t l2, int64_t l3, int64_t kc) {
     const int64_t bytes = l3 / 4 > l2 ? l3 / 4 : l2;
     const int64_t panels = clamp(bytes / (kc * RNC_PANEL * 4), 1, RNC_GROUP_FLOATS_MAX / (kc * RNC_PANEL));
@@ -162,18 +177,20 @@ static int64_t rule_nc(int64_t l2, int64_t l3, int64_t kc) {
 }
 
 /* Tile, kchunk, KC, MC, NC: each given value (> 0) or the rule's, in that
- * order (a rule uses the values before it). 0, or -1 if a given value is out
- * of range (nothing changed). */
-static int choose(int mr, int64_t kchunk, int64_t kc, int64_t mc, int64_t nc) {
+ * order (a rule uses the values before it); the prefetch distance given (>=
+ * 0) or the rule's. 0, or -1 if a given value is out of range (nothing
+ * changed). */
+static int choose(int mr, int64_t kchunk, int64_t kc, int64_t mc, int64_t nc, int64_t prefetch) {
     const rnc_isa_gemm *g = rnc_active_isa_gemm();
     const rnc_kernels *table = rnc_active_kernels_table();
-    const int given[5] = {mr > 0, kchunk > 0, kc > 0, mc > 0, nc > 0};
+    const int given[6] = {mr > 0, kchunk > 0, kc > 0, mc > 0, nc > 0, prefetch >= 0};
     if (mr <= 0) mr = rule_mr(g, table->mr);
     if (kchunk <= 0) kchunk = rule_kchunk(rnc_blk.l1d);
     if (kc <= 0) kc = rule_kc(kchunk);
     if (mc <= 0) mc = rule_mc(rnc_blk.l2, kc, mr);
     if (nc <= 0) nc = rule_nc(rnc_blk.l2, rnc_blk.l3, kc);
-    if (kchunk > RNC_KCHUNK_MAX || kc > RNC_KC_MAX || kc % RNC_TAIL_KSEG || mc > RNC_MC_MAX || mc % mr ||
+    if (prefetch < 0) prefetch = rule_prefetch(rnc_blk.l1d);
+    if (prefetch > RNC_PREFETCH_MAX || kchunk > RNC_KCHUNK_MAX || kc > RNC_KC_MAX || kc % RNC_TAIL_KSEG || mc > RNC_MC_MAX || mc % mr ||
         nc % RNC_PANEL || nc * kc > RNC_GROUP_FLOATS_MAX)
         return -1;
     if (rnc_use_tile(mr) != 0) return -1;
@@ -185,6 +202,7 @@ static int choose(int mr, int64_t kchunk, int64_t kc, int64_t mc, int64_t nc) {
     rnc_blk.kc = kc;
     rnc_blk.mc = mc;
     rnc_blk.nc = nc;
+    rnc_blk.prefetch = prefetch;
 
     const double kb = 1024.0;
     const int regs = mr * NV + NV + 1;
@@ -223,6 +241,13 @@ static int choose(int mr, int64_t kchunk, int64_t kc, int64_t mc, int64_t nc) {
             "a quarter of L3 (%.0f KB), at most %.0f KB\n", (long long)nc,
             (long long)(nc / RNC_PANEL), (long long)kc, RNC_PANEL, nc * kc * 4 / kb,
             rnc_blk.l2 / kb, rnc_blk.l3 / 4 / kb, RNC_GROUP_FLOATS_MAX * 4 / kb);
+    if (given[5]) WHY("prefetch %lld: set\n", (long long)prefetch);
+    else if (prefetch)
+        WHY("prefetch %lld: 1-2 row tiles prefetch the panel %.0f KB ahead (L1d %.0f KB >= 48 KB)\n",
+            (long long)prefetch, prefetch * RNC_PANEL * 4 / kb, rnc_blk.l1d / kb);
+    else
+        WHY("prefetch 0: 1-2 row tiles leave the panel's stream to the hardware prefetchers "
+            "(L1d %.0f KB < 48 KB)\n", rnc_blk.l1d / kb);
     WHY("recurrent weights: split across threads in whole %d-unit panels of every gate, "
         "each thread keeping its slice of W_hh for the whole sequence (in its L2 when "
         "G*H*H*4/threads <= %.0f KB)", RNC_PANEL, rnc_blk.l2 / kb);
@@ -244,7 +269,7 @@ void rnc_blocking_derive(void) {
     rnc_blk.l2 = size[1];
     rnc_blk.l3 = size[2];
     rnc_blk.cache_error = cache_error;
-    if (choose(0, 0, 0, 0, 0) != 0) { /* cannot happen: the rules stay in range */
+    if (choose(0, 0, 0, 0, 0, -1) != 0) { /* cannot happen: the rules stay in range */
         rnc_blk.why = "blocking: the rules gave an out-of-range value; defaults kept";
     }
 }
@@ -254,10 +279,12 @@ const rnc_blocking *rnc_get_blocking(void) {
     return &rnc_blk;
 }
 
-rnc_status rnc_set_blocking(int mr, int64_t kchunk, int64_t kc, int64_t mc, int64_t nc) {
+rnc_status rnc_set_blocking(int mr, int64_t kchunk, int64_t kc, int64_t mc, int64_t nc,
+                            int64_t prefetch) {
     rnc_init();
     if (mr < 0 || kchunk < 0 || kc < 0 || mc < 0 || nc < 0) return RNC_ERR_INVALID_ARG;
-    return choose(mr, kchunk, kc, mc, nc) == 0 ? RNC_OK : RNC_ERR_INVALID_ARG;
+    return choose(mr, kchunk, kc, mc, nc, prefetch < 0 ? -1 : prefetch) == 0 ? RNC_OK
+                                                                            : RNC_ERR_INVALID_ARG;
 }
 
 int rnc_gemm_tile_rows(int *out, int cap) {

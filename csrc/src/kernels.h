@@ -360,6 +360,7 @@ void rnc_blocking_derive(void);
 #define RNC_TAIL_KSEG 128
 #define RNC_KC_MAX 1024
 #define RNC_MC_MAX 256
+#define RNC_PREFETCH_MAX 256 /* panel rows (32 KB) */
 #define RNC_GROUP_FLOATS_MAX (1 << 19) /* packed B group: NC x KC floats, 2 MB */
 
 /* Cache sizes (cpu_features.c): L1d, L2 of one core, one L3, in bytes; the

@@ -46,6 +46,7 @@ def _blocking(c):
         "vector_registers": b["vregs"],
         "gemm_tile": f"{b['mr']}x{b['tile_cols']}",
         "gemm_kchunk": b["kchunk"], "gemm_kc": b["kc"], "gemm_mc": b["mc"], "gemm_nc": b["nc"],
+        "gemm_prefetch": b["prefetch"],
         "blocking_why": b["why"].splitlines(),
     }
 

@@ -11,7 +11,7 @@ and bursts of load on a shared machine hit them alike. At 1 thread the
 timer is the thread's CPU time, which does not count the time other
 processes hold the core (on a machine loaded 3-4x over its cores the wall
 times of one candidate spread by 2x; CPU times by a few %).
-Two groups, each a full grid with the other group at its derived values:
+Three groups, each a full grid with the others at their derived values:
 
 * micro-kernel: tile height mr (every height compiled for the active path,
   including ones that spill) x kchunk, on the shapes every GEMM of rnncore
@@ -20,7 +20,9 @@ Two groups, each a full grid with the other group at its derived values:
   streaming step), the input projection alone (T*N x I x 4H on packed
   weights) and the backward's two whole-sequence GEMMs (dW: 4H x T*N x H
   with A transposed, dx: T*N x 4H x H);
-* gemm.c blocks: KC x MC x NC on the two backward GEMMs.
+* gemm.c blocks: KC x MC x NC on the two backward GEMMs;
+* prefetch: how far ahead the 1-2 row tiles prefetch the panel (0 = not at
+  all), on the LSTM and GRU forwards at N = 1 (the streaming steps).
 
 A candidate's score is the geometric mean over the group's shapes of its
 time / the derived choice's time (1.0 = as fast as derived, < 1 faster).
@@ -59,6 +61,7 @@ def shapes(H=512, N=64, T=20, threads=1, seed=0):
     ops = runtime.c_ops()
     G = 4
     lstm = make_layer(cells.cell("LSTM"), H, H, seed=seed)
+    gru = make_layer(cells.cell("GRU"), H, H, seed=seed)
     x64 = rng.standard_normal((T, N, H), dtype=np.float32)
     x1 = rng.standard_normal((5 * T, 1, H), dtype=np.float32)
     w = (rng.standard_normal((G * H, H), dtype=np.float32) / np.sqrt(H)).astype(np.float32)
@@ -72,7 +75,8 @@ def shapes(H=512, N=64, T=20, threads=1, seed=0):
     rec = 2.0 * T * N * G * H * H
     return {
         f"lstm_fwd_n{N}_h{H}": (lambda: lstm(x64), 2 * rec, {"kernel"}),
-        f"lstm_fwd_n1_h{H}": (lambda: lstm(x1), 2 * 2.0 * 5 * T * G * H * H, {"kernel"}),
+        f"lstm_fwd_n1_h{H}": (lambda: lstm(x1), 2 * 2.0 * 5 * T * G * H * H, {"kernel", "prefetch"}),
+        f"gru_fwd_n1_h{H}": (lambda: gru(x1), 2 * 2.0 * 5 * T * 3 * H * H, {"prefetch"}),
         f"input_proj_{T * N}x{H}x{G * H}": (
             lambda: ops.linear(xin, w, w_p, bias, threads, out=yin), rec, {"kernel"}),
         f"dW_{G * H}x{T * N}x{H}": (
@@ -82,9 +86,12 @@ def shapes(H=512, N=64, T=20, threads=1, seed=0):
     }
 
 
+BLOCKING_KEYS = ("mr", "kchunk", "kc", "mc", "nc", "prefetch")  # rnc_set_blocking's
+
+
 def _derived():
     b = _core().blocking()
-    return {k: b[k] for k in ("mr", "kchunk", "kc", "mc", "nc")}
+    return {k: b[k] for k in BLOCKING_KEYS}
 
 
 def _label(c):
@@ -103,6 +110,11 @@ def candidates(group, derived):
                 c["mc"] = max(mr, derived["mc"] // mr * mr)
                 if c != out[0]:
                     out.append(c)
+    elif group == "prefetch":
+        for rows in (0, 8, 16, 32, 64):  # 0, 1, 2, 4, 8 KB ahead
+            c = dict(derived, prefetch=rows)
+            if c != out[0]:
+                out.append(c)
     else:
         mr = derived["mr"]
         for kc in (256, 512, 1024):
@@ -202,7 +214,10 @@ def sweep_group(group, all_shapes, rounds=3, final_rounds=7, top=3, progress=Non
     }
 
 
-def run(groups=("kernel", "gemm"), H=512, N=64, T=20, threads=1, rounds=3, final_rounds=7,
+GROUPS = ("kernel", "gemm", "prefetch")
+
+
+def run(groups=GROUPS, H=512, N=64, T=20, threads=1, rounds=3, final_rounds=7,
         progress=print):
     c = config()
     b = _core().blocking()
@@ -266,8 +281,8 @@ def add_arguments(parser, standalone=False):
         parser.add_argument("--steps", type=int, help="T of the shapes (20)")
         parser.add_argument("--threads", nargs="+", type=int, help="threads (1)")
         parser.add_argument("--json", metavar="PATH", help="also write the report as JSON")
-    parser.add_argument("--groups", nargs="+", choices=("kernel", "gemm"),
-                        default=["kernel", "gemm"], help="--tune: parameter groups to sweep")
+    parser.add_argument("--groups", nargs="+", choices=GROUPS, default=list(GROUPS),
+                        help="--tune: parameter groups to sweep (default: all)")
     parser.add_argument("--rounds", type=int, default=3,
                         help="--tune: alternating rounds of the grid (default 3)")
     parser.add_argument("--final-rounds", type=int, default=7,

@@ -134,6 +134,10 @@ def test_cache_override_with_suffixes_drives_the_choice():
     assert small["gemm_nc"] == (512 << 10) // (small["gemm_kc"] * 128) * 32
     plain = run_python(BLOCKING, RNNCORE_CACHE="32768,524288,33554432")
     assert json.loads(plain.stdout)["gemm_kchunk"] == kchunk
+    # the batch-1 tiles' prefetch: none with a 32 KB L1d, 4 KB ahead from 48 KB
+    assert cfg["gemm_prefetch"] == 0 and "hardware prefetchers" in "\n".join(cfg["blocking_why"])
+    big = json.loads(run_python(BLOCKING, RNNCORE_CACHE="48K,2M,32M").stdout)
+    assert big["gemm_prefetch"] == 32 and "4 KB ahead" in "\n".join(big["blocking_why"])
 
 
 @pytest.mark.parametrize("value", ["abc", "32K,512K", "32K,512K,32M,1G", "0,512K,32M",
@@ -166,7 +170,8 @@ def test_every_path_tile_fits_its_registers(path, restore_blocking):
 def test_set_blocking_rejects_out_of_range(restore_blocking):
     before = C_OPS.blocking()
     for bad in (dict(mr=7), dict(mr=-1), dict(kc=100), dict(kc=4096), dict(mc=before["mr"] + 1),
-                dict(mc=100000), dict(nc=33), dict(nc=4096, kc=1024), dict(kchunk=5000)):
+                dict(mc=100000), dict(nc=33), dict(nc=4096, kc=1024), dict(kchunk=5000),
+                dict(prefetch=-1), dict(prefetch=257)):
         with pytest.raises(ValueError, match="blocking out of range"):
             C_OPS.set_blocking(**bad)
         assert C_OPS.blocking() == before
@@ -177,9 +182,9 @@ def test_results_identical_for_every_block_size(path, restore_blocking):
     C_OPS.set_isa(path)
     derived = all_results()
     mr = C_OPS.blocking()["mr"]
-    for blocks in (dict(kchunk=16, kc=128, mc=mr, nc=32),
-                   dict(kchunk=1024, kc=1024, mc=256 // mr * mr, nc=512),
-                   dict(kchunk=48, kc=384, nc=96)):
+    for blocks in (dict(kchunk=16, kc=128, mc=mr, nc=32, prefetch=256),
+                   dict(kchunk=1024, kc=1024, mc=256 // mr * mr, nc=512, prefetch=0),
+                   dict(kchunk=48, kc=384, nc=96, prefetch=8)):
         C_OPS.set_blocking(**blocks)
         assert all_results() == derived, blocks
     C_OPS.set_blocking()

@@ -19,15 +19,17 @@ def test_tune_command(tmp_path):
                           "--json", str(report)],
                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.count("derived / best = ") == 2  # the kernel group and the gemm group
+    assert out.stdout.count("derived / best = ") == 3  # the kernel, gemm and prefetch groups
     got = json.loads(report.read_text())
-    derived = {k: C_OPS.blocking()[k] for k in ("mr", "kchunk", "kc", "mc", "nc")}
+    derived = {k: C_OPS.blocking()[k] for k in ("mr", "kchunk", "kc", "mc", "nc", "prefetch")}
     for group in got["groups"]:
         assert group["derived"] == derived
         assert group["derived_over_best"] > 0 and len(group["grid"]) > 1
         assert group["grid"][0]["score"] <= group["grid"][-1]["score"]
-    kernel = got["groups"][0]
+    kernel, _, prefetch = got["groups"]
     assert {row["blocking"]["mr"] for row in kernel["grid"]} == set(C_OPS.blocking()["tile_rows"])
+    assert {row["blocking"]["prefetch"] for row in prefetch["grid"]} == {0, 8, 16, 32, 64}
+    assert prefetch["shapes"] == ["lstm_fwd_n1_h32", "gru_fwd_n1_h32"]
 
 
 def test_tune_arguments(tmp_path):
