@@ -190,8 +190,8 @@ static int choose(int mr, int64_t kchunk, int64_t kc, int64_t mc, int64_t nc, in
     if (mc <= 0) mc = rule_mc(rnc_blk.l2, kc, mr);
     if (nc <= 0) nc = rule_nc(rnc_blk.l2, rnc_blk.l3, kc);
     if (prefetch < 0) prefetch = rule_prefetch(rnc_blk.l1d);
-    if (prefetch > RNC_PREFETCH_MAX || kchunk > RNC_KCHUNK_MAX || kc > RNC_KC_MAX || kc % RNC_TAIL_KSEG || mc > RNC_MC_MAX || mc % mr ||
-        nc % RNC_PANEL || nc * kc > RNC_GROUP_FLOATS_MAX)
+    if (kchunk > RNC_KCHUNK_MAX || kc > RNC_KC_MAX || kc % RNC_TAIL_KSEG || mc > RNC_MC_MAX || mc % mr ||
+        nc % RNC_PANEL || nc * kc > RNC_GROUP_FLOATS_MAX || prefetch > RNC_PREFETCH_MAX)
         return -1;
     if (rnc_use_tile(mr) != 0) return -1;
     rnc_blk.vregs = g->vregs;
@@ -283,8 +283,7 @@ rnc_status rnc_set_blocking(int mr, int64_t kchunk, int64_t kc, int64_t mc, int6
                             int64_t prefetch) {
     rnc_init();
     if (mr < 0 || kchunk < 0 || kc < 0 || mc < 0 || nc < 0) return RNC_ERR_INVALID_ARG;
-    return choose(mr, kchunk, kc, mc, nc, prefetch < 0 ? -1 : prefetch) == 0 ? RNC_OK
-                                                                            : RNC_ERR_INVALID_ARG;
+    return choose(mr, kchunk, kc, mc, nc, prefetch) == 0 ? RNC_OK : RNC_ERR_INVALID_ARG;
 }
 
 int rnc_gemm_tile_rows(int *out, int cap) {
