@@ -169,12 +169,13 @@ static int64_t rule_kc(int64_t kchunk) {
 static int64_t rule_mc(int64_t l2, int64_t kc, int mr) {
     return clamp(round_down(l2 / 8 / (4 * kc), mr), mr, round_down(RNC_MC_MAX, mr));
 }
-static int64_t rule_prefetch(int64_t l1d) { return l1d >= (48 << 10) ? 32 : 0; }
 static int64_t rule_nc(int64_t l2, int64_t l3, int64_t kc) {
     const int64_t bytes = l3 / 4 > l2 ? l3 / 4 : l2;
     const int64_t panels = clamp(bytes / (kc * RNC_PANEL * 4), 1, RNC_GROUP_FLOATS_MAX / (kc * RNC_PANEL));
     return panels * RNC_PANEL;
 }
+
+static int64_t rule_prefetch(int64_t l1d) { return l1d >= (48 << 10) ? 32 : 0; }
 
 /* Tile, kchunk, KC, MC, NC: each given value (> 0) or the rule's, in that
  * order (a rule uses the values before it); the prefetch distance given (>=
