@@ -478,8 +478,13 @@ cdef class StepPlan:
 # ---------------------------------------------------------------- int8 (rnncore_int8.h)
 
 def qisa():
-    """The int8 path that goes with the active fp32 path: 'amx', 'avx512vnni', 'avx2', 'neon_dotprod', 'neon' or 'generic'."""
+    """The int8 path that goes with the active fp32 path: 'amx', 'avx512vnni', 'avx2_7bit', 'avx2', 'neon_dotprod', 'neon' or 'generic'."""
     return rnc_qisa_name().decode()
+
+
+def qisa_act_max():
+    """The active int8 path's activation range Q (q in [-Q, Q]): 127, or 63 on 'avx2_7bit'."""
+    return rnc_qisa_act_max()
 
 
 def qisa_candidates():

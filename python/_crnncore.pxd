@@ -160,5 +160,6 @@ cdef extern from "rnncore_int8.h" nogil:
                            const uint8_t *w_q, const float *bias, float *y, int64_t ldy,
                            int32_t *acc, float *x_scale, void *ws, int n_threads) noexcept
     const char *rnc_qisa_name() noexcept
+    int rnc_qisa_act_max() noexcept
     const char *rnc_qisa_candidates() noexcept
     rnc_status rnc_set_qisa(const char *name) noexcept

@@ -480,7 +480,9 @@ def matmul(a, b):
 # exact integer arithmetic: int8 weights with one float32 scale per output
 # row; activations quantized at every product, one scale per row (per row of
 # the batch: x_t, h_{t-1}, r * h_{t-1}, the projection's input):
-#   a = max |v|,  s = a / 127,  q = rint(v * (127 / a))     (float32)
+#   a = max |v|,  s = a / Q,  q = rint(v * (Q / a))     (float32)
+# with Q = act_max: 127, or 63 on the C kernels' avx2_7bit path (7-bit
+# activations where the CPU has no VNNI; Ops.qact_max() says which)
 #   acc = q @ Wq^T  (exact; int64 here),  out = float32(acc) * (s * sw)
 # rows with a < 2^-100 give s = 0, q = 0; rows with NaN or inf give s = NaN.
 # The C kernels produce the same integers and the same float32 `out` on
@@ -489,18 +491,19 @@ def matmul(a, b):
 Q_TINY = np.float32(2.0 ** -100)
 
 
-def quantize_rows(v):
+def quantize_rows(v, act_max=127):
     """(q int8 [M, K], s float32 [M]): each row of float32 v [M, K]
-    quantized on its own, as the kernels do."""
+    quantized on its own to q in [-act_max, act_max], as the kernels do."""
     v = np.asarray(v, np.float32)
     with np.errstate(all="ignore"):
         a = np.abs(v).max(axis=1)
         bad = ~np.isfinite(v).all(axis=1)
         zero = ~bad & (a < Q_TINY)
         safe = np.where(bad | zero, np.float32(1), a).astype(np.float32)
-        inv = (np.float32(127) / safe).astype(np.float32)
-        q = np.clip(np.rint(v * inv[:, None]), -127, 127).astype(np.int8)
-        s = (safe / np.float32(127)).astype(np.float32)
+        Q = np.float32(act_max)
+        inv = (Q / safe).astype(np.float32)
+        q = np.clip(np.rint(v * inv[:, None]), -Q, Q).astype(np.int8)
+        s = (safe / Q).astype(np.float32)
     q[bad | zero] = 0
     s[zero] = 0
     s[bad] = np.nan
@@ -521,29 +524,31 @@ def quantize_weight(w, per_tensor=False):
     return wq, sw
 
 
-def qproduct(v, wq, sw):
+def qproduct(v, wq, sw, act_max=127):
     """(out float32 [M, J], acc int64 [M, J], s [M]) for v [M, K] and int8
     weights wq [J, K] with row scales sw [J]: the kernels' product."""
-    q, s = quantize_rows(v)
+    q, s = quantize_rows(v, act_max)
     acc = q.astype(np.int64) @ wq.astype(np.int64).T
     with np.errstate(all="ignore"):
         out = acc.astype(np.float32) * (s[:, None] * np.asarray(sw, np.float32)[None, :])
     return out, acc, s
 
 
-def qlinear(x, wq, sw, bias=None):
+def qlinear(x, wq, sw, bias=None, act_max=127):
     """x [M, K] -> float32 [M, J]: the product plus the bias (rnc_qlinear)."""
-    out = qproduct(x, wq, sw)[0]
+    out = qproduct(x, wq, sw, act_max)[0]
     return out if bias is None else out + np.asarray(bias, np.float32)
 
 
 class QWeight:
     """An int8 weight that the cell code above uses in place of a float one:
     ``v @ w.T`` is the kernels' product (on float32 rows of v, any leading
-    dimensions), ``w[a:b]`` its rows, ``w.shape`` its shape."""
+    dimensions, activations to q in [-act_max, act_max]), ``w[a:b]`` its
+    rows, ``w.shape`` its shape."""
 
-    def __init__(self, wq, sw):
+    def __init__(self, wq, sw, act_max=127):
         self.wq, self.sw = np.asarray(wq, np.int8), np.asarray(sw, np.float32)
+        self.act_max = act_max
         self.shape = self.wq.shape
 
     @property
@@ -551,7 +556,7 @@ class QWeight:
         return _QTransposed(self)
 
     def __getitem__(self, rows):
-        return QWeight(self.wq[rows], self.sw[rows])
+        return QWeight(self.wq[rows], self.sw[rows], self.act_max)
 
 
 class _QTransposed:
@@ -563,16 +568,17 @@ class _QTransposed:
     def __rmatmul__(self, v):
         v = np.asarray(v)
         flat = v.reshape(-1, v.shape[-1]).astype(np.float32)
-        out = qproduct(flat, self.w.wq, self.w.sw)[0].astype(np.float64)
+        out = qproduct(flat, self.w.wq, self.w.sw, self.w.act_max)[0].astype(np.float64)
         return out.reshape(v.shape[:-1] + (self.w.shape[0],))
 
 
 def qlayer_forward(mode, x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, *, reverse=False,
-                   peephole=None, input_forget=False, lengths=None, w_hr=None):
+                   peephole=None, input_forget=False, lengths=None, w_hr=None, act_max=127):
     """:func:`layer_forward` with int8 weights: w_ih, w_hh (and w_hr) are
-    (wq, sw) pairs; every product is the kernels' int8 one, everything else
-    (biases, gates, cell state) the float64 code of the cells above."""
-    q = lambda w: None if w is None else QWeight(*w)  # noqa: E731
+    (wq, sw) pairs; every product is the kernels' int8 one (activations to
+    q in [-act_max, act_max]), everything else (biases, gates, cell state)
+    the float64 code of the cells above."""
+    q = lambda w: None if w is None else QWeight(*w, act_max)  # noqa: E731
     return layer_forward(mode, x, h0, c0, q(w_ih), q(w_hh), b_ih, b_hh, reverse=reverse,
                          peephole=peephole, input_forget=input_forget, lengths=lengths,
                          w_hr=q(w_hr))

@@ -9,17 +9,20 @@
  *             repeated);
  *   activations, quantized at every product, one scale per row of the
  *             batch: for a row v of K floats, a = max_k |v_k| and
- *               sv = a / 127,  q_k = rint(v_k * (127 / a)) in [-127, 127]
- *             (float32 arithmetic, round half to even); rows with
+ *               sv = a / Q,  q_k = rint(v_k * (Q / a)) in [-Q, Q]
+ *             with Q = 127, or Q = 63 on the avx2_7bit path (7-bit
+ *             activations, as the anchors' reduce_range: what lets
+ *             vpmaddubsw run without VNNI and without saturating; Q is
+ *             rnc_qisa_act_max()) (float32 arithmetic, round half to even); rows with
  *             a < 2^-100 quantize to sv = 0, q = 0; rows holding NaN or
  *             +-inf to sv = NaN, q = 0 (their outputs are NaN);
  *   product   acc[j] = sum_k q_k Wq[j, k]  exactly, in int32 (K <= 65535);
  *   result    (float)acc[j] * (sv * sw[j])  in float32, then the fp32 bias,
  *             gates and cell state of rnncore.h's equations.
- * The integers are the same on every CPU path (AVX-512 VNNI, AVX2, NEON with
- * and without dot products, generic C) and for every thread count;
- * rnncore/reference.py (qlinear, qlayer_forward) computes the same numbers
- * in NumPy.
+ * For a given Q the integers are the same on every CPU path (AMX, AVX-512
+ * VNNI, AVX2, NEON with and without dot products, generic C) and for every
+ * thread count; rnncore/reference.py (qlinear, qlayer_forward, act_max=Q)
+ * computes the same numbers in NumPy.
  */
 #ifndef RNNCORE_INT8_H
 #define RNNCORE_INT8_H
@@ -88,12 +91,16 @@ rnc_status rnc_qlinear(int64_t M, int64_t K, int64_t Nout, const float *x, int64
  * AMX-INT8 and AVX-512 VNNI, the OS grants the tile state, the fp32 path is
  * avx512, RNNCORE_DISABLE_ISA names neither "amx" nor "avx512vnni"),
  * "avx512vnni" (AVX-512 VNNI + BW, unless RNNCORE_DISABLE_ISA names
- * "avx512vnni" or the fp32 path is not avx512), "avx2" (AVX2 or AVX-512 path
- * active), "neon_dotprod" (neon path, the CPU has the Armv8.2 dot products,
+ * "avx512vnni" or the fp32 path is not avx512), "avx2_7bit" (AVX2 or AVX-512
+ * path active: 7-bit activations, unless RNNCORE_DISABLE_ISA names
+ * "avx2_7bit"), "avx2" (8-bit activations), "neon_dotprod" (neon path, the CPU has the Armv8.2 dot products,
  * unless RNNCORE_DISABLE_ISA names "neon_dotprod"), "neon" (neon path), else
  * "generic"; or the path rnc_set_qisa chose, while it is usable with the
- * fp32 path. Every path gives the same integer sums. */
+ * fp32 path. */
 const char *rnc_qisa_name(void);
+
+/* The activations' Q of the active int8 path (127, or 63 for avx2_7bit). */
+int rnc_qisa_act_max(void);
 
 /* The int8 paths usable with the active fp32 path, comma-separated, the
  * default first (a static buffer, valid until the next call). */

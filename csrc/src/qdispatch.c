@@ -4,7 +4,9 @@
  * both): avx512 -> amx when the CPU has AMX-INT8 and AVX-512 VNNI, the OS
  * grants the tile state and RNNCORE_DISABLE_ISA names neither "amx" nor
  * "avx512vnni", else avx512vnni when the CPU has AVX-512 BW + VNNI and
- * RNNCORE_DISABLE_ISA does not name "avx512vnni", else avx2; avx2 -> avx2;
+ * RNNCORE_DISABLE_ISA does not name "avx512vnni", else avx2_7bit (7-bit
+ * activations) unless RNNCORE_DISABLE_ISA names "avx2_7bit", else avx2;
+ * avx2 -> avx2_7bit, else avx2;
  * neon -> neon_dotprod when the CPU has the Armv8.2 dot products and
  * RNNCORE_DISABLE_ISA does not name "neon_dotprod", else neon; generic ->
  * generic. Looked up per call (a few string compares): rnc_set_isa may
@@ -96,14 +98,16 @@ static int listed(const char *list, const char *name) {
 
 /* decided once: CPUID, the auxiliary vector and the environment do not
  * change (a race of two first calls writes the same value) */
-static int vnni_usable = -1, amx_usable = -1, dotprod_usable = -1;
+static int vnni_usable = -1, amx_usable = -1, dotprod_usable = -1, seven_usable = -1;
+
+static int always(void) { return 1; }
 
 static int usable(int *cached, int (*cpu_has)(void), const char *name) {
     if (*cached < 0) *cached = cpu_has() && !listed(getenv("RNNCORE_DISABLE_ISA"), name);
     return *cached;
 }
 
-#define MAX_CANDIDATES 4
+#define MAX_CANDIDATES 5
 
 /* The int8 tables usable with the active fp32 path, the default first;
  * returns how many. */
@@ -119,7 +123,10 @@ static int candidates(const rnc_qkernels *out[MAX_CANDIDATES]) {
     }
 #endif
 #if defined(RNC_HAVE_QAVX2) && (defined(RNC_HAVE_AVX2) || defined(RNC_HAVE_AVX512))
-    if (strcmp(fp32, "avx512") == 0 || strcmp(fp32, "avx2") == 0) out[n++] = &rnc_qkernels_avx2;
+    if (strcmp(fp32, "avx512") == 0 || strcmp(fp32, "avx2") == 0) {
+        if (usable(&seven_usable, always, "avx2_7bit")) out[n++] = &rnc_qkernels_avx2_7bit;
+        out[n++] = &rnc_qkernels_avx2;
+    }
 #endif
 #if defined(RNC_HAVE_QNEON) && defined(RNC_HAVE_NEON)
     if (strcmp(fp32, "neon") == 0) {
@@ -136,6 +143,8 @@ static int candidates(const rnc_qkernels *out[MAX_CANDIDATES]) {
     (void)vnni_usable;
     (void)amx_usable;
     (void)dotprod_usable;
+    (void)seven_usable;
+    (void)always;
     return n;
 }
 
@@ -151,6 +160,8 @@ const rnc_qkernels *rnc_active_qkernels(void) {
 }
 
 const char *rnc_qisa_name(void) { return rnc_active_qkernels()->name; }
+
+int rnc_qisa_act_max(void) { return rnc_active_qkernels()->act_max; }
 
 const char *rnc_qisa_candidates(void) {
     static char list[MAX_CANDIDATES * 16];

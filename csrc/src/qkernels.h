@@ -15,10 +15,11 @@
  *
  * Activations enter the kernels as bytes u = q + 128 (unsigned, what the
  * VNNI instruction multiplies), rows of lda >= 4*Kq bytes padded with 128
- * (q = 0). A kernel returns sum_k u_k Wq[j, k] (offset 128; exact: at most
+ * (q = 0), q in [-act_max, act_max] (the table's: 127, or 63 for avx2_7bit).
+ * A kernel returns sum_k u_k Wq[j, k] (offset 128; exact: at most
  * 255 * 127 * 65535 < 2^31), from which the driver subtracts 128 *
- * colsum[j], or sum_k q_k Wq[j, k] itself (offset 0): sum_k q_k Wq[j, k]
- * exactly either way.
+ * colsum[j], sum_k (q_k + 64) Wq[j, k] (offset 64) or sum_k q_k Wq[j, k]
+ * itself (offset 0): sum_k q_k Wq[j, k] exactly every way.
  */
 #ifndef RNC_QKERNELS_H
 #define RNC_QKERNELS_H
@@ -41,10 +42,13 @@ typedef struct {
      * offset 128 sums the bytes u as they are (VNNI's u8 x s8), offset 0
      * sums q = u - 128; the driver subtracts offset * colsum[j]. */
     int32_t offset;
+    /* activations are quantized to q in [-act_max, act_max]: 127, or 63
+     * where the kernel needs 7-bit activations (rnncore_int8.h) */
+    int32_t act_max;
     void (*gemm)(int64_t M, int64_t Kq, const uint8_t *A, int64_t lda, const int8_t *W,
                  int64_t np, int32_t *C, int64_t ldc);
-    /* Quantize row v[0, K) into u[0, 4*rnc_qk(K)) (q + 128, padding 128);
-     * returns the row's scale sv. */
+    /* Quantize row v[0, K) into u[0, 4*rnc_qk(K)) (q + 128, padding 128;
+     * |q| <= act_max); returns the row's scale sv. */
     float (*quantize_row)(int64_t K, const float *v, uint8_t *u);
     /* out[j] = (float)(C[j] - offset*colsum[j]) * (sv * sw[j]) (+ bias[j])
      * for j in [0, n): one row of gemm's sums dequantized (offset: this
@@ -56,7 +60,8 @@ typedef struct {
 
 extern const rnc_qkernels rnc_qkernels_generic;
 #ifdef RNC_HAVE_QAVX2
-extern const rnc_qkernels rnc_qkernels_avx2;
+extern const rnc_qkernels rnc_qkernels_avx2_7bit; /* 7-bit activations: the default without VNNI */
+extern const rnc_qkernels rnc_qkernels_avx2;      /* 8-bit, the same integers as every path */
 #endif
 #ifdef RNC_HAVE_QAVX512VNNI
 extern const rnc_qkernels rnc_qkernels_avx512vnni;

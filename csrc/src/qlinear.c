@@ -80,7 +80,7 @@ static void gemm_generic(int64_t M, int64_t Kq, const uint8_t *A, int64_t lda, c
         }
 }
 
-const rnc_qkernels rnc_qkernels_generic = {"generic", 128, gemm_generic, quantize_row, dequant_row};
+const rnc_qkernels rnc_qkernels_generic = {"generic", 128, 127, gemm_generic, quantize_row, dequant_row};
 
 /* ---------------------------------------------------------------- rnc_qlinear */
 

@@ -541,13 +541,30 @@ static void check_scatter(void) {
 
 /* ------------------------------------------------------------ int8 */
 
-/* The scheme's row quantization (rnncore_int8.h): q = rint(v * (127 / a)),
- * a = max |v|, in float32; 0 for a row below 2^-100. */
-static void quantize_row(int64_t K, const float *v, int32_t *q) {
+/* The scheme's row quantization (rnncore_int8.h): q = rint(v * (Q / a)),
+ * a = max |v|, in float32; 0 for a row below 2^-100. Returns a. */
+static float quantize_row(int64_t K, const float *v, float Q, int32_t *q) {
     float a = 0.0f;
     for (int64_t k = 0; k < K; k++) a = fabsf(v[k]) > a ? fabsf(v[k]) : a;
-    const float inv = a < RNC_Q_TINY ? 0.0f : 127.0f / a;
+    const float inv = a < RNC_Q_TINY ? 0.0f : Q / a;
     for (int64_t k = 0; k < K; k++) q[k] = (int32_t)nearbyintf(v[k] * inv);
+    return a;
+}
+
+/* Use the i-th of the active fp32 path's int8 candidates; 0 past the last. */
+static int use_qisa(int i) {
+    const char *p = rnc_qisa_candidates();
+    for (int k = 0; k < i && p; k++) {
+        p = strchr(p, ',');
+        if (p) p++;
+    }
+    if (!p || !*p) return 0;
+    char name[32];
+    size_t len = strcspn(p, ",");
+    if (len >= sizeof name) return 0;
+    memcpy(name, p, len);
+    name[len] = 0;
+    return rnc_set_qisa(name) == RNC_OK;
 }
 
 /* y and the int32 products of rnc_qlinear on the active int8 path */
@@ -567,7 +584,7 @@ static void check_int8(const char *const *paths, int n) {
     unsigned seed = 99;
     printf("int8 paths:");
     for (int i = 0; i < n; i++)
-        if (rnc_set_isa(paths[i]) == RNC_OK) printf(" %s (with %s)", rnc_qisa_name(), paths[i]);
+        if (rnc_set_isa(paths[i]) == RNC_OK) printf(" %s (with %s)", rnc_qisa_candidates(), paths[i]);
     printf("\n");
     for (size_t a = 0; a < sizeof Ms / sizeof Ms[0]; a++)
         for (size_t b = 0; b < sizeof Ks / sizeof Ks[0]; b++)
@@ -579,24 +596,27 @@ static void check_int8(const char *const *paths, int n) {
                 int8_t *wq = malloc((size_t)(Nout * K));
                 int32_t *q = malloc(sizeof(int32_t) * K), *acc = malloc(sizeof(int32_t) * M * Nout);
                 int32_t *exact = malloc(sizeof(int32_t) * M * Nout);
+                float *amax = malloc(sizeof(float) * M);
                 uint8_t *wp = malloc(rnc_qpacked_bytes(1, Nout, K) + 4);
                 for (int64_t i = 0; i < M * K; i++) x[i] = 3.0f * rnd(&seed);
                 for (int64_t i = 0; i < Nout * K; i++) /* the extremes +-127 included */
                     wq[i] = (int8_t)(i % 7 == 0 ? (i % 2 ? 127 : -127) : (int)(127 * rnd(&seed)));
                 for (int64_t j = 0; j < Nout; j++) sc[j] = 0.01f * (1 + j % 3), bias[j] = rnd(&seed);
                 CHECK(rnc_qpack_weights(1, Nout, K, wq, sc, wp) == RNC_OK, "rnc_qpack_weights");
-                for (int64_t m = 0; m < M; m++) {
-                    quantize_row(K, x + m * K, q);
-                    for (int64_t j = 0; j < Nout; j++) {
-                        int32_t s = 0;
-                        for (int64_t k = 0; k < K; k++) s += q[k] * wq[j * K + k];
-                        exact[m * Nout + j] = s;
-                    }
-                }
                 rnc_set_isa("generic");
                 run_qlinear(M, K, Nout, x, wp, bias, y_ref, acc, 1);
-                for (int i = 0; i < n; i++) {
-                    if (rnc_set_isa(paths[i]) != RNC_OK) continue;
+                for (int i = 0; i < n; i++)
+                    for (int c = 0; rnc_set_isa(paths[i]) == RNC_OK && use_qisa(c); c++) {
+                    /* the exact sums for this path's activation range Q */
+                    const float Q = (float)rnc_qisa_act_max();
+                    for (int64_t m = 0; m < M; m++) {
+                        amax[m] = quantize_row(K, x + m * K, Q, q);
+                        for (int64_t j = 0; j < Nout; j++) {
+                            int32_t s = 0;
+                            for (int64_t k = 0; k < K; k++) s += q[k] * wq[j * K + k];
+                            exact[m * Nout + j] = s;
+                        }
+                    }
                     for (int threads = 1; threads <= 2; threads++) {
                         memset(acc, 0, sizeof(int32_t) * M * Nout);
                         run_qlinear(M, K, Nout, x, wp, bias, y, acc, threads);
@@ -605,15 +625,22 @@ static void check_int8(const char *const *paths, int n) {
                             CHECK(acc[e] == exact[e], "int8 %s M=%lld K=%lld Nout=%lld: product %lld is %d, "
                                   "exact %d", rnc_qisa_name(), (long long)M, (long long)K,
                                   (long long)Nout, (long long)e, acc[e], exact[e]);
-                            CHECK(memcmp(&y[e], &y_ref[e], sizeof(float)) == 0,
-                                  "int8 %s M=%lld K=%lld Nout=%lld: y[%lld] %.9g, generic %.9g",
+                            /* Q = 127: the generic path's bits; else the
+                             * scheme's dequantisation of the exact sum */
+                            const float sv = amax[e / Nout] / Q;
+                            const float want = Q == 127.0f ? y_ref[e]
+                                : (float)exact[e] * (sv * sc[e % Nout]) + bias[e % Nout];
+                            CHECK(Q == 127.0f ? memcmp(&y[e], &want, sizeof(float)) == 0
+                                              : fabsf(y[e] - want) <= 1e-6f * (1 + fabsf(want)),
+                                  "int8 %s M=%lld K=%lld Nout=%lld: y[%lld] %.9g, expected %.9g",
                                   rnc_qisa_name(), (long long)M, (long long)K, (long long)Nout,
-                                  (long long)e, y[e], y_ref[e]);
+                                  (long long)e, y[e], want);
                         }
                     }
-                }
+                    }
+                rnc_set_qisa("");
                 free(x), free(sc), free(bias), free(y), free(y_ref), free(wq), free(q), free(acc);
-                free(exact), free(wp);
+                free(exact), free(amax), free(wp);
             }
 }
 

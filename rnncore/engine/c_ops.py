@@ -157,6 +157,7 @@ class COps(Ops):
     qisa = staticmethod(_core.qisa)
     qisa_candidates = staticmethod(_core.qisa_candidates)
     set_qisa = staticmethod(_core.set_qisa)
+    qact_max = staticmethod(_core.qisa_act_max)
 
     def qpack(self, wq, sw, G, H):
         """wq [G*H, K] int8 with row scales sw [G*H] packed for the int8

@@ -25,6 +25,7 @@ def config():
         "cpu_paths": [i for i in c.compiled_isas() if c.isa_available(i)] if c else [],
         "cpu_path": c.isa() if c is not None and runtime.ops() is c else "numpy",
         "int8_cpu_path": c.qisa() if c is not None and runtime.ops() is c else "numpy",
+        "int8_activations": quantized.activation_range(),
         "int8_fp32_fallback": quantized.fp32_fallback(),
         "openmp": bool(c is not None and c.has_openmp()),
         "num_threads": runtime.get_num_threads(),

@@ -145,6 +145,11 @@ class Ops:
         """(wq, sw) back from qpack's form (never called here: qpack gives None)."""
         raise NotImplementedError
 
+    def qact_max(self):
+        """The activations' range Q of the int8 products (q in [-Q, Q]):
+        127 here; the C ops report their int8 path's (63 on avx2_7bit)."""
+        return 127
+
     def qlayer_forward(self, cell, inp, state0, p, *, T, N, batch_first, reverse, lengths, y,
                        col, state_n, n_threads, **_):
         """layer_forward with int8 weights: p's 'w_ih', 'w_hh' (and 'w_hr')
@@ -158,7 +163,7 @@ class Ops:
             cell.mode, inp, _state64(h0, N, R), _state64(c0, N, H), p["w_ih"].int8(),
             p["w_hh"].int8(), _f64(p["b_ih"]), _f64(p["b_hh"]), reverse=reverse,
             peephole=_f64(p["peephole"]), input_forget=p["input_forget"], lengths=lengths,
-            w_hr=w_hr)
+            w_hr=w_hr, act_max=self.qact_max())
         y[..., col:col + R] = yd
         state_n[0][...] = h_n
         if state_n[1] is not None:
@@ -171,7 +176,7 @@ class Ops:
     def qlinear(self, x, w, bias, n_threads):
         """x [M, K] float32 (M > 0) through the Int8Weight w [Nout, K], plus
         bias: float32 [M, Nout]."""
-        return reference.qlinear(x, *w.int8(), bias)
+        return reference.qlinear(x, *w.int8(), bias, act_max=self.qact_max())
 
     # ------------------------------------------------------------ output layer
 

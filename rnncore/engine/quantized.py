@@ -58,6 +58,16 @@ def fp32_fallback():
             f"({c.qisa()} int8 path: slower there)")
 
 
+def activation_range():
+    """How this machine's int8 path quantizes activations (a line for
+    show_config)."""
+    Q = runtime.ops().qact_max()
+    if Q == 127:
+        return "8-bit (q in [-127, 127])"
+    return (f"7-bit (q in [-{Q}, {Q}]: vpmaddubsw without VNNI, as reduce_range; "
+            "RNNCORE_DISABLE_ISA=avx2_7bit for 8-bit)")
+
+
 def _falls_back(N):
     c = runtime.c_ops()
     return c is not None and runtime.ops() is c and N >= FP32_FALLBACK_ROWS.get(c.qisa(), 1 << 62)

@@ -50,4 +50,4 @@ def test_plain_c_program(tmp_path, openmp):
     # "CPU paths: avx2 generic (compiled: ...)": the paths this CPU and RNNCORE_DISABLE_ISA leave
     paths = run.stdout.splitlines()[0].split("(")[0].split()[2:]
     if "-DRNC_HAVE_QAVX2" in defines and "avx2" in paths:  # the int8 check ran on the avx2 int8 path
-        assert " avx2 (with avx2)" in run.stdout, run.stdout
+        assert " avx2_7bit,avx2 (with avx2)" in run.stdout, run.stdout

@@ -2,7 +2,8 @@
 reference of the same scheme (rnncore.reference.quantize_rows / qproduct /
 qlayer_forward):
 
-* the integer products and activation scales bit for bit on every CPU path,
+* the integer products and activation scales bit for bit on every CPU path
+  (the reference told the path's activation range: 127, or 63 on avx2_7bit),
   including inputs that saturate a u8 x s8 int16 pair sum (vpmaddubsw);
 * every cell and variant, odd sizes, lengths, both directions, stacked
   layers: exactly the reference's numbers up to float32 rounding for one
@@ -25,8 +26,12 @@ from conftest import C_OPS, ISAS, MODES, call, make_layer
 # cells on the same dequantized products
 TIGHT = 2e-6
 # one rounding flip of a quantized h (one step of q) moves a pre-activation
-# by at most sh * sw * 127 = max|h| * max|w row| / 127 (< 2e-3 at these sizes)
-QUANTUM = 4e-3
+# by at most sh * sw * 127 = max|h| * max|w row| / Q (< 2e-3 at these sizes
+# for Q = 127; twice that on the 7-bit path)
+
+
+def quantum():
+    return 4e-3 * 127 / runtime.ops().qact_max()
 
 
 def _int8_paths():
@@ -82,16 +87,17 @@ def test_integer_products_bit_for_bit(isa, rng, M, K, J):
     w = rng.standard_normal((J, K)).astype(np.float32)
     b = rng.standard_normal(J).astype(np.float32)
     y, acc, sx, wq, sw = _c_qlinear(x, w, bias=b)
-    yr, accr, sr = reference.qproduct(x, wq, sw)
+    yr, accr, sr = reference.qproduct(x, wq, sw, C_OPS.qact_max())
     np.testing.assert_array_equal(acc, accr)
     np.testing.assert_array_equal(sx, sr)
     np.testing.assert_array_equal(y, yr + b)
 
 
 def test_saturating_inputs_stay_exact(isa):
-    """q = +-127 activations against +-127 weights: each u8 x s8 pair is
-    255 * 127 * 2 = 64770 > 32767, which vpmaddubsw would clamp; the sums
-    (up to 127 * 127 * 1000) must be exact."""
+    """q = +-Q activations against +-127 weights: each u8 x s8 pair of the
+    8-bit paths is 255 * 127 * 2 = 64770 > 32767, which vpmaddubsw would
+    clamp (the 7-bit path's q + 64 at most 127 * 127 * 2 = 32258); the sums
+    (up to Q * 127 * 1000) must be exact."""
     K = 1000
     x = np.ones((3, K), np.float32)
     x[1, ::2] = -1.0
@@ -101,9 +107,10 @@ def test_saturating_inputs_stay_exact(isa):
     w[2, ::2] = -1.0
     w[3, 1::2] = -1.0
     y, acc, sx, wq, sw = _c_qlinear(x, w)
-    assert np.abs(wq).max() == 127 and (sx * 127 == 1).all()
-    expected = (np.rint(x * 127).astype(np.int64) @ wq.astype(np.int64).T)
-    assert expected[0, 0] == 127 * 127 * K
+    Q = C_OPS.qact_max()
+    assert np.abs(wq).max() == 127 and (sx * Q == 1).all()
+    expected = (np.rint(x * Q).astype(np.int64) @ wq.astype(np.int64).T)
+    assert expected[0, 0] == Q * 127 * K
     np.testing.assert_array_equal(acc, expected)
 
 
@@ -147,10 +154,17 @@ def _states(layer, N, rng, batched=True):
 
 
 def _both(q, x, h0, c0, **kw):
-    """(C result, reference result) of the int8 layer q."""
+    """(C result, reference result) of the int8 layer q, the reference told
+    the C path's activation range."""
     out = call(q, x, h0, c0, **kw)
+    Q = runtime.ops().qact_max()
     with runtime.using_backend("reference"):
-        ref = call(q, x, h0, c0, **kw)
+        ops = runtime.ops()
+        ops.qact_max = lambda: Q
+        try:
+            ref = call(q, x, h0, c0, **kw)
+        finally:
+            del ops.qact_max
     return out, ref
 
 
@@ -170,7 +184,7 @@ def test_one_step_matches_reference(isa, rng, mode, H):
     (y, h, c), (yr, hr, cr) = _both(q, x, h0, c0)
     # layer 1 reads layer 0's computed output: a rounding flip there is one quantum
     np.testing.assert_allclose(h[:2], hr[:2], atol=TIGHT, rtol=0)
-    np.testing.assert_allclose(y, yr, atol=QUANTUM, rtol=0)
+    np.testing.assert_allclose(y, yr, atol=quantum(), rtol=0)
     if c is not None:
         np.testing.assert_allclose(c[:2], cr[:2], atol=TIGHT, rtol=0)
 
@@ -183,8 +197,8 @@ def test_sequences_match_reference(isa, rng, mode):
     h0, c0 = _states(layer, 4, rng)
     for kw in ({}, {"lengths": [5, 2, 4, 1]}):
         (y, h, c), (yr, hr, cr) = _both(q, x, h0, c0, **kw)
-        np.testing.assert_allclose(y, yr, atol=QUANTUM, rtol=0)
-        np.testing.assert_allclose(h, hr, atol=QUANTUM, rtol=0)
+        np.testing.assert_allclose(y, yr, atol=quantum(), rtol=0)
+        np.testing.assert_allclose(h, hr, atol=quantum(), rtol=0)
         if kw:
             assert (y[2:, 1] == 0).all() and (y[1:, 3] == 0).all()
 
@@ -195,7 +209,7 @@ def test_batch_first_unbatched_and_large_h(isa, rng, mode):
     q = rnncore.quantize(layer)
     x = rng.standard_normal((1, 2, 3)).astype(np.float32)
     (y, h, c), (yr, hr, cr) = _both(q, x, None, None)
-    np.testing.assert_allclose(y, yr, atol=QUANTUM, rtol=0)
+    np.testing.assert_allclose(y, yr, atol=quantum(), rtol=0)
     y1 = call(q, x[0], None, None)[0]  # unbatched (T, I)
     np.testing.assert_array_equal(y1, y[0])
 
@@ -238,7 +252,7 @@ def test_step_equals_sequence(ops, rng, mode):
 def _product_bound(v, w, wq, sw):
     """|deq(q(v) Wq^T) - v W^T| <= (sv/2) sum|w| + (sw/2) sum|v| + K sv sw / 4
     per output (|v - sv q| <= sv/2, |w - sw wq| <= sw/2)."""
-    q, sv = reference.quantize_rows(v)
+    q, sv = reference.quantize_rows(v, runtime.ops().qact_max())
     K = v.shape[1]
     return (sv[:, None] / 2 * np.abs(w).sum(1)[None] + sw[None] / 2 * np.abs(v).sum(1)[:, None]
             + K * sv[:, None] * sw[None] / 4)
@@ -336,8 +350,8 @@ def test_per_tensor_and_weight_bytes():
 def test_large_batches_fall_back_to_fp32_on_the_generic_path(rng, mode):
     """On the generic int8 path (plain C loops, slower than its fp32 kernels)
     copies run N >= 48 rows on the fp32 kernels with the dequantized
-    weights, and show_config says so; the AVX2 int8 path (faster than fp32
-    at every batch) does not fall back."""
+    weights, and show_config says so; the AVX2 int8 paths (faster than fp32
+    at every batch) do not fall back."""
     if C_OPS is None:
         pytest.skip("C extension not available (reference run)")
     layer = getattr(rnncore, mode)(8, 16, seed=0)
@@ -370,7 +384,8 @@ def test_int8_path_follows_the_fp32_path():
     try:
         for isa in [i for i in C_OPS.compiled_isas() if C_OPS.isa_available(i)]:
             C_OPS.set_isa(isa)
-            offered = {"avx512": ("amx", "avx512vnni", "avx2"), "avx2": ("avx2",),
+            offered = {"avx512": ("amx", "avx512vnni", "avx2_7bit", "avx2"),
+                       "avx2": ("avx2_7bit", "avx2"),
                        "neon": ("neon_dotprod", "neon"), "generic": ("generic",)}[isa]
             candidates = C_OPS.qisa_candidates()
             assert C_OPS.qisa() == candidates[0] and set(candidates) <= set(offered)

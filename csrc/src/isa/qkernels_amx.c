@@ -132,4 +132,4 @@ static void gemm_amx(int64_t M, int64_t Kq, const uint8_t *A, int64_t lda, const
     if (m0 < M) rnc_qkernels_avx512vnni.gemm(M - m0, Kq, A + m0 * lda, lda, W, np, C + m0 * ldc, ldc);
 }
 
-const rnc_qkernels rnc_qkernels_amx = {"amx", 128, gemm_amx, quantize_row, dequant_row};
+const rnc_qkernels rnc_qkernels_amx = {"amx", 128, 127, gemm_amx, quantize_row, dequant_row};

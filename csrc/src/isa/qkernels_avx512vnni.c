@@ -70,4 +70,4 @@ static void gemm_vnni(int64_t M, int64_t Kq, const uint8_t *A, int64_t lda, cons
     }
 }
 
-const rnc_qkernels rnc_qkernels_avx512vnni = {"avx512vnni", 128, gemm_vnni, quantize_row, dequant_row};
+const rnc_qkernels rnc_qkernels_avx512vnni = {"avx512vnni", 128, 127, gemm_vnni, quantize_row, dequant_row};
