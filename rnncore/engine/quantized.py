@@ -34,9 +34,10 @@ _CONFIG = ("cell", "mode", "input_size", "hidden_size", "num_layers", "bias", "b
 # the fp32 kernels on the dequantized weights (float32 copies made on first
 # use), and rnncore.show_config() says so. Measured at 1 thread, H = 512,
 # T = 100 (benchmarks/RESULTS.md, "AMD EPYC Zen 3 again"): the AVX2 int8
-# path (vpmaddubsw on |q| and the signed weights, qkernels_avx2.c) is faster
-# than fp32 at every batch, N = 16..64 x1.27-1.48 for RNN, GRU and LSTM on
-# Zen 3 (the kernel it replaced, both operands widened to int16, was
+# paths (qkernels_avx2.c: avx2_7bit, 7-bit activations, and avx2, vpmaddubsw
+# on |q| and the signed weights) are faster than fp32 at every batch (7-bit:
+# x1.48-1.82 at N = 64, 2026-12-04; 8-bit: N = 16..64 x1.27-1.48 for RNN, GRU
+# and LSTM on Zen 3; the kernel it replaced, both operands widened to int16, was
 # x0.93-0.96 for GRU and RNN at N = 64 on Zen 5): no fallback; the generic
 # path's int8 loops are x0.33-0.36 of its fp32 kernels at N = 1 and 64 on
 # every cell: batches of at least this many rows fall back there. The NEON
