@@ -39,8 +39,9 @@ typedef struct {
     const char *name;
     /* C[m*ldc + p*RNC_QPANEL + j] = sum_{k < 4*Kq} (A[m*lda + k] - 128 + offset) * W[p][k][j]
      * for m < M, p < np (panels of W, Kq*64 bytes apart), j < RNC_QPANEL:
-     * offset 128 sums the bytes u as they are (VNNI's u8 x s8), offset 0
-     * sums q = u - 128; the driver subtracts offset * colsum[j]. */
+     * offset 128 sums the bytes u as they are (VNNI's u8 x s8), offset 64
+     * sums q + 64 (avx2_7bit), offset 0 sums q = u - 128; the driver
+     * subtracts offset * colsum[j]. */
     int32_t offset;
     /* activations are quantized to q in [-act_max, act_max]: 127, or 63
      * where the kernel needs 7-bit activations (rnncore_int8.h) */
