@@ -85,13 +85,20 @@ def test_isa_can_be_disabled_by_environment():
 @pytest.mark.skipif(rnncore.backend() != "c", reason="needs the C extension")
 def test_int8_paths_can_be_disabled_by_environment():
     """RNNCORE_DISABLE_ISA=amx leaves avx512vnni the int8 default, and
-    naming avx512vnni turns off both (AMX's other rows run on VNNI)."""
+    naming avx512vnni turns off both (AMX's other rows run on VNNI);
+    avx2_7bit leaves the 8-bit avx2 kernel (and 8-bit activations)."""
     from rnncore import _core
-    code = "from rnncore import _core; print(','.join(_core.qisa_candidates()))"
+    code = ("from rnncore import _core; print(','.join(_core.qisa_candidates()), "
+            "_core.qisa_act_max())")
     offered = _core.qisa_candidates()
-    if "avx512vnni" not in offered:
-        pytest.skip(f"this CPU's int8 paths are {offered}: no VNNI or AMX to disable")
-    for disabled, gone in (("amx", {"amx"}), ("avx512vnni", {"amx", "avx512vnni"})):
+    cases = [(d, g) for d, g in (("amx", {"amx"}), ("avx512vnni", {"amx", "avx512vnni"}),
+                                 ("avx2_7bit", {"avx2_7bit"})) if d in offered]
+    if not cases:
+        pytest.skip(f"this CPU's int8 paths are {offered}: no VNNI, AMX or 7-bit AVX2 to disable")
+    for disabled, gone in cases:
         out = run_python(code, RNNCORE_DISABLE_ISA=disabled)
         assert out.returncode == 0, out.stderr
-        assert out.stdout.strip().split(",") == [p for p in offered if p not in gone]
+        left = [p for p in offered if p not in gone]
+        names, act_max = out.stdout.split()
+        assert names.split(",") == left
+        assert int(act_max) == (63 if left[0] == "avx2_7bit" else 127)
