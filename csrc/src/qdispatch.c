@@ -100,10 +100,10 @@ static int listed(const char *list, const char *name) {
  * change (a race of two first calls writes the same value) */
 static int vnni_usable = -1, amx_usable = -1, dotprod_usable = -1, seven_usable = -1;
 
-static int always(void) { return 1; }
-
+/* cpu_has NULL: nothing to ask the CPU (a kernel choice, not an extension) */
 static int usable(int *cached, int (*cpu_has)(void), const char *name) {
-    if (*cached < 0) *cached = cpu_has() && !listed(getenv("RNNCORE_DISABLE_ISA"), name);
+    if (*cached < 0)
+        *cached = (!cpu_has || cpu_has()) && !listed(getenv("RNNCORE_DISABLE_ISA"), name);
     return *cached;
 }
 
@@ -124,7 +124,7 @@ static int candidates(const rnc_qkernels *out[MAX_CANDIDATES]) {
 #endif
 #if defined(RNC_HAVE_QAVX2) && (defined(RNC_HAVE_AVX2) || defined(RNC_HAVE_AVX512))
     if (strcmp(fp32, "avx512") == 0 || strcmp(fp32, "avx2") == 0) {
-        if (usable(&seven_usable, always, "avx2_7bit")) out[n++] = &rnc_qkernels_avx2_7bit;
+        if (usable(&seven_usable, NULL, "avx2_7bit")) out[n++] = &rnc_qkernels_avx2_7bit;
         out[n++] = &rnc_qkernels_avx2;
     }
 #endif
@@ -144,7 +144,6 @@ static int candidates(const rnc_qkernels *out[MAX_CANDIDATES]) {
     (void)amx_usable;
     (void)dotprod_usable;
     (void)seven_usable;
-    (void)always;
     return n;
 }
 
