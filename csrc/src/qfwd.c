@@ -118,26 +118,33 @@ typedef struct {
  * QPANELS panels at a time, each dequantized while its sums are in L1:
  * with a gate's whole 512 columns, the 64-row sums (128 KB) went out to
  * L2 and back, and the dequantisation took 12.6 % of an int8 LSTM forward
- * at N = 64 on AMX (perf, Xeon, 1 thread). */
+ * at N = 64 on AMX (perf, Xeon, 1 thread).
+ * backwards != 0 walks the blocks last to first (fwd.c's serpentine: the
+ * recurrent products alternate directions step by step, so that a step
+ * starts on the blocks the last one left in cache; each block makes its
+ * own outputs, so the order changes no result). */
 static void qproduct(const rnc_qkernels *Q, int64_t M, const uint8_t *qa, int64_t lda,
                      const float *s, const uint8_t *w, int64_t G, int64_t Hw, int64_t K,
                      int64_t g0, int64_t g1, int64_t u0, int64_t u1, int32_t *blk, float *out,
-                     int64_t ldo, const float *bias) {
+                     int64_t ldo, const float *bias, int backwards) {
     const int64_t Hp = rnc_padded(Hw), Kq = rnc_qk(K), Pg = Hp / RNC_QPANEL;
     const int8_t *panels = rnc_qpanels(w);
     const int32_t *colsum = rnc_qcolsum(w, G, Hw, K);
     const float *sw = rnc_qscale(w, G, Hw, K);
     if (u1 <= u0 || M < 1) return;
-    for (int64_t g = g0; g < g1; g++)
-        for (int64_t v = u0; v < u1; v += QPANELS * RNC_QPANEL) {
-            const int64_t cols = u1 - v < QPANELS * RNC_QPANEL ? u1 - v : QPANELS * RNC_QPANEL;
-            const int64_t col = g * Hp + v;
-            Q->gemm(M, Kq, qa, lda, panels + (g * Pg + v / RNC_QPANEL) * Kq * 4 * RNC_QPANEL,
-                    cols / RNC_QPANEL, blk, cols);
-            for (int64_t n = 0; n < M; n++)
-                Q->dequant_row(cols, blk + n * cols, colsum + col, Q->offset, sw + col, s[n],
-                               bias ? bias + col : NULL, out + n * ldo + col);
-        }
+    const int64_t per_gate = (u1 - u0 + QPANELS * RNC_QPANEL - 1) / (QPANELS * RNC_QPANEL);
+    const int64_t n_blocks = (g1 - g0) * per_gate;
+    for (int64_t i = 0; i < n_blocks; i++) {
+        const int64_t j = backwards ? n_blocks - 1 - i : i;
+        const int64_t g = g0 + j / per_gate, v = u0 + j % per_gate * QPANELS * RNC_QPANEL;
+        const int64_t cols = u1 - v < QPANELS * RNC_QPANEL ? u1 - v : QPANELS * RNC_QPANEL;
+        const int64_t col = g * Hp + v;
+        Q->gemm(M, Kq, qa, lda, panels + (g * Pg + v / RNC_QPANEL) * Kq * 4 * RNC_QPANEL,
+                cols / RNC_QPANEL, blk, cols);
+        for (int64_t n = 0; n < M; n++)
+            Q->dequant_row(cols, blk + n * cols, colsum + col, Q->offset, sw + col, s[n],
+                           bias ? bias + col : NULL, out + n * ldo + col);
+    }
 }
 
 static void qforward_thread(const qteam *x, int tid, int team) {
@@ -193,7 +200,7 @@ static void qforward_thread(const qteam *x, int tid, int team) {
             for (int64_t i0 = 0; i0 < steps * N && u0 < u_end; i0 += QROWS) {
                 const int64_t rows = steps * N - i0 < QROWS ? steps * N - i0 : QROWS;
                 qproduct(Q, rows, qx + i0 * Kx, Kx, sx + i0, a->w_ih_q, G, H, I, 0, G, u0, u_end,
-                         blk, gx + i0 * GHp, GHp, bias_x);
+                         blk, gx + i0 * GHp, GHp, bias_x, 0);
             }
         }
         /* 2. recurrent product for this thread's units */
@@ -218,7 +225,7 @@ static void qforward_thread(const qteam *x, int tid, int team) {
             for (int64_t n = 0; n < rows_now; n++)
                 sh[n] = Q->quantize_row(R, h_prev + n * ld_hprev, qh + n * Ks);
             qproduct(Q, rows_now, qh, Ks, sh, a->w_hh_q, G, H, R, 0, split_last ? G - 1 : G, u0,
-                     u_end, blk, acc, GHp, NULL);
+                     u_end, blk, acc, GHp, NULL, (int)(step & 1));
         }
         if (split_last) {
             /* s_t (r * h_{t-1}) from the other gates, then its product with
@@ -230,7 +237,7 @@ static void qforward_thread(const qteam *x, int tid, int team) {
             for (int64_t n = 0; n < rows_now && u0 < u_end; n++)
                 sh[n] = Q->quantize_row(H, m + n * H, qh + n * Ks);
             qproduct(Q, rows_now, qh, Ks, sh, a->w_hh_q, G, H, H, G - 1, G, u0, u_end, blk, acc,
-                     GHp, NULL);
+                     GHp, NULL, (int)(step & 1));
         }
         if (u0 < u1) ck->forward(&post, 0, rows_now, u0, u1);
         if (proj) { /* 2'. h_t = deq(q(m_t) Wq_hr^T) for this thread's state units */
@@ -241,7 +248,7 @@ static void qforward_thread(const qteam *x, int tid, int team) {
                 for (int64_t n = 0; n < rows_now; n++)
                     sh[n] = Q->quantize_row(H, m + n * H, qh + n * Ks);
                 qproduct(Q, rows_now, qh, Ks, sh, a->w_hr_q, 1, R, H, 0, 1, v0, v_end, blk, acc,
-                         Rp, NULL);
+                         Rp, NULL, (int)(step & 1));
                 for (int64_t n = 0; n < rows_now && v0 < v1; n++)
                     memcpy(y_t + n * ld_y + v0, acc + n * Rp + v0, (size_t)(v1 - v0) * sizeof(float));
             }
