@@ -132,12 +132,12 @@ static void qproduct(const rnc_qkernels *Q, int64_t M, const uint8_t *qa, int64_
     const int32_t *colsum = rnc_qcolsum(w, G, Hw, K);
     const float *sw = rnc_qscale(w, G, Hw, K);
     if (u1 <= u0 || M < 1) return;
-    const int64_t per_gate = (u1 - u0 + QPANELS * RNC_QPANEL - 1) / (QPANELS * RNC_QPANEL);
-    const int64_t n_blocks = (g1 - g0) * per_gate;
+    const int64_t B = QPANELS * RNC_QPANEL; /* columns of a block */
+    const int64_t per_gate = (u1 - u0 + B - 1) / B, n_blocks = (g1 - g0) * per_gate;
     for (int64_t i = 0; i < n_blocks; i++) {
         const int64_t j = backwards ? n_blocks - 1 - i : i;
-        const int64_t g = g0 + j / per_gate, v = u0 + j % per_gate * QPANELS * RNC_QPANEL;
-        const int64_t cols = u1 - v < QPANELS * RNC_QPANEL ? u1 - v : QPANELS * RNC_QPANEL;
+        const int64_t g = g0 + j / per_gate, v = u0 + j % per_gate * B;
+        const int64_t cols = u1 - v < B ? u1 - v : B;
         const int64_t col = g * Hp + v;
         Q->gemm(M, Kq, qa, lda, panels + (g * Pg + v / RNC_QPANEL) * Kq * 4 * RNC_QPANEL,
                 cols / RNC_QPANEL, blk, cols);
@@ -182,6 +182,7 @@ static void qforward_thread(const qteam *x, int tid, int team) {
     for (int64_t step = 0; step < T_run; step++) {
         const int64_t t = a->reverse ? T - 1 - step : step;
         const int64_t rows_now = rnc_active_rows(a->lengths, N, step);
+        const int backwards = (int)(step & 1); /* the recurrent products' walk (qproduct) */
         if (step % cs == 0) {
             /* 1. the next chunk of cs steps: its rows of x quantized (split
              * over the team), then gx for this thread's units. With lengths
@@ -225,7 +226,7 @@ static void qforward_thread(const qteam *x, int tid, int team) {
             for (int64_t n = 0; n < rows_now; n++)
                 sh[n] = Q->quantize_row(R, h_prev + n * ld_hprev, qh + n * Ks);
             qproduct(Q, rows_now, qh, Ks, sh, a->w_hh_q, G, H, R, 0, split_last ? G - 1 : G, u0,
-                     u_end, blk, acc, GHp, NULL, (int)(step & 1));
+                     u_end, blk, acc, GHp, NULL, backwards);
         }
         if (split_last) {
             /* s_t (r * h_{t-1}) from the other gates, then its product with
@@ -237,7 +238,7 @@ static void qforward_thread(const qteam *x, int tid, int team) {
             for (int64_t n = 0; n < rows_now && u0 < u_end; n++)
                 sh[n] = Q->quantize_row(H, m + n * H, qh + n * Ks);
             qproduct(Q, rows_now, qh, Ks, sh, a->w_hh_q, G, H, H, G - 1, G, u0, u_end, blk, acc,
-                     GHp, NULL, (int)(step & 1));
+                     GHp, NULL, backwards);
         }
         if (u0 < u1) ck->forward(&post, 0, rows_now, u0, u1);
         if (proj) { /* 2'. h_t = deq(q(m_t) Wq_hr^T) for this thread's state units */
@@ -248,7 +249,7 @@ static void qforward_thread(const qteam *x, int tid, int team) {
                 for (int64_t n = 0; n < rows_now; n++)
                     sh[n] = Q->quantize_row(H, m + n * H, qh + n * Ks);
                 qproduct(Q, rows_now, qh, Ks, sh, a->w_hr_q, 1, R, H, 0, 1, v0, v_end, blk, acc,
-                         Rp, NULL, (int)(step & 1));
+                         Rp, NULL, backwards);
                 for (int64_t n = 0; n < rows_now && v0 < v1; n++)
                     memcpy(y_t + n * ld_y + v0, acc + n * Rp + v0, (size_t)(v1 - v0) * sizeof(float));
             }
