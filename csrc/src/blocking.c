@@ -51,19 +51,21 @@
  *           1344 (this rule there) x0.97 / 0.97 / 0.94, logits x1.02; the
  *           tune's gemm sweep then put it within 2.5 % of its best.
  *   prefetch: tiles of 1-2 rows (a batch-1 step, bound by streaming W_hh
- *           from L3) prefetch the panel that many 128-byte rows ahead, or
- *           not at all. Zen 5 (48 KB L1d) measured 4 KB ahead the best
- *           (LSTM 2 x h512, T = 35, N = 1: 4.8-5.3 -> 4.4-4.5 ms; 2-6 KB
- *           within noise, 8 KB and more slower; load 7-9); on Zen 4 (32 KB)
- *           none was the fastest of 0 / 1 / 2 / 4 / 8 KB for every batch-1
- *           forward of `rnncore bench`'s sizes, warm or after 48 MB read
- *           in between, at 1 and 2 threads (1 thread, T = 100: LSTM h512
- *           7.34 ms against 8.0-9.3, h1024 33.4 against 37.7-41.9 cold);
- *           Zen 3 (32 KB), AVX2 int8 row tile: 2 KB ahead 41.5 / 50.7 us
- *           against 40.8 / 46.7 without. So 4 KB with a 48 KB L1d, else
- *           none: the two L1 sizes measured (Xeon, 48 KB, keeps what Zen 5
- *           chose until its sweep says otherwise; `rnncore bench --tune`
- *           sweeps it, the prefetch group).
+ *           from L2 or L3) may prefetch the panel that many 128-byte rows
+ *           ahead; the rule is not at all. Zen 4 (32 KB L1d): none the
+ *           fastest of 0 / 1 / 2 / 4 / 8 KB for every batch-1 forward of
+ *           `rnncore bench`'s sizes, warm or cold, 1 and 2 threads (LSTM
+ *           h512 T = 100 7.34 ms against 8.0-9.3); Zen 3 (32 KB), AVX2 int8
+ *           row tile: within noise (2 KB 41.5 / 50.7 us, none 40.8 / 46.7).
+ *           Zen 5 (48 KB) once measured 4 KB ahead the best under load 7-9
+ *           (LSTM 2 x h512, T = 35: 4.8-5.3 -> 4.4-4.5 ms), which a quiet
+ *           re-measure (load 0.6, 2026-12-06) did not reproduce: none was
+ *           as fast or faster in every case, 1 and 2 threads, T = 100, N = 1
+ *           (1 thread, against 4 KB: LSTM h256 0.853 / 0.902 ms, h1024
+ *           19.11 / 19.72, GRU h1024 13.76 / 14.16, RNN h512 0.884 / 0.910;
+ *           LSTM 2 x h1024 T = 35 13.70 / 13.90, 2 threads 7.18 / 7.37;
+ *           int8 level). `rnncore bench --tune` sweeps it (the prefetch
+ *           group) for a CPU where it might pay.
  * The recurrent weights are split across threads in whole 32-unit panels
  * (fwd.c, bwd.c), each thread keeping its slice for the whole sequence.
  * `why` states each choice with its numbers.
@@ -175,7 +177,6 @@ static int64_t rule_nc(int64_t l2, int64_t l3, int64_t kc) {
     return panels * RNC_PANEL;
 }
 
-static int64_t rule_prefetch(int64_t l1d) { return l1d >= (48 << 10) ? 32 : 0; }
 
 /* Tile, kchunk, KC, MC, NC: each given value (> 0) or the rule's, in that
  * order (a rule uses the values before it); the prefetch distance given (>=
@@ -190,7 +191,7 @@ static int choose(int mr, int64_t kchunk, int64_t kc, int64_t mc, int64_t nc, in
     if (kc <= 0) kc = rule_kc(kchunk);
     if (mc <= 0) mc = rule_mc(rnc_blk.l2, kc, mr);
     if (nc <= 0) nc = rule_nc(rnc_blk.l2, rnc_blk.l3, kc);
-    if (prefetch < 0) prefetch = rule_prefetch(rnc_blk.l1d);
+    if (prefetch < 0) prefetch = 0; /* the rule: none (above) */
     if (kchunk > RNC_KCHUNK_MAX || kc > RNC_KC_MAX || kc % RNC_TAIL_KSEG || mc > RNC_MC_MAX || mc % mr ||
         nc % RNC_PANEL || nc * kc > RNC_GROUP_FLOATS_MAX || prefetch > RNC_PREFETCH_MAX)
         return -1;
@@ -243,12 +244,9 @@ static int choose(int mr, int64_t kchunk, int64_t kc, int64_t mc, int64_t nc, in
             (long long)(nc / RNC_PANEL), (long long)kc, RNC_PANEL, nc * kc * 4 / kb,
             rnc_blk.l2 / kb, rnc_blk.l3 / 4 / kb, RNC_GROUP_FLOATS_MAX * 4 / kb);
     if (given[5]) WHY("prefetch %lld: set\n", (long long)prefetch);
-    else if (prefetch)
-        WHY("prefetch %lld: 1-2 row tiles prefetch the panel %.0f KB ahead (L1d %.0f KB >= 48 KB)\n",
-            (long long)prefetch, prefetch * RNC_PANEL * 4 / kb, rnc_blk.l1d / kb);
     else
         WHY("prefetch 0: 1-2 row tiles leave the panel's stream to the hardware prefetchers "
-            "(L1d %.0f KB < 48 KB)\n", rnc_blk.l1d / kb);
+            "(measured as fast or faster on Zen 3, 4 and 5)\n");
     WHY("recurrent weights: split across threads in whole %d-unit panels of every gate, "
         "each thread keeping its slice of W_hh for the whole sequence (in its L2 when "
         "G*H*H*4/threads <= %.0f KB)", RNC_PANEL, rnc_blk.l2 / kb);
