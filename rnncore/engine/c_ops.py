@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import _core
 from ..reference import reverse_within
-from . import arena, buffers
+from . import buffers
 from .ops import Ops
 
 __all__ = ["COps"]
@@ -70,7 +70,7 @@ class COps(Ops):
         floats = _core.packed_floats(self.code(cell), H, w.shape[1])
         if floats == 0:
             raise MemoryError(f"rnncore: packed weights of shape {w.shape} overflow")
-        packed = arena.empty(floats, np.float32)
+        packed = np.empty(floats, dtype=np.float32)
         _core.pack_weights(self.code(cell), H, w=w, packed=packed)
         packed.flags.writeable = False
         return packed
@@ -166,7 +166,7 @@ class COps(Ops):
         if nbytes == 0:
             raise ValueError(f"rnncore: int8 weights of shape {wq.shape} are out of range "
                              "(at most 65535 inputs)")
-        packed = arena.empty(nbytes, np.uint8)
+        packed = np.empty(nbytes, dtype=np.uint8)
         _core.qpack_weights(G, H, wq=wq, scale=sw, packed=packed)
         packed.flags.writeable = False
         return packed

@@ -3,7 +3,7 @@ OpenMP, threads."""
 import platform
 
 from .._version import __version__
-from . import arena, quantized, runtime
+from . import quantized, runtime
 
 try:
     from .. import _build_info  # written by setup.py
@@ -29,7 +29,6 @@ def config():
         "int8_fp32_fallback": quantized.fp32_fallback(),
         "openmp": bool(c is not None and c.has_openmp()),
         "num_threads": runtime.get_num_threads(),
-        "packed_weights": arena.describe(),
         "machine": platform.machine(),
         **build,
         **_blocking(c),
