@@ -406,7 +406,7 @@ cdef class StepPlan:
     cdef int cell, n_threads
     cdef int64_t L, N, I, H
     cdef list params      # keeps the weight arrays alive
-    cdef object ws_array
+    cdef readonly object ws_array  # the workspace (readable: tests check its alignment)
     cdef tuple state_shape  # (L, N, H), built once: a step allocates only its results
     cdef float[::1] ws
     cdef rnc_fwd_args *args
@@ -427,7 +427,10 @@ cdef class StepPlan:
         self.L, self.n_threads = len(layers), n_threads
         self.params = list(layers)
         self.state_shape = (self.L, N, H)
-        self.ws_array = np.empty(floats, dtype=np.float32)
+        # on a 64-byte boundary, as the engine's buffers (engine/buffers.py)
+        raw = np.empty(floats + 16, dtype=np.float32)
+        skip = ((-raw.ctypes.data) % 64) // 4
+        self.ws_array = raw[skip:skip + floats]
         self.ws = self.ws_array
         self.args = <rnc_fwd_args *>PyMem_Malloc(self.L * sizeof(rnc_fwd_args))
         if self.args == NULL:
@@ -607,7 +610,7 @@ cdef class QStepPlan:
     cdef int cell, n_threads
     cdef int64_t L, N, I, H
     cdef list params
-    cdef object ws_array
+    cdef readonly object ws_array  # the workspace (readable: tests check its alignment)
     cdef tuple state_shape
     cdef uint8_t[::1] ws
     cdef rnc_qfwd_args *args

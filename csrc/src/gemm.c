@@ -55,6 +55,12 @@ void rnc_pack_b_panel(int64_t kc, int64_t Nc, rnc_mat B, int64_t k0, int64_t col
  * a 2048 x 512 x 2240 GEMM. */
 PACK_INLINE void pack_tile(const int mt, int64_t K, const float *a, int64_t rs, int64_t cs,
                            float *tile) {
+    if (mt == 1 && cs == 1) { /* a batch-1 step's h: one contiguous row (the
+                               * run-time-mt gather below was 7.6 % of an RNN
+                               * h256 N = 1 forward, Zen 5) */
+        memcpy(tile, a, (size_t)K * sizeof(float));
+        return;
+    }
     if (rs == 1) { /* A^T: the mt rows of a k are adjacent */
         for (int64_t k = 0; k < K; k++)
             for (int r = 0; r < mt; r++) tile[k * mt + r] = a[k * cs + r];

@@ -70,7 +70,7 @@ class COps(Ops):
         floats = _core.packed_floats(self.code(cell), H, w.shape[1])
         if floats == 0:
             raise MemoryError(f"rnncore: packed weights of shape {w.shape} overflow")
-        packed = np.empty(floats, dtype=np.float32)
+        packed = buffers.aligned_empty(floats, np.float32)
         _core.pack_weights(self.code(cell), H, w=w, packed=packed)
         packed.flags.writeable = False
         return packed
@@ -84,7 +84,7 @@ class COps(Ops):
         return a.reshape((N, T, -1) if batch_first else (T, N, -1))
 
     def new_layer_output(self, T, N, F):
-        return np.empty((T * N, F), dtype=np.float32)
+        return buffers.aligned_empty((T * N, F))
 
     def new_input_grad(self, inp, lengths):
         # padded batches add up both directions' reversed parts; otherwise the
@@ -106,7 +106,7 @@ class COps(Ops):
         if lengths is not None:  # forward in time over its own buffer
             if flipped:
                 x = reverse_within(inp.reshape(T, N, I), lengths).reshape(T * N, I)
-            out, out_col = np.empty((T * N, R), dtype=np.float32), 0
+            out, out_col = buffers.aligned_empty((T * N, R)), 0
             reverse = False
         _core.forward(code, T, N, I, H, x=x, w_ih_p=p["w_ih_p"], w_hh_p=p["w_hh_p"],
                       b_ih=p["b_ih"], b_hh=p["b_hh"], state0=state0, state_n=state_n,
@@ -132,7 +132,7 @@ class COps(Ops):
             if flipped:
                 dy = reverse_within(dy, lengths)
             dy = dy.reshape(T * N, R)
-            dx = np.empty((T * N, I), dtype=np.float32) if dinp is not None else None
+            dx = buffers.aligned_empty((T * N, I)) if dinp is not None else None
             accumulate, reverse = False, False
         _core.backward(code, T, N, I, H, x=tape.x, w_ih=p["w_ih"], w_hh=p["w_hh"], y=tape.y,
                        y_col=tape.col, tape=tape.buf, dy=dy, state0=state0, dstate_n=dstate_n,
@@ -166,7 +166,7 @@ class COps(Ops):
         if nbytes == 0:
             raise ValueError(f"rnncore: int8 weights of shape {wq.shape} are out of range "
                              "(at most 65535 inputs)")
-        packed = np.empty(nbytes, dtype=np.uint8)
+        packed = buffers.aligned_empty(nbytes, np.uint8)
         _core.qpack_weights(G, H, wq=wq, scale=sw, packed=packed)
         packed.flags.writeable = False
         return packed
@@ -194,7 +194,7 @@ class COps(Ops):
         if lengths is not None:  # forward in time over its own buffer, as layer_forward
             if flipped:
                 x = reverse_within(inp.reshape(T, N, I), lengths).reshape(T * N, I)
-            out, out_col = np.empty((T * N, R), dtype=np.float32), 0
+            out, out_col = buffers.aligned_empty((T * N, R)), 0
             reverse = False
         _core.qforward(code, T, N, I, H, x=x, w_ih_q=p["w_ih"].packed, w_hh_q=p["w_hh"].packed,
                        b_ih=p["b_ih"], b_hh=p["b_hh"], state0=state0, state_n=state_n,
@@ -217,7 +217,7 @@ class COps(Ops):
             return super().qlinear(x, w, bias, n_threads)
         nbytes = _core.qlinear_workspace_bytes(x.shape[0], x.shape[1], n_threads=n_threads)
         ws = buffers.workspace((nbytes + 3) // 4, "int8 linear")
-        y = np.empty((x.shape[0], w.shape[0]), np.float32)
+        y = buffers.aligned_empty((x.shape[0], w.shape[0]))
         _core.qlinear(x, w.packed, n_out=w.shape[0], bias=bias, y=y, ws=ws.view(np.uint8),
                       n_threads=n_threads)
         return y
@@ -244,7 +244,7 @@ class COps(Ops):
             return super().linear(x, w, w_p, bias, n_threads, out)
         K, n_out = x.shape[1], w.shape[0]
         ws = buffers.workspace(_core.linear_workspace_floats(K, n_threads=n_threads), "linear")
-        y = np.empty((x.shape[0], n_out), np.float32) if out is None else out
+        y = buffers.aligned_empty((x.shape[0], n_out)) if out is None else out
         _core.linear(x, w_p, n_out=n_out, bias=bias, y=y, ws=ws, n_threads=n_threads)
         return y
 
