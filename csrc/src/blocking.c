@@ -177,7 +177,6 @@ static int64_t rule_nc(int64_t l2, int64_t l3, int64_t kc) {
     return panels * RNC_PANEL;
 }
 
-
 /* Tile, kchunk, KC, MC, NC: each given value (> 0) or the rule's, in that
  * order (a rule uses the values before it); the prefetch distance given (>=
  * 0) or the rule's. 0, or -1 if a given value is out of range (nothing
