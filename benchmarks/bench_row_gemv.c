@@ -23,58 +23,46 @@ static double now(void) {
     return t.tv_sec + t.tv_nsec * 1e-9;
 }
 
-/* y[32p, 32p + 32) = sum_k x[k] * P_p[k][0, 32), panel p at W + p * K * 32 */
-__attribute__((noinline)) static void one_stream(int K, int np, const float *x, const float *W, float *y) {
-    for (int p = 0; p < np; p++) {
-        const float *P = W + (size_t)p * K * 32;
-        __m512 a[4][2];
-        for (int s = 0; s < 4; s++) a[s][0] = a[s][1] = _mm512_setzero_ps();
+/* y[32p, 32p + 32) = sum_k x[k] * P_p[k][0, 32), panel p at W + p * K * 32,
+ * NP panels a pass (NP sequential streams), 4 accumulator sets over
+ * interleaved k and 2 vectors per panel row, as the 1-row tile */
+static inline __attribute__((always_inline)) void panels(const int NP, int K, int np, const float *x,
+                                                         const float *W, float *y) {
+    int p = 0;
+    for (; p + NP <= np; p += NP) {
+        __m512 a[2][4][2];
+        for (int q = 0; q < NP; q++)
+            for (int s = 0; s < 4; s++) a[q][s][0] = a[q][s][1] = _mm512_setzero_ps();
         for (int k = 0; k < K; k += 4) {
 #pragma GCC unroll 4
             for (int s = 0; s < 4; s++) {
                 const __m512 b = _mm512_set1_ps(x[k + s]);
-                a[s][0] = _mm512_fmadd_ps(b, _mm512_load_ps(P + (k + s) * 32), a[s][0]);
-                a[s][1] = _mm512_fmadd_ps(b, _mm512_load_ps(P + (k + s) * 32 + 16), a[s][1]);
+#pragma GCC unroll 2
+                for (int q = 0; q < NP; q++) {
+                    const float *P = W + (size_t)(p + q) * K * 32 + (k + s) * 32;
+                    a[q][s][0] = _mm512_fmadd_ps(b, _mm512_load_ps(P), a[q][s][0]);
+                    a[q][s][1] = _mm512_fmadd_ps(b, _mm512_load_ps(P + 16), a[q][s][1]);
+                }
             }
         }
-        for (int s = 1; s < 4; s++) {
-            a[0][0] = _mm512_add_ps(a[0][0], a[s][0]);
-            a[0][1] = _mm512_add_ps(a[0][1], a[s][1]);
+        for (int q = 0; q < NP; q++) {
+            for (int s = 1; s < 4; s++) {
+                a[q][0][0] = _mm512_add_ps(a[q][0][0], a[q][s][0]);
+                a[q][0][1] = _mm512_add_ps(a[q][0][1], a[q][s][1]);
+            }
+            _mm512_store_ps(y + (p + q) * 32, a[q][0][0]);
+            _mm512_store_ps(y + (p + q) * 32 + 16, a[q][0][1]);
         }
-        _mm512_store_ps(y + p * 32, a[0][0]);
-        _mm512_store_ps(y + p * 32 + 16, a[0][1]);
     }
+    if (p < np) panels(1, K, np - p, x, W + (size_t)p * K * 32, y + p * 32);
 }
 
-/* the same sums, two panels a pass (two sequential streams) */
+__attribute__((noinline)) static void one_stream(int K, int np, const float *x, const float *W, float *y) {
+    panels(1, K, np, x, W, y);
+}
+
 __attribute__((noinline)) static void two_streams(int K, int np, const float *x, const float *W, float *y) {
-    int p = 0;
-    for (; p + 2 <= np; p += 2) {
-        const float *P = W + (size_t)p * K * 32, *Q = P + (size_t)K * 32;
-        __m512 a[4][2], c[4][2];
-        for (int s = 0; s < 4; s++) a[s][0] = a[s][1] = c[s][0] = c[s][1] = _mm512_setzero_ps();
-        for (int k = 0; k < K; k += 4) {
-#pragma GCC unroll 4
-            for (int s = 0; s < 4; s++) {
-                const __m512 b = _mm512_set1_ps(x[k + s]);
-                a[s][0] = _mm512_fmadd_ps(b, _mm512_load_ps(P + (k + s) * 32), a[s][0]);
-                a[s][1] = _mm512_fmadd_ps(b, _mm512_load_ps(P + (k + s) * 32 + 16), a[s][1]);
-                c[s][0] = _mm512_fmadd_ps(b, _mm512_load_ps(Q + (k + s) * 32), c[s][0]);
-                c[s][1] = _mm512_fmadd_ps(b, _mm512_load_ps(Q + (k + s) * 32 + 16), c[s][1]);
-            }
-        }
-        for (int s = 1; s < 4; s++) {
-            a[0][0] = _mm512_add_ps(a[0][0], a[s][0]);
-            a[0][1] = _mm512_add_ps(a[0][1], a[s][1]);
-            c[0][0] = _mm512_add_ps(c[0][0], c[s][0]);
-            c[0][1] = _mm512_add_ps(c[0][1], c[s][1]);
-        }
-        _mm512_store_ps(y + p * 32, a[0][0]);
-        _mm512_store_ps(y + p * 32 + 16, a[0][1]);
-        _mm512_store_ps(y + p * 32 + 32, c[0][0]);
-        _mm512_store_ps(y + p * 32 + 48, c[0][1]);
-    }
-    if (p < np) one_stream(K, np - p, x, W + (size_t)p * K * 32, y + p * 32);
+    panels(2, K, np, x, W, y);
 }
 
 /* every byte read once, 8 add chains */
