@@ -236,6 +236,7 @@ def forward(int cell, int64_t T, int64_t N, int64_t I, int64_t H, *,
     a.lengths = &lengths[0] if lengths is not None else NULL
     a.peephole = _in1(peephole, 3 * H, "peephole")
     a.input_forget = input_forget
+    a.walk_back = 0
     with nogil:
         status = rnc_forward(&d, &a, n_threads)
     _check(status)
@@ -410,6 +411,7 @@ cdef class StepPlan:
     cdef tuple state_shape  # (L, N, H), built once: a step allocates only its results
     cdef float[::1] ws
     cdef rnc_fwd_args *args
+    cdef int walk  # rnc_fwd_args.walk_back of the next step: flips every step
 
     def __cinit__(self):
         self.args = NULL
@@ -447,6 +449,8 @@ cdef class StepPlan:
             self.args[l].peephole = _in1(p["peephole"], 3 * H, "peephole")
             self.args[l].input_forget = bool(p["input_forget"])
             self.args[l].w_hr_p = NULL  # projected LSTMs step as T = 1 sequences
+            self.args[l].walk_back = 0
+        self.walk = 0
 
     def __dealloc__(self):
         PyMem_Free(self.args)
@@ -468,6 +472,10 @@ cdef class StepPlan:
         c_array = np.empty(self.state_shape, np.float32) if lstm else None
         cdef float[:, :, ::1] h_out = h_array
         cdef float[:, :, ::1] c_out = c_array
+        cdef int64_t l
+        for l in range(L):
+            self.args[l].walk_back = self.walk
+        self.walk ^= 1
         with nogil:
             status = rnc_forward_step(<rnc_cell>self.cell, L, N, self.I, H, self.args, &x[0, 0],
                                       &h0[0, 0, 0] if h0 is not None else NULL,
@@ -570,6 +578,7 @@ def qforward(int cell, int64_t T, int64_t N, int64_t I, int64_t H, *,
     a.lengths = &lengths[0] if lengths is not None else NULL
     a.peephole = _in1(peephole, 3 * H, "peephole")
     a.input_forget = input_forget
+    a.walk_back = 0
     with nogil:
         status = rnc_qforward(&d, &a, n_threads)
     _check(status)
@@ -614,6 +623,7 @@ cdef class QStepPlan:
     cdef tuple state_shape
     cdef uint8_t[::1] ws
     cdef rnc_qfwd_args *args
+    cdef int walk  # as StepPlan's
 
     def __cinit__(self):
         self.args = NULL
@@ -651,6 +661,7 @@ cdef class QStepPlan:
             self.args[l].reverse = 0
             self.args[l].lengths = NULL
             self.args[l].h_n = NULL
+        self.walk = 0
 
     def __dealloc__(self):
         PyMem_Free(self.args)
@@ -682,8 +693,10 @@ cdef class QStepPlan:
                 self.args[l].ldy = H
                 self.args[l].c_n = &c_out[l, 0, 0] if lstm else NULL
                 self.args[l].ws = &self.ws[0]
+                self.args[l].walk_back = self.walk
                 status = rnc_qforward(&d, &self.args[l], self.n_threads)
                 if status != RNC_OK:
                     break
+        self.walk ^= 1
         _check(status)
         return h_array[L - 1], (h_array, c_array)

@@ -41,6 +41,7 @@ cdef extern from "rnncore.h" nogil:
         const float *peephole
         int input_forget
         const float *w_hr_p
+        int walk_back
 
     ctypedef struct rnc_bwd_args:
         const float *x
@@ -149,6 +150,7 @@ cdef extern from "rnncore_int8.h" nogil:
         const int64_t *lengths
         const float *peephole
         int input_forget
+        int walk_back
 
     size_t rnc_qpacked_bytes(int64_t G, int64_t H, int64_t K) noexcept
     rnc_status rnc_qpack_weights(int64_t G, int64_t H, int64_t K, const int8_t *wq,

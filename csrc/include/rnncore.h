@@ -97,7 +97,18 @@ typedef struct {
     int input_forget;            /* LSTM: 1 couples the forget gate: f = 1 - i       */
     const float *w_hr_p;         /* with d->proj: W_hr [R, H] packed as one gate of  */
                                  /* R units: rnc_packed_floats(RNN_TANH, R, H)       */
+    int walk_back;               /* 1: the first step reads its weights last to      */
+                                 /* first (see below); 0 otherwise. No result changes */
 } rnc_fwd_args;
+
+/*
+ * Weight walk (rnc_fwd_args.walk_back): each step reads its weights panel
+ * after panel, in alternate directions on alternate steps, so that where
+ * they do not fit the cache a step starts on the panels the last one read
+ * last, still cached. walk_back sets the first step's direction; a caller
+ * making one step per call (layer.step()) flips it every call. A step
+ * walking backwards runs its input projection after its recurrent product.
+ */
 
 /*
  * LSTM variants (ONNX's LSTM attributes): with peepholes

@@ -68,6 +68,7 @@ typedef struct {
     const int64_t *lengths;
     const float *peephole;
     int input_forget;
+    int walk_back;  /* as rnc_fwd_args.walk_back */
 } rnc_qfwd_args;
 
 size_t rnc_qfwd_workspace_bytes(const rnc_dims *d, int n_threads);

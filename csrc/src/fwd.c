@@ -140,18 +140,66 @@ typedef struct {
     float *rhpack, *hproj, *apack;
 } fwd_team;
 
+/* C rows [M] at this thread's columns (panels [p0, p1) of every gate) =
+ * A W_ih^T + bias_x: row blocks of GEMM_ROW_BLOCK, each packed once, then
+ * the panels, last to first with backwards. */
+static void project_rows(const fwd_team *x, int64_t M, const float *A, int64_t lda, float *C,
+                         int64_t ldc, int64_t p0, int64_t p1, float *my_pack, int backwards) {
+    const rnc_kernels *K = x->K;
+    const int64_t I = x->d->I, P = rnc_padded(x->d->H) / RNC_PANEL;
+    const int64_t mine = p1 - p0, n_panels = x->G * mine;
+    for (int64_t m0 = 0; m0 < M && mine > 0; m0 += GEMM_ROW_BLOCK) {
+        const int64_t rows = M - m0 < GEMM_ROW_BLOCK ? M - m0 : GEMM_ROW_BLOCK;
+        rnc_pack_a(rows, I, (rnc_mat){A + m0 * lda, lda, 1}, K->mr, my_pack);
+        for (int64_t i = 0; i < n_panels; i++) {
+            const int64_t j = backwards ? n_panels - 1 - i : i, panel = j / mine * P + p0 + j % mine;
+            K->gemm_panel(rows, I, my_pack, x->a->w_ih_p + panel * I * RNC_PANEL,
+                          x->bias_x + panel * RNC_PANEL, C + m0 * ldc + panel * RNC_PANEL, ldc);
+        }
+    }
+}
+
+/* 1. The input projection of the chunk of cs steps from `step`, for this
+ * thread's panels [p0, p1) only: it later reads just those columns of gx,
+ * so no barrier is needed, and only its slices of W_ih and W_hh share its
+ * L2 (splitting rows instead made every thread stream all of W_ih: lstm
+ * n64 h256 at 2 threads, 55 -> 37 ms). Returns the chunk's first time step
+ * (gx row (t - t_lo) * N + n holds step t). */
+static int64_t input_projection(const fwd_team *x, int64_t step, int64_t T_run, int64_t p0,
+                                int64_t p1, float *my_pack, int backwards) {
+    const rnc_fwd_args *a = x->a;
+    const int64_t T = x->d->T, N = x->d->N, I = x->d->I, cs = x->cs;
+    const int64_t GHp = x->G * rnc_padded(x->d->H);
+    if (a->lengths) {
+        /* 1'. with lengths (time-major, forward): the running rows of each
+         * step of the chunk, one GEMM job a step */
+        const int64_t s1 = step + cs < T_run ? step + cs : T_run;
+        for (int64_t s = step; s < s1; s++)
+            project_rows(x, rnc_active_rows(a->lengths, N, s), a->x + s * N * I, I,
+                         x->gx + (s - step) * N * GHp, GHp, p0, p1, my_pack, backwards);
+        return step;
+    }
+    const int64_t s1 = step + cs < T ? step + cs : T;
+    const int64_t t_lo = a->reverse ? T - s1 : step;
+    const chunk_gemm cg = input_chunk(a, T, N, I, GHp, t_lo, t_lo + (s1 - step), x->gx);
+    for (int64_t j = 0; j < cg.jobs; j++)
+        project_rows(x, cg.M, cg.A + j * cg.a_job, cg.lda, cg.C + j * cg.c_job, cg.ldc, p0, p1,
+                     my_pack, backwards);
+    return t_lo;
+}
+
 /* Steps 1 and 2 for thread `tid` of `team` (see the top of this file). */
 static void forward_thread(const fwd_team *x, int tid, int team) {
     const rnc_dims *d = x->d;
     const rnc_fwd_args *a = x->a;
     const rnc_kernels *K = x->K;
     const int G = x->G;
-    const int64_t T = d->T, N = d->N, I = d->I, H = d->H;
+    const int64_t T = d->T, N = d->N, H = d->H;
     const int64_t Hp = rnc_padded(H), P = Hp / RNC_PANEL, GHp = G * Hp;
     const int64_t R = rnc_state_width(d), Rp = rnc_padded(R);
     const int proj = d->proj > 0;
     const int64_t cs = x->cs, row_t = x->row_t, row_n = x->row_n, hpack_half = x->hpack_half;
-    float *gx = x->gx, *acc = x->acc, *bias_x = x->bias_x, *b_last = x->b_last, *c = x->c;
+    float *gx = x->gx, *acc = x->acc, *b_last = x->b_last, *c = x->c;
     float *zeros = x->zeros, *hpack = x->hpack, *apack = x->apack, *rhpack = x->rhpack;
     float *m = rhpack + x->rhpack_floats; /* projection: m_t rows [N, H]; packed in rhpack */
     const unsigned int saved_csr = rnc_ftz_begin();
@@ -184,48 +232,12 @@ static void forward_thread(const fwd_team *x, int tid, int team) {
     for (int64_t step = 0; step < T_run; step++) {
         const int64_t t = a->reverse ? T - 1 - step : step;
         const int64_t rows_now = rnc_active_rows(a->lengths, N, step);
-        if (step % cs == 0 && a->lengths) {
-            /* 1'. with lengths (time-major, forward): the running rows of
-             * each step of the chunk, one GEMM job a step */
-            const int64_t s1 = step + cs < T_run ? step + cs : T_run;
-            t_lo = step;
-            for (int64_t s = step; s < s1 && p0 < p1; s++) {
-                const int64_t M = rnc_active_rows(a->lengths, N, s);
-                for (int64_t m0 = 0; m0 < M; m0 += GEMM_ROW_BLOCK) {
-                    const int64_t rows = M - m0 < GEMM_ROW_BLOCK ? M - m0 : GEMM_ROW_BLOCK;
-                    rnc_pack_a(rows, I, (rnc_mat){a->x + (s * N + m0) * I, I, 1}, K->mr, my_pack);
-                    for (int64_t g = 0; g < G; g++)
-                        for (int64_t p = p0; p < p1; p++) {
-                            const int64_t panel = g * P + p;
-                            K->gemm_panel(rows, I, my_pack, a->w_ih_p + panel * I * RNC_PANEL,
-                                          bias_x + panel * RNC_PANEL,
-                                          gx + ((s - t_lo) * N + m0) * GHp + panel * RNC_PANEL, GHp);
-                        }
-                }
-            }
-        } else if (step % cs == 0) {
-            /* 1. input projection of the next cs steps, for this thread's
-             * panels only: it later reads just those columns of gx, so no
-             * barrier is needed, and only its slices of W_ih and W_hh
-             * share its L2 (splitting rows instead made every thread
-             * stream all of W_ih: lstm n64 h256 at 2 threads, 55 -> 37 ms) */
-            const int64_t s1 = step + cs < T ? step + cs : T;
-            t_lo = a->reverse ? T - s1 : step;
-            const chunk_gemm cg = input_chunk(a, T, N, I, GHp, t_lo, t_lo + (s1 - step), gx);
-            for (int64_t j = 0; j < cg.jobs && p0 < p1; j++)
-                for (int64_t m0 = 0; m0 < cg.M; m0 += GEMM_ROW_BLOCK) {
-                    const int64_t rows = cg.M - m0 < GEMM_ROW_BLOCK ? cg.M - m0 : GEMM_ROW_BLOCK;
-                    rnc_pack_a(rows, I, (rnc_mat){cg.A + j * cg.a_job + m0 * cg.lda, cg.lda, 1}, K->mr, my_pack);
-                    for (int64_t g = 0; g < G; g++)
-                        for (int64_t p = p0; p < p1; p++) {
-                            const int64_t panel = g * P + p;
-                            K->gemm_panel(rows, I, my_pack, a->w_ih_p + panel * I * RNC_PANEL,
-                                          bias_x + panel * RNC_PANEL,
-                                          cg.C + j * cg.c_job + m0 * cg.ldc + panel * RNC_PANEL,
-                                          cg.ldc);
-                        }
-                }
-        }
+        /* the weights' walk, alternating step by step from the caller's
+         * a->walk_back; a chunk walked backwards comes after the recurrent
+         * product, so that a step walks all its weights one way */
+        const int backwards = (int)((step + (a->walk_back != 0)) & 1);
+        const int chunk = step % cs == 0;
+        if (chunk && !backwards) t_lo = input_projection(x, step, T_run, p0, p1, my_pack, 0);
 
         /* 2. recurrent step for this thread's units */
         if (step == 0) {
@@ -236,8 +248,6 @@ static void forward_thread(const fwd_team *x, int tid, int team) {
             post.h_prev = a->y + t_prev * row_t * a->ldy;
             post.ld_hprev = row_n * a->ldy;
         }
-        post.gx = gx + (t - t_lo) * N * GHp;
-        post.ld_gx = GHp;
         float *y_t = a->y + t * row_t * a->ldy;
         const int64_t ld_y = row_n * a->ldy;
         post.y = proj ? m : y_t;
@@ -257,10 +267,13 @@ static void forward_thread(const fwd_team *x, int tid, int team) {
          * ms, GRU 18.1 -> 14.1 (benchmarks/RESULTS.md, "serpentine"). */
         const int64_t mine = p1 - p0, n_panels = (split_last ? G - 1 : G) * mine;
         for (int64_t i = 0; i < n_panels; i++) {
-            const int64_t j = step & 1 ? n_panels - 1 - i : i, g = j / mine, p = p0 + j % mine;
+            const int64_t j = backwards ? n_panels - 1 - i : i, g = j / mine, p = p0 + j % mine;
             K->gemm_panel(rows_now, R, h_packed, a->w_hh_p + (g * P + p) * R * RNC_PANEL, NULL,
                           acc + g * Hp + p * RNC_PANEL, GHp);
         }
+        if (chunk && backwards) t_lo = input_projection(x, step, T_run, p0, p1, my_pack, 1);
+        post.gx = gx + (t - t_lo) * N * GHp;
+        post.ld_gx = GHp;
         if (split_last) {
             /* s_t from the other gates; then W_last s_t needs s_t of every
              * unit: a second GEMM after a barrier (two barriers a step) */

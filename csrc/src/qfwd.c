@@ -147,6 +147,39 @@ static void qproduct(const rnc_qkernels *Q, int64_t M, const uint8_t *qa, int64_
     }
 }
 
+/* 1. the chunk of cs steps from step: its rows of x quantized (split over
+ * the team), then gx for this thread's units [u0, u_end), blocks walked
+ * last to first with backwards; the chunk's first time step returned. With
+ * lengths every row is computed (padding rows of x are 0). */
+static int64_t quantized_chunk(const qteam *x, int64_t step, int64_t T_run, int tid, int team,
+                               int64_t u0, int64_t u_end, int32_t *blk, int backwards) {
+    const rnc_dims *d = x->d;
+    const rnc_qfwd_args *a = x->a;
+    const rnc_qkernels *Q = x->Q;
+    const int G = rnc_cell_gates(d->cell);
+    const int64_t T = d->T, N = d->N, I = d->I, H = d->H, GHp = G * rnc_padded(H);
+    const int64_t Kx = 4 * rnc_qk(I), cs = x->cs;
+    float *gx = PART(float, gx), *sx = PART(float, sx), *bias_x = PART(float, bias_x);
+    uint8_t *qx = PART(uint8_t, qx);
+    const int64_t s1 = step + cs < T_run ? step + cs : T_run, steps = s1 - step;
+    const int64_t t_lo = a->reverse ? T - s1 : step;
+    int64_t r0, r1;
+    rnc_split_range(steps * N, team, tid, 1, &r0, &r1);
+    for (int64_t i = r0; i < r1; i++) {
+        const int64_t tt = t_lo + i / N, n = i % N;
+        sx[i] = Q->quantize_row(I, a->x + (tt * x->row_t + n * x->row_n) * I, qx + i * Kx);
+    }
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+    for (int64_t i0 = 0; i0 < steps * N && u0 < u_end; i0 += QROWS) {
+        const int64_t rows = steps * N - i0 < QROWS ? steps * N - i0 : QROWS;
+        qproduct(Q, rows, qx + i0 * Kx, Kx, sx + i0, a->w_ih_q, G, H, I, 0, G, u0, u_end, blk,
+                 gx + i0 * GHp, GHp, bias_x, backwards);
+    }
+    return t_lo;
+}
+
 static void qforward_thread(const qteam *x, int tid, int team) {
     const rnc_dims *d = x->d;
     const rnc_qfwd_args *a = x->a;
@@ -155,15 +188,14 @@ static void qforward_thread(const qteam *x, int tid, int team) {
     const int G = rnc_cell_gates(d->cell);
     const rnc_cell_info *cell = rnc_cell_info_of(d->cell);
     const rnc_cell_kernels *ck = &K->cell[d->cell];
-    const int64_t T = d->T, N = d->N, I = d->I, H = d->H;
+    const int64_t T = d->T, N = d->N, H = d->H;
     const int64_t Hp = rnc_padded(H), GHp = G * Hp;
     const int64_t R = rnc_state_width(d), Rp = rnc_padded(R), S = R > H ? R : H;
-    const int64_t Kx = 4 * rnc_qk(I), Ks = 4 * rnc_qk(S);
+    const int64_t Ks = 4 * rnc_qk(S);
     const int proj = d->proj > 0, split_last = cell->split_last;
     const int64_t cs = x->cs, row_t = x->row_t, row_n = x->row_n;
-    float *gx = PART(float, gx), *acc = PART(float, acc), *bias_x = PART(float, bias_x);
-    float *m = PART(float, m), *sx = PART(float, sx), *zeros = PART(float, zeros);
-    uint8_t *qx = PART(uint8_t, qx);
+    float *gx = PART(float, gx), *acc = PART(float, acc);
+    float *m = PART(float, m), *zeros = PART(float, zeros);
     uint8_t *mine = x->base + x->L.thread0 + (int64_t)tid * x->L.per_thread;
     uint8_t *qh = mine;
     float *sh = (float *)(void *)(mine + up64(N * Ks));
@@ -182,28 +214,12 @@ static void qforward_thread(const qteam *x, int tid, int team) {
     for (int64_t step = 0; step < T_run; step++) {
         const int64_t t = a->reverse ? T - 1 - step : step;
         const int64_t rows_now = rnc_active_rows(a->lengths, N, step);
-        const int backwards = (int)(step & 1); /* the recurrent products' walk (qproduct) */
-        if (step % cs == 0) {
-            /* 1. the next chunk of cs steps: its rows of x quantized (split
-             * over the team), then gx for this thread's units. With lengths
-             * every row is computed (padding rows of x are 0) */
-            const int64_t s1 = step + cs < T_run ? step + cs : T_run, steps = s1 - step;
-            t_lo = a->reverse ? T - s1 : step;
-            int64_t r0, r1;
-            rnc_split_range(steps * N, team, tid, 1, &r0, &r1);
-            for (int64_t i = r0; i < r1; i++) {
-                const int64_t tt = t_lo + i / N, n = i % N;
-                sx[i] = Q->quantize_row(I, a->x + (tt * row_t + n * row_n) * I, qx + i * Kx);
-            }
-#ifdef _OPENMP
-#pragma omp barrier
-#endif
-            for (int64_t i0 = 0; i0 < steps * N && u0 < u_end; i0 += QROWS) {
-                const int64_t rows = steps * N - i0 < QROWS ? steps * N - i0 : QROWS;
-                qproduct(Q, rows, qx + i0 * Kx, Kx, sx + i0, a->w_ih_q, G, H, I, 0, G, u0, u_end,
-                         blk, gx + i0 * GHp, GHp, bias_x, 0);
-            }
-        }
+        /* the products' walk (qproduct), alternating step by step from the
+         * caller's a->walk_back; a chunk walked backwards comes after the
+         * recurrent product, so that a step walks all its weights one way */
+        const int backwards = (int)((step + (a->walk_back != 0)) & 1);
+        const int chunk = step % cs == 0;
+        if (chunk && !backwards) t_lo = quantized_chunk(x, step, T_run, tid, team, u0, u_end, blk, 0);
         /* 2. recurrent product for this thread's units */
         const float *h_prev;
         int64_t ld_hprev;
@@ -217,7 +233,6 @@ static void qforward_thread(const qteam *x, int tid, int team) {
         }
         post.h_prev = h_prev;
         post.ld_hprev = ld_hprev;
-        post.gx = gx + (t - t_lo) * N * GHp;
         float *y_t = a->y + t * row_t * a->ldy;
         const int64_t ld_y = row_n * a->ldy;
         post.y = proj ? m : y_t;
@@ -228,6 +243,8 @@ static void qforward_thread(const qteam *x, int tid, int team) {
             qproduct(Q, rows_now, qh, Ks, sh, a->w_hh_q, G, H, R, 0, split_last ? G - 1 : G, u0,
                      u_end, blk, acc, GHp, NULL, backwards);
         }
+        if (chunk && backwards) t_lo = quantized_chunk(x, step, T_run, tid, team, u0, u_end, blk, 1);
+        post.gx = gx + (t - t_lo) * N * GHp;
         if (split_last) {
             /* s_t (r * h_{t-1}) from the other gates, then its product with
              * the last gate after a barrier (every unit of s_t is needed) */

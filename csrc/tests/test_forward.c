@@ -307,8 +307,26 @@ static int run_library(const config *c, const layout *L, const float *thf, const
     const rnc_fwd_args a = {thf + L->off[P_X], GROUP(P_H0), GROUP(P_C0), w_ih_p, w_hh_p,
                             GROUP(P_BIH), GROUP(P_BHH), o->y, o->ldy, o->h_n, lstm ? o->c_n : NULL,
                             fws, c->batch_first, c->reverse, tape, c->lengths ? lens : NULL,
-                            GROUP(P_PEEP), coupled(c), w_hr_p};
+                            GROUP(P_PEEP), coupled(c), w_hr_p, 0};
     int ok = rnc_forward(&d, &a, n_threads) == RNC_OK;
+    if (ok) { /* the weights' walk changes no result (rnncore.h, walk_back) */
+        float *y_back = malloc((size_t)(rows * o->ldy) * sizeof(float));
+        for (int64_t i = 0; i < rows * o->ldy; i++) y_back[i] = SENTINEL;
+        const size_t ws_n = rnc_fwd_workspace_floats(&d, n_threads);
+        float *ws_back = malloc(ws_n * sizeof(float)); /* nothing left from the first run */
+        for (size_t i = 0; i < ws_n; i++) ws_back[i] = SENTINEL;
+        rnc_fwd_args back = a;
+        back.y = y_back;
+        back.ws = ws_back;
+        back.h_n = back.c_n = NULL;
+        back.tape = NULL;
+        back.walk_back = 1;
+        CHECK(rnc_forward(&d, &back, n_threads) == RNC_OK, "forward walking back");
+        CHECK(memcmp(y_back, o->y, (size_t)(rows * o->ldy) * sizeof(float)) == 0,
+              "walk_back = 1 changed y (%d thread(s))", n_threads);
+        free(y_back);
+        free(ws_back);
+    }
     const rnc_bwd_args b = {thf + L->off[P_X], GROUP(P_H0), GROUP(P_C0), thf + L->off[P_WIH],
                             thf + L->off[P_WHH], o->y, o->ldy, tape, w->dy, R, w->dh_n,
                             lstm ? w->dc_n : NULL, GRAD(P_X), I, 0, GRAD(P_H0), GRAD(P_C0),
@@ -484,7 +502,7 @@ static void check_bad_arguments(void) {
     const rnc_dims d = {T, N, I, H, cell, 0};
     CHECK(rnc_fwd_workspace_floats(&d, 1) <= sizeof ws / sizeof ws[0], "workspace size");
     const rnc_fwd_args a = {x, NULL, NULL, w_ih_p, w_hh_p, NULL, NULL, y, H, NULL, NULL, ws,
-                            0, 0, NULL, NULL, NULL, 0, NULL};
+                            0, 0, NULL, NULL, NULL, 0, NULL, 0};
     rnc_fwd_args bad = a;
     bad.x = NULL;
     CHECK(rnc_forward(&d, &bad, 1) == RNC_ERR_INVALID_ARG, "NULL x");

@@ -235,16 +235,18 @@ def test_thread_counts_identical(rng, mode):
 @pytest.mark.parametrize("mode", ["LSTM", "GRU", "RNN_TANH", "LSTM_PEEPHOLE"])
 def test_step_equals_sequence(ops, rng, mode):
     """The int8 input product of one step is the same integer sum as the
-    sequence's, so stepping gives exactly the sequence's outputs."""
-    layer = _layer(mode, 4, 9, num_layers=2, seed=4)
-    q = rnncore.quantize(layer)
-    x = rng.standard_normal((4, 2, 4)).astype(np.float32)
-    y_seq = call(q, x)[0]
-    state = None
-    for t in range(4):
-        y_t, state = q.step(x[t], state)
-        np.testing.assert_allclose(y_t, y_seq[t], atol=1e-6 if ops.name == "reference" else 0,
-                                   rtol=0)
+    sequence's, so stepping gives exactly the sequence's outputs. H = 200:
+    several blocks of columns, which steps walk in alternate directions."""
+    for I, H in [(4, 9), (130, 200)]:
+        layer = _layer(mode, I, H, num_layers=2, seed=4)
+        q = rnncore.quantize(layer)
+        x = rng.standard_normal((5, 2, I)).astype(np.float32)
+        y_seq = call(q, x)[0]
+        state = None
+        for t in range(5):
+            y_t, state = q.step(x[t], state)
+            np.testing.assert_allclose(y_t, y_seq[t], atol=1e-6 if ops.name == "reference" else 0,
+                                       rtol=0)
 
 
 # ------------------------------------------------------------ the error bound vs fp32
