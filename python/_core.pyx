@@ -411,7 +411,8 @@ cdef class StepPlan:
     cdef tuple state_shape  # (L, N, H), built once: a step allocates only its results
     cdef float[::1] ws
     cdef rnc_fwd_args *args
-    cdef int walk  # rnc_fwd_args.walk_back of the next step: flips every step
+    cdef int walk  # rnc_fwd_args.walk_back of the next step (rnc_step_walk_alternates)
+    cdef int64_t weight_bytes  # the packed weights a step reads
 
     def __cinit__(self):
         self.args = NULL
@@ -428,6 +429,7 @@ cdef class StepPlan:
         self.cell, self.N, self.I, self.H = cell, N, I, H
         self.L, self.n_threads = len(layers), n_threads
         self.params = list(layers)
+        self.weight_bytes = 0
         self.state_shape = (self.L, N, H)
         # on a 64-byte boundary, as the engine's buffers (engine/buffers.py)
         raw = np.empty(floats + 16, dtype=np.float32)
@@ -450,6 +452,8 @@ cdef class StepPlan:
             self.args[l].input_forget = bool(p["input_forget"])
             self.args[l].w_hr_p = NULL  # projected LSTMs step as T = 1 sequences
             self.args[l].walk_back = 0
+            self.weight_bytes += 4 * (rnc_packed_floats(<rnc_cell>cell, H, I if l == 0 else H)
+                                      + rnc_packed_floats(<rnc_cell>cell, H, H))
         self.walk = 0
 
     def __dealloc__(self):
@@ -475,7 +479,7 @@ cdef class StepPlan:
         cdef int64_t l
         for l in range(L):
             self.args[l].walk_back = self.walk
-        self.walk ^= 1
+        self.walk = (self.walk ^ 1) & rnc_step_walk_alternates(self.weight_bytes)
         with nogil:
             status = rnc_forward_step(<rnc_cell>self.cell, L, N, self.I, H, self.args, &x[0, 0],
                                       &h0[0, 0, 0] if h0 is not None else NULL,
@@ -624,6 +628,7 @@ cdef class QStepPlan:
     cdef uint8_t[::1] ws
     cdef rnc_qfwd_args *args
     cdef int walk  # as StepPlan's
+    cdef int64_t weight_bytes
 
     def __cinit__(self):
         self.args = NULL
@@ -640,6 +645,7 @@ cdef class QStepPlan:
         self.cell, self.N, self.I, self.H = cell, N, I, H
         self.L, self.n_threads = len(layers), n_threads
         self.params = list(layers)
+        self.weight_bytes = 0
         self.state_shape = (self.L, N, H)
         self.ws_array = np.empty(nbytes, dtype=np.uint8)
         self.ws = self.ws_array
@@ -652,6 +658,8 @@ cdef class QStepPlan:
             self.args[l].w_hh_q = _qin(p["w_hh_q"], rnc_qpacked_bytes(G, H, H), "w_hh_q")
             # (w_ih_q, w_hh_q: the packed bytes of rnc_qpack_weights)
             _need(self.args[l].w_ih_q != NULL and self.args[l].w_hh_q != NULL, "weights")
+            self.weight_bytes += (rnc_qpacked_bytes(G, H, I if l == 0 else H)
+                                  + rnc_qpacked_bytes(G, H, H))
             self.args[l].w_hr_q = NULL
             self.args[l].b_ih = _in1(p["b_ih"], G * H, "b_ih")
             self.args[l].b_hh = _in1(p["b_hh"], G * H, "b_hh")
@@ -697,6 +705,6 @@ cdef class QStepPlan:
                 status = rnc_qforward(&d, &self.args[l], self.n_threads)
                 if status != RNC_OK:
                     break
-        self.walk ^= 1
+        self.walk = (self.walk ^ 1) & rnc_step_walk_alternates(self.weight_bytes)
         _check(status)
         return h_array[L - 1], (h_array, c_array)

@@ -121,6 +121,7 @@ cdef extern from "rnncore.h" nogil:
     rnc_status rnc_set_blocking(int mr, int64_t kchunk, int64_t kc, int64_t mc, int64_t nc,
                                 int64_t prefetch) noexcept
     int rnc_gemm_tile_rows(int *out, int cap) noexcept
+    int rnc_step_walk_alternates(int64_t weight_bytes) noexcept
     double rnc_probe_peak_gflops(int n_threads, double seconds) noexcept
     double rnc_probe_read_gbps(const float *buf, int64_t n, int n_threads, double seconds) noexcept
     int rnc_has_openmp() noexcept

@@ -106,7 +106,8 @@ typedef struct {
  * after panel, in alternate directions on alternate steps, so that where
  * they do not fit the cache a step starts on the panels the last one read
  * last, still cached. walk_back sets the first step's direction; a caller
- * making one step per call (layer.step()) flips it every call. A step
+ * making one step per call (layer.step()) flips it every call where
+ * rnc_step_walk_alternates() says so. A step
  * walking backwards runs its input projection after its recurrent product.
  */
 
@@ -333,6 +334,9 @@ typedef struct {
 const rnc_blocking *rnc_get_blocking(void);
 rnc_status rnc_set_blocking(int mr, int64_t kchunk, int64_t kc, int64_t mc, int64_t nc,
                             int64_t prefetch);
+/* 1 when one-step calls whose weights take weight_bytes should alternate
+ * rnc_fwd_args.walk_back from call to call (blocking.c, "walk"), else 0. */
+int rnc_step_walk_alternates(int64_t weight_bytes);
 /* The tile heights compiled for the active path: writes up to cap, returns the count. */
 int rnc_gemm_tile_rows(int *out, int cap);
 

@@ -66,6 +66,17 @@
  *           LSTM 2 x h1024 T = 35 13.70 / 13.90, 2 threads 7.18 / 7.37;
  *           int8 level). `rnncore bench --tune` sweeps it (the prefetch
  *           group) for a CPU where it might pay.
+ *   walk:   one-step calls (layer.step()) alternate the direction of
+ *           their weights' walk (rnc_fwd_args.walk_back) when those weights
+ *           fit half of L3: each call then starts on the part of them the
+ *           last one left in L2. Beyond that they come from DRAM, where a
+ *           walk in reverse panel order breaks the prefetcher's streams.
+ *           Zen 5 (1 MB L2, 32 MB L3), N = 1, 1 thread, us a step, forward
+ *           only -> alternating: fp32 RNN h512 (2 MB) 21.9 -> 19.1, GRU
+ *           h512 (6 MB) 63.2 -> 57.2, LSTM h512 (8 MB) 84.6 -> 76.8, int8
+ *           LSTM h512 (2 MB) 25.1 -> 22.3; LSTM h768 (19 MB) 180 / 192 ->
+ *           174 / 196, h1024 (32 MB) 567-583 -> 577-620, h1280 (52 MB)
+ *           1015 -> 1139-1155.
  * The recurrent weights are split across threads in whole 32-unit panels
  * (fwd.c, bwd.c), each thread keeping its slice for the whole sequence.
  * `why` states each choice with its numbers.
@@ -293,4 +304,8 @@ int rnc_gemm_tile_rows(int *out, int cap) {
     }
     for (int i = 0; i < g->n_tiles && i < cap && out; i++) out[i] = g->tiles[i].mr;
     return g->n_tiles;
+}
+
+int rnc_step_walk_alternates(int64_t weight_bytes) {
+    return weight_bytes >= 0 && weight_bytes <= rnc_get_blocking()->l3 / 2;
 }
