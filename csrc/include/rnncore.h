@@ -107,8 +107,9 @@ typedef struct {
  * they do not fit the cache a step starts on the panels the last one read
  * last, still cached. walk_back sets the first step's direction; a caller
  * making one step per call (layer.step()) flips it every call where
- * rnc_step_walk_alternates() says so. A step
- * walking backwards runs its input projection after its recurrent product.
+ * rnc_step_walk_alternates() says so. A first step walking backwards
+ * runs its input projection after its recurrent product, backwards too
+ * (the later chunks of a sequence run theirs first, forward).
  */
 
 /*

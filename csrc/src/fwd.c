@@ -233,11 +233,13 @@ static void forward_thread(const fwd_team *x, int tid, int team) {
         const int64_t t = a->reverse ? T - 1 - step : step;
         const int64_t rows_now = rnc_active_rows(a->lengths, N, step);
         /* the weights' walk, alternating step by step from the caller's
-         * a->walk_back; a chunk walked backwards comes after the recurrent
-         * product, so that a step walks all its weights one way */
+         * a->walk_back; a first step walking back (a one-step call) runs
+         * its input projection after the recurrent product, backwards, so
+         * that it walks all its weights one way (later chunks, in
+         * sequences, stay first and forward) */
         const int backwards = (int)((step + (a->walk_back != 0)) & 1);
-        const int chunk = step % cs == 0;
-        if (chunk && !backwards) t_lo = input_projection(x, step, T_run, p0, p1, my_pack, 0);
+        const int chunk = step % cs == 0, chunk_last = chunk && step == 0 && backwards;
+        if (chunk && !chunk_last) t_lo = input_projection(x, step, T_run, p0, p1, my_pack, 0);
 
         /* 2. recurrent step for this thread's units */
         if (step == 0) {
@@ -271,7 +273,7 @@ static void forward_thread(const fwd_team *x, int tid, int team) {
             K->gemm_panel(rows_now, R, h_packed, a->w_hh_p + (g * P + p) * R * RNC_PANEL, NULL,
                           acc + g * Hp + p * RNC_PANEL, GHp);
         }
-        if (chunk && backwards) t_lo = input_projection(x, step, T_run, p0, p1, my_pack, 1);
+        if (chunk_last) t_lo = input_projection(x, step, T_run, p0, p1, my_pack, 1);
         post.gx = gx + (t - t_lo) * N * GHp;
         post.ld_gx = GHp;
         if (split_last) {

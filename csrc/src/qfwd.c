@@ -215,11 +215,11 @@ static void qforward_thread(const qteam *x, int tid, int team) {
         const int64_t t = a->reverse ? T - 1 - step : step;
         const int64_t rows_now = rnc_active_rows(a->lengths, N, step);
         /* the products' walk (qproduct), alternating step by step from the
-         * caller's a->walk_back; a chunk walked backwards comes after the
-         * recurrent product, so that a step walks all its weights one way */
+         * caller's a->walk_back; as fwd.c, a first step walking back runs
+         * its input product last, backwards */
         const int backwards = (int)((step + (a->walk_back != 0)) & 1);
-        const int chunk = step % cs == 0;
-        if (chunk && !backwards) t_lo = quantized_chunk(x, step, T_run, tid, team, u0, u_end, blk, 0);
+        const int chunk = step % cs == 0, chunk_last = chunk && step == 0 && backwards;
+        if (chunk && !chunk_last) t_lo = quantized_chunk(x, step, T_run, tid, team, u0, u_end, blk, 0);
         /* 2. recurrent product for this thread's units */
         const float *h_prev;
         int64_t ld_hprev;
@@ -243,7 +243,7 @@ static void qforward_thread(const qteam *x, int tid, int team) {
             qproduct(Q, rows_now, qh, Ks, sh, a->w_hh_q, G, H, R, 0, split_last ? G - 1 : G, u0,
                      u_end, blk, acc, GHp, NULL, backwards);
         }
-        if (chunk && backwards) t_lo = quantized_chunk(x, step, T_run, tid, team, u0, u_end, blk, 1);
+        if (chunk_last) t_lo = quantized_chunk(x, step, T_run, tid, team, u0, u_end, blk, 1);
         post.gx = gx + (t - t_lo) * N * GHp;
         if (split_last) {
             /* s_t (r * h_{t-1}) from the other gates, then its product with
