@@ -257,6 +257,8 @@ static int choose(int mr, int64_t kchunk, int64_t kc, int64_t mc, int64_t nc, in
     else
         WHY("prefetch 0: 1-2 row tiles leave the panel's stream to the hardware prefetchers "
             "(measured as fast or faster on Zen 3, 4 and 5)\n");
+    WHY("step walk: one-step calls alternate their weights' direction when those fit half of "
+        "L3 (%.0f KB): each starts on what the last left in L2\n", rnc_blk.l3 / 2 / kb);
     WHY("recurrent weights: split across threads in whole %d-unit panels of every gate, "
         "each thread keeping its slice of W_hh for the whole sequence (in its L2 when "
         "G*H*H*4/threads <= %.0f KB)", RNC_PANEL, rnc_blk.l2 / kb);

@@ -95,7 +95,7 @@ def test_config_reports_caches_and_blocking(capsys):
         assert cfg[f"gemm_{key}"] == b[key] > 0
     assert b["kc"] % 128 == 0 and b["mc"] % b["mr"] == 0 and b["nc"] % 32 == 0
     why = "\n".join(cfg["blocking_why"])
-    for word in ("tile", "kchunk", "KC", "MC", "NC", "L1d", "L2", "recurrent"):
+    for word in ("tile", "kchunk", "KC", "MC", "NC", "L1d", "L2", "recurrent", "step walk"):
         assert word in why
     rnncore.show_config()
     out = capsys.readouterr().out
