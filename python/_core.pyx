@@ -411,8 +411,8 @@ cdef class StepPlan:
     cdef tuple state_shape  # (L, N, H), built once: a step allocates only its results
     cdef float[::1] ws
     cdef rnc_fwd_args *args
-    cdef int walk  # rnc_fwd_args.walk_back of the next step (rnc_step_walk_alternates)
-    cdef int64_t weight_bytes  # the packed weights a step reads
+    cdef int walk  # rnc_fwd_args.walk_back of the next step
+    cdef int alternates  # rnc_step_walk_alternates of the packed weights a step reads
 
     def __cinit__(self):
         self.args = NULL
@@ -426,10 +426,10 @@ cdef class StepPlan:
         _need(G > 0 and N > 0 and I > 0 and H > 0 and n_threads > 0 and len(layers) > 0, "sizes")
         cdef size_t floats = rnc_fwd_workspace_floats(&d, n_threads)
         _need(floats > 0, "sizes")
+        cdef int64_t weight_bytes = 0
         self.cell, self.N, self.I, self.H = cell, N, I, H
         self.L, self.n_threads = len(layers), n_threads
         self.params = list(layers)
-        self.weight_bytes = 0
         self.state_shape = (self.L, N, H)
         # on a 64-byte boundary, as the engine's buffers (engine/buffers.py)
         raw = np.empty(floats + 16, dtype=np.float32)
@@ -439,12 +439,12 @@ cdef class StepPlan:
         self.args = <rnc_fwd_args *>PyMem_Malloc(self.L * sizeof(rnc_fwd_args))
         if self.args == NULL:
             raise MemoryError()
+        cdef size_t n_ih, n_hh
         for l, p in enumerate(self.params):
-            self.args[l].w_ih_p = _in1(p["w_ih_p"], rnc_packed_floats(<rnc_cell>cell, H,
-                                                                      I if l == 0 else H),
-                                       "w_ih_p")
-            self.args[l].w_hh_p = _in1(p["w_hh_p"], rnc_packed_floats(<rnc_cell>cell, H, H),
-                                       "w_hh_p")
+            n_ih = rnc_packed_floats(<rnc_cell>cell, H, I if l == 0 else H)
+            n_hh = rnc_packed_floats(<rnc_cell>cell, H, H)
+            self.args[l].w_ih_p = _in1(p["w_ih_p"], n_ih, "w_ih_p")
+            self.args[l].w_hh_p = _in1(p["w_hh_p"], n_hh, "w_hh_p")
             _need(self.args[l].w_ih_p != NULL and self.args[l].w_hh_p != NULL, "weights")
             self.args[l].b_ih = _in1(p["b_ih"], G * H, "b_ih")
             self.args[l].b_hh = _in1(p["b_hh"], G * H, "b_hh")
@@ -452,9 +452,9 @@ cdef class StepPlan:
             self.args[l].input_forget = bool(p["input_forget"])
             self.args[l].w_hr_p = NULL  # projected LSTMs step as T = 1 sequences
             self.args[l].walk_back = 0
-            self.weight_bytes += 4 * (rnc_packed_floats(<rnc_cell>cell, H, I if l == 0 else H)
-                                      + rnc_packed_floats(<rnc_cell>cell, H, H))
+            weight_bytes += 4 * (n_ih + n_hh)
         self.walk = 0
+        self.alternates = rnc_step_walk_alternates(weight_bytes)
 
     def __dealloc__(self):
         PyMem_Free(self.args)
@@ -479,7 +479,7 @@ cdef class StepPlan:
         cdef int64_t l
         for l in range(L):
             self.args[l].walk_back = self.walk
-        self.walk = (self.walk ^ 1) & rnc_step_walk_alternates(self.weight_bytes)
+        self.walk = (self.walk ^ 1) & self.alternates
         with nogil:
             status = rnc_forward_step(<rnc_cell>self.cell, L, N, self.I, H, self.args, &x[0, 0],
                                       &h0[0, 0, 0] if h0 is not None else NULL,
@@ -627,8 +627,7 @@ cdef class QStepPlan:
     cdef tuple state_shape
     cdef uint8_t[::1] ws
     cdef rnc_qfwd_args *args
-    cdef int walk  # as StepPlan's
-    cdef int64_t weight_bytes
+    cdef int walk, alternates  # as StepPlan's
 
     def __cinit__(self):
         self.args = NULL
@@ -642,24 +641,25 @@ cdef class QStepPlan:
         _need(G > 0 and N > 0 and I > 0 and H > 0 and n_threads > 0 and len(layers) > 0, "sizes")
         cdef size_t nbytes = rnc_qfwd_workspace_bytes(&d, n_threads)
         _need(nbytes > 0, "sizes")
+        cdef int64_t weight_bytes = 0
         self.cell, self.N, self.I, self.H = cell, N, I, H
         self.L, self.n_threads = len(layers), n_threads
         self.params = list(layers)
-        self.weight_bytes = 0
         self.state_shape = (self.L, N, H)
         self.ws_array = np.empty(nbytes, dtype=np.uint8)
         self.ws = self.ws_array
         self.args = <rnc_qfwd_args *>PyMem_Malloc(self.L * sizeof(rnc_qfwd_args))
         if self.args == NULL:
             raise MemoryError()
+        cdef size_t n_ih, n_hh
         for l, p in enumerate(self.params):
-            self.args[l].w_ih_q = _qin(p["w_ih_q"], rnc_qpacked_bytes(G, H, I if l == 0 else H),
-                                       "w_ih_q")
-            self.args[l].w_hh_q = _qin(p["w_hh_q"], rnc_qpacked_bytes(G, H, H), "w_hh_q")
+            n_ih = rnc_qpacked_bytes(G, H, I if l == 0 else H)
+            n_hh = rnc_qpacked_bytes(G, H, H)
+            self.args[l].w_ih_q = _qin(p["w_ih_q"], n_ih, "w_ih_q")
+            self.args[l].w_hh_q = _qin(p["w_hh_q"], n_hh, "w_hh_q")
             # (w_ih_q, w_hh_q: the packed bytes of rnc_qpack_weights)
             _need(self.args[l].w_ih_q != NULL and self.args[l].w_hh_q != NULL, "weights")
-            self.weight_bytes += (rnc_qpacked_bytes(G, H, I if l == 0 else H)
-                                  + rnc_qpacked_bytes(G, H, H))
+            weight_bytes += n_ih + n_hh
             self.args[l].w_hr_q = NULL
             self.args[l].b_ih = _in1(p["b_ih"], G * H, "b_ih")
             self.args[l].b_hh = _in1(p["b_hh"], G * H, "b_hh")
@@ -670,6 +670,7 @@ cdef class QStepPlan:
             self.args[l].lengths = NULL
             self.args[l].h_n = NULL
         self.walk = 0
+        self.alternates = rnc_step_walk_alternates(weight_bytes)
 
     def __dealloc__(self):
         PyMem_Free(self.args)
@@ -705,6 +706,6 @@ cdef class QStepPlan:
                 status = rnc_qforward(&d, &self.args[l], self.n_threads)
                 if status != RNC_OK:
                     break
-        self.walk = (self.walk ^ 1) & rnc_step_walk_alternates(self.weight_bytes)
+        self.walk = (self.walk ^ 1) & self.alternates
         _check(status)
         return h_array[L - 1], (h_array, c_array)
