@@ -41,7 +41,7 @@
 
 #define CHUNK_ROWS 192 /* rows of x per chunk of the input projection, as fwd.c */
 #define QROWS 64       /* rows per product call of the input projection */
-#define QPANELS 8      /* int8 panels (16 outputs) per product call: the VNNI one-row tile's 8 */
+#define QPANELS RNC_QGROUP /* int8 panels (16 outputs) per product call at most: a group */
 
 static int64_t chunk_steps(const rnc_dims *d) {
     const int64_t cs = (CHUNK_ROWS + d->N - 1) / d->N;
@@ -113,9 +113,10 @@ typedef struct {
 
 /* out rows n < M (stride ldo) at columns g*Hp + [u0, u1) for gates g in
  * [g0, g1) = deq(q(rows) W^T) (+ bias at the same columns): q rows in qa
- * (stride lda, scales s), W packed for (G, Hw, K), Hp = rnc_padded(Hw);
- * blk: int32 scratch for M rows of QPANELS panels. The product goes
- * QPANELS panels at a time, each dequantized while its sums are in L1:
+ * (stride lda, scales s), W packed for (G, Hw, K), Hp = rnc_padded(Hw),
+ * u0 and u1 multiples of RNC_QPANEL; blk: int32 scratch for M rows of
+ * QPANELS panels. The product goes a block at a time (the panels of one
+ * packed group inside [u0, u1)), each dequantized while its sums are in L1:
  * with a gate's whole 512 columns, the 64-row sums (128 KB) went out to
  * L2 and back, and the dequantisation took 12.6 % of an int8 LSTM forward
  * at N = 64 on AMX (perf, Xeon, 1 thread).
@@ -132,18 +133,29 @@ static void qproduct(const rnc_qkernels *Q, int64_t M, const uint8_t *qa, int64_
     const int32_t *colsum = rnc_qcolsum(w, G, Hw, K);
     const float *sw = rnc_qscale(w, G, Hw, K);
     if (u1 <= u0 || M < 1) return;
-    const int64_t B = QPANELS * RNC_QPANEL; /* columns of a block */
-    const int64_t per_gate = (u1 - u0 + B - 1) / B, n_blocks = (g1 - g0) * per_gate;
-    for (int64_t i = 0; i < n_blocks; i++) {
-        const int64_t j = backwards ? n_blocks - 1 - i : i;
-        const int64_t g = g0 + j / per_gate, v = u0 + j % per_gate * B;
-        const int64_t cols = u1 - v < B ? u1 - v : B;
-        const int64_t col = g * Hp + v;
-        Q->gemm(M, Kq, qa, lda, panels + (g * Pg + v / RNC_QPANEL) * Kq * 4 * RNC_QPANEL,
-                cols / RNC_QPANEL, blk, cols);
-        for (int64_t n = 0; n < M; n++)
-            Q->dequant_row(cols, blk + n * cols, colsum + col, Q->offset, sw + col, s[n],
-                           bias ? bias + col : NULL, out + n * ldo + col);
+    const int64_t pa = u0 / RNC_QPANEL, pb = u1 / RNC_QPANEL; /* panels of each gate */
+    for (int64_t i = 0; i < g1 - g0; i++) {
+        const int64_t g = backwards ? g1 - 1 - i : g0 + i;
+        for (int64_t p = backwards ? pb : pa; backwards ? p > pa : p < pb;) {
+            int64_t ps, pe, ldw, left; /* the block: panels [ps, pe) of one group */
+            if (backwards) {
+                pe = p;
+                ps = (pe - 1) / RNC_QGROUP * RNC_QGROUP;
+                if (ps < pa) ps = pa;
+                p = ps;
+            } else {
+                ps = p;
+                pe = ps / RNC_QGROUP * RNC_QGROUP + RNC_QGROUP;
+                if (pe > pb) pe = pb;
+                p = pe;
+            }
+            const int8_t *wp = rnc_qgroup_panel(panels, Pg, Kq, g, ps, &ldw, &left);
+            const int64_t cols = (pe - ps) * RNC_QPANEL, col = g * Hp + ps * RNC_QPANEL;
+            Q->gemm(M, Kq, qa, lda, wp, ldw, pe - ps, blk, cols);
+            for (int64_t n = 0; n < M; n++)
+                Q->dequant_row(cols, blk + n * cols, colsum + col, Q->offset, sw + col, s[n],
+                               bias ? bias + col : NULL, out + n * ldo + col);
+        }
     }
 }
 

@@ -49,11 +49,13 @@ rnc_status rnc_qpack_weights(int64_t G, int64_t H, int64_t K, const int8_t *wq,
     for (int64_t g = 0; g < G; g++)
         for (int64_t u = 0; u < H; u++) {
             const int8_t *row = wq + (g * H + u) * K;
-            int8_t *panel = panels + (g * Pg + u / RNC_QPANEL) * Kq * 4 * RNC_QPANEL;
+            int64_t ldw, left;
+            int8_t *panel =
+                panels + (rnc_qgroup_panel(panels, Pg, Kq, g, u / RNC_QPANEL, &ldw, &left) - panels);
             const int64_t j = u % RNC_QPANEL;
             int32_t s = 0;
             for (int64_t k = 0; k < K; k++) {
-                panel[(k / 4) * 4 * RNC_QPANEL + j * 4 + k % 4] = row[k];
+                panel[(k / 4) * ldw + j * 4 + k % 4] = row[k];
                 s += row[k];
             }
             colsum[0] = s;
@@ -66,16 +68,16 @@ rnc_status rnc_qpack_weights(int64_t G, int64_t H, int64_t K, const int8_t *wq,
 
 /* The generic path's product: plain loops (the reference of the SIMD ones). */
 static void gemm_generic(int64_t M, int64_t Kq, const uint8_t *A, int64_t lda, const int8_t *W,
-                         int64_t np, int32_t *C, int64_t ldc) {
+                         int64_t ldw, int64_t np, int32_t *C, int64_t ldc) {
     for (int64_t m = 0; m < M; m++)
         for (int64_t p = 0; p < np; p++) {
             int32_t acc[RNC_QPANEL] = {0};
-            const int8_t *w = W + p * Kq * 4 * RNC_QPANEL;
+            const int8_t *w = W + p * 4 * RNC_QPANEL;
             const uint8_t *a = A + m * lda;
             for (int64_t kq = 0; kq < Kq; kq++)
                 for (int j = 0; j < RNC_QPANEL; j++)
                     for (int r = 0; r < 4; r++)
-                        acc[j] += (int32_t)a[4 * kq + r] * w[(kq * RNC_QPANEL + j) * 4 + r];
+                        acc[j] += (int32_t)a[4 * kq + r] * w[kq * ldw + j * 4 + r];
             memcpy(C + m * ldc + p * RNC_QPANEL, acc, sizeof acc);
         }
 }
@@ -84,10 +86,11 @@ const rnc_qkernels rnc_qkernels_generic = {"generic", 128, 127, gemm_generic, qu
 
 /* ---------------------------------------------------------------- rnc_qlinear */
 
-/* Panels per product call: 8 x 16 outputs, so that a one-row product (a
- * generation step's decoder) takes the kernels' widest one-row tile, 8
- * independent sums in flight, rather than one chain of dependent adds. */
-#define QLINEAR_PANELS 8
+/* Panels per product call: one group of the packed layout (8 x 16
+ * outputs), so that a one-row product (a generation step's decoder) takes
+ * the kernels' widest one-row tile, 8 independent sums in flight, rather
+ * than one chain of dependent adds. */
+#define QLINEAR_PANELS RNC_QGROUP
 
 /* Workspace: quantized rows [M][Kp] | scales [M] | per thread, int32
  * [QLINEAR_ROWS][QLINEAR_PANELS * RNC_QPANEL]. */
@@ -114,7 +117,8 @@ rnc_status rnc_qlinear(int64_t M, int64_t K, int64_t Nout, const float *x, int64
         return RNC_ERR_INVALID_ARG;
     const rnc_qkernels *qk = rnc_active_qkernels();
     const int64_t Kq = rnc_qk(K), lda = qrow_bytes(K);
-    const int64_t P = (Nout + RNC_QPANEL - 1) / RNC_QPANEL;
+    const int64_t P = (Nout + RNC_QPANEL - 1) / RNC_QPANEL; /* panels with outputs */
+    const int64_t Pp = rnc_padded(Nout) / RNC_QPANEL;        /* ... and packed */
     uint8_t *qx = (uint8_t *)ws;
     float *sx = (float *)(void *)(qx + ((M * lda + 63) / 64) * 64);
     int32_t *blocks = (int32_t *)(void *)(sx + M);
@@ -124,7 +128,8 @@ rnc_status rnc_qlinear(int64_t M, int64_t K, int64_t Nout, const float *x, int64
     int nt = rnc_resolve_threads(n_threads);
     const int64_t by_work = M * K * Nout / (1 << 22);
     if (nt > by_work) nt = (int)(by_work > 1 ? by_work : 1);
-    if (nt > P) nt = (int)P;
+    const int64_t groups = (P + RNC_QGROUP - 1) / RNC_QGROUP;
+    if (nt > groups) nt = (int)groups; /* threads take whole groups of panels */
     const unsigned int saved_csr = rnc_ftz_begin();
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nt) if (nt > 1)
@@ -142,17 +147,18 @@ rnc_status rnc_qlinear(int64_t M, int64_t K, int64_t Nout, const float *x, int64
 #ifdef _OPENMP
 #pragma omp barrier
 #endif
-        rnc_split_range(P, team, tid, 1, &p0, &p1);
+        rnc_split_range(P, team, tid, RNC_QGROUP, &p0, &p1);
         int32_t *C = blocks + (int64_t)tid * QBLOCK_INTS;
         const int64_t ldc = QLINEAR_PANELS * RNC_QPANEL;
-        for (int64_t p = p0; p < p1; p += QLINEAR_PANELS) {
-            const int64_t np = p1 - p < QLINEAR_PANELS ? p1 - p : QLINEAR_PANELS;
+        for (int64_t p = p0, np; p < p1; p += np) {
+            int64_t ldw;
+            const int8_t *w = rnc_qgroup_panel(panels, Pp, Kq, 0, p, &ldw, &np);
+            if (np > p1 - p) np = p1 - p;
             const int64_t j0 = p * RNC_QPANEL;
             const int64_t cols = Nout - j0 < np * RNC_QPANEL ? Nout - j0 : np * RNC_QPANEL;
             for (int64_t m0 = 0; m0 < M; m0 += QLINEAR_ROWS) {
                 const int64_t rows = M - m0 < QLINEAR_ROWS ? M - m0 : QLINEAR_ROWS;
-                qk->gemm(rows, Kq, qx + m0 * lda, lda, panels + p * Kq * 4 * RNC_QPANEL, np, C,
-                         ldc);
+                qk->gemm(rows, Kq, qx + m0 * lda, lda, w, ldw, np, C, ldc);
                 for (int64_t r = 0; r < rows; r++) {
                     const int64_t m = m0 + r;
                     qk->dequant_row(cols, C + r * ldc, colsum + j0, qk->offset, sw + j0, sx[m],

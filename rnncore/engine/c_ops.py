@@ -174,12 +174,18 @@ class COps(Ops):
     @staticmethod
     def qunpack(packed, G, H, K):
         """(wq [G*H, K] int8, sw [G*H] float32) back from qpack's layout
-        (csrc/src/qkernels.h: panels [G*Hp/16][Kq][16][4], column sums
-        [G*Hp], scales [G*Hp], Hp = H rounded up to 32, Kq = ceil(K / 4))."""
+        (csrc/src/qkernels.h: per gate, groups of 8 panels [Kq][w][16][4],
+        the last group w = Pg - 8b wide, Pg = Hp/16; then column sums
+        [G*Hp], scales [G*Hp]; Hp = H rounded up to 32, Kq = ceil(K / 4))."""
         Hp, Kq = -(-H // 32) * 32, -(-K // 4)
-        n = G * Hp * Kq * 4
-        panels = packed[:n].view(np.int8).reshape(G, Hp // 16, Kq, 16, 4)
-        wq = panels.transpose(0, 1, 3, 2, 4).reshape(G, Hp, Kq * 4)[:, :H, :K]
+        Pg, n = Hp // 16, G * Hp * Kq * 4
+        gates = packed[:n].view(np.int8).reshape(G, Pg * Kq * 64)
+        wq = np.empty((G, Hp, Kq * 4), np.int8)
+        for b0 in range(0, Pg, 8):
+            w = min(8, Pg - b0)
+            group = gates[:, b0 * Kq * 64:(b0 + w) * Kq * 64].reshape(G, Kq, w, 16, 4)
+            wq[:, b0 * 16:(b0 + w) * 16] = group.transpose(0, 2, 3, 1, 4).reshape(G, w * 16, Kq * 4)
+        wq = wq[:, :H, :K]
         sw = packed[n + 4 * G * Hp:n + 8 * G * Hp].view(np.float32).reshape(G, Hp)[:, :H]
         return np.ascontiguousarray(wq.reshape(G * H, K)), sw.reshape(G * H).copy()
 

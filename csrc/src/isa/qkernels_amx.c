@@ -9,7 +9,8 @@
  * x 16 int32 sums: 16 x 16 x 64 multiply-adds an instruction, 16 times
  * vpdpbusd's 64 x 16, exact (the same u8 x s8 products into int32 lanes, so
  * the sums are vpdpbusd's, bit for bit). B's layout is one 64-k block of an
- * int8 panel (qkernels.h: panel[kq][j][r], 64 bytes a kq) as it is packed:
+ * int8 panel (qkernels.h: [kq][j][r], 64 bytes a kq, the k groups a
+ * group's width * 64 bytes apart: the tile load's stride) as it is packed:
  * the weights load without a repack.
  *
  * Tiles: tmm0-3 the sums of a block of 2 x 16 rows x 2 panels, tmm4-5 the
@@ -54,10 +55,11 @@ static void configure(void) {
 }
 
 /* C[r*16 + i][p*16 + j] for r < RB row tiles, p < PB panels = the sums over
- * k < 4*Kq of A's rows against panels W + p*wstride. */
+ * k < 4*Kq of A's rows against panels W + 64*p (k groups ldw bytes apart:
+ * B's row stride). */
 static inline __attribute__((always_inline)) void block(const int RB, const int PB, int64_t Kq,
                                                         const uint8_t *A, int64_t lda,
-                                                        const int8_t *W, int64_t wstride,
+                                                        const int8_t *W, int64_t ldw,
                                                         int32_t *C, int64_t ldc) {
     _tile_zero(0);
     if (PB > 1) _tile_zero(1);
@@ -66,10 +68,10 @@ static inline __attribute__((always_inline)) void block(const int RB, const int 
     const int64_t Kfull = Kq / AMX_KQ * AMX_KQ;
     for (int64_t kq = 0; kq < Kfull; kq += AMX_KQ) {
         _tile_loadd(4, A + 4 * kq, lda);
-        _tile_loadd(6, W + kq * 64, 64);
+        _tile_loadd(6, W + kq * ldw, ldw);
         _tile_dpbusd(0, 4, 6);
         if (PB > 1) {
-            _tile_loadd(7, W + wstride + kq * 64, 64);
+            _tile_loadd(7, W + 64 + kq * ldw, ldw);
             _tile_dpbusd(1, 4, 7);
         }
         if (RB > 1) {
@@ -87,7 +89,8 @@ static inline __attribute__((always_inline)) void block(const int RB, const int 
         for (int r = 0; r < RB; r++)
             for (int i = 0; i < AMX_ROWS; i++)
                 memcpy(a[r] + i * 64, A + (r * AMX_ROWS + i) * lda + 4 * Kfull, (size_t)(4 * kt));
-        for (int p = 0; p < PB; p++) memcpy(b[p], W + p * wstride + Kfull * 64, (size_t)(64 * kt));
+        for (int p = 0; p < PB; p++)
+            for (int64_t r = 0; r < kt; r++) memcpy(b[p] + 64 * r, W + 64 * p + (Kfull + r) * ldw, 64);
         _tile_loadd(4, a[0], 64);
         _tile_loadd(6, b[0], 64);
         _tile_dpbusd(0, 4, 6);
@@ -109,8 +112,8 @@ static inline __attribute__((always_inline)) void block(const int RB, const int 
 }
 
 static void gemm_amx(int64_t M, int64_t Kq, const uint8_t *A, int64_t lda, const int8_t *W,
-                     int64_t np, int32_t *C, int64_t ldc) {
-    const int64_t wstride = Kq * 64, Mt = M / AMX_ROWS; /* whole row tiles */
+                     int64_t ldw, int64_t np, int32_t *C, int64_t ldc) {
+    const int64_t Mt = M / AMX_ROWS; /* whole row tiles */
     if (Mt > 0) {
         configure();
         for (int64_t p = 0; p < np; p += 2) {
@@ -118,18 +121,19 @@ static void gemm_amx(int64_t M, int64_t Kq, const uint8_t *A, int64_t lda, const
             for (int64_t t = 0; t < Mt; t += 2) {
                 const int rb = Mt - t > 1 ? 2 : 1;
                 const uint8_t *a = A + t * AMX_ROWS * lda;
-                const int8_t *w = W + p * wstride;
+                const int8_t *w = W + p * 64;
                 int32_t *c = C + t * AMX_ROWS * ldc + p * RNC_QPANEL;
-                if (rb == 2 && pb == 2) block(2, 2, Kq, a, lda, w, wstride, c, ldc);
-                else if (rb == 2) block(2, 1, Kq, a, lda, w, wstride, c, ldc);
-                else if (pb == 2) block(1, 2, Kq, a, lda, w, wstride, c, ldc);
-                else block(1, 1, Kq, a, lda, w, wstride, c, ldc);
+                if (rb == 2 && pb == 2) block(2, 2, Kq, a, lda, w, ldw, c, ldc);
+                else if (rb == 2) block(2, 1, Kq, a, lda, w, ldw, c, ldc);
+                else if (pb == 2) block(1, 2, Kq, a, lda, w, ldw, c, ldc);
+                else block(1, 1, Kq, a, lda, w, ldw, c, ldc);
             }
         }
         _tile_release(); /* the tile state back to its init state: no save on switches */
     }
     const int64_t m0 = Mt * AMX_ROWS;
-    if (m0 < M) rnc_qkernels_avx512vnni.gemm(M - m0, Kq, A + m0 * lda, lda, W, np, C + m0 * ldc, ldc);
+    if (m0 < M) rnc_qkernels_avx512vnni.gemm(M - m0, Kq, A + m0 * lda, lda, W, ldw, np, C + m0 * ldc,
+                                                ldc);
 }
 
 const rnc_qkernels rnc_qkernels_amx = {"amx", 128, 127, gemm_amx, quantize_row, dequant_row};

@@ -42,9 +42,9 @@
 static inline __attribute__((always_inline)) void tile(const int BITS, const int MR,
                                                        const int NP, int64_t Kq,
                                                        const uint8_t *A, int64_t lda,
-                                                       const int8_t *W, int32_t *C, int64_t ldc) {
+                                                       const int8_t *W, int64_t ldw,
+                                                       int32_t *C, int64_t ldc) {
     __m256i acc[4][2][2]; /* [row][panel][half: outputs 0-7, 8-15] */
-    const int64_t wstride = Kq * 64;
     const __m256i ones = _mm256_set1_epi16(1), flip = _mm256_set1_epi8((char)0x80);
     const __m256i sixty4 = _mm256_set1_epi8(64);
     for (int m = 0; m < MR; m++)
@@ -65,7 +65,7 @@ static inline __attribute__((always_inline)) void tile(const int BITS, const int
         for (int p = 0; p < NP; p++)
             for (int h = 0; h < 2; h++) {
                 const __m256i w = _mm256_loadu_si256(
-                    (const __m256i *)(const void *)(W + p * wstride + kq * 64 + 32 * h));
+                    (const __m256i *)(const void *)(W + kq * ldw + p * 64 + 32 * h));
                 for (int m = 0; m < MR; m++) {
                     const __m256i pairs =
                         BITS == 7 ? _mm256_maddubs_epi16(aq[m], w)
@@ -83,8 +83,9 @@ static inline __attribute__((always_inline)) void tile(const int BITS, const int
 
 #define TILE(BITS, MR, NP)                                                                  \
     static void tile##BITS##_##MR##_##NP(int64_t Kq, const uint8_t *A, int64_t lda,          \
-                                      const int8_t *W, int32_t *C, int64_t ldc) {         \
-        tile(BITS, MR, NP, Kq, A, lda, W, C, ldc);                                            \
+                                      const int8_t *W, int64_t ldw, int32_t *C,           \
+                                      int64_t ldc) {                                      \
+        tile(BITS, MR, NP, Kq, A, lda, W, ldw, C, ldc);                                       \
     }
 TILE(8, 4, 1)
 TILE(8, 2, 2)
@@ -96,47 +97,50 @@ TILE(7, 2, 1)
 TILE(7, 1, 2)
 TILE(7, 1, 1)
 
-typedef void (*tile_fn)(int64_t, const uint8_t *, int64_t, const int8_t *, int32_t *, int64_t);
+typedef void (*tile_fn)(int64_t, const uint8_t *, int64_t, const int8_t *, int64_t, int32_t *,
+                        int64_t);
 
 /* rows in tiles of quad x 1 panel (quad NULL: none), the rest in 2 x 2
  * and 1 x 2 (and a last odd panel alone); each output is one tile's sum
  * whatever M */
 static inline __attribute__((always_inline)) void gemm_tiles(
     tile_fn quad, tile_fn t22, tile_fn t21, tile_fn t12, tile_fn t11, int64_t M, int64_t Kq,
-    const uint8_t *A, int64_t lda, const int8_t *W, int64_t np, int32_t *C, int64_t ldc) {
-    const int64_t wstride = Kq * 64;
+    const uint8_t *A, int64_t lda, const int8_t *W, int64_t ldw, int64_t np, int32_t *C,
+    int64_t ldc) {
     int64_t m0 = 0;
     for (; quad && m0 + 4 <= M; m0 += 4)
         for (int64_t p = 0; p < np; p++)
-            quad(Kq, A + m0 * lda, lda, W + p * wstride, C + m0 * ldc + p * RNC_QPANEL, ldc);
+            quad(Kq, A + m0 * lda, lda, W + p * 64, ldw, C + m0 * ldc + p * RNC_QPANEL, ldc);
     for (; m0 < M;) {
         const int two = m0 + 2 <= M;
         int64_t p = 0;
         for (; p + 2 <= np; p += 2) {
             const uint8_t *a = A + m0 * lda;
             int32_t *c = C + m0 * ldc + p * RNC_QPANEL;
-            if (two) t22(Kq, a, lda, W + p * wstride, c, ldc);
-            else t12(Kq, a, lda, W + p * wstride, c, ldc);
+            if (two) t22(Kq, a, lda, W + p * 64, ldw, c, ldc);
+            else t12(Kq, a, lda, W + p * 64, ldw, c, ldc);
         }
         for (; p < np; p++) {
             const uint8_t *a = A + m0 * lda;
             int32_t *c = C + m0 * ldc + p * RNC_QPANEL;
-            if (two) t21(Kq, a, lda, W + p * wstride, c, ldc);
-            else t11(Kq, a, lda, W + p * wstride, c, ldc);
+            if (two) t21(Kq, a, lda, W + p * 64, ldw, c, ldc);
+            else t11(Kq, a, lda, W + p * 64, ldw, c, ldc);
         }
         m0 += two ? 2 : 1;
     }
 }
 
 static void gemm_avx2(int64_t M, int64_t Kq, const uint8_t *A, int64_t lda, const int8_t *W,
-                      int64_t np, int32_t *C, int64_t ldc) {
-    gemm_tiles(tile8_4_1, tile8_2_2, tile8_2_1, tile8_1_2, tile8_1_1, M, Kq, A, lda, W, np, C,
-               ldc);
+                      int64_t ldw, int64_t np, int32_t *C, int64_t ldc) {
+    gemm_tiles(tile8_4_1, tile8_2_2, tile8_2_1, tile8_1_2, tile8_1_1, M, Kq, A, lda, W, ldw, np,
+               C, ldc);
 }
 
 static void gemm_avx2_7bit(int64_t M, int64_t Kq, const uint8_t *A, int64_t lda,
-                           const int8_t *W, int64_t np, int32_t *C, int64_t ldc) {
-    gemm_tiles(NULL, tile7_2_2, tile7_2_1, tile7_1_2, tile7_1_1, M, Kq, A, lda, W, np, C, ldc);
+                           const int8_t *W, int64_t ldw, int64_t np, int32_t *C,
+                           int64_t ldc) {
+    gemm_tiles(NULL, tile7_2_2, tile7_2_1, tile7_1_2, tile7_1_1, M, Kq, A, lda, W, ldw, np, C,
+               ldc);
 }
 
 static float quantize_row7(int64_t K, const float *v, uint8_t *u) {

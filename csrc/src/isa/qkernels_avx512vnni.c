@@ -18,9 +18,9 @@
 
 static inline __attribute__((always_inline)) void tile(const int MR, const int NP, int64_t Kq,
                                                        const uint8_t *A, int64_t lda,
-                                                       const int8_t *W, int32_t *C, int64_t ldc) {
+                                                       const int8_t *W, int64_t ldw, int32_t *C,
+                                                       int64_t ldc) {
     __m512i acc[4][8];
-    const int64_t wstride = Kq * 64;
 #pragma GCC unroll 4
     for (int m = 0; m < MR; m++)
 #pragma GCC unroll 8
@@ -28,7 +28,7 @@ static inline __attribute__((always_inline)) void tile(const int MR, const int N
     for (int64_t kq = 0; kq < Kq; kq++) {
         __m512i w[8];
 #pragma GCC unroll 8
-        for (int p = 0; p < NP; p++) w[p] = _mm512_loadu_si512((const void *)(W + p * wstride + kq * 64));
+        for (int p = 0; p < NP; p++) w[p] = _mm512_loadu_si512((const void *)(W + kq * ldw + p * 64));
 #pragma GCC unroll 4
         for (int m = 0; m < MR; m++) {
             int32_t a4;
@@ -45,28 +45,41 @@ static inline __attribute__((always_inline)) void tile(const int MR, const int N
             _mm512_storeu_si512((void *)(C + m * ldc + p * RNC_QPANEL), acc[m][p]);
 }
 
-#define TILE(MR, NP)                                                                            \
+#define TILE(MR, NP)                                                                          \
     static void tile_##MR##_##NP(int64_t Kq, const uint8_t *A, int64_t lda, const int8_t *W, \
-                                 int32_t *C, int64_t ldc) {                                     \
-        tile(MR, NP, Kq, A, lda, W, C, ldc);                                                    \
+                                 int64_t ldw, int32_t *C, int64_t ldc) {                      \
+        tile(MR, NP, Kq, A, lda, W, ldw, C, ldc);                                             \
     }
-TILE(1, 8) TILE(1, 1) TILE(2, 4) TILE(2, 1) TILE(3, 4) TILE(3, 1) TILE(4, 4) TILE(4, 1)
+TILE(1, 8) TILE(1, 4) TILE(1, 2) TILE(1, 1) TILE(2, 4) TILE(2, 1) TILE(3, 4) TILE(3, 1)
+TILE(4, 4) TILE(4, 1)
 
-typedef void (*tile_fn)(int64_t, const uint8_t *, int64_t, const int8_t *, int32_t *, int64_t);
+typedef void (*tile_fn)(int64_t, const uint8_t *, int64_t, const int8_t *, int64_t, int32_t *,
+                        int64_t);
 
+/* Rows in fours (4 x 4 panels, 16 accumulators), the 1-3 left as 3, 2 or 1
+ * rows x 4 panels; a single row takes the widest tile that fits, 8, 4, 2
+ * panels (a group's last panels: the layout's groups are 2-8 wide). */
 static void gemm_vnni(int64_t M, int64_t Kq, const uint8_t *A, int64_t lda, const int8_t *W,
-                      int64_t np, int32_t *C, int64_t ldc) {
+                      int64_t ldw, int64_t np, int32_t *C, int64_t ldc) {
     static const tile_fn wide[5] = {NULL, tile_1_8, tile_2_4, tile_3_4, tile_4_4};
     static const tile_fn one[5] = {NULL, tile_1_1, tile_2_1, tile_3_1, tile_4_1};
     static const int width[5] = {0, 8, 4, 4, 4};
-    const int64_t wstride = Kq * 64;
     for (int64_t m0 = 0; m0 < M; m0 += 4) {
         const int mr = M - m0 < 4 ? (int)(M - m0) : 4;
+        const uint8_t *a = A + m0 * lda;
+        int32_t *c = C + m0 * ldc;
         int64_t p = 0;
         for (; p + width[mr] <= np; p += width[mr])
-            wide[mr](Kq, A + m0 * lda, lda, W + p * wstride, C + m0 * ldc + p * RNC_QPANEL, ldc);
-        for (; p < np; p++)
-            one[mr](Kq, A + m0 * lda, lda, W + p * wstride, C + m0 * ldc + p * RNC_QPANEL, ldc);
+            wide[mr](Kq, a, lda, W + p * 64, ldw, c + p * RNC_QPANEL, ldc);
+        if (mr == 1 && p + 4 <= np) {
+            tile_1_4(Kq, a, lda, W + p * 64, ldw, c + p * RNC_QPANEL, ldc);
+            p += 4;
+        }
+        if (mr == 1 && p + 2 <= np) {
+            tile_1_2(Kq, a, lda, W + p * 64, ldw, c + p * RNC_QPANEL, ldc);
+            p += 2;
+        }
+        for (; p < np; p++) one[mr](Kq, a, lda, W + p * 64, ldw, c + p * RNC_QPANEL, ldc);
     }
 }
 

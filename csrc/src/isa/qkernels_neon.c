@@ -21,7 +21,8 @@
 
 static inline __attribute__((always_inline)) void tile(const int MR, int64_t Kq,
                                                        const uint8_t *A, int64_t lda,
-                                                       const int8_t *W, int32_t *C, int64_t ldc) {
+                                                       const int8_t *W, int64_t ldw,
+                                                       int32_t *C, int64_t ldc) {
     int32x4_t lo[2][4], hi[2][4]; /* [row][c]: outputs 4c, 4c+1 / 4c+2, 4c+3, two halves each */
     for (int m = 0; m < MR; m++)
         for (int c = 0; c < 4; c++) lo[m][c] = hi[m][c] = vdupq_n_s32(0);
@@ -33,7 +34,7 @@ static inline __attribute__((always_inline)) void tile(const int MR, int64_t Kq,
             q[m] = vreinterpretq_s8_u8(veorq_u8(vreinterpretq_u8_u32(vdupq_n_u32(a4)), vdupq_n_u8(0x80)));
         }
         for (int c = 0; c < 4; c++) {
-            const int8x16_t w = vld1q_s8(W + kq * 64 + 16 * c);
+            const int8x16_t w = vld1q_s8(W + kq * ldw + 16 * c);
             for (int m = 0; m < MR; m++) {
                 lo[m][c] = vpadalq_s16(lo[m][c], vmull_s8(vget_low_s8(w), vget_low_s8(q[m])));
                 hi[m][c] = vpadalq_s16(hi[m][c], vmull_high_s8(w, q[m]));
@@ -45,25 +46,24 @@ static inline __attribute__((always_inline)) void tile(const int MR, int64_t Kq,
             vst1q_s32(C + m * ldc + 4 * c, vpaddq_s32(lo[m][c], hi[m][c]));
 }
 
-static void tile_2(int64_t Kq, const uint8_t *A, int64_t lda, const int8_t *W, int32_t *C,
-                   int64_t ldc) {
-    tile(2, Kq, A, lda, W, C, ldc);
+static void tile_2(int64_t Kq, const uint8_t *A, int64_t lda, const int8_t *W, int64_t ldw,
+                   int32_t *C, int64_t ldc) {
+    tile(2, Kq, A, lda, W, ldw, C, ldc);
 }
-static void tile_1(int64_t Kq, const uint8_t *A, int64_t lda, const int8_t *W, int32_t *C,
-                   int64_t ldc) {
-    tile(1, Kq, A, lda, W, C, ldc);
+static void tile_1(int64_t Kq, const uint8_t *A, int64_t lda, const int8_t *W, int64_t ldw,
+                   int32_t *C, int64_t ldc) {
+    tile(1, Kq, A, lda, W, ldw, C, ldc);
 }
 
 /* rows in pairs (16 accumulators of 32 registers), a last odd row alone */
 static void gemm_neon(int64_t M, int64_t Kq, const uint8_t *A, int64_t lda, const int8_t *W,
-                      int64_t np, int32_t *C, int64_t ldc) {
-    const int64_t wstride = Kq * 64;
+                      int64_t ldw, int64_t np, int32_t *C, int64_t ldc) {
     for (int64_t m0 = 0; m0 < M; m0 += 2)
         for (int64_t p = 0; p < np; p++) {
             const uint8_t *a = A + m0 * lda;
             int32_t *c = C + m0 * ldc + p * RNC_QPANEL;
-            if (m0 + 2 <= M) tile_2(Kq, a, lda, W + p * wstride, c, ldc);
-            else tile_1(Kq, a, lda, W + p * wstride, c, ldc);
+            if (m0 + 2 <= M) tile_2(Kq, a, lda, W + p * 64, ldw, c, ldc);
+            else tile_1(Kq, a, lda, W + p * 64, ldw, c, ldc);
         }
 }
 

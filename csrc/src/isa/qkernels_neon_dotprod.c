@@ -21,9 +21,9 @@
 
 static inline __attribute__((always_inline)) void tile(const int MR, const int NP, int64_t Kq,
                                                        const uint8_t *A, int64_t lda,
-                                                       const int8_t *W, int32_t *C, int64_t ldc) {
+                                                       const int8_t *W, int64_t ldw,
+                                                       int32_t *C, int64_t ldc) {
     int32x4_t acc[4][2][4]; /* [row][panel][c]: outputs 4c .. 4c+3 */
-    const int64_t wstride = Kq * 64;
     for (int m = 0; m < MR; m++)
         for (int p = 0; p < NP; p++)
             for (int c = 0; c < 4; c++) acc[m][p][c] = vdupq_n_s32(0);
@@ -36,7 +36,7 @@ static inline __attribute__((always_inline)) void tile(const int MR, const int N
         }
         for (int p = 0; p < NP; p++)
             for (int c = 0; c < 4; c++) {
-                const int8x16_t w = vld1q_s8(W + p * wstride + kq * 64 + 16 * c);
+                const int8x16_t w = vld1q_s8(W + kq * ldw + p * 64 + 16 * c);
                 for (int m = 0; m < MR; m++) acc[m][p][c] = vdotq_s32(acc[m][p][c], w, q[m]);
             }
     }
@@ -47,8 +47,8 @@ static inline __attribute__((always_inline)) void tile(const int MR, const int N
 
 #define TILE(MR, NP)                                                                     \
     static void tile_##MR##_##NP(int64_t Kq, const uint8_t *A, int64_t lda,             \
-                                 const int8_t *W, int32_t *C, int64_t ldc) {            \
-        tile(MR, NP, Kq, A, lda, W, C, ldc);                                             \
+                                 const int8_t *W, int64_t ldw, int32_t *C, int64_t ldc) { \
+        tile(MR, NP, Kq, A, lda, W, ldw, C, ldc);                                          \
     }
 TILE(4, 1)
 TILE(1, 2)
@@ -57,18 +57,17 @@ TILE(1, 1)
 /* rows in tiles of 4 x 1 panel (16 accumulators of 32), the 1-3 left one by
  * one over pairs of panels */
 static void gemm_dotprod(int64_t M, int64_t Kq, const uint8_t *A, int64_t lda, const int8_t *W,
-                         int64_t np, int32_t *C, int64_t ldc) {
-    const int64_t wstride = Kq * 64;
+                         int64_t ldw, int64_t np, int32_t *C, int64_t ldc) {
     int64_t m0 = 0;
     for (; m0 + 4 <= M; m0 += 4)
         for (int64_t p = 0; p < np; p++)
-            tile_4_1(Kq, A + m0 * lda, lda, W + p * wstride, C + m0 * ldc + p * RNC_QPANEL, ldc);
+            tile_4_1(Kq, A + m0 * lda, lda, W + p * 64, ldw, C + m0 * ldc + p * RNC_QPANEL, ldc);
     for (; m0 < M; m0++) {
         int64_t p = 0;
         for (; p + 2 <= np; p += 2)
-            tile_1_2(Kq, A + m0 * lda, lda, W + p * wstride, C + m0 * ldc + p * RNC_QPANEL, ldc);
+            tile_1_2(Kq, A + m0 * lda, lda, W + p * 64, ldw, C + m0 * ldc + p * RNC_QPANEL, ldc);
         for (; p < np; p++)
-            tile_1_1(Kq, A + m0 * lda, lda, W + p * wstride, C + m0 * ldc + p * RNC_QPANEL, ldc);
+            tile_1_1(Kq, A + m0 * lda, lda, W + p * 64, ldw, C + m0 * ldc + p * RNC_QPANEL, ldc);
     }
 }
 
