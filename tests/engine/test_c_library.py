@@ -1,5 +1,7 @@
 """The C library builds and runs from a plain C program, without Python
-(csrc/tests/test_forward.c), with and without OpenMP."""
+(csrc/tests/test_forward.c), with and without OpenMP; the AMX kernel on
+emulated tiles (csrc/tests/test_amx_emulated.c)."""
+import platform
 import shutil
 import subprocess
 from pathlib import Path
@@ -51,3 +53,22 @@ def test_plain_c_program(tmp_path, openmp):
     paths = run.stdout.splitlines()[0].split("(")[0].split()[2:]
     if "-DRNC_HAVE_QAVX2" in defines and "avx2" in paths:  # the int8 check ran on the avx2 int8 path
         assert " avx2_7bit,avx2 (with avx2)" in run.stdout, run.stdout
+
+
+@pytest.mark.skipif(CC is None or not (ROOT / "csrc").is_dir(), reason="needs a C compiler and csrc/")
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
+                    reason="the AMX kernel is x86-64 source")
+def test_amx_kernel_on_emulated_tiles(tmp_path):
+    """The AMX int8 product's own source, its tile instructions emulated in
+    C (csrc/tests/test_amx_emulated.c), against the generic product on every
+    group of packed weights: no CPU here or in CI need have AMX."""
+    src = ROOT / "csrc"
+    sources = sorted(str(p) for p in (src / "src").glob("*.c")) + [str(src / "src" / "isa" / "kernels_generic.c")]
+    exe = tmp_path / "test_amx_emulated"
+    build = subprocess.run([CC, "-O2", "-std=c99", "-Wall", "-Wextra", "-Werror", "-fopenmp-simd",
+                            f"-I{src / 'include'}", str(src / "tests" / "test_amx_emulated.c"), *sources,
+                            "-o", str(exe), "-lm"], capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr
+    run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "180 case(s), 0 failure(s)" in run.stdout, run.stdout
