@@ -237,6 +237,7 @@ def forward(int cell, int64_t T, int64_t N, int64_t I, int64_t H, *,
     a.peephole = _in1(peephole, 3 * H, "peephole")
     a.input_forget = input_forget
     a.walk_back = 0
+    a.bias_folded = NULL
     with nogil:
         status = rnc_forward(&d, &a, n_threads)
     _check(status)
@@ -411,6 +412,7 @@ cdef class StepPlan:
     cdef tuple state_shape  # (L, N, H), built once: a step allocates only its results
     cdef float[::1] ws
     cdef rnc_fwd_args *args
+    cdef list folded  # per layer its biases as rnc_fold_bias folds them
     cdef int walk  # rnc_fwd_args.walk_back of the next step
     cdef int alternates  # rnc_step_walk_alternates of the packed weights a step reads
 
@@ -440,6 +442,8 @@ cdef class StepPlan:
         if self.args == NULL:
             raise MemoryError()
         cdef size_t n_ih, n_hh
+        cdef float[::1] out
+        self.folded = []
         for l, p in enumerate(self.params):
             n_ih = rnc_packed_floats(<rnc_cell>cell, H, I if l == 0 else H)
             n_hh = rnc_packed_floats(<rnc_cell>cell, H, H)
@@ -448,6 +452,12 @@ cdef class StepPlan:
             _need(self.args[l].w_ih_p != NULL and self.args[l].w_hh_p != NULL, "weights")
             self.args[l].b_ih = _in1(p["b_ih"], G * H, "b_ih")
             self.args[l].b_hh = _in1(p["b_hh"], G * H, "b_hh")
+            # folded once here: each step would read b_ih, b_hh and write the fold
+            folded = np.empty(rnc_folded_bias_floats(<rnc_cell>cell, H), np.float32)
+            out = folded
+            _check(rnc_fold_bias(<rnc_cell>cell, H, self.args[l].b_ih, self.args[l].b_hh, &out[0]))
+            self.folded.append(folded)
+            self.args[l].bias_folded = &out[0]
             self.args[l].peephole = _in1(p["peephole"], 3 * H, "peephole")
             self.args[l].input_forget = bool(p["input_forget"])
             self.args[l].w_hr_p = NULL  # projected LSTMs step as T = 1 sequences
@@ -583,6 +593,7 @@ def qforward(int cell, int64_t T, int64_t N, int64_t I, int64_t H, *,
     a.peephole = _in1(peephole, 3 * H, "peephole")
     a.input_forget = input_forget
     a.walk_back = 0
+    a.bias_folded = NULL
     with nogil:
         status = rnc_qforward(&d, &a, n_threads)
     _check(status)
@@ -627,6 +638,7 @@ cdef class QStepPlan:
     cdef tuple state_shape
     cdef uint8_t[::1] ws
     cdef rnc_qfwd_args *args
+    cdef list folded  # per layer its biases as rnc_fold_bias folds them
     cdef int walk, alternates  # as StepPlan's
 
     def __cinit__(self):
@@ -652,6 +664,8 @@ cdef class QStepPlan:
         if self.args == NULL:
             raise MemoryError()
         cdef size_t n_ih, n_hh
+        cdef float[::1] out
+        self.folded = []
         for l, p in enumerate(self.params):
             n_ih = rnc_qpacked_bytes(G, H, I if l == 0 else H)
             n_hh = rnc_qpacked_bytes(G, H, H)
@@ -663,6 +677,12 @@ cdef class QStepPlan:
             self.args[l].w_hr_q = NULL
             self.args[l].b_ih = _in1(p["b_ih"], G * H, "b_ih")
             self.args[l].b_hh = _in1(p["b_hh"], G * H, "b_hh")
+            # folded once here: each step would read b_ih, b_hh and write the fold
+            folded = np.empty(rnc_folded_bias_floats(<rnc_cell>cell, H), np.float32)
+            out = folded
+            _check(rnc_fold_bias(<rnc_cell>cell, H, self.args[l].b_ih, self.args[l].b_hh, &out[0]))
+            self.folded.append(folded)
+            self.args[l].bias_folded = &out[0]
             self.args[l].peephole = _in1(p["peephole"], 3 * H, "peephole")
             self.args[l].input_forget = bool(p["input_forget"])
             self.args[l].batch_first = 0

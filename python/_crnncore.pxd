@@ -42,6 +42,7 @@ cdef extern from "rnncore.h" nogil:
         int input_forget
         const float *w_hr_p
         int walk_back
+        const float *bias_folded
 
     ctypedef struct rnc_bwd_args:
         const float *x
@@ -80,6 +81,9 @@ cdef extern from "rnncore.h" nogil:
     int rnc_cell_gates(rnc_cell cell) noexcept
     size_t rnc_fwd_workspace_floats(const rnc_dims *d, int n_threads) noexcept
     rnc_status rnc_forward(const rnc_dims *d, const rnc_fwd_args *a, int n_threads) noexcept
+    int64_t rnc_folded_bias_floats(rnc_cell cell, int64_t H) noexcept
+    rnc_status rnc_fold_bias(rnc_cell cell, int64_t H, const float *b_ih, const float *b_hh,
+                             float *out) noexcept
     size_t rnc_tape_floats(const rnc_dims *d) noexcept
     rnc_status rnc_forward_step(rnc_cell cell, int64_t L, int64_t N, int64_t I, int64_t H,
                                 const rnc_fwd_args *layers, const float *x, const float *h0,
@@ -152,6 +156,7 @@ cdef extern from "rnncore_int8.h" nogil:
         const float *peephole
         int input_forget
         int walk_back
+        const float *bias_folded
 
     size_t rnc_qpacked_bytes(int64_t G, int64_t H, int64_t K) noexcept
     rnc_status rnc_qpack_weights(int64_t G, int64_t H, int64_t K, const int8_t *wq,

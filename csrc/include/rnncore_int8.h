@@ -69,10 +69,12 @@ typedef struct {
     const float *peephole;
     int input_forget;
     int walk_back;  /* as rnc_fwd_args.walk_back */
+    const float *bias_folded; /* as rnc_fwd_args.bias_folded */
 } rnc_qfwd_args;
 
 size_t rnc_qfwd_workspace_bytes(const rnc_dims *d, int n_threads);
 rnc_status rnc_qforward(const rnc_dims *d, const rnc_qfwd_args *a, int n_threads);
+
 
 /*
  * rnc_qlinear: y[M, Nout] = dequantised q(x) Wq^T (+ bias), w_q =

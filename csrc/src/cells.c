@@ -39,3 +39,17 @@ void rnc_fold_biases(const rnc_cell_info *cell, int G, int64_t H, const float *b
     memset(b_last, 0, (size_t)Hp * sizeof(float));
     if (cell->last_bias_inside && b_hh) memcpy(b_last, b_hh + (G - 1) * H, (size_t)H * sizeof(float));
 }
+
+int64_t rnc_folded_bias_floats(rnc_cell cell, int64_t H) {
+    const int G = rnc_cell_gates(cell);
+    if (G == 0 || H < 1 || H > ((int64_t)1 << 40)) return 0;
+    return (G + 1) * rnc_padded(H);
+}
+
+rnc_status rnc_fold_bias(rnc_cell cell, int64_t H, const float *b_ih, const float *b_hh,
+                         float *out) {
+    if (!out || rnc_folded_bias_floats(cell, H) == 0) return RNC_ERR_INVALID_ARG;
+    const int G = rnc_cell_gates(cell);
+    rnc_fold_biases(rnc_cell_info_of(cell), G, H, b_ih, b_hh, out, out + G * rnc_padded(H));
+    return RNC_OK;
+}

@@ -135,7 +135,9 @@ typedef struct {
     const rnc_cell_info *cell;
     int G;
     int64_t cs, row_t, row_n;
-    float *gx, *acc, *bias_x, *b_last, *c, *zeros, *hpack;
+    float *gx, *acc;
+    const float *bias_x, *b_last; /* folded: a->bias_folded's, or the workspace's */
+    float *c, *zeros, *hpack;
     int64_t hpack_half, rhpack_floats;
     float *rhpack, *hproj, *apack;
 } fwd_team;
@@ -199,7 +201,8 @@ static void forward_thread(const fwd_team *x, int tid, int team) {
     const int64_t R = rnc_state_width(d), Rp = rnc_padded(R);
     const int proj = d->proj > 0;
     const int64_t cs = x->cs, row_t = x->row_t, row_n = x->row_n, hpack_half = x->hpack_half;
-    float *gx = x->gx, *acc = x->acc, *b_last = x->b_last, *c = x->c;
+    float *gx = x->gx, *acc = x->acc, *c = x->c;
+    const float *b_last = x->b_last;
     float *zeros = x->zeros, *hpack = x->hpack, *apack = x->apack, *rhpack = x->rhpack;
     float *m = rhpack + x->rhpack_floats; /* projection: m_t rows [N, H]; packed in rhpack */
     const unsigned int saved_csr = rnc_ftz_begin();
@@ -351,15 +354,18 @@ rnc_status rnc_forward(const rnc_dims *d, const rnc_fwd_args *a, int n_threads) 
     float *hproj = rhpack + rhpack_floats + N * H; /* projection: W_hr m_t [N, Rp] */
     float *apack = hproj + (d->proj > 0 ? N * Rp : 0); /* + tid * apack_floats(d) */
 
-    /* 0. folded biases and padded states (padding stays exactly 0) */
-    rnc_fold_biases(cell, G, H, a->b_ih, a->b_hh, bias_x, b_last);
+    /* 0. folded biases (the caller's, or folded here) and padded states
+     * (padding stays exactly 0) */
+    if (!a->bias_folded) rnc_fold_biases(cell, G, H, a->b_ih, a->b_hh, bias_x, b_last);
+    const float *bias_in = a->bias_folded ? a->bias_folded : bias_x;
+    const float *b_last_in = a->bias_folded ? a->bias_folded + GHp : b_last;
     memset(c, 0, (size_t)(N * Hp) * sizeof(float));
     if (cell->has_c && a->c0)
         for (int64_t n = 0; n < N; n++) memcpy(c + n * Hp, a->c0 + n * H, (size_t)H * sizeof(float));
-    memset(zeros, 0, (size_t)(N * S) * sizeof(float));
+    if (!a->h0) memset(zeros, 0, (size_t)(N * S) * sizeof(float));
 
     const int nt = rnc_step_threads(d, G, n_threads);
-    const fwd_team ctx = {d, a, K, cell, G, cs, row_t, row_n, gx, acc, bias_x, b_last, c, zeros,
+    const fwd_team ctx = {d, a, K, cell, G, cs, row_t, row_n, gx, acc, bias_in, b_last_in, c, zeros,
                           hpack, hpack_half, rhpack_floats, rhpack, hproj, apack};
     /* a team of one runs without a parallel region: libgomp pays futex
      * syscalls even for one thread, which one-step calls (step()) feel */

@@ -106,6 +106,7 @@ typedef struct {
     const rnc_qkernels *Q;
     qlayout L;
     uint8_t *base;
+    const float *bias_x, *b_last; /* folded: a->bias_folded's, or the workspace's */
     int64_t cs, row_t, row_n;
 } qteam;
 
@@ -171,7 +172,7 @@ static int64_t quantized_chunk(const qteam *x, int64_t step, int64_t T_run, int 
     const int G = rnc_cell_gates(d->cell);
     const int64_t T = d->T, N = d->N, I = d->I, H = d->H, GHp = G * rnc_padded(H);
     const int64_t Kx = 4 * rnc_qk(I), cs = x->cs;
-    float *gx = PART(float, gx), *sx = PART(float, sx), *bias_x = PART(float, bias_x);
+    float *gx = PART(float, gx), *sx = PART(float, sx);
     uint8_t *qx = PART(uint8_t, qx);
     const int64_t s1 = step + cs < T_run ? step + cs : T_run, steps = s1 - step;
     const int64_t t_lo = a->reverse ? T - s1 : step;
@@ -187,7 +188,7 @@ static int64_t quantized_chunk(const qteam *x, int64_t step, int64_t T_run, int 
     for (int64_t i0 = 0; i0 < steps * N && u0 < u_end; i0 += QROWS) {
         const int64_t rows = steps * N - i0 < QROWS ? steps * N - i0 : QROWS;
         qproduct(Q, rows, qx + i0 * Kx, Kx, sx + i0, a->w_ih_q, G, H, I, 0, G, u0, u_end, blk,
-                 gx + i0 * GHp, GHp, bias_x, backwards);
+                 gx + i0 * GHp, GHp, x->bias_x, backwards);
     }
     return t_lo;
 }
@@ -220,7 +221,7 @@ static void qforward_thread(const qteam *x, int tid, int team) {
     rnc_split_range(Rp / RNC_PANEL, team, tid, 1, &q0, &q1);
     const int64_t v0 = q0 * RNC_PANEL, v_end = q1 * RNC_PANEL, v1 = v_end < R ? v_end : R;
     rnc_post post = {H, Hp, NULL, GHp, acc, GHp, NULL, 0, NULL, 0, PART(float, c),
-                     PART(float, b_last), NULL, 0, a->peephole, a->input_forget, m};
+                     x->b_last, NULL, 0, a->peephole, a->input_forget, m};
     int64_t t_lo = 0;
     const int64_t T_run = a->lengths ? a->lengths[0] : T;
     for (int64_t step = 0; step < T_run; step++) {
@@ -320,15 +321,23 @@ rnc_status rnc_qforward(const rnc_dims *d, const rnc_qfwd_args *a, int n_threads
     ctx.row_n = a->batch_first ? T : 1;
     const qteam *x = &ctx;
 
-    /* 0. folded biases (fwd.c's) and padded states */
-    float *bias_x = PART(float, bias_x), *b_last = PART(float, b_last), *c = PART(float, c);
-    rnc_fold_biases(cell, G, H, a->b_ih, a->b_hh, bias_x, b_last);
+    /* 0. folded biases (fwd.c's) and padded states. acc and m need no
+     * clearing: every step writes the columns it reads (its products cover
+     * [u0, u_end) of every gate they make, before the cell pass). */
+    if (a->bias_folded) {
+        ctx.bias_x = a->bias_folded;
+        ctx.b_last = a->bias_folded + GHp;
+    } else {
+        float *bias_x = PART(float, bias_x), *b_last = PART(float, b_last);
+        rnc_fold_biases(cell, G, H, a->b_ih, a->b_hh, bias_x, b_last);
+        ctx.bias_x = bias_x;
+        ctx.b_last = b_last;
+    }
+    float *c = PART(float, c);
     memset(c, 0, (size_t)(N * Hp) * sizeof(float));
     if (cell->has_c && a->c0)
         for (int64_t n = 0; n < N; n++) memcpy(c + n * Hp, a->c0 + n * H, (size_t)H * sizeof(float));
-    memset(PART(float, zeros), 0, (size_t)(N * S) * sizeof(float));
-    memset(PART(float, acc), 0, (size_t)(N * GHp) * sizeof(float));
-    memset(PART(float, m), 0, (size_t)(N * H) * sizeof(float));
+    if (!a->h0) memset(PART(float, zeros), 0, (size_t)(N * S) * sizeof(float));
 
 #ifdef _OPENMP
     if (nt > 1) {

@@ -307,9 +307,10 @@ static int run_library(const config *c, const layout *L, const float *thf, const
     const rnc_fwd_args a = {thf + L->off[P_X], GROUP(P_H0), GROUP(P_C0), w_ih_p, w_hh_p,
                             GROUP(P_BIH), GROUP(P_BHH), o->y, o->ldy, o->h_n, lstm ? o->c_n : NULL,
                             fws, c->batch_first, c->reverse, tape, c->lengths ? lens : NULL,
-                            GROUP(P_PEEP), coupled(c), w_hr_p, 0};
+                            GROUP(P_PEEP), coupled(c), w_hr_p, 0, NULL};
     int ok = rnc_forward(&d, &a, n_threads) == RNC_OK;
-    if (ok) { /* the weights' walk changes no result (rnncore.h, walk_back) */
+    if (ok) { /* the weights' walk and biases folded by the caller change no
+               * result (rnncore.h, walk_back and bias_folded) */
         float *y_back = malloc((size_t)(rows * o->ldy) * sizeof(float));
         for (int64_t i = 0; i < rows * o->ldy; i++) y_back[i] = SENTINEL;
         const size_t ws_n = rnc_fwd_workspace_floats(&d, n_threads);
@@ -321,11 +322,16 @@ static int run_library(const config *c, const layout *L, const float *thf, const
         back.h_n = back.c_n = NULL;
         back.tape = NULL;
         back.walk_back = 1;
+        float *folded = malloc((size_t)rnc_folded_bias_floats(cell, H) * sizeof(float));
+        CHECK(rnc_fold_bias(cell, H, a.b_ih, a.b_hh, folded) == RNC_OK, "rnc_fold_bias");
+        back.bias_folded = folded;
+        back.b_ih = back.b_hh = NULL; /* unread */
         CHECK(rnc_forward(&d, &back, n_threads) == RNC_OK, "forward walking back");
         CHECK(memcmp(y_back, o->y, (size_t)(rows * o->ldy) * sizeof(float)) == 0,
-              "walk_back = 1 changed y (%d thread(s))", n_threads);
+              "walk_back = 1 with folded biases changed y (%d thread(s))", n_threads);
         free(y_back);
         free(ws_back);
+        free(folded);
     }
     const rnc_bwd_args b = {thf + L->off[P_X], GROUP(P_H0), GROUP(P_C0), thf + L->off[P_WIH],
                             thf + L->off[P_WHH], o->y, o->ldy, tape, w->dy, R, w->dh_n,
@@ -502,7 +508,7 @@ static void check_bad_arguments(void) {
     const rnc_dims d = {T, N, I, H, cell, 0};
     CHECK(rnc_fwd_workspace_floats(&d, 1) <= sizeof ws / sizeof ws[0], "workspace size");
     const rnc_fwd_args a = {x, NULL, NULL, w_ih_p, w_hh_p, NULL, NULL, y, H, NULL, NULL, ws,
-                            0, 0, NULL, NULL, NULL, 0, NULL, 0};
+                            0, 0, NULL, NULL, NULL, 0, NULL, 0, NULL};
     rnc_fwd_args bad = a;
     bad.x = NULL;
     CHECK(rnc_forward(&d, &bad, 1) == RNC_ERR_INVALID_ARG, "NULL x");

@@ -232,6 +232,35 @@ def test_thread_counts_identical(rng, mode):
                 np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("mode", ["LSTM", "GRU_RB", "LSTM_PROJ", "LSTM_PEEPHOLE", "RNN_TANH"])
+def test_workspace_contents_do_not_matter(rng, mode, monkeypatch):
+    """rnc_qforward reads no part of its workspace it has not written in the
+    same call (it clears none of its sums): a workspace of NaN bytes and one
+    of zeros give the same bits, with lengths, a projection, the split GRU
+    cell, given and zero initial states, at 1 and 2 threads."""
+    if C_OPS is None:
+        pytest.skip("C extension not available (reference run)")
+    from rnncore.engine import buffers
+    layer = _layer(mode, 20, 70, bidirectional=True, seed=6)
+    q = rnncore.quantize(layer)
+    x = rng.standard_normal((4, 3, 20)).astype(np.float32)
+    h0, c0 = _states(layer, 3, rng)
+    real = buffers.workspace
+    outs = []
+    for fill, n in ((0x00, 1), (0xFF, 1), (0xFF, 2)):
+        def filled(floats, what, fill=fill):
+            ws = real(floats, what)
+            ws.view(np.uint8)[:] = fill
+            return ws
+        monkeypatch.setattr(buffers, "workspace", filled)
+        with runtime.num_threads(n):
+            outs.append(call(q, x, h0, c0, lengths=[4, 2, 3]) + call(q, x, None, None))
+    for o in outs[1:]:
+        for a, b in zip(o, outs[0]):
+            if a is not None:
+                np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("mode", ["LSTM", "GRU", "RNN_TANH", "LSTM_PEEPHOLE"])
 def test_step_equals_sequence(ops, rng, mode):
     """The int8 input product of one step is the same integer sum as the
