@@ -8,8 +8,12 @@ sizes positionally and everything else by keyword; paired states travel as
 pairs ``(h, c)`` (``c`` None unless LSTM). The shapes are re-checked cheaply
 here, so that even a direct call cannot read or write out of bounds.
 """
+from cpython.buffer cimport (PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBUF_WRITABLE, PyBuffer_Release,
+                             PyObject_GetBuffer)
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.stdint cimport int64_t
+
+import sys
 
 import numpy as np
 
@@ -72,6 +76,63 @@ cdef float *_out2(float[:, ::1] a, Py_ssize_t rows, Py_ssize_t cols, str name) e
         return NULL
     _need(a.shape[0] == rows and a.shape[1] == cols, name)
     return &a[0, 0]
+
+
+# The step plans' arrays as raw buffers: a typed memoryview per array (five a
+# step) cost about 0.6 us of a 1.5 us H = 8 step (perf: format parsing and
+# memoryview objects); a held Py_buffer with its format checked here is the
+# same check without them.
+
+cdef bint _LITTLE = sys.byteorder == "little"
+
+cdef struct _Held:
+    Py_buffer view[5]
+    int n
+
+
+cdef bint _float32_format(const char *f) noexcept:
+    if f == NULL:  # PEP 3118: no format means unsigned bytes
+        return False
+    if f[0] == c'@' or f[0] == c'=' or (f[0] == c'<' and _LITTLE):
+        f += 1
+    return f[0] == c'f' and f[1] == 0
+
+
+cdef void *_hold(_Held *held, object a, bint writable, Py_ssize_t n0, Py_ssize_t n1,
+                 Py_ssize_t n2, str name) except NULL:
+    """a's data as a C-contiguous float32 array of shape (n0, n1, n2), all > 0,
+    its buffer held until _release(held)."""
+    cdef Py_buffer *v = &held.view[held.n]
+    try:
+        PyObject_GetBuffer(a, v, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (PyBUF_WRITABLE if writable else 0))
+    except (BufferError, ValueError, TypeError) as e:  # numpy: ValueError if not C-contiguous
+        raise ValueError(f"rnncore._core: {name}: {e}") from None
+    held.n += 1
+    if not (v.itemsize == 4 and _float32_format(v.format) and v.ndim == 3 and v.shape[0] == n0
+            and v.shape[1] == n1 and v.shape[2] == n2):
+        raise ValueError(f"rnncore._core: {name} must be C-contiguous float32 of shape "
+                         f"({n0}, {n1}, {n2})")
+    return v.buf
+
+
+cdef void *_hold2(_Held *held, object a, Py_ssize_t n0, Py_ssize_t n1, str name) except NULL:
+    """As _hold for a read-only 2-D (n0, n1) array."""
+    cdef Py_buffer *v = &held.view[held.n]
+    try:
+        PyObject_GetBuffer(a, v, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+    except (BufferError, ValueError, TypeError) as e:  # numpy: ValueError if not C-contiguous
+        raise ValueError(f"rnncore._core: {name}: {e}") from None
+    held.n += 1
+    if not (v.itemsize == 4 and _float32_format(v.format) and v.ndim == 2 and v.shape[0] == n0
+            and v.shape[1] == n1):
+        raise ValueError(f"rnncore._core: {name} must be C-contiguous float32 of shape ({n0}, {n1})")
+    return v.buf
+
+
+cdef void _release(_Held *held) noexcept:
+    while held.n > 0:
+        held.n -= 1
+        PyBuffer_Release(&held.view[held.n])
 
 
 cdef tuple _pair(object p, str name):
@@ -469,33 +530,41 @@ cdef class StepPlan:
     def __dealloc__(self):
         PyMem_Free(self.args)
 
-    def step(self, const float[:, ::1] x, state=None):
+    def step(self, x, state=None):
         """(y, (h, c)) after one step from state = (h0, c0) ([L, N, H] each,
-        or None for zeros) on x [N, I]: h, c new [L, N, H] arrays (c None
-        unless LSTM), y = h[L - 1]."""
-        cdef int64_t L = self.L, N = self.N, H = self.H
+        or None for zeros) on x [N, I] (float32, C-contiguous): h, c new
+        [L, N, H] arrays (c None unless LSTM), y = h[L - 1]."""
+        cdef int64_t L = self.L, N = self.N, H = self.H, l
         cdef bint lstm = self.cell == RNC_CELL_LSTM
-        cdef const float[:, :, ::1] h0
-        cdef const float[:, :, ::1] c0
+        cdef _Held held
+        held.n = 0
+        cdef const float *px
+        cdef const float *ph0 = NULL
+        cdef const float *pc0 = NULL
+        cdef float *ph
+        cdef float *pc = NULL
+        cdef rnc_status status
         h0, c0 = _pair(state, "state")
-        _need(x.shape[0] == N and x.shape[1] == self.I, "x")
-        _need(h0 is None or (h0.shape[0] == L and h0.shape[1] == N and h0.shape[2] == H), "h0")
-        _need(c0 is None or (lstm and c0.shape[0] == L and c0.shape[1] == N
-                             and c0.shape[2] == H), "c0")
+        _need(c0 is None or lstm, "c0")
         h_array = np.empty(self.state_shape, np.float32)
         c_array = np.empty(self.state_shape, np.float32) if lstm else None
-        cdef float[:, :, ::1] h_out = h_array
-        cdef float[:, :, ::1] c_out = c_array
-        cdef int64_t l
-        for l in range(L):
-            self.args[l].walk_back = self.walk
-        self.walk = (self.walk ^ 1) & self.alternates
-        with nogil:
-            status = rnc_forward_step(<rnc_cell>self.cell, L, N, self.I, H, self.args, &x[0, 0],
-                                      &h0[0, 0, 0] if h0 is not None else NULL,
-                                      &c0[0, 0, 0] if c0 is not None else NULL,
-                                      &h_out[0, 0, 0], &c_out[0, 0, 0] if lstm else NULL,
-                                      &self.ws[0], self.n_threads)
+        try:
+            px = <const float *>_hold2(&held, x, N, self.I, "x")
+            if h0 is not None:
+                ph0 = <const float *>_hold(&held, h0, False, L, N, H, "h0")
+            if c0 is not None:
+                pc0 = <const float *>_hold(&held, c0, False, L, N, H, "c0")
+            ph = <float *>_hold(&held, h_array, True, L, N, H, "h")
+            if lstm:
+                pc = <float *>_hold(&held, c_array, True, L, N, H, "c")
+            for l in range(L):
+                self.args[l].walk_back = self.walk
+            self.walk = (self.walk ^ 1) & self.alternates
+            with nogil:
+                status = rnc_forward_step(<rnc_cell>self.cell, L, N, self.I, H, self.args, px, ph0,
+                                          pc0, ph, pc, &self.ws[0], self.n_threads)
+        finally:
+            _release(&held)
         _check(status)
         return h_array[L - 1], (h_array, c_array)
 
@@ -695,37 +764,48 @@ cdef class QStepPlan:
     def __dealloc__(self):
         PyMem_Free(self.args)
 
-    def step(self, const float[:, ::1] x, state=None):
+    def step(self, x, state=None):
         """(y, (h, c)) after one step, as StepPlan.step."""
         cdef int64_t L = self.L, N = self.N, H = self.H, l
         cdef bint lstm = self.cell == RNC_CELL_LSTM
-        cdef const float[:, :, ::1] h0
-        cdef const float[:, :, ::1] c0
-        h0, c0 = _pair(state, "state")
-        _need(x.shape[0] == N and x.shape[1] == self.I, "x")
-        _need(h0 is None or (h0.shape[0] == L and h0.shape[1] == N and h0.shape[2] == H), "h0")
-        _need(c0 is None or (lstm and c0.shape[0] == L and c0.shape[1] == N
-                             and c0.shape[2] == H), "c0")
-        h_array = np.empty(self.state_shape, np.float32)
-        c_array = np.empty(self.state_shape, np.float32) if lstm else None
-        cdef float[:, :, ::1] h_out = h_array
-        cdef float[:, :, ::1] c_out = c_array
+        cdef _Held held
+        held.n = 0
+        cdef const float *px
+        cdef const float *ph0 = NULL
+        cdef const float *pc0 = NULL
+        cdef float *ph
+        cdef float *pc = NULL
         cdef rnc_dims d
         cdef rnc_status status = RNC_OK
-        with nogil:
-            for l in range(L):
-                d = rnc_dims(1, N, self.I if l == 0 else H, H, <rnc_cell>self.cell, 0)
-                self.args[l].x = &x[0, 0] if l == 0 else &h_out[l - 1, 0, 0]
-                self.args[l].h0 = &h0[l, 0, 0] if h0 is not None else NULL
-                self.args[l].c0 = &c0[l, 0, 0] if c0 is not None else NULL
-                self.args[l].y = &h_out[l, 0, 0]
-                self.args[l].ldy = H
-                self.args[l].c_n = &c_out[l, 0, 0] if lstm else NULL
-                self.args[l].ws = &self.ws[0]
-                self.args[l].walk_back = self.walk
-                status = rnc_qforward(&d, &self.args[l], self.n_threads)
-                if status != RNC_OK:
-                    break
-        self.walk = (self.walk ^ 1) & self.alternates
+        h0, c0 = _pair(state, "state")
+        _need(c0 is None or lstm, "c0")
+        h_array = np.empty(self.state_shape, np.float32)
+        c_array = np.empty(self.state_shape, np.float32) if lstm else None
+        try:
+            px = <const float *>_hold2(&held, x, N, self.I, "x")
+            if h0 is not None:
+                ph0 = <const float *>_hold(&held, h0, False, L, N, H, "h0")
+            if c0 is not None:
+                pc0 = <const float *>_hold(&held, c0, False, L, N, H, "c0")
+            ph = <float *>_hold(&held, h_array, True, L, N, H, "h")
+            if lstm:
+                pc = <float *>_hold(&held, c_array, True, L, N, H, "c")
+            with nogil:
+                for l in range(L):
+                    d = rnc_dims(1, N, self.I if l == 0 else H, H, <rnc_cell>self.cell, 0)
+                    self.args[l].x = px if l == 0 else ph + (l - 1) * N * H
+                    self.args[l].h0 = ph0 + l * N * H if ph0 != NULL else NULL
+                    self.args[l].c0 = pc0 + l * N * H if pc0 != NULL else NULL
+                    self.args[l].y = ph + l * N * H
+                    self.args[l].ldy = H
+                    self.args[l].c_n = pc + l * N * H if lstm else NULL
+                    self.args[l].ws = &self.ws[0]
+                    self.args[l].walk_back = self.walk
+                    status = rnc_qforward(&d, &self.args[l], self.n_threads)
+                    if status != RNC_OK:
+                        break
+            self.walk = (self.walk ^ 1) & self.alternates
+        finally:
+            _release(&held)
         _check(status)
         return h_array[L - 1], (h_array, c_array)

@@ -313,6 +313,23 @@ def test_core_rechecks_shapes():
         plan.step(f((N + 1, I), np.float32))
     with pytest.raises(ValueError, match="h0"):
         plan.step(f((N, I), np.float32), (f((2, N, H), np.float32), None))
+    # the plan checks its raw buffers itself: dtype, layout, contiguity
+    x_ok = f((N, I), np.float32)
+    h_ok = f((1, N, H), np.float32)
+    for bad_x in (f((N, I), np.float64), np.asfortranarray(f((N, I), np.float32)),
+                  f((N, 2 * I), np.float32)[:, ::2], f((N, I), np.float32).byteswap().view(">f4"),
+                  f((N * I,), np.float32), b"\0" * (4 * N * I)):
+        with pytest.raises(ValueError, match="x"):
+            plan.step(bad_x)
+    for bad_h in (f((1, N, H), np.int32), f((1, N, 2 * H), np.float32)[:, :, ::2], f((N, H), np.float32)):
+        with pytest.raises(ValueError, match="h0"):
+            plan.step(x_ok, (bad_h, None))
+        with pytest.raises(ValueError, match="c0"):
+            plan.step(x_ok, (h_ok, bad_h))
+    read_only = x_ok.copy()
+    read_only.flags.writeable = False
+    y2, _ = plan.step(read_only, (h, c))  # inputs need not be writable
+    np.testing.assert_array_equal(y2, plan.step(x_ok, (h, c))[0])
 
 
 @pytest.mark.usefixtures("isa")  # the kernels on every CPU path
