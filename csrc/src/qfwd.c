@@ -152,6 +152,11 @@ static void qproduct(const rnc_qkernels *Q, int64_t M, const uint8_t *qa, int64_
             }
             const int8_t *wp = rnc_qgroup_panel(panels, Pg, Kq, g, ps, &ldw, &left);
             const int64_t cols = (pe - ps) * RNC_QPANEL, col = g * Hp + ps * RNC_QPANEL;
+            if (M == 1 && Q->row_dequant) {
+                Q->row_dequant(Kq, qa, wp, ldw, pe - ps, colsum + col, Q->offset, sw + col, s[0],
+                               bias ? bias + col : NULL, out + col);
+                continue;
+            }
             Q->gemm(M, Kq, qa, lda, wp, ldw, pe - ps, blk, cols);
             for (int64_t n = 0; n < M; n++)
                 Q->dequant_row(cols, blk + n * cols, colsum + col, Q->offset, sw + col, s[n],

@@ -82,7 +82,8 @@ static void gemm_generic(int64_t M, int64_t Kq, const uint8_t *A, int64_t lda, c
         }
 }
 
-const rnc_qkernels rnc_qkernels_generic = {"generic", 128, 127, gemm_generic, quantize_row, dequant_row};
+const rnc_qkernels rnc_qkernels_generic = {"generic", 128, 127, gemm_generic, quantize_row,
+                                           dequant_row, NULL};
 
 /* ---------------------------------------------------------------- rnc_qlinear */
 
@@ -158,6 +159,11 @@ rnc_status rnc_qlinear(int64_t M, int64_t K, int64_t Nout, const float *x, int64
             const int64_t cols = Nout - j0 < np * RNC_QPANEL ? Nout - j0 : np * RNC_QPANEL;
             for (int64_t m0 = 0; m0 < M; m0 += QLINEAR_ROWS) {
                 const int64_t rows = M - m0 < QLINEAR_ROWS ? M - m0 : QLINEAR_ROWS;
+                if (rows == 1 && !acc && qk->row_dequant && cols == np * RNC_QPANEL) {
+                    qk->row_dequant(Kq, qx + m0 * lda, w, ldw, np, colsum + j0, qk->offset,
+                                    sw + j0, sx[m0], bias ? bias + j0 : NULL, y + m0 * ldy + j0);
+                    continue; /* (a generation step's decoder row: the whole panels fused) */
+                }
                 qk->gemm(rows, Kq, qx + m0 * lda, lda, w, ldw, np, C, ldc);
                 for (int64_t r = 0; r < rows; r++) {
                     const int64_t m = m0 + r;

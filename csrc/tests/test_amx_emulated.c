@@ -62,7 +62,7 @@ static void gemm_tail(int64_t M, int64_t Kq, const uint8_t *A, int64_t lda, cons
                       int64_t ldw, int64_t np, int32_t *C, int64_t ldc) {
     rnc_qkernels_generic.gemm(M, Kq, A, lda, W, ldw, np, C, ldc);
 }
-const rnc_qkernels rnc_qkernels_avx512vnni = {"generic-as-vnni", 128, 127, gemm_tail, NULL, NULL};
+const rnc_qkernels rnc_qkernels_avx512vnni = {"generic-as-vnni", 128, 127, gemm_tail, NULL, NULL, NULL};
 
 #include "../src/isa/qkernels_amx.c"
 

@@ -66,13 +66,13 @@ def isa(request):
         C_OPS.set_isa(saved)
 
 
-def _c_qlinear(x, w, n_threads=2, bias=None):
+def _c_qlinear(x, w, n_threads=2, bias=None, with_acc=True):
     wq, sw = reference.quantize_weight(w)
     packed = C_OPS.qpack(wq, sw, 1, w.shape[0])
     from rnncore import _core
     M, K = x.shape
     y = np.empty((M, w.shape[0]), np.float32)
-    acc = np.empty((M, w.shape[0]), np.int32)
+    acc = np.empty((M, w.shape[0]), np.int32) if with_acc else None
     sx = np.empty(M, np.float32)
     ws = np.empty(_core.qlinear_workspace_bytes(M, K, n_threads=n_threads), np.uint8)
     _core.qlinear(x, packed, n_out=w.shape[0], bias=bias, y=y, acc=acc, x_scale=sx, ws=ws,
@@ -91,6 +91,11 @@ def test_integer_products_bit_for_bit(isa, rng, M, K, J):
     np.testing.assert_array_equal(acc, accr)
     np.testing.assert_array_equal(sx, sr)
     np.testing.assert_array_equal(y, yr + b)
+    # without the int32 sums asked for, one row takes the fused product and
+    # dequantisation (rnc_qkernels.row_dequant) where the path has one
+    for bias in (b, None):
+        np.testing.assert_array_equal(_c_qlinear(x, w, bias=bias, with_acc=False)[0],
+                                      yr + b if bias is not None else yr)
 
 
 def test_saturating_inputs_stay_exact(isa):
@@ -230,6 +235,40 @@ def test_thread_counts_identical(rng, mode):
         for a, b in zip(o, outs[0]):
             if a is not None:
                 np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("mode", ["LSTM", "GRU_RB", "LSTM_PROJ", "RNN_TANH"])
+def test_int8_paths_of_one_fp32_path_agree_bit_for_bit(rng, mode):
+    """With the fp32 path fixed, every 8-bit int8 path gives the same bits:
+    the integer sums are exact and the dequantisation is one formula, fused
+    into the one-row product (N = 1: the recurrent products on VNNI) or not
+    (AVX2, generic)."""
+    if C_OPS is None:
+        pytest.skip("C extension not available (reference run)")
+    layer = _layer(mode, 40, 200, bidirectional=True, seed=7)
+    q = rnncore.quantize(layer)
+    x = rng.standard_normal((5, 1, 40)).astype(np.float32)
+    h0, c0 = _states(layer, 1, rng)
+    saved, compared = C_OPS.isa(), 0
+    try:
+        for fp32 in ISAS:
+            C_OPS.set_isa(fp32)
+            outs = []
+            for qisa in C_OPS.qisa_candidates():
+                C_OPS.set_qisa(qisa)
+                if C_OPS.qact_max() == 127:  # not the 7-bit path's integers
+                    with runtime.using_backend("c"):
+                        outs.append(call(q, x, h0, c0))
+            for o in outs[1:]:
+                compared += 1
+                for a, b in zip(o, outs[0]):
+                    if a is not None:
+                        np.testing.assert_array_equal(a, b)
+    finally:
+        C_OPS.set_qisa("")
+        C_OPS.set_isa(saved)
+    if compared == 0:
+        pytest.skip("one 8-bit int8 path per fp32 path on this CPU: nothing to compare")
 
 
 @pytest.mark.parametrize("mode", ["LSTM", "GRU_RB", "LSTM_PROJ", "LSTM_PEEPHOLE", "RNN_TANH"])

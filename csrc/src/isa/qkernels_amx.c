@@ -136,4 +136,12 @@ static void gemm_amx(int64_t M, int64_t Kq, const uint8_t *A, int64_t lda, const
                                                 ldc);
 }
 
-const rnc_qkernels rnc_qkernels_amx = {"amx", 128, 127, gemm_amx, quantize_row, dequant_row};
+/* one row: VNNI's (a 16-row tile would do 16 times the arithmetic) */
+static void row_dequant_amx(int64_t Kq, const uint8_t *a, const int8_t *W, int64_t ldw, int64_t np,
+                            const int32_t *colsum, int32_t offset, const float *sw, float sv,
+                            const float *bias, float *out) {
+    rnc_qkernels_avx512vnni.row_dequant(Kq, a, W, ldw, np, colsum, offset, sw, sv, bias, out);
+}
+
+const rnc_qkernels rnc_qkernels_amx = {"amx", 128, 127, gemm_amx, quantize_row, dequant_row,
+                                       row_dequant_amx};

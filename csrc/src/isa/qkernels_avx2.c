@@ -148,5 +148,6 @@ static float quantize_row7(int64_t K, const float *v, uint8_t *u) {
 }
 
 const rnc_qkernels rnc_qkernels_avx2_7bit = {"avx2_7bit", 64, 63, gemm_avx2_7bit, quantize_row7,
-                                             dequant_row};
-const rnc_qkernels rnc_qkernels_avx2 = {"avx2", 0, 127, gemm_avx2, quantize_row, dequant_row};
+                                             dequant_row, NULL};
+const rnc_qkernels rnc_qkernels_avx2 = {"avx2", 0, 127, gemm_avx2, quantize_row, dequant_row,
+                                        NULL};

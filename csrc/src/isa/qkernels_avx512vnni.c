@@ -83,4 +83,64 @@ static void gemm_vnni(int64_t M, int64_t Kq, const uint8_t *A, int64_t lda, cons
     }
 }
 
-const rnc_qkernels rnc_qkernels_avx512vnni = {"avx512vnni", 128, 127, gemm_vnni, quantize_row, dequant_row};
+/* One row of NP panels, dequantised as it leaves the registers: qrows.inc's
+ * dequant_row lane by lane, (float)(C - offset * colsum) * (sv * sw) (+ bias),
+ * the same operations in the same order (no contraction: -std=c99), so the
+ * same bits. */
+static inline __attribute__((always_inline)) void row_tile(
+    const int NP, const int BIAS, int64_t Kq, const uint8_t *a, const int8_t *W, int64_t ldw,
+    const int32_t *colsum, int32_t offset, const float *sw, float sv, const float *bias,
+    float *out) {
+    __m512i acc[8];
+#pragma GCC unroll 8
+    for (int p = 0; p < NP; p++) acc[p] = _mm512_setzero_si512();
+    for (int64_t kq = 0; kq < Kq; kq++) {
+        int32_t a4;
+        memcpy(&a4, a + 4 * kq, 4);
+        const __m512i x = _mm512_set1_epi32(a4);
+#pragma GCC unroll 8
+        for (int p = 0; p < NP; p++)
+            acc[p] = _mm512_dpbusd_epi32(acc[p], x,
+                                         _mm512_loadu_si512((const void *)(W + kq * ldw + p * 64)));
+    }
+    const __m512i off = _mm512_set1_epi32(offset);
+    const __m512 s = _mm512_set1_ps(sv);
+#pragma GCC unroll 8
+    for (int p = 0; p < NP; p++) {
+        const __m512i cs = _mm512_loadu_si512((const void *)(colsum + 16 * p));
+        const __m512 sums = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[p], _mm512_mullo_epi32(off, cs)));
+        __m512 v = _mm512_mul_ps(sums, _mm512_mul_ps(s, _mm512_loadu_ps(sw + 16 * p)));
+        if (BIAS) v = _mm512_add_ps(v, _mm512_loadu_ps(bias + 16 * p));
+        _mm512_storeu_ps(out + 16 * p, v);
+    }
+}
+
+#define ROW(NP, BIAS)                                                                           \
+    static void row_##NP##_##BIAS(int64_t Kq, const uint8_t *a, const int8_t *W, int64_t ldw,  \
+                                  const int32_t *colsum, int32_t offset, const float *sw,      \
+                                  float sv, const float *bias, float *out) {                   \
+        row_tile(NP, BIAS, Kq, a, W, ldw, colsum, offset, sw, sv, bias, out);                 \
+    }
+ROW(8, 0) ROW(8, 1) ROW(4, 0) ROW(4, 1) ROW(2, 0) ROW(2, 1) ROW(1, 0) ROW(1, 1)
+
+typedef void (*row_fn)(int64_t, const uint8_t *, const int8_t *, int64_t, const int32_t *, int32_t,
+                       const float *, float, const float *, float *);
+
+/* the widest of 8, 4, 2, 1 panels that fits, as gemm_vnni's one row */
+static void row_dequant_vnni(int64_t Kq, const uint8_t *a, const int8_t *W, int64_t ldw,
+                             int64_t np, const int32_t *colsum, int32_t offset, const float *sw,
+                             float sv, const float *bias, float *out) {
+    static const row_fn rows[2][4] = {{row_8_0, row_4_0, row_2_0, row_1_0},
+                                      {row_8_1, row_4_1, row_2_1, row_1_1}};
+    static const int widths[4] = {8, 4, 2, 1};
+    int64_t p = 0;
+    for (int i = 0; i < 4; i++)
+        for (; p + widths[i] <= np; p += widths[i]) {
+            const int64_t j = p * RNC_QPANEL;
+            rows[bias != NULL][i](Kq, a, W + p * 64, ldw, colsum + j, offset, sw + j, sv,
+                                  bias ? bias + j : NULL, out + j);
+        }
+}
+
+const rnc_qkernels rnc_qkernels_avx512vnni = {"avx512vnni", 128, 127, gemm_vnni, quantize_row,
+                                              dequant_row, row_dequant_vnni};

@@ -67,4 +67,4 @@ static void gemm_neon(int64_t M, int64_t Kq, const uint8_t *A, int64_t lda, cons
         }
 }
 
-const rnc_qkernels rnc_qkernels_neon = {"neon", 0, 127, gemm_neon, quantize_row, dequant_row};
+const rnc_qkernels rnc_qkernels_neon = {"neon", 0, 127, gemm_neon, quantize_row, dequant_row, NULL};

@@ -71,4 +71,5 @@ static void gemm_dotprod(int64_t M, int64_t Kq, const uint8_t *A, int64_t lda, c
     }
 }
 
-const rnc_qkernels rnc_qkernels_neon_dotprod = {"neon_dotprod", 0, 127, gemm_dotprod, quantize_row, dequant_row};
+const rnc_qkernels rnc_qkernels_neon_dotprod = {"neon_dotprod", 0, 127, gemm_dotprod, quantize_row,
+                                                 dequant_row, NULL};
