@@ -135,6 +135,32 @@ cdef void _release(_Held *held) noexcept:
         PyBuffer_Release(&held.view[held.n])
 
 
+cdef struct _StepIO:  # a step's arrays (held in held) as pointers
+    _Held held
+    const float *x
+    const float *h0
+    const float *c0
+    float *h
+    float *c
+
+
+cdef tuple _step_io(_StepIO *io, object x, object state, bint lstm, tuple shape, Py_ssize_t I):
+    """A step plan's arrays: x [N, I] and state = (h0, c0) (shape = (L, N, H)
+    each, or None) held, new (h, c) made and held (c None unless lstm) and
+    returned. The caller releases io.held whatever happens (try / finally)."""
+    cdef Py_ssize_t L = shape[0], N = shape[1], H = shape[2]
+    h0, c0 = _pair(state, "state")
+    _need(c0 is None or lstm, "c0")
+    h_array = np.empty(shape, np.float32)
+    c_array = np.empty(shape, np.float32) if lstm else None
+    io.x = <const float *>_hold2(&io.held, x, N, I, "x")
+    io.h0 = <const float *>_hold(&io.held, h0, False, L, N, H, "h0") if h0 is not None else NULL
+    io.c0 = <const float *>_hold(&io.held, c0, False, L, N, H, "c0") if c0 is not None else NULL
+    io.h = <float *>_hold(&io.held, h_array, True, L, N, H, "h")
+    io.c = <float *>_hold(&io.held, c_array, True, L, N, H, "c") if lstm else NULL
+    return h_array, c_array
+
+
 cdef tuple _pair(object p, str name):
     """(h, c) from a pair or None."""
     if p is None:
@@ -534,37 +560,22 @@ cdef class StepPlan:
         """(y, (h, c)) after one step from state = (h0, c0) ([L, N, H] each,
         or None for zeros) on x [N, I] (float32, C-contiguous): h, c new
         [L, N, H] arrays (c None unless LSTM), y = h[L - 1]."""
-        cdef int64_t L = self.L, N = self.N, H = self.H, l
-        cdef bint lstm = self.cell == RNC_CELL_LSTM
-        cdef _Held held
-        held.n = 0
-        cdef const float *px
-        cdef const float *ph0 = NULL
-        cdef const float *pc0 = NULL
-        cdef float *ph
-        cdef float *pc = NULL
+        cdef int64_t L = self.L, l
+        cdef _StepIO io
         cdef rnc_status status
-        h0, c0 = _pair(state, "state")
-        _need(c0 is None or lstm, "c0")
-        h_array = np.empty(self.state_shape, np.float32)
-        c_array = np.empty(self.state_shape, np.float32) if lstm else None
+        io.held.n = 0
         try:
-            px = <const float *>_hold2(&held, x, N, self.I, "x")
-            if h0 is not None:
-                ph0 = <const float *>_hold(&held, h0, False, L, N, H, "h0")
-            if c0 is not None:
-                pc0 = <const float *>_hold(&held, c0, False, L, N, H, "c0")
-            ph = <float *>_hold(&held, h_array, True, L, N, H, "h")
-            if lstm:
-                pc = <float *>_hold(&held, c_array, True, L, N, H, "c")
+            h_array, c_array = _step_io(&io, x, state, self.cell == RNC_CELL_LSTM,
+                                        self.state_shape, self.I)
             for l in range(L):
                 self.args[l].walk_back = self.walk
             self.walk = (self.walk ^ 1) & self.alternates
             with nogil:
-                status = rnc_forward_step(<rnc_cell>self.cell, L, N, self.I, H, self.args, px, ph0,
-                                          pc0, ph, pc, &self.ws[0], self.n_threads)
+                status = rnc_forward_step(<rnc_cell>self.cell, L, self.N, self.I, self.H, self.args,
+                                          io.x, io.h0, io.c0, io.h, io.c, &self.ws[0],
+                                          self.n_threads)
         finally:
-            _release(&held)
+            _release(&io.held)
         _check(status)
         return h_array[L - 1], (h_array, c_array)
 
@@ -768,37 +779,21 @@ cdef class QStepPlan:
         """(y, (h, c)) after one step, as StepPlan.step."""
         cdef int64_t L = self.L, N = self.N, H = self.H, l
         cdef bint lstm = self.cell == RNC_CELL_LSTM
-        cdef _Held held
-        held.n = 0
-        cdef const float *px
-        cdef const float *ph0 = NULL
-        cdef const float *pc0 = NULL
-        cdef float *ph
-        cdef float *pc = NULL
+        cdef _StepIO io
         cdef rnc_dims d
         cdef rnc_status status = RNC_OK
-        h0, c0 = _pair(state, "state")
-        _need(c0 is None or lstm, "c0")
-        h_array = np.empty(self.state_shape, np.float32)
-        c_array = np.empty(self.state_shape, np.float32) if lstm else None
+        io.held.n = 0
         try:
-            px = <const float *>_hold2(&held, x, N, self.I, "x")
-            if h0 is not None:
-                ph0 = <const float *>_hold(&held, h0, False, L, N, H, "h0")
-            if c0 is not None:
-                pc0 = <const float *>_hold(&held, c0, False, L, N, H, "c0")
-            ph = <float *>_hold(&held, h_array, True, L, N, H, "h")
-            if lstm:
-                pc = <float *>_hold(&held, c_array, True, L, N, H, "c")
+            h_array, c_array = _step_io(&io, x, state, lstm, self.state_shape, self.I)
             with nogil:
                 for l in range(L):
                     d = rnc_dims(1, N, self.I if l == 0 else H, H, <rnc_cell>self.cell, 0)
-                    self.args[l].x = px if l == 0 else ph + (l - 1) * N * H
-                    self.args[l].h0 = ph0 + l * N * H if ph0 != NULL else NULL
-                    self.args[l].c0 = pc0 + l * N * H if pc0 != NULL else NULL
-                    self.args[l].y = ph + l * N * H
+                    self.args[l].x = io.x if l == 0 else io.h + (l - 1) * N * H
+                    self.args[l].h0 = io.h0 + l * N * H if io.h0 != NULL else NULL
+                    self.args[l].c0 = io.c0 + l * N * H if io.c0 != NULL else NULL
+                    self.args[l].y = io.h + l * N * H
                     self.args[l].ldy = H
-                    self.args[l].c_n = pc + l * N * H if lstm else NULL
+                    self.args[l].c_n = io.c + l * N * H if lstm else NULL
                     self.args[l].ws = &self.ws[0]
                     self.args[l].walk_back = self.walk
                     status = rnc_qforward(&d, &self.args[l], self.n_threads)
@@ -806,6 +801,6 @@ cdef class QStepPlan:
                         break
             self.walk = (self.walk ^ 1) & self.alternates
         finally:
-            _release(&held)
+            _release(&io.held)
         _check(status)
         return h_array[L - 1], (h_array, c_array)

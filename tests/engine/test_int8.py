@@ -176,6 +176,14 @@ def _both(q, x, h0, c0, **kw):
 ALL_MODES = MODES + ["LSTM_PROJ"]
 
 
+def _assert_same(outs):
+    """Every (y, h, c) of outs bit for bit the first's."""
+    for o in outs[1:]:
+        for a, b in zip(o, outs[0]):
+            if a is not None:
+                np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("mode", ALL_MODES)
 @pytest.mark.parametrize("H", [1, 7, 17])
 def test_one_step_matches_reference(isa, rng, mode, H):
@@ -231,10 +239,7 @@ def test_thread_counts_identical(rng, mode):
         with runtime.num_threads(n):
             outs.append(call(q, x, *_states(layer, 8, np.random.default_rng(0)),
                              lengths=[6, 6, 5, 5, 3, 3, 2, 1]))
-    for o in outs[1:]:
-        for a, b in zip(o, outs[0]):
-            if a is not None:
-                np.testing.assert_array_equal(a, b)
+    _assert_same(outs)
 
 
 @pytest.mark.parametrize("mode", ["LSTM", "GRU_RB", "LSTM_PROJ", "RNN_TANH"])
@@ -259,11 +264,8 @@ def test_int8_paths_of_one_fp32_path_agree_bit_for_bit(rng, mode):
                 if C_OPS.qact_max() == 127:  # not the 7-bit path's integers
                     with runtime.using_backend("c"):
                         outs.append(call(q, x, h0, c0))
-            for o in outs[1:]:
-                compared += 1
-                for a, b in zip(o, outs[0]):
-                    if a is not None:
-                        np.testing.assert_array_equal(a, b)
+            _assert_same(outs)
+            compared += len(outs) - 1
     finally:
         C_OPS.set_qisa("")
         C_OPS.set_isa(saved)
@@ -294,10 +296,7 @@ def test_workspace_contents_do_not_matter(rng, mode, monkeypatch):
         monkeypatch.setattr(buffers, "workspace", filled)
         with runtime.num_threads(n):
             outs.append(call(q, x, h0, c0, lengths=[4, 2, 3]) + call(q, x, None, None))
-    for o in outs[1:]:
-        for a, b in zip(o, outs[0]):
-            if a is not None:
-                np.testing.assert_array_equal(a, b)
+    _assert_same(outs)
 
 
 @pytest.mark.parametrize("mode", ["LSTM", "GRU", "RNN_TANH", "LSTM_PEEPHOLE"])
