@@ -75,7 +75,6 @@ typedef struct {
 size_t rnc_qfwd_workspace_bytes(const rnc_dims *d, int n_threads);
 rnc_status rnc_qforward(const rnc_dims *d, const rnc_qfwd_args *a, int n_threads);
 
-
 /*
  * rnc_qlinear: y[M, Nout] = dequantised q(x) Wq^T (+ bias), w_q =
  * rnc_qpack_weights(1, Nout, K); x rows of stride ldx >= K, y rows of

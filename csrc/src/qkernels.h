@@ -102,15 +102,21 @@ const rnc_qkernels *rnc_active_qkernels(void);
 #define RNC_Q_TINY 7.8886090522101181e-31f /* 2^-100 */
 
 /* Panel p of gate g in packed panels (Pg panels a gate, Kq k groups):
- * its first 64 bytes; *ldw gets the bytes between its k groups (its
- * group's width * 64) and *left the panels from p to its group's end. */
-static inline const int8_t *rnc_qgroup_panel(const int8_t *panels, int64_t Pg, int64_t Kq,
-                                             int64_t g, int64_t p, int64_t *ldw, int64_t *left) {
+ * the byte offset of its first 64 bytes; *ldw gets the bytes between its k
+ * groups (its group's width * 64) and *left the panels from p to its
+ * group's end. */
+static inline int64_t rnc_qgroup_offset(int64_t Pg, int64_t Kq, int64_t g, int64_t p,
+                                        int64_t *ldw, int64_t *left) {
     const int64_t b0 = p / RNC_QGROUP * RNC_QGROUP;
     const int64_t w = Pg - b0 < RNC_QGROUP ? Pg - b0 : RNC_QGROUP;
     *ldw = 64 * w;
     *left = b0 + w - p;
-    return panels + (g * Pg + b0) * Kq * 64 + (p - b0) * 64;
+    return (g * Pg + b0) * Kq * 64 + (p - b0) * 64;
+}
+
+static inline const int8_t *rnc_qgroup_panel(const int8_t *panels, int64_t Pg, int64_t Kq,
+                                             int64_t g, int64_t p, int64_t *ldw, int64_t *left) {
+    return panels + rnc_qgroup_offset(Pg, Kq, g, p, ldw, left);
 }
 
 static inline const int8_t *rnc_qpanels(const uint8_t *w) { return (const int8_t *)w; }

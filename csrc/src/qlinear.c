@@ -50,8 +50,7 @@ rnc_status rnc_qpack_weights(int64_t G, int64_t H, int64_t K, const int8_t *wq,
         for (int64_t u = 0; u < H; u++) {
             const int8_t *row = wq + (g * H + u) * K;
             int64_t ldw, left;
-            int8_t *panel =
-                panels + (rnc_qgroup_panel(panels, Pg, Kq, g, u / RNC_QPANEL, &ldw, &left) - panels);
+            int8_t *panel = panels + rnc_qgroup_offset(Pg, Kq, g, u / RNC_QPANEL, &ldw, &left);
             const int64_t j = u % RNC_QPANEL;
             int32_t s = 0;
             for (int64_t k = 0; k < K; k++) {
